@@ -1,0 +1,19 @@
+"""qwen3-scope: the Qwen3 instruct family as first-class citizens of SAELens.
+
+`import qwen3_scope` registers everything the plugin adds to SAELens (idempotently, offline).
+"""
+
+from qwen3_scope.chat import format_chat
+from qwen3_scope.loading import load_model, load_tokenizer
+from qwen3_scope.models import QWEN3_FAMILY, Qwen3ModelSpec, list_models, resolve_model
+from qwen3_scope.registration import register
+from qwen3_scope.sites import BACKENDS, PAPER_SITES, SITES, hook_name, parse_hook_name, site_d_in
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS", "PAPER_SITES", "QWEN3_FAMILY", "Qwen3ModelSpec", "SITES", "format_chat", "hook_name",
+    "list_models", "load_model", "load_tokenizer", "parse_hook_name", "register", "resolve_model", "site_d_in",
+]
+
+register()

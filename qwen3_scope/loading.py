@@ -1,0 +1,220 @@
+"""Load a Qwen3 model for any SAELens backend, from a hub name or a local directory, fully offline.
+
+Why: TransformerLens 3.9 refuses local paths in `HookedTransformer.from_pretrained*` (its official-name
+check runs first) and SAELens prepends a BOS that Qwen3 does not have. We fix both from the outside:
+the path is registered as an official name, and every backend gets `default_prepend_bos=False`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qwen3_scope.models import Qwen3ModelSpec, resolve_model
+from qwen3_scope.sites import check_backend
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    pass
+
+
+class CorruptWeightsError(ValueError):
+    pass
+
+
+def _register_with_transformer_lens(source: str) -> None:
+    """Make TransformerLens accept `source` (a local dir or a family name it does not list)."""
+    import transformer_lens.supported_models as supported
+
+    if source not in supported.OFFICIAL_MODEL_NAMES:
+        supported.OFFICIAL_MODEL_NAMES.append(source)
+
+
+def _check_local_checkpoint(path: Path) -> None:
+    weights = list(path.glob("*.safetensors")) + list(path.glob("pytorch_model*.bin"))
+    if not weights:
+        raise WeightsNotFoundError(
+            f"{path} has a config.json but no weight files (*.safetensors); the checkpoint is incomplete. "
+            "Re-save it with model.save_pretrained(dir) or copy the missing weight files in."
+        )
+    from safetensors import safe_open
+
+    for file in weights:
+        if file.suffix != ".safetensors":
+            continue
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as err:  # safetensors raises its own error type for every header problem
+            raise CorruptWeightsError(
+                f"{file} is not a readable safetensors file ({err}); it is corrupt or truncated. "
+                "Re-save the model with save_pretrained(dir) or copy the file again."
+            ) from err
+    if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
+        raise WeightsNotFoundError(
+            f"{path} has no tokenizer files; save the tokenizer next to the model (tokenizer.save_pretrained(dir))."
+        )
+
+
+def _explain_load_failure(spec: Qwen3ModelSpec, err: Exception) -> Exception:
+    text = str(err)
+    if not spec.is_local and (isinstance(err, OSError) or "offline" in text.lower() or "connect" in text.lower()):
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        return WeightsNotFoundError(
+            f"could not load {spec.source} from the Hugging Face hub{' (HF_HUB_OFFLINE=1)' if offline else ''}: "
+            f"{text.splitlines()[0] if text else type(err).__name__}. Download it once with network access "
+            "(it is then cached), or pass the path of a local checkpoint directory."
+        )
+    return err
+
+
+def load_tokenizer(name_or_path: str | Path):
+    from transformers import AutoTokenizer
+
+    spec = resolve_model(name_or_path)
+    return AutoTokenizer.from_pretrained(spec.source)
+
+
+def load_model(
+    name_or_path: str | Path,
+    backend: str = "hooked",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    hook_names: list[str] | None = None,
+    **from_pretrained_kwargs: Any,
+):
+    """Load a Qwen3 model ready for SAELens.
+
+    backend: "hooked" -> `HookedSAETransformer` (unprocessed weights, so activations equal HF's),
+    "bridge" -> `SAETransformerBridge`, "hf" -> SAELens' `HookedProxyLM` around the HF model
+    (`hook_names` restricts which modules it hooks). None of them prepends a BOS token.
+    """
+    check_backend(backend)
+    spec = resolve_model(name_or_path)
+    if spec.is_local:
+        _check_local_checkpoint(Path(spec.source))
+    try:
+        if backend == "hooked":
+            from sae_lens import HookedSAETransformer
+
+            _register_with_transformer_lens(spec.source)
+            model = HookedSAETransformer.from_pretrained_no_processing(
+                spec.source, device=device, dtype=dtype, default_prepend_bos=False, **from_pretrained_kwargs
+            )
+        elif backend == "bridge":
+            from sae_lens import SAETransformerBridge
+
+            model = SAETransformerBridge.boot_transformers(spec.source, device=device, dtype=dtype, **from_pretrained_kwargs)
+            model.cfg.default_prepend_bos = False
+        else:
+            from sae_lens.load_model import HookedProxyLM
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            hf_model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **from_pretrained_kwargs).to(device)
+            hf_model.eval()
+            model = HookedProxyLM(hf_model, AutoTokenizer.from_pretrained(spec.source), hook_names=hook_names)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise _explain_load_failure(spec, err) from err
+    model.qwen3_spec = spec  # the shape and source travel with the model for later stages
+    return model
+
+
+def model_spec(model: Any) -> Qwen3ModelSpec:
+    """The spec of a model loaded by `load_model` (or inferred from a HookedTransformer config)."""
+    spec = getattr(model, "qwen3_spec", None)
+    if spec is not None:
+        return spec
+    cfg = getattr(model, "cfg", None)
+    if cfg is not None and hasattr(cfg, "n_layers"):
+        return Qwen3ModelSpec(
+            name=getattr(cfg, "model_name", "model"), n_layers=cfg.n_layers, d_model=cfg.d_model,
+            d_mlp=cfg.d_mlp, n_heads=cfg.n_heads, n_kv_heads=getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
+            head_dim=cfg.d_head, vocab_size=cfg.d_vocab,
+        )
+    raise ValueError("cannot tell the Qwen3 shape of this model; load it with qwen3_scope.load_model.")
+
+
+def backend_of(model: Any) -> str:
+    """Which hook-name scheme a loaded model uses."""
+    from sae_lens.load_model import HookedProxyLM
+    from transformer_lens import HookedTransformer
+
+    if isinstance(model, HookedProxyLM):
+        return "hf"
+    if isinstance(model, HookedTransformer):
+        return "hooked"
+    from transformer_lens.model_bridge import TransformerBridge
+
+    if isinstance(model, TransformerBridge):
+        return "bridge"
+    raise TypeError(f"{type(model).__name__} is not a model qwen3_scope can hook; use qwen3_scope.load_model.")
+
+
+def _placeholder_tokenizer():
+    """A tokenizer with only Qwen3's control tokens, so meta-device models can be booted without files."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from qwen3_scope.chat import QWEN3_SPECIAL_TOKENS
+
+    vocab = {token: i for i, token in enumerate(QWEN3_SPECIAL_TOKENS)}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>")),
+        eos_token="<|im_end|>", pad_token="<|endoftext|>",
+    )
+
+
+def meta_model(name_or_path: str | Path, backend: str = "hooked", n_layers: int | None = None):
+    """The model at its exact published shape on the meta device: no weights, no memory, no network.
+
+    Why: it proves the adapters (hook names, d_in) for 4B/8B/32B configs on a laptop, and lets planners
+    read real parameter shapes.
+    """
+    import tempfile
+
+    from transformers import Qwen3ForCausalLM
+
+    check_backend(backend)
+    spec = resolve_model(name_or_path)
+    config = spec.to_hf_config(n_layers=n_layers)
+    with torch.device("meta"):
+        hf_model = Qwen3ForCausalLM(config)
+    if backend == "hf":
+        from sae_lens.load_model import HookedProxyLM
+
+        model = HookedProxyLM(hf_model, _placeholder_tokenizer())
+    else:
+        with tempfile.TemporaryDirectory() as config_dir:
+            config.save_pretrained(config_dir)
+            if backend == "hooked":
+                from sae_lens import HookedSAETransformer
+                from transformer_lens import HookedTransformerConfig
+                from transformer_lens.loading_from_pretrained import convert_hf_model_config
+
+                cfg = HookedTransformerConfig(**convert_hf_model_config(config_dir), device="meta")
+                with torch.device("meta"):
+                    model = HookedSAETransformer(cfg, move_to_device=False)
+            else:
+                from sae_lens import SAETransformerBridge
+
+                model = SAETransformerBridge.boot_transformers(
+                    config_dir, hf_model=hf_model, tokenizer=_placeholder_tokenizer(), device="meta"
+                )
+    model.qwen3_spec = spec if n_layers is None else replace(spec, n_layers=n_layers)
+    return model
+
+
+def site_shapes(model: Any, backend: str, hook_names: list[str], n_tokens: int = 4) -> dict[str, tuple[int, ...]]:
+    """Shapes of the given hooks after one forward pass (on the model's device, meta included)."""
+    device = next(model.parameters()).device
+    tokens = torch.zeros(1, n_tokens, dtype=torch.long, device=device)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=list(hook_names))
+    missing = [n for n in hook_names if n not in cache]
+    if missing:
+        raise KeyError(f"the {backend} model produced no activation for {missing}; these hook names are wrong.")
+    return {n: tuple(cache[n].shape) for n in hook_names}

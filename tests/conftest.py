@@ -1,0 +1,55 @@
+"""Shared real fixtures: a tiny random Qwen3 checkpoint on disk, built with transformers itself."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+TINY_TEXT = [
+    "the cat sat on the mat and the dog ran in the park",
+    "one two three four five six seven eight nine ten",
+    "Qwen3 models have no bos token and use a chat template",
+]
+
+
+def build_tiny_qwen3(directory: Path, n_layers: int = 2, d_model: int = 64, seed: int = 0) -> Path:
+    """Save a random Qwen3ForCausalLM plus a small byte-level BPE tokenizer with Qwen3's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(TINY_TEXT * 20, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    config = Qwen3Config(
+        vocab_size=bpe.get_vocab_size(), hidden_size=d_model, intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2, head_dim=d_model // 4,
+        max_position_embeddings=256, tie_word_embeddings=True, rope_theta=1e6, architectures=["Qwen3ForCausalLM"],
+    )
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(config)
+    with torch.no_grad():  # random norms so that a hook taken before/after a norm weight differs
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.uniform_(0.5, 1.5)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory) -> Path:
+    return build_tiny_qwen3(tmp_path_factory.mktemp("tiny_qwen3"))
