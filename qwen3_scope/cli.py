@@ -71,6 +71,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(Path(args.out), model=args.model, stages=args.stages)
 
 
+# Modules that contribute subcommands: each has `add_cli(subparsers)` adding its parser(s) with `func` set.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qwen3-scope", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", default="organism", help="model to run on (default: the bundled model organism)")
     demo.add_argument("--stages", nargs="*", default=None, help="run only these stages (default: all)")
     demo.set_defaults(func=cmd_demo)
+
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_cli(sub)
     return parser
 
 

@@ -80,8 +80,16 @@ def adapters_stage(ctx: DemoContext) -> None:
         raise RuntimeError(f"backends disagree by {worst:.2e} at some site; see {ctx.out_dir / 'adapters.csv'}")
 
 
+# Modules that add stages (in pipeline order) with the `@stage` decorator; imported before a run.
+STAGE_MODULES: list[str] = []
+
+
 def run_demo(out_dir: Path, model: str = "organism", stages: list[str] | None = None) -> Path:
     """Run the stages in order and write `report.md`; returns the report's path."""
+    import importlib
+
+    for module in STAGE_MODULES:
+        importlib.import_module(module)
     unknown = sorted(set(stages or []) - set(STAGES))
     if unknown:
         raise ValueError(f"unknown demo stage(s) {unknown}; available: {', '.join(STAGES)}")
