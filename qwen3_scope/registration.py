@@ -18,6 +18,10 @@ def _once(step: str) -> bool:
 
 def register() -> None:
     """Register every plugin extension with SAELens; safe to call any number of times."""
+    if _once("releases"):
+        from qwen3_scope.releases import register_releases
+
+        register_releases()
     if _once("fast_training_saes"):
         try:
             from qwen3_scope.training.fast_saes import register_fast_training_saes

@@ -1,0 +1,206 @@
+"""Pretrained SAE releases in SAELens: `SAE.from_pretrained("qwen3-instruct-sae", "<model>/<site>/layer_<L>")`.
+
+Why: SAELens has no plugin hook for releases. Its directory (`get_pretrained_saes_directory`) is a
+cached dict read from its own yaml, and its loaders are looked up by name; we add our entries and
+loaders to both, so every SAELens reader (from_pretrained, config getters, evals' regex search) agrees.
+
+Id scheme: `{model_key}/{site}/layer_{L}`, model_key = `organism` or the lower-cased family name without
+`Qwen/` (`qwen3-4b`). Sources, by the entry's `path`: `bundled:<dir>` inside the package, a folder of
+`repo_id` when `repo_id` is a local suite directory, otherwise a folder of the hub repo `repo_id`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qwen3_scope.models import QWEN3_FAMILY, resolve_model
+from qwen3_scope.sites import PAPER_SITES, check_site, hook_name
+
+RELEASE = "qwen3-instruct-sae"
+# Where this project's own published suites will live; nothing is published there yet (see README).
+HUB_REPO = "qwen3-scope/qwen3-instruct-sae"
+CONVERSION_FUNC = "qwen3_scope"
+PAPER_LAYOUT = {"Qwen/Qwen3-1.7B": (PAPER_SITES, None), "Qwen/Qwen3-4B": (PAPER_SITES, None), "Qwen/Qwen3-8B": (("resid_post",), range(9))}
+_ID = re.compile(r"^(?P<model>[^/]+)/(?P<site>[a-z_]+)/layer_(?P<layer>\d+)$")
+
+
+def model_key(name: str) -> str:
+    return name.lower().removeprefix("qwen/")
+
+
+def release_sae_id(model: str, site: str, layer: int) -> str:
+    return f"{model_key(model)}/{check_site(site)}/layer_{layer}"
+
+
+def parse_release_sae_id(sae_id: str) -> tuple[str, str, int]:
+    """`qwen3-4b/mlp_out/layer_12` -> ("qwen3-4b", "mlp_out", 12)."""
+    match = _ID.match(sae_id.removeprefix("bundled:"))
+    if match is None:
+        raise ValueError(f"{sae_id!r} is not a qwen3-scope SAE id; ids look like 'qwen3-4b/mlp_out/layer_12'.")
+    return match["model"], check_site(match["site"]), int(match["layer"])
+
+
+def training_command_for(sae_id: str) -> str:
+    """The command that trains the SAE behind an id (used in 'weights unavailable' errors)."""
+    try:
+        key, site, layer = parse_release_sae_id(sae_id)
+    except ValueError:
+        return "qwen3-scope train --help"
+    model = next((n for n in QWEN3_FAMILY if model_key(n) == key), key)
+    return f"qwen3-scope train --model {model} --recipe paper --sites {site} --layers {layer} --out suites/{key}"
+
+
+def _entry(sae_id: str, path: str, l0: float | None = None, ev: float | None = None) -> dict[str, Any]:
+    key, site, layer = parse_release_sae_id(sae_id)
+    entry: dict[str, Any] = {"id": sae_id, "path": path, "neuronpedia": f"{key}/{layer}-qwen3scope-{site.replace('_', '')}"}
+    if l0 is not None:
+        entry["l0"] = round(float(l0), 3)
+    if ev is not None:
+        entry["variance_explained"] = round(float(ev), 4)
+    return entry
+
+
+def paper_entries() -> list[dict[str, Any]]:
+    """The paper's layout: 1.7B and 4B every layer x 3 sites; 8B resid_post layers 0-8."""
+    entries = []
+    for model, (sites, layers) in PAPER_LAYOUT.items():
+        spec = QWEN3_FAMILY[model]
+        for layer in layers or range(spec.n_layers):
+            for site in sites:
+                sae_id = release_sae_id(model, site, layer)
+                entries.append(_entry(sae_id, sae_id))
+    return entries
+
+
+def release_file() -> Path:
+    """The release yaml shipped inside the package (the repo's top-level pretrained_saes.yaml)."""
+    return Path(str(files("qwen3_scope"))) / "pretrained_saes.yaml"
+
+
+def user_release_file() -> Path:
+    """Where `register_suite` records a user's own suites (override with QWEN3_SCOPE_RELEASES)."""
+    default = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "qwen3_scope" / "releases.yaml"
+    return Path(os.environ.get("QWEN3_SCOPE_RELEASES", default))
+
+
+def read_release_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a release file (expected a mapping of release name -> entry).")
+    return data
+
+
+def _lookup(release: str, value: dict[str, Any]):
+    """One yaml release as SAELens' own `PretrainedSAELookup`."""
+    from sae_lens.loading.pretrained_saes_directory import PretrainedSAELookup
+
+    if "saes" not in value or "repo_id" not in value:
+        raise ValueError(f"release {release!r} needs 'repo_id' and 'saes' keys (SAELens' pretrained_saes.yaml schema).")
+    saes = value["saes"]
+    return PretrainedSAELookup(
+        release=release, repo_id=value["repo_id"], model=value["model"], conversion_func=value.get("conversion_func"),
+        saes_map={s["id"]: str(s["path"]) for s in saes},
+        expected_var_explained={s["id"]: s.get("variance_explained", 1.0) for s in saes},
+        expected_l0={s["id"]: s.get("l0", 0.0) for s in saes},
+        neuronpedia_id={s["id"]: s.get("neuronpedia") for s in saes},
+        norm_scaling_factor={s["id"]: s["norm_scaling_factor"] for s in saes if "norm_scaling_factor" in s},
+        config_overrides=value.get("config_overrides"),
+    )
+
+
+def register_loaders() -> None:
+    """Our conversion function, and a no-pickle replacement for SAELens' Qwen-Scope loader."""
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+
+    from qwen3_scope.sae_loaders import qwen3_scope_config_getter, qwen3_scope_loader, qwen_scope_safe_loader
+
+    loaders.NAMED_PRETRAINED_SAE_LOADERS[CONVERSION_FUNC] = qwen3_scope_loader
+    loaders.NAMED_PRETRAINED_SAE_CONFIG_GETTERS[CONVERSION_FUNC] = qwen3_scope_config_getter
+    if "qwen_scope" in loaders.NAMED_PRETRAINED_SAE_LOADERS:
+        loaders.NAMED_PRETRAINED_SAE_LOADERS["qwen_scope"] = qwen_scope_safe_loader
+
+
+def register_release_file(path: Path) -> list[str]:
+    """Add every release of a yaml file to SAELens' directory (replacing same-named ones); returns names."""
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    directory = get_pretrained_saes_directory()
+    releases = read_release_yaml(path)
+    for release, value in releases.items():
+        directory[release] = _lookup(release, value)
+    return list(releases)
+
+
+def register_releases() -> None:
+    register_loaders()
+    register_release_file(release_file())
+    register_release_file(user_release_file())
+
+
+def list_release_saes(pattern: str = ".*") -> "pd.DataFrame":
+    """Every SAE registered by qwen3-scope (ours and the user's), one row each, filtered by id regex."""
+    import pandas as pd
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    ours = set(read_release_yaml(release_file())) | set(read_release_yaml(user_release_file()))
+    rows = []
+    for release, lookup in get_pretrained_saes_directory().items():
+        if release not in ours:
+            continue
+        for sae_id, path in lookup.saes_map.items():
+            if not re.search(pattern, sae_id):
+                continue
+            key, site, layer = parse_release_sae_id(sae_id)
+            source = "bundled" if path.startswith("bundled:") else ("local" if Path(lookup.repo_id).is_dir() else "hub")
+            rows.append(dict(release=release, sae_id=sae_id, model=key, site=site, layer=layer, source=source,
+                             l0=lookup.expected_l0[sae_id], variance_explained=lookup.expected_var_explained[sae_id]))
+    return pd.DataFrame(rows, columns=["release", "sae_id", "model", "site", "layer", "source", "l0", "variance_explained"])
+
+
+def _write_yaml(path: Path, data: dict[str, Any], header: str = "") -> None:
+    from qwen3_scope.io import atomic_write_text
+
+    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False, width=120))
+
+
+def release_yaml_header() -> str:
+    return (
+        "# qwen3-scope pretrained SAE releases, in SAELens' own pretrained_saes.yaml schema.\n"
+        f"# Ids: <model>/<site>/layer_<L>. `bundled:` paths ship inside the package; other paths are folders of\n"
+        f"# repo_id. {HUB_REPO} is where this project's published suites will live: nothing is published yet,\n"
+        "# so those ids raise an error that says how to train them. Regenerate: python -m qwen3_scope.releases\n"
+    )
+
+
+def write_release_file(path: Path, bundled: list[dict[str, Any]]) -> Path:
+    """The shipped yaml: bundled organism SAEs first, then the paper's layout for the real models."""
+    data = {
+        RELEASE: {
+            "repo_id": HUB_REPO, "model": "Qwen3 instruct family (model named in each id)", "conversion_func": CONVERSION_FUNC,
+            "config_overrides": {"prepend_bos": False},
+            "saes": bundled + paper_entries(),
+        }
+    }
+    _write_yaml(path, data, release_yaml_header())
+    return path
+
+
+def hook_for(sae_id: str, backend: str = "hooked") -> str:
+    """Hook name an id's SAE reads, in any backend."""
+    key, site, layer = parse_release_sae_id(sae_id)
+    model = next((n for n in QWEN3_FAMILY if model_key(n) == key), key)
+    return hook_name(site, layer, backend, resolve_model(model))
+
+
+if __name__ == "__main__":
+    existing = read_release_yaml(release_file()).get(RELEASE, {}).get("saes", [])
+    write_release_file(release_file().resolve(), [e for e in existing if str(e["path"]).startswith("bundled:")])
+    print(f"wrote {release_file().resolve()}")

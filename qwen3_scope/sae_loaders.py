@@ -1,0 +1,256 @@
+"""SAELens conversion functions for qwen3-scope releases and for Qwen-Scope files, without unpickling code.
+
+Why our own: (1) our releases live in three places (inside the package, a local suite directory, the
+hub) behind one SAELens release name; (2) SAELens drops registry `neuronpedia` ids and overrides for 6.x
+configs (they land at the top level of the dict, not in `metadata`); (3) SAELens' Qwen-Scope loader calls
+a bare `torch.load`, which executes arbitrary pickled code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SAE_CFG_FILENAME = "cfg.json"
+SAE_WEIGHTS_FILENAME = "sae_weights.safetensors"
+SPARSITY_FILENAME = "sparsity.safetensors"
+BUNDLED_PREFIX = "bundled:"
+
+
+class SAEWeightsUnavailableError(FileNotFoundError):
+    pass
+
+
+class UnsafeWeightsError(ValueError):
+    pass
+
+
+class SAEModelMismatchError(ValueError):
+    pass
+
+
+def bundled_root() -> Path:
+    """Directory of the SAE suites shipped inside the package."""
+    return Path(str(files("qwen3_scope"))) / "bundled_saes"
+
+
+def apply_overrides(cfg_dict: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Merge registry overrides so that metadata keys reach `cfg.metadata` (the SAELens 6.x gap)."""
+    from sae_lens.loading.pretrained_sae_loaders import LLM_METADATA_KEYS
+
+    cfg = dict(cfg_dict)
+    if "metadata" not in cfg:  # a pre-6.0 flat config: SAELens' own defaulting handles the keys
+        cfg.update(overrides or {})
+        return cfg
+    metadata = dict(cfg["metadata"])
+    for key, value in (overrides or {}).items():
+        if key in LLM_METADATA_KEYS or key.startswith("qwen3_"):
+            metadata[key] = value
+        else:
+            cfg[key] = value
+    cfg["metadata"] = metadata
+    return cfg
+
+
+def _missing_weights_message(repo_id: str, folder_name: str, reason: str) -> str:
+    from qwen3_scope.releases import training_command_for
+
+    return (
+        f"no weights for SAE {folder_name!r} of {repo_id!r} are reachable ({reason}). These SAEs are not "
+        f"published yet, or you are offline without a cached copy. Produce them yourself:\n  "
+        f"{training_command_for(folder_name)}\nthen register the suite with `qwen3-scope releases add SUITE_DIR` "
+        "(or qwen3_scope.releases.register_suite) and load it under the release name it prints."
+    )
+
+
+def resolve_sae_folder(repo_id: str, folder_name: str, force_download: bool = False) -> Path:
+    """Local directory holding cfg.json + sae_weights.safetensors, downloading from the hub if needed."""
+    if folder_name.startswith(BUNDLED_PREFIX):
+        folder = bundled_root() / folder_name.removeprefix(BUNDLED_PREFIX)
+        if not (folder / SAE_WEIGHTS_FILENAME).is_file():
+            raise SAEWeightsUnavailableError(
+                f"the bundled SAE {folder_name!r} is missing from this installation ({folder}); reinstall "
+                "qwen3-scope (pip install --force-reinstall qwen3-scope) or re-run the bundled-suite build."
+            )
+        return folder
+    if Path(repo_id).is_dir():
+        folder = Path(repo_id) / folder_name
+        if not (folder / SAE_CFG_FILENAME).is_file():
+            raise SAEWeightsUnavailableError(
+                f"{folder} has no {SAE_CFG_FILENAME}; the suite directory is incomplete. Re-run the training "
+                "for this SAE (qwen3-scope train ... --resume) or remove it from the release."
+            )
+        return folder
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        cfg_path = hf_hub_download(repo_id, f"{folder_name}/{SAE_CFG_FILENAME}", force_download=force_download)
+        hf_hub_download(repo_id, f"{folder_name}/{SAE_WEIGHTS_FILENAME}", force_download=force_download)
+    except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
+        raise SAEWeightsUnavailableError(_missing_weights_message(repo_id, folder_name, type(err).__name__)) from err
+    try:
+        hf_hub_download(repo_id, f"{folder_name}/{SPARSITY_FILENAME}", force_download=force_download)
+    except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError):
+        pass  # sparsity is optional
+    return Path(cfg_path).parent
+
+
+def _read_safetensors(path: Path, device: str) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=device) as handle:
+            return {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as err:  # safetensors has its own error type for every header/data problem
+        raise SAEWeightsUnavailableError(
+            f"{path} is not a readable safetensors file ({err}); it is corrupt or truncated. "
+            "Delete it and re-download or re-train this SAE."
+        ) from err
+
+
+def qwen3_scope_loader(
+    repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False,
+    cfg_overrides: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], torch.Tensor | None]:
+    """SAELens loader for qwen3-scope releases (bundled, local suite directory, or hub)."""
+    import json
+
+    from sae_lens.util import str_to_dtype
+
+    folder = resolve_sae_folder(repo_id, folder_name, force_download)
+    cfg_dict = qwen3_scope_config_getter(repo_id, folder_name, device, force_download, cfg_overrides)
+    dtype = str_to_dtype(cfg_dict.get("dtype", "float32"))
+    state_dict = {k: v.to(dtype) for k, v in _read_safetensors(folder / SAE_WEIGHTS_FILENAME, device).items()}
+    expected = {"W_enc": (cfg_dict["d_in"], cfg_dict["d_sae"]), "W_dec": (cfg_dict["d_sae"], cfg_dict["d_in"])}
+    for key, shape in expected.items():
+        if key not in state_dict or tuple(state_dict[key].shape) != shape:
+            got = tuple(state_dict[key].shape) if key in state_dict else "missing"
+            raise SAEWeightsUnavailableError(
+                f"{folder / SAE_WEIGHTS_FILENAME}: {key} is {got}, but {SAE_CFG_FILENAME} says {shape}; "
+                "the weights do not belong to this config. Re-train or re-download the SAE."
+            )
+    sparsity_file = folder / SPARSITY_FILENAME
+    log_sparsity = _read_safetensors(sparsity_file, device).get("sparsity") if sparsity_file.is_file() else None
+    json.dumps(cfg_dict, default=str)  # fail here, not deep in SAELens, on an unserialisable override
+    return cfg_dict, state_dict, log_sparsity
+
+
+def qwen3_scope_config_getter(
+    repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False,
+    cfg_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Config of a qwen3-scope SAE, with registry overrides merged into metadata where they belong."""
+    import json
+
+    folder = resolve_sae_folder(repo_id, folder_name, force_download)
+    try:
+        cfg_dict = json.loads((folder / SAE_CFG_FILENAME).read_text())
+    except (json.JSONDecodeError, FileNotFoundError) as err:
+        raise SAEWeightsUnavailableError(f"{folder / SAE_CFG_FILENAME} is missing or not JSON ({err}).") from err
+    cfg_dict["device"] = device
+    cfg_dict = apply_overrides(cfg_dict, cfg_overrides)
+    metadata = cfg_dict.get("metadata", {})
+    model_name = metadata.get("model_name")
+    if model_name:  # short names (the organism) become a directory TransformerLens and SAELens can load
+        from qwen3_scope.models import resolve_model
+
+        try:
+            source = resolve_model(model_name).source
+        except ValueError:
+            source = model_name
+        metadata.setdefault("qwen3_model", model_name)
+        metadata["model_name"] = source
+    return cfg_dict
+
+
+# ---- Qwen-Scope (`layer{n}.sae.pt`) files, loaded without executing pickled code ----------------------
+
+
+def load_pt_weights_safely(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """`torch.load(weights_only=True)`: tensors and plain containers only; anything else is refused."""
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as err:
+        raise UnsafeWeightsError(
+            f"refusing to load {path}: it is not a plain tensor checkpoint and unpickling it could run "
+            f"arbitrary code ({str(err).splitlines()[0]}). Ask its publisher for safetensors, or convert a "
+            "checkpoint you trust yourself with safetensors.torch.save_file."
+        ) from err
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise UnsafeWeightsError(f"{path} does not hold a flat dict of tensors; it is not a Qwen-Scope SAE file.")
+    return data
+
+
+def qwen_scope_state_dict(raw: dict[str, torch.Tensor], path: str | Path) -> dict[str, torch.Tensor]:
+    """Qwen-Scope stores W_enc (d_sae, d_in) and W_dec (d_in, d_sae); SAELens wants the transposes."""
+    missing = {"W_enc", "W_dec", "b_enc", "b_dec"} - set(raw)
+    if missing:
+        raise SAEWeightsUnavailableError(f"{path} lacks {sorted(missing)}; it is not a Qwen-Scope SAE file.")
+    return {
+        "W_enc": raw["W_enc"].T.contiguous(), "W_dec": raw["W_dec"].T.contiguous(),
+        "b_enc": raw["b_enc"], "b_dec": raw["b_dec"],
+    }
+
+
+def qwen_scope_safe_loader(
+    repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False,
+    cfg_overrides: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], torch.Tensor | None]:
+    """Drop-in replacement for SAELens' `qwen_scope` loader that never unpickles code."""
+    from huggingface_hub import hf_hub_download
+    from sae_lens.loading.pretrained_sae_loaders import get_qwen_scope_config_from_hf
+
+    cfg_dict = get_qwen_scope_config_from_hf(repo_id, folder_name, device, force_download, cfg_overrides)
+    cfg_dict["prepend_bos"] = False  # Qwen3 has no BOS token
+    path = hf_hub_download(repo_id=repo_id, filename=folder_name, force_download=force_download)
+    return cfg_dict, qwen_scope_state_dict(load_pt_weights_safely(path, device), path), None
+
+
+def load_qwen_scope_file(
+    path: str | Path, model: str = "Qwen/Qwen3-1.7B", k: int = 50, layer: int | None = None,
+    backend: str = "hooked", device: str = "cpu",
+):
+    """A Qwen-Scope `layer{n}.sae.pt` as a SAELens TopKSAE on any Qwen3 model (e.g. the instruct one).
+
+    Qwen-Scope SAEs read the output of `model.layers[n]`, our `resid_post` site; the hook name comes
+    from the adapters for `backend`, and the width must match the model's d_model.
+    """
+    from sae_lens import SAE
+
+    from qwen3_scope.models import resolve_model
+    from qwen3_scope.sites import hook_name, site_d_in
+
+    path = Path(path)
+    if not path.is_file():
+        raise SAEWeightsUnavailableError(f"{path} does not exist; pass the path of a Qwen-Scope layer{{n}}.sae.pt file.")
+    if layer is None:
+        match = re.search(r"layer(\d+)\.sae\.pt$", path.name)
+        if match is None:
+            raise ValueError(f"cannot read the layer from {path.name!r}; pass layer=N explicitly.")
+        layer = int(match.group(1))
+    spec = resolve_model(model)
+    state_dict = qwen_scope_state_dict(load_pt_weights_safely(path, device), path)
+    d_in, d_sae = state_dict["W_enc"].shape
+    if d_in != site_d_in(spec, "resid_post"):
+        raise SAEModelMismatchError(
+            f"{path} has d_in {d_in}, but {spec.name}'s residual stream is {site_d_in(spec, 'resid_post')} wide; "
+            "use the SAE with the model it was trained for."
+        )
+    cfg = {
+        "architecture": "topk", "d_in": d_in, "d_sae": d_sae, "k": k, "dtype": "float32", "device": device,
+        "apply_b_dec_to_input": False, "normalize_activations": "none",
+        "metadata": {
+            "model_name": spec.source, "hook_name": hook_name("resid_post", layer, backend, spec),
+            "hf_hook_name": hook_name("resid_post", layer, "hf", spec), "prepend_bos": False,
+            "qwen3_model": spec.name, "qwen3_site": "resid_post", "qwen3_layer": layer,
+        },
+    }
+    sae = SAE.from_dict(cfg)
+    sae.load_state_dict(state_dict)
+    return sae.to(device)
