@@ -65,6 +65,23 @@ def cmd_info(args: argparse.Namespace) -> None:
                       f"{'all widths match' if not bad else 'MISMATCH at ' + ', '.join(bad)}")
 
 
+def cmd_releases(args: argparse.Namespace) -> None:
+    from qwen3_scope import releases
+
+    if args.action == "add":
+        if not args.suite_dir:
+            raise ValueError("`qwen3-scope releases add` needs the suite directory: qwen3-scope releases add SUITE_DIR")
+        name = releases.register_suite(args.suite_dir, release=args.release)
+        print(f"registered {args.suite_dir} as release {name!r} in {releases.user_release_file()}")
+        print(f'load with: SAE.from_pretrained("{name}", "<id>") after `import qwen3_scope`; ids:')
+        args.pattern = ".*"
+        table = releases.list_release_saes().query("release == @name")
+    else:
+        table = releases.list_release_saes(args.pattern)
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(table.to_string(index=False) if len(table) else f"no qwen3-scope SAE ids match {args.pattern!r}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from qwen3_scope.demo import run_demo
 
@@ -83,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--model", help="family name (Qwen/Qwen3-4B), `organism`, or a local checkpoint directory")
     info.add_argument("--verify", action="store_true", help="instantiate the model on the meta device in every backend and check each site's width")
     info.set_defaults(func=cmd_info)
+
+    rel = sub.add_parser("releases", help="list qwen3-scope SAE releases and ids, or register a local suite")
+    rel.add_argument("action", nargs="?", choices=["list", "add"], default="list")
+    rel.add_argument("suite_dir", nargs="?", help="with `add`: a suite directory written by `qwen3-scope train`")
+    rel.add_argument("--pattern", default=".*", help="regex over SAE ids (e.g. 'organism/' or 'qwen3-4b/mlp_out')")
+    rel.add_argument("--release", help="with `add`: release name (default qwen3-scope-local-<dir name>)")
+    rel.set_defaults(func=cmd_releases)
 
     demo = sub.add_parser("demo", help="the main job: every stage of the pipeline on the model organism, offline")
     demo.add_argument("--out", default="runs/demo", help="output directory (report.md and artifacts)")

@@ -48,6 +48,13 @@ class Qwen3ModelSpec:
         return self.n_heads * self.head_dim
 
     @property
+    def key(self) -> str:
+        """Short id used in SAE ids: `qwen3-4b`, `organism`, or a local checkpoint's directory name."""
+        if self.name.lower().startswith("qwen/"):
+            return self.name.lower().removeprefix("qwen/")
+        return Path(self.name).name.lower()
+
+    @property
     def is_local(self) -> bool:
         return bool(self.source) and Path(self.source).is_dir()
 
@@ -181,6 +188,9 @@ def resolve_model(name_or_path: str | Path) -> Qwen3ModelSpec:
             return spec
     path = Path(text).expanduser()
     if path.is_dir():
+        for short_name, short_dir in short.items():  # a bundled checkpoint keeps its short name
+            if path.resolve() == short_dir.resolve():
+                return replace(_read_local(short_dir), name=short_name)
         return _read_local(path)
     raise ModelNotFoundError(
         f"unknown model {text!r}: not a Qwen3 family name, a short name ({', '.join(short) or 'none'}), "

@@ -30,12 +30,8 @@ PAPER_LAYOUT = {"Qwen/Qwen3-1.7B": (PAPER_SITES, None), "Qwen/Qwen3-4B": (PAPER_
 _ID = re.compile(r"^(?P<model>[^/]+)/(?P<site>[a-z_]+)/layer_(?P<layer>\d+)$")
 
 
-def model_key(name: str) -> str:
-    return name.lower().removeprefix("qwen/")
-
-
 def release_sae_id(model: str, site: str, layer: int) -> str:
-    return f"{model_key(model)}/{check_site(site)}/layer_{layer}"
+    return f"{resolve_model(model).key}/{check_site(site)}/layer_{layer}"
 
 
 def parse_release_sae_id(sae_id: str) -> tuple[str, str, int]:
@@ -52,7 +48,7 @@ def training_command_for(sae_id: str) -> str:
         key, site, layer = parse_release_sae_id(sae_id)
     except ValueError:
         return "qwen3-scope train --help"
-    model = next((n for n in QWEN3_FAMILY if model_key(n) == key), key)
+    model = next((n for n, spec in QWEN3_FAMILY.items() if spec.key == key), key)
     return f"qwen3-scope train --model {model} --recipe paper --sites {site} --layers {layer} --out suites/{key}"
 
 
@@ -146,22 +142,23 @@ def register_releases() -> None:
 
 
 def list_release_saes(pattern: str = ".*") -> "pd.DataFrame":
-    """Every SAE registered by qwen3-scope (ours and the user's), one row each, filtered by id regex."""
-    import pandas as pd
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+    """Every SAE of qwen3-scope's and the user's release files, one row each, filtered by an id regex.
 
-    ours = set(read_release_yaml(release_file())) | set(read_release_yaml(user_release_file()))
+    l0 / variance_explained are empty where nothing was measured (SAELens itself would show 0 and 1).
+    """
+    import pandas as pd
+
     rows = []
-    for release, lookup in get_pretrained_saes_directory().items():
-        if release not in ours:
-            continue
-        for sae_id, path in lookup.saes_map.items():
-            if not re.search(pattern, sae_id):
-                continue
-            key, site, layer = parse_release_sae_id(sae_id)
-            source = "bundled" if path.startswith("bundled:") else ("local" if Path(lookup.repo_id).is_dir() else "hub")
-            rows.append(dict(release=release, sae_id=sae_id, model=key, site=site, layer=layer, source=source,
-                             l0=lookup.expected_l0[sae_id], variance_explained=lookup.expected_var_explained[sae_id]))
+    for path in (release_file(), user_release_file()):
+        for release, value in read_release_yaml(path).items():
+            local = Path(value["repo_id"]).is_dir()
+            for entry in value["saes"]:
+                if not re.search(pattern, entry["id"]):
+                    continue
+                key, site, layer = parse_release_sae_id(entry["id"])
+                source = "bundled" if str(entry["path"]).startswith("bundled:") else ("local" if local else "hub")
+                rows.append(dict(release=release, sae_id=entry["id"], model=key, site=site, layer=layer, source=source,
+                                 l0=entry.get("l0"), variance_explained=entry.get("variance_explained")))
     return pd.DataFrame(rows, columns=["release", "sae_id", "model", "site", "layer", "source", "l0", "variance_explained"])
 
 
@@ -193,10 +190,64 @@ def write_release_file(path: Path, bundled: list[dict[str, Any]]) -> Path:
     return path
 
 
+def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
+    """Release entries for every SAE directory (cfg.json + sae_weights.safetensors) below a suite dir."""
+    import json
+
+    from qwen3_scope.sites import parse_hook_name
+
+    entries = []
+    for cfg_file in sorted(suite_dir.rglob("cfg.json")):
+        folder = cfg_file.parent
+        if not (folder / "sae_weights.safetensors").is_file():
+            continue
+        metadata = json.loads(cfg_file.read_text()).get("metadata", {})
+        if not metadata.get("hook_name") or not metadata.get("model_name"):
+            raise ValueError(f"{cfg_file} has no metadata.hook_name/model_name; it is not a SAELens 6 SAE config.")
+        layer, site = parse_hook_name(metadata["hook_name"])
+        model_name = metadata.get("qwen3_model") or metadata["model_name"]
+        try:
+            key = resolve_model(model_name).key
+        except ValueError:  # a model this machine cannot see: name it by its last path component
+            key = Path(model_name).name.lower()
+        sae_id = f"{key}/{site}/layer_{layer}"
+        measured = (metrics or {}).get(sae_id) or (metrics or {}).get(str(folder.relative_to(suite_dir))) or {}
+        entries.append(_entry(sae_id, str(folder.relative_to(suite_dir)), measured.get("l0"), measured.get("variance_explained")))
+    if not entries:
+        raise ValueError(f"no SAEs under {suite_dir} (expected folders with cfg.json and sae_weights.safetensors).")
+    return entries
+
+
+def register_suite(
+    suite_dir: str | Path, release: str | None = None, metrics: dict[str, dict[str, float]] | None = None,
+    release_yaml: Path | None = None,
+) -> str:
+    """Make a locally trained suite a loadable SAELens release; returns the release name.
+
+    `metrics` maps an id (or the SAE's folder relative to the suite) to measured `l0` and
+    `variance_explained` (e.g. from `qwen3-scope eval`); the entries are written atomically to
+    `release_yaml` (default: the user release file, read on every `import qwen3_scope`).
+    """
+    suite_dir = Path(suite_dir).expanduser().resolve()
+    if not suite_dir.is_dir():
+        raise FileNotFoundError(f"suite directory {suite_dir} does not exist; train one with `qwen3-scope train`.")
+    release = release or f"qwen3-scope-local-{re.sub(r'[^a-z0-9.-]+', '-', suite_dir.name.lower())}"
+    entries = suite_entries(suite_dir, metrics)
+    target = release_yaml or user_release_file()
+    data = read_release_yaml(target)
+    data[release] = {
+        "repo_id": str(suite_dir), "model": entries[0]["id"].split("/")[0], "conversion_func": CONVERSION_FUNC,
+        "config_overrides": {"prepend_bos": False}, "saes": entries,
+    }
+    _write_yaml(target, data, "# qwen3-scope user releases (written by register_suite / `qwen3-scope releases add`).\n")
+    register_release_file(target)
+    return release
+
+
 def hook_for(sae_id: str, backend: str = "hooked") -> str:
     """Hook name an id's SAE reads, in any backend."""
     key, site, layer = parse_release_sae_id(sae_id)
-    model = next((n for n in QWEN3_FAMILY if model_key(n) == key), key)
+    model = next((n for n, spec in QWEN3_FAMILY.items() if spec.key == key), key)
     return hook_name(site, layer, backend, resolve_model(model))
 
 

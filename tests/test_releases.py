@@ -150,3 +150,24 @@ def test_pickle_with_code_is_refused(tmp_path, tiny_qwen3_dir):
     with pytest.raises(UnsafeWeightsError, match="refusing to load"):
         load_qwen_scope_file(path, model=str(tiny_qwen3_dir))
     assert loaders.NAMED_PRETRAINED_SAE_LOADERS["qwen_scope"].__module__ == "qwen3_scope.sae_loaders"
+
+
+def test_user_suite_becomes_a_release_with_one_call(tmp_path, tiny_qwen3_dir, monkeypatch):
+    from qwen3_scope.cli import main
+    from qwen3_scope.releases import list_release_saes, register_suite
+
+    suite = tmp_path / "my_suite"
+    make_topk_sae(hook="blocks.0.hook_resid_post", model=str(tiny_qwen3_dir), seed=1).save_model(suite / "a")
+    make_topk_sae(hook="blocks.1.hook_mlp_out", model=str(tiny_qwen3_dir), seed=2).save_model(suite / "b")
+    key = tiny_qwen3_dir.name.lower()
+    user_file = tmp_path / "user.yaml"
+    monkeypatch.setenv("QWEN3_SCOPE_RELEASES", str(user_file))
+    release = register_suite(suite, metrics={f"{key}/mlp_out/layer_1": {"l0": 8.0, "variance_explained": 0.7}})
+    assert release == "qwen3-scope-local-my-suite"
+    sae = SAE.from_pretrained(release, f"{key}/mlp_out/layer_1")
+    assert sae.cfg.metadata.hook_name == "blocks.1.hook_mlp_out"
+    table = list_release_saes(key).set_index("sae_id")
+    assert table.loc[f"{key}/mlp_out/layer_1", "l0"] == 8.0 and table.loc[f"{key}/resid_post/layer_0", "source"] == "local"
+    assert main(["releases", "add", str(suite), "--release", "again"]) == 0
+    assert "again" in yaml.safe_load(user_file.read_text())
+    assert main(["releases", "add", str(tmp_path / "nowhere")]) == 2
