@@ -26,7 +26,7 @@ class CorruptWeightsError(ValueError):
     pass
 
 
-def _register_with_transformer_lens(source: str) -> None:
+def register_with_transformer_lens(source: str) -> None:
     """Make TransformerLens accept `source` (a local dir or a family name it does not list)."""
     import transformer_lens.supported_models as supported
 
@@ -101,7 +101,7 @@ def load_model(
         if backend == "hooked":
             from sae_lens import HookedSAETransformer
 
-            _register_with_transformer_lens(spec.source)
+            register_with_transformer_lens(spec.source)
             model = HookedSAETransformer.from_pretrained_no_processing(
                 spec.source, device=device, dtype=dtype, default_prepend_bos=False, **from_pretrained_kwargs
             )

@@ -161,11 +161,15 @@ def qwen3_scope_config_getter(
         from qwen3_scope.models import resolve_model
 
         try:
-            source = resolve_model(model_name).source
+            spec = resolve_model(model_name)
         except ValueError:
-            source = model_name
-        metadata.setdefault("qwen3_model", model_name)
-        metadata["model_name"] = source
+            pass  # a model this machine does not have; SAELens will say so when it is loaded
+        else:
+            from qwen3_scope.loading import register_with_transformer_lens
+
+            metadata.setdefault("qwen3_model", spec.name)
+            metadata["model_name"] = spec.source
+            register_with_transformer_lens(spec.source)  # so SAELens' own evals can load a local model
     return cfg_dict
 
 
