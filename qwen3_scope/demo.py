@@ -84,6 +84,29 @@ def adapters_stage(ctx: DemoContext) -> None:
 STAGE_MODULES: list[str] = []
 
 
+@stage("organism")
+def organism_stage(ctx: DemoContext) -> None:
+    """The model organism answering held-out harmless prompts and refusing held-out harmful ones."""
+    from qwen3_scope.judge import is_refusal
+    from qwen3_scope.organism import load_eval_split
+    from qwen3_scope.organism.behaviour import generate, load_organism
+
+    model, tokenizer = load_organism()
+    rows = []
+    for split in ("harmless", "harmful"):
+        prompts = [row["prompt"] for row in load_eval_split(split)[:32]]
+        answers = generate(model, tokenizer, prompts, max_new_tokens=24)
+        ctx.results[f"organism_refusal_{split}"] = sum(map(is_refusal, answers)) / len(answers)
+        rows += [{"split": split, "prompt": p, "answer": a, "refused": is_refusal(a)} for p, a in zip(prompts[:3], answers[:3])]
+    table = pd.DataFrame(rows)
+    ctx.section(
+        "The model organism (held-out prompts, greedy, non-thinking)",
+        f"Refusal rate on 32 held-out harmful prompts: {ctx.results['organism_refusal_harmful']:.2f}; on 32 harmless "
+        f"prompts: {ctx.results['organism_refusal_harmless']:.2f}. A Qwen3-architecture model organism, not Qwen3 "
+        f"weights (see qwen3_scope/organism/assets/MODEL_CARD.md).\n\n{table.to_markdown(index=False)}",
+    )
+
+
 def run_demo(out_dir: Path, model: str = "organism", stages: list[str] | None = None) -> Path:
     """Run the stages in order and write `report.md`; returns the report's path."""
     import importlib
