@@ -124,21 +124,54 @@ def register_loaders() -> None:
         loaders.NAMED_PRETRAINED_SAE_LOADERS["qwen_scope"] = qwen_scope_safe_loader
 
 
-def register_release_file(path: Path) -> list[str]:
-    """Add every release of a yaml file to SAELens' directory (replacing same-named ones); returns names."""
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    directory = get_pretrained_saes_directory()
+def _add_to_directory(directory: dict[str, Any], path: Path) -> list[str]:
     releases = read_release_yaml(path)
     for release, value in releases.items():
         directory[release] = _lookup(release, value)
     return list(releases)
 
 
+def register_release_file(path: Path) -> list[str]:
+    """Add every release of a yaml file to SAELens' directory (replacing same-named ones); returns names."""
+    import sae_lens.loading.pretrained_saes_directory as sae_lens_directory
+
+    return _add_to_directory(sae_lens_directory.get_pretrained_saes_directory(), path)
+
+
+def _install_directory_hook() -> None:
+    """Merge our release files into SAELens' directory the first time anything reads it.
+
+    Why lazy: SAELens parses its own 40k-line yaml on the first read (~1.4 s here); forcing that at
+    `import qwen3_scope` would make the plugin's import cost noticeable. Every SAELens module that reads
+    the directory gets the same wrapped function, so all readers agree.
+    """
+    import functools
+    import sys
+
+    import sae_lens.loading.pretrained_saes_directory as sae_lens_directory
+
+    original = sae_lens_directory.get_pretrained_saes_directory
+    if getattr(original, "qwen3_scope_hook", False):
+        return
+
+    @functools.cache
+    def get_pretrained_saes_directory() -> dict[str, Any]:
+        directory = original()
+        for path in (release_file(), user_release_file()):
+            _add_to_directory(directory, path)
+        return directory
+
+    get_pretrained_saes_directory.qwen3_scope_hook = True  # type: ignore[attr-defined]
+    for name, module in list(sys.modules.items()):
+        if name.startswith("sae_lens") and getattr(module, "get_pretrained_saes_directory", None) is original:
+            module.get_pretrained_saes_directory = get_pretrained_saes_directory
+    if original.cache_info().currsize:  # already parsed by someone: merging now costs nothing
+        get_pretrained_saes_directory()
+
+
 def register_releases() -> None:
     register_loaders()
-    register_release_file(release_file())
-    register_release_file(user_release_file())
+    _install_directory_hook()
 
 
 def list_release_saes(pattern: str = ".*") -> "pd.DataFrame":

@@ -10,12 +10,13 @@ import sys
 import pytest
 import torch
 import yaml
+
+import qwen3_scope  # first, as users do: SAELens readers imported afterwards see our releases
 from sae_lens import SAE
 from sae_lens.evals import get_saes_from_regex
 from sae_lens.loading import pretrained_sae_loaders as loaders
 from sae_lens.loading.pretrained_saes_directory import get_config_overrides, get_pretrained_saes_directory, get_repo_id_and_folder_name
 
-import qwen3_scope
 from qwen3_scope.releases import RELEASE, hook_for, paper_entries, register_release_file, release_file
 from qwen3_scope.sae_loaders import (
     SAEModelMismatchError, SAEWeightsUnavailableError, UnsafeWeightsError, load_qwen_scope_file,
