@@ -89,7 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # Modules that contribute subcommands: each has `add_cli(subparsers)` adding its parser(s) with `func` set.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["qwen3_scope.training.cli", "qwen3_scope.evaluation.cli", "qwen3_scope.steering.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,109 @@
+"""Benchmark: whole-suite evaluation (shared clean pass, spliced passes) vs plain `run_evals` once per SAE.
+
+Both evaluate the same SAEs (every layer x resid_post/mlp_out/attn_out) on the same held-out tokens in this
+process, alternating, and the metrics must agree. Model: the bundled organism when present, else a
+generated small random Qwen3 (transformers' Qwen3ForCausalLM). Prints timings and the ratio.
+
+    python benchmarks/bench_suite_eval.py [--layers 4 --d-model 128 --batches 2 --batch-size 8 --context-size 128 --repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def small_model(args: argparse.Namespace, scratch: Path):
+    """(model, held-out documents): the organism if it is installed, else a generated tiny Qwen3."""
+    from qwen3_scope import load_model
+
+    try:
+        from qwen3_scope.organism import ORGANISM_DIR, ORGANISM_NAME
+    except ImportError:
+        ORGANISM_DIR = None
+    if ORGANISM_DIR is not None and Path(ORGANISM_DIR).is_dir() and not args.generated:
+        from qwen3_scope.evaluation.held_out import organism_documents
+
+        return load_model(ORGANISM_NAME), organism_documents(), "organism"
+    from conftest import TINY_TEXT, build_tiny_qwen3
+
+    directory = build_tiny_qwen3(scratch / "model", n_layers=args.layers, d_model=args.d_model)
+    documents = [f"{text} ({i})" for i in range(2000) for text in TINY_TEXT]
+    return load_model(directory), documents, f"generated Qwen3 ({args.layers} layers, d_model {args.d_model})"
+
+
+def random_suite(model, expansion: int, k: int) -> list:
+    """A TopK SAE at every layer x paper site (random encoder, decoder its scaled transpose)."""
+    from sae_lens import SAE
+
+    from qwen3_scope import PAPER_SITES, hook_name
+    from qwen3_scope.loading import model_spec
+
+    spec = model_spec(model)
+    saes = []
+    for layer in range(spec.n_layers):
+        for site in PAPER_SITES:
+            torch.manual_seed(layer * 10 + PAPER_SITES.index(site))
+            sae = SAE.from_dict({"architecture": "topk", "d_in": spec.d_model, "d_sae": expansion * spec.d_model, "k": k,
+                                 "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": False,
+                                 "metadata": {"hook_name": hook_name(site, layer), "model_name": spec.source, "prepend_bos": False}})
+            with torch.no_grad():
+                sae.W_enc.normal_(0, spec.d_model ** -0.5)
+                sae.W_dec.copy_(sae.W_enc.T)
+            saes.append((f"{site}/layer_{layer}", sae))
+    return saes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--expansion", type=int, default=8)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--context-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--generated", action="store_true", help="use a generated model even if the organism exists")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.evaluation import HeldOutTokens, SuiteEvalConfig, evaluate_suite
+
+    with tempfile.TemporaryDirectory() as scratch:
+        model, documents, label = small_model(args, Path(scratch))
+        saes = random_suite(model, args.expansion, args.k)
+        config = dict(n_batches=args.batches, batch_size_prompts=args.batch_size, context_size=args.context_size, progress=False)
+        tokens = HeldOutTokens.from_documents(model.tokenizer, documents, args.context_size, args.batch_size, args.batches)
+        print(f"{label}, {args.threads} torch thread(s): {len(saes)} SAEs (d_sae {saes[0][1].cfg.d_sae}, TopK k={args.k}), "
+              f"{args.batches} x {args.batch_size} x {args.context_size} = {args.batches * args.batch_size * args.context_size} "
+              f"tokens each ({tokens.count_tokens(args.batches, special_token_ids(model.tokenizer))} non-special)")
+        evaluate_suite(saes[:1], model=model, tokens=tokens, config=SuiteEvalConfig(**config))  # warm-up
+        timings, results = [], {}
+        for repeat in range(args.repeats):
+            for name, share in (("plain run_evals per SAE", False), ("shared suite evaluation", True)):
+                start = time.perf_counter()
+                results[name] = evaluate_suite(saes, model=model, tokens=tokens, config=SuiteEvalConfig(share_forward=share, **config))
+                timings.append({"method": name, "repeat": repeat, "seconds": time.perf_counter() - start})
+        table = pd.DataFrame(timings).groupby("method", sort=False)["seconds"].agg(["min", "median"])
+        plain, shared = results["plain run_evals per SAE"], results["shared suite evaluation"]
+        numeric = [c for c in plain.table.select_dtypes("number").columns if c != "eval_seconds"]
+        diff = (plain.table[numeric] - shared.table[numeric]).abs().max().max()
+        print(table.round(2).to_markdown())
+        print(f"\nratio (plain / shared, best of {args.repeats}): {table['min'].iloc[0] / table['min'].iloc[1]:.2f}x")
+        print(f"largest metric difference between the two: {diff:.2e}")
+        print(f"shared-pass counters: {dict(shared.stats)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Benchmark: every layer x site SAE of the organism trained in shared forward passes vs one SAELens run each.
+
+Both arms train the same SAEs (same recipe configs, same tokens, same prepared chat data, same model
+object) with SAELens' own runners: MultiSAETrainingRunner (one forward pass feeds every SAE) against one
+LanguageModelSAETrainingRunner per SAE. A third row runs `qwen3_scope.training.suite.train_suite`
+(the shared pass plus segmented checkpoints, held-out evaluation and SAELens-layout output) to show
+what the suite machinery costs on top. Prints a pandas table with wall time, tokens/s and the ratio.
+
+    python benchmarks/bench_suite_training.py [--model organism] [--recipe paper] [--tokens 20k] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+
+def main() -> None:
+    from qwen3_scope.training.cli import parse_layers, parse_tokens
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="organism")
+    parser.add_argument("--recipe", default="paper")
+    parser.add_argument("--tokens", type=parse_tokens, default=20_000, help="training tokens per SAE (default 20k)")
+    parser.add_argument("--layers", nargs="*", help="default: every layer")
+    parser.add_argument("--sites", nargs="*", default=["resid_post", "mlp_out", "attn_out"])
+    parser.add_argument("--fast", action="store_true", help="qwen3-scope's fast training SAE classes in every arm")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from sae_lens import LanguageModelSAETrainingRunner, MultiSAETrainingRunner
+
+    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.loading import load_model
+    from qwen3_scope.training.data import prepare_data
+    from qwen3_scope.training.recipes import build_suite
+    from qwen3_scope.training.suite import _quiet_sae_lens, evaluate_saes, train_suite
+
+    model = load_model(args.model)
+    suite = build_suite(args.model, args.recipe, layers=parse_layers(args.layers), sites=args.sites,
+                        training_tokens=args.tokens, fast=args.fast, special_token_ids=special_token_ids(model.tokenizer))
+    runner = suite.runner_kwargs
+    data_dir = tempfile.mkdtemp(prefix="bench_suite_data_")
+    data = prepare_data(model.tokenizer, int(args.tokens * 1.6) + 16 * runner["n_batches_in_buffer"] * runner["context_size"],
+                        4 * runner["store_batch_size_prompts"] * runner["context_size"], data_dir)
+    hooks = {j.sae_id: j.hook_name for j in suite.jobs}
+    print(f"{len(suite.jobs)} SAEs of {suite.name} ({suite.jobs[0].architecture}, d_sae {suite.jobs[0].d_sae}), "
+          f"{args.tokens:,} tokens each, {torch.get_num_threads()} thread(s)")
+
+    rows = []
+
+    def record(arm: str, runs: int, seconds: float, saes: dict) -> None:
+        ev = evaluate_saes(model, saes, hooks, data.heldout, runner, suite.outlier_norm_factor)
+        rows.append(dict(arm=arm, runner_runs=runs, seconds=round(seconds, 1),
+                         tokens_per_s=round(args.tokens / seconds, 1),
+                         sae_tokens_per_s=round(args.tokens * len(suite.jobs) / seconds, 1),
+                         mean_variance_explained=round(sum(m["variance_explained"] for m in ev.values()) / len(ev), 4)))
+        print(rows[-1], flush=True)
+
+    with _quiet_sae_lens():
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        shared = MultiSAETrainingRunner(suite.multi_config(suite.jobs, dataset_path="prepared", output_path=None),
+                                        override_dataset=data.train, override_model=model).run()
+        record("shared forward (MultiSAETrainingRunner)", 1, time.perf_counter() - start, shared)
+
+        singles, start = {}, time.perf_counter()
+        for job in suite.jobs:
+            torch.manual_seed(0)
+            cfg = suite.runner_config(job, dataset_path="prepared", output_path=None)
+            singles[job.sae_id] = LanguageModelSAETrainingRunner(cfg, override_dataset=data.train, override_model=model).run()
+        record("one LanguageModelSAETrainingRunner per SAE", len(suite.jobs), time.perf_counter() - start, singles)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = train_suite(args.model, args.recipe, out=Path(tmp) / "suite", layers=parse_layers(args.layers),
+                             sites=args.sites, training_tokens=args.tokens, fast=args.fast, loaded_model=model,
+                             max_saes_per_group=len(suite.jobs), progress=False)
+        seconds = time.perf_counter() - start
+        from sae_lens import SAE
+
+        loaded = {sid: SAE.load_from_disk(str(result.suite_dir / sid)) for sid in hooks}
+        record("qwen3-scope train_suite (shared + checkpoints + eval + save)", len(result.plan.groups), seconds, loaded)
+
+    table = pd.DataFrame(rows)
+    base = table.loc[1, "seconds"]
+    table["speedup_vs_one_run_per_sae"] = (base / table["seconds"]).round(2)
+    print("\n" + table.to_string(index=False))
+    print(f"\nshared forward passes are {base / table.loc[0, 'seconds']:.2f}x faster than one SAELens run per SAE "
+          f"({len(suite.jobs)} SAEs, same tokens).")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Fixed held-out token batches, served the way SAELens' `run_evals` reads an `ActivationsStore`.
+
+Why not an ActivationsStore: a suite benchmark must show every SAE the *same* tokens, chat-formatted the
+way the instruct model is used, without a BOS (Qwen3 has none), and must run offline. `run_evals` only
+uses `get_batch_tokens(n)`, `reset_input_dataset()`, `store_batch_size_prompts` and `context_size` of the
+store, so a small object serving pre-tokenized windows gives it exactly that, and the identical tensors
+let the shared forward pass recognise each batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+
+Document = str | Sequence[dict[str, str]] | dict[str, Any]
+SUITE_HELD_OUT = Path("data") / "heldout" / "heldout.parquet"  # written by qwen3_scope.training.suite
+
+
+class NotEnoughTokensError(ValueError):
+    pass
+
+
+def render_documents(tokenizer: Any, documents: Iterable[Document]) -> Iterator[str]:
+    """Documents as the training pipeline renders them (qwen3_scope.training.data): chats through the Qwen3
+    template in non-thinking mode, plain text as is, each ending in `<|endoftext|>`; so the held-out tokens
+    look like the tokens the SAEs were trained on."""
+    from qwen3_scope.training.data import document_text, row_to_messages
+
+    for doc in documents:
+        if isinstance(doc, str):
+            yield document_text(tokenizer, doc)
+        elif isinstance(doc, dict):
+            yield document_text(tokenizer, row_to_messages(doc))
+        else:
+            yield document_text(tokenizer, list(doc))
+
+
+def read_documents(path: str | Path) -> list[dict[str, Any]]:
+    """Held-out rows from a local .jsonl/.json/.parquet/.txt file or directory (rows as training reads them)."""
+    from qwen3_scope.training.data import iter_source_rows
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"held-out text {path} does not exist; pass a .jsonl, .json, .parquet or .txt file.")
+    return [row for row in iter_source_rows(path) if any(row.values())]
+
+
+class HeldOutTokens:
+    """Pre-tokenized (n_sequences, context_size) windows served in order; `reset_input_dataset` rewinds.
+
+    Batches are views of one tensor, so the same batch always has the same storage and values.
+    """
+
+    def __init__(self, tokens: torch.Tensor, batch_size_prompts: int):
+        if tokens.ndim != 2 or tokens.shape[0] == 0:
+            raise ValueError(f"tokens must be a non-empty (n_sequences, context_size) tensor, got shape {tuple(tokens.shape)}.")
+        self.tokens = tokens.long()
+        self.store_batch_size_prompts = batch_size_prompts
+        self.context_size = tokens.shape[1]
+        self._cursor = 0
+
+    @property
+    def n_sequences(self) -> int:
+        return self.tokens.shape[0]
+
+    def get_batch_tokens(self, batch_size: int | None = None, **_: Any) -> torch.Tensor:
+        n = batch_size or self.store_batch_size_prompts
+        if self._cursor + n > self.n_sequences:
+            raise NotEnoughTokensError(
+                f"the held-out set has {self.n_sequences} sequences of {self.context_size} tokens, but the evaluation "
+                f"asked for sequences {self._cursor}..{self._cursor + n - 1}; lower the number of batches or the batch "
+                "size, or give more held-out text."
+            )
+        batch = self.tokens[self._cursor:self._cursor + n]
+        self._cursor += n
+        return batch
+
+    def reset_input_dataset(self) -> None:
+        self._cursor = 0
+
+    def batches(self, n_batches: int) -> list[torch.Tensor]:
+        """The first `n_batches` batches, exactly as `get_batch_tokens` serves them after a reset."""
+        self.reset_input_dataset()
+        out = [self.get_batch_tokens() for _ in range(n_batches)]
+        self.reset_input_dataset()
+        return out
+
+    def count_tokens(self, n_batches: int, exclude: Iterable[int] = ()) -> int:
+        """Tokens in the first `n_batches` batches that are not in `exclude` (what density is measured over)."""
+        tokens = self.tokens[: n_batches * self.store_batch_size_prompts]
+        excluded = torch.isin(tokens, torch.tensor(sorted(set(exclude)), dtype=torch.long))
+        return int((~excluded).sum())
+
+    @classmethod
+    def from_texts(cls, tokenizer: Any, texts: Iterable[str], context_size: int, batch_size_prompts: int, n_batches: int,
+                   source: str = "held-out documents") -> "HeldOutTokens":
+        """Tokenize rendered texts without BOS, join them, and cut exactly n_batches x batch_size windows."""
+        needed = n_batches * batch_size_prompts * context_size
+        ids: list[int] = []
+        for text in texts:
+            ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+            if len(ids) >= needed:
+                break
+        if len(ids) < needed:
+            raise NotEnoughTokensError(
+                f"the {source} give {len(ids)} tokens, but {n_batches} batches x {batch_size_prompts} prompts x "
+                f"{context_size} tokens need {needed}; give more held-out text or lower the number of batches, the batch "
+                "size or the context size."
+            )
+        return cls(torch.tensor(ids[:needed], dtype=torch.long).view(-1, context_size), batch_size_prompts)
+
+    @classmethod
+    def from_documents(cls, tokenizer: Any, documents: Iterable[Document], context_size: int, batch_size_prompts: int,
+                       n_batches: int) -> "HeldOutTokens":
+        """Render documents (see `render_documents`) and cut them into windows."""
+        return cls.from_texts(tokenizer, render_documents(tokenizer, documents), context_size, batch_size_prompts, n_batches)
+
+
+def organism_documents() -> list[dict[str, Any]]:
+    """The model organism's held-out evaluation splits (never seen in training), interleaved split by split."""
+    try:
+        from qwen3_scope.organism import EVAL_SPLITS, load_eval_split
+    except ImportError as err:
+        raise FileNotFoundError(
+            "the model organism is not part of this installation; pass held-out text (--texts FILE / documents=)."
+        ) from err
+    splits = [load_eval_split(name) for name in EVAL_SPLITS]
+    return [split[i] for i in range(max(len(s) for s in splits)) for split in splits if i < len(split)]
+
+
+def suite_held_out_texts(suite_dir: str | Path) -> list[str] | None:
+    """The rendered held-out documents a training suite measured itself on, if the suite directory has them."""
+    path = Path(suite_dir) / SUITE_HELD_OUT
+    if not path.is_file():
+        return None
+    import pandas as pd
+
+    return pd.read_parquet(path, columns=["text"])["text"].tolist()

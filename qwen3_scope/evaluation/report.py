@@ -1,0 +1,86 @@
+"""Per-site summaries and a self-contained HTML report (plots embedded as base64) of a suite evaluation.
+
+Why one file: a report that is a single HTML page can be mailed, attached to a CI run or opened offline,
+with nothing to keep next to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qwen3_scope.io import atomic_write_text
+from qwen3_scope.sites import SITES
+
+SUMMARY_METRICS = {
+    "fvu": "FVU", "l0": "L0", "dead_fraction": "dead fraction", "dense_fraction": "dense fraction",
+    "ce_loss_score": "CE recovered", "kl_div_score": "KL score", "delta_lm_loss": "delta LM loss", "explained_variance": "EV",
+}
+TABLE_COLUMNS = ["sae_id", "site", "layer", "d_sae", "architecture", "l0", "fvu", "explained_variance", "mse", "cossim",
+                 "ce_loss_score", "delta_lm_loss", "kl_div_score", "dead_fraction", "dense_fraction", "l2_ratio"]
+
+
+def site_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean of the headline metrics per site (over layers and widths), with the number of SAEs."""
+    metrics = [m for m in SUMMARY_METRICS if m in table.columns]
+    summary = table.groupby("site", sort=False)[metrics].mean()
+    summary.insert(0, "n_saes", table.groupby("site", sort=False).size())
+    order = sorted(summary.index, key=lambda site: SITES.index(site) if site in SITES else len(SITES))
+    return summary.loc[order].rename(columns=SUMMARY_METRICS).reset_index()
+
+
+def _image(path: Path, title: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(title)}</figcaption></figure>'
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;font-size:12px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%}figure{margin:1em 0}
+figcaption{font-size:12px;color:#555}.meta{font-size:13px;color:#444}"""
+
+
+def write_html_report(table: pd.DataFrame, plots: dict[str, Path], path: str | Path, title: str = "SAE suite evaluation",
+                      meta: dict[str, Any] | None = None) -> Path:
+    """One HTML file: run facts, per-site means, the trade-off and per-layer plots, and the full table."""
+    meta_rows = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in (meta or {}).items())
+    columns = [c for c in TABLE_COLUMNS if c in table.columns]
+    fmt = {"float_format": lambda v: f"{v:.4g}", "index": False, "border": 0}
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<ul class="meta">{meta_rows}</ul>' if meta_rows else "",
+        "<h2>Per-site means</h2>", site_summary(table).to_html(**fmt),
+        "<p class='meta'>CE recovered = SAELens' ce_loss_score, (CE with zero-ablation - CE with SAE) / (CE with "
+        "zero-ablation - clean CE); FVU = 1 - explained variance; delta LM loss = CE with SAE - clean CE (nats/token); "
+        "dead = latents that never fired on the held-out tokens; dense = latents firing on more than the dense threshold "
+        "of them.</p>",
+        "<h2>Sparsity-fidelity trade-off</h2>",
+        *(_image(p, name.replace("_", " ")) for name, p in plots.items() if name.startswith("l0_vs")),
+        "<h2>Metrics across layers</h2>",
+        *(_image(p, name.replace("_", " ")) for name, p in plots.items() if not name.startswith("l0_vs")),
+        "<h2>Every SAE</h2>", table[columns].to_html(**fmt),
+    ]
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    return atomic_write_text(path, page)
+
+
+def markdown_summary(table: pd.DataFrame) -> str:
+    """Per-site means as a markdown table (for report.md of the demo and the CLI's stdout)."""
+    return site_summary(table).to_markdown(index=False, floatfmt=".4g")
+
+
+def write_outputs(table: pd.DataFrame, out_dir: str | Path, title: str = "SAE suite evaluation",
+                  meta: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Table (CSV + Parquet), plots (PNG) and the HTML report under `out_dir`; returns every path."""
+    from qwen3_scope.evaluation.plots import write_plots
+    from qwen3_scope.evaluation.suite_eval import write_table
+
+    out_dir = Path(out_dir)
+    csv, parquet = write_table(table, out_dir)
+    plots = write_plots(table, out_dir)
+    report = write_html_report(table, plots, out_dir / "report.html", title=title, meta=meta)
+    return {"csv": csv, "parquet": parquet, **plots, "report": report}

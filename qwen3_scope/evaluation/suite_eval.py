@@ -1,0 +1,429 @@
+"""Evaluate every SAE of a suite with SAELens' own `run_evals`, on the same held-out tokens, in one table.
+
+Why: `run_evals` measures one SAE at a time and has no dead-latent scalar; comparing a suite (every layer x
+site) needs one table on identical tokens, plus dead/dense fractions, FVU and delta LM loss. The metrics
+are SAELens'; what we add is the shared clean pass (`SharedForwardModel`), the extras and the bookkeeping.
+
+Definitions of the extras (per SAE, over the `density_tokens` non-special held-out tokens):
+- dead_fraction: share of latents whose feature density is exactly 0 (never fired on these tokens);
+- dense_fraction: share of latents with density above `dense_threshold` (default 0.1: fires on >10% of tokens);
+- fvu = 1 - explained_variance (SAELens' streaming R^2);
+- delta_lm_loss = ce_loss_with_sae - ce_loss_without_sae (nats per token; ce_loss_score is "CE recovered").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from itertools import takewhile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from qwen3_scope.chat import special_token_ids
+from qwen3_scope.evaluation.held_out import (
+    SUITE_HELD_OUT, Document, HeldOutTokens, NotEnoughTokensError, organism_documents, suite_held_out_texts,
+)
+from qwen3_scope.evaluation.shared_forward import SharedForwardModel
+from qwen3_scope.io import atomic_path
+from qwen3_scope.loading import backend_of, load_model, model_spec
+from qwen3_scope.sae_loaders import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
+from qwen3_scope.sites import BACKENDS, UnknownHookError, parse_hook_name, site_d_in
+
+ORGANISM_RELEASE = "qwen3-instruct-sae"
+ORGANISM_PATTERN = "organism/.*"
+MANIFEST_FILENAME = "manifest.json"
+
+
+class EmptySuiteError(ValueError):
+    pass
+
+
+class SuiteModelMismatchError(ValueError):
+    pass
+
+
+@dataclass
+class SuiteEvalConfig:
+    """How much held-out text, and how it is batched; every SAE sees the same n_batches batches.
+
+    Reconstruction (CE/KL) and sparsity/variance metrics both run over all n_batches, so feature density
+    is measured over n_batches x batch_size_prompts x context_size tokens minus the special tokens.
+    """
+
+    n_batches: int = 8
+    batch_size_prompts: int = 8
+    context_size: int = 128
+    dense_threshold: float = 0.1
+    share_forward: bool = True  # False: plain run_evals per SAE on the bare model (the baseline)
+    memory_budget_gb: float = 4.0  # memo of clean passes; larger suites are evaluated in layer groups
+    exclude_special_tokens: bool = True
+    progress: bool = True
+
+    @property
+    def n_tokens(self) -> int:
+        return self.n_batches * self.batch_size_prompts * self.context_size
+
+    def eval_config(self):
+        from sae_lens.evals import get_eval_everything_config
+
+        return get_eval_everything_config(
+            batch_size_prompts=self.batch_size_prompts, n_eval_reconstruction_batches=self.n_batches,
+            n_eval_sparsity_variance_batches=self.n_batches,
+        )
+
+
+@dataclass
+class SuiteEntry:
+    """One SAE of a suite and where it came from."""
+
+    sae_id: str
+    sae: Any
+    source: str = ""  # release name, or suite directory
+    recipe: str | None = None
+
+
+@dataclass
+class SuiteResult:
+    table: pd.DataFrame
+    feature_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    held_out: str = ""  # where the held-out tokens came from
+
+
+# ---- where SAEs come from ---------------------------------------------------------------------------------
+
+
+def entries_from_release(release: str, pattern: str = ".*", device: str = "cpu") -> list[SuiteEntry]:
+    """SAEs of a registered SAELens release whose id fully matches `pattern` (as SAELens' evals regexes)."""
+    from sae_lens import SAE
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    import qwen3_scope  # noqa: F401  (registers our releases)
+
+    directory = get_pretrained_saes_directory()
+    if release not in directory:
+        raise EmptySuiteError(f"release {release!r} is not in SAELens' directory; register it first (qwen3_scope.releases.register_suite).")
+    ids = [sae_id for sae_id in directory[release].saes_map if re.fullmatch(pattern, sae_id)]
+    if not ids:
+        hint = ""
+        if release == ORGANISM_RELEASE and pattern == ORGANISM_PATTERN:
+            hint = (" The bundled organism suite is not part of this installation yet; train a suite "
+                    "(qwen3-scope train ...) and pass --suite DIR.")
+        raise EmptySuiteError(f"no SAE of release {release!r} matches {pattern!r}.{hint}")
+    return [SuiteEntry(sae_id, SAE.from_pretrained(release, sae_id, device=device), source=release)
+            for sae_id in tqdm(ids, desc="loading SAEs", leave=False)]
+
+
+def _manifest_recipe(suite_dir: Path) -> str | None:
+    """The recipe label (e.g. `paper`, `qwen-scope-k50`) recorded by the training suite writer's manifest.json."""
+    path = suite_dir / MANIFEST_FILENAME
+    if not path.is_file():
+        return None
+    try:
+        recipe = json.loads(path.read_text()).get("recipe", {})
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{path} is not a suite manifest ({err}); re-run the training or delete the file.") from err
+    return recipe.get("label") or recipe.get("recipe") if isinstance(recipe, dict) else str(recipe)
+
+
+def entries_from_directory(suite_dir: str | Path, pattern: str = ".*", device: str = "cpu") -> list[SuiteEntry]:
+    """Every SAE folder (cfg.json + sae_weights.safetensors, SAELens' layout) under `suite_dir`, except hidden
+    ones (unfinished training checkpoints); ids are the folders relative to `suite_dir` (`mlp_out/layer_3`)."""
+    from sae_lens import SAE
+
+    suite_dir = Path(suite_dir)
+    if not suite_dir.is_dir():
+        raise EmptySuiteError(f"suite directory {suite_dir} does not exist.")
+    folders = sorted(p.parent for p in suite_dir.rglob(SAE_CFG_FILENAME) if (p.parent / SAE_WEIGHTS_FILENAME).is_file()
+                     and not any(part.startswith(".") for part in p.relative_to(suite_dir).parts))  # not .checkpoints/
+    ids = {folder: folder.relative_to(suite_dir).as_posix() for folder in folders}
+    folders = [f for f in folders if re.fullmatch(pattern, ids[f])]
+    if not folders:
+        raise EmptySuiteError(
+            f"{suite_dir} holds no SAE folder (with {SAE_CFG_FILENAME} and {SAE_WEIGHTS_FILENAME}) matching {pattern!r}; "
+            "point --suite at the directory the training run wrote, or widen the id pattern."
+        )
+    recipe = _manifest_recipe(suite_dir)
+    return [SuiteEntry(ids[f], SAE.load_from_disk(f, device=device), source=str(suite_dir), recipe=recipe)
+            for f in tqdm(folders, desc="loading SAEs", leave=False)]
+
+
+def as_entries(saes: Iterable[Any]) -> list[SuiteEntry]:
+    """SuiteEntry objects, SAE objects (id = their hook name, `#2`... for repeats), or (id, SAE) pairs."""
+    out: list[SuiteEntry] = []
+    for item in saes:
+        if isinstance(item, SuiteEntry):
+            out.append(item)
+        elif isinstance(item, tuple):
+            out.append(SuiteEntry(str(item[0]), item[1]))
+        else:
+            hook = item.cfg.metadata.hook_name
+            seen = sum(e.sae_id == hook or e.sae_id.startswith(hook + "#") for e in out)
+            out.append(SuiteEntry(f"{hook}#{seen + 1}" if seen else hook, item))
+    if not out:
+        raise EmptySuiteError("the suite is empty: give at least one SAE.")
+    ids = [e.sae_id for e in out]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"SAE ids must be unique in a suite; {duplicates} appear more than once.")
+    return out
+
+
+# ---- checks -------------------------------------------------------------------------------------------------
+
+
+def _backend_for_hooks(hooks: Sequence[str]) -> str:
+    for backend in BACKENDS:
+        try:
+            for hook in hooks:
+                parse_hook_name(hook, backend)
+            return backend
+        except UnknownHookError:
+            continue
+    raise UnknownHookError(f"these SAE hooks are not Qwen3 site hooks of a single backend: {sorted(set(hooks))}.")
+
+
+def load_suite_model(entries: Sequence[SuiteEntry], device: str = "cpu", name: str | Path | None = None):
+    """`name`, or else the one model every SAE names in `cfg.metadata.model_name`, in the backend their hooks use."""
+    if name is None:
+        names = sorted({str(e.sae.cfg.metadata.model_name) for e in entries})
+        if len(names) != 1 or names[0] in ("None", ""):
+            raise SuiteModelMismatchError(
+                f"the SAEs name {len(names)} models ({', '.join(names)}); evaluate one model's suite at a time or pass model=."
+            )
+        name = names[0]
+    backend = _backend_for_hooks([e.sae.cfg.metadata.hook_name for e in entries])
+    return load_model(name, backend=backend, device=device)
+
+
+def check_suite(entries: Sequence[SuiteEntry], model: Any, backend: str) -> None:
+    """Every hook exists in the model and every SAE's width matches its site's activation."""
+    spec = model_spec(model)
+    for entry in entries:
+        hook = entry.sae.cfg.metadata.hook_name
+        try:
+            layer, site = parse_hook_name(hook, backend)
+        except UnknownHookError as err:
+            raise UnknownHookError(f"SAE {entry.sae_id!r}: {err} The model is loaded with the {backend!r} backend.") from err
+        if hook not in model.hook_dict:
+            raise UnknownHookError(
+                f"SAE {entry.sae_id!r} reads {hook!r}, which the model does not have ({spec.name}: {spec.n_layers} layers, "
+                f"so layers 0..{spec.n_layers - 1}); evaluate it with the model it was trained on."
+            )
+        expected = site_d_in(spec, site)
+        if entry.sae.cfg.metadata.hook_head_index is None and entry.sae.cfg.d_in != expected:
+            raise SuiteModelMismatchError(
+                f"SAE {entry.sae_id!r} has d_in {entry.sae.cfg.d_in}, but {site} of {spec.name} is {expected} wide; "
+                "the SAE belongs to another model."
+            )
+
+
+def _is_organism(model: Any) -> bool:
+    try:
+        from qwen3_scope.organism import ORGANISM_DIR
+    except ImportError:
+        return False
+    source = Path(model_spec(model).source)
+    return source.is_dir() and source.resolve() == Path(ORGANISM_DIR).resolve()
+
+
+def held_out_tokens(model: Any, cfg: SuiteEvalConfig, documents: Sequence[Document] | None = None,
+                    suite_dir: str | Path | None = None) -> tuple[HeldOutTokens, str]:
+    """The evaluation tokens and where they came from: given documents, else the organism's held-out
+    evaluation splits (organism model), else the held-out text the training suite wrote."""
+    shape = (cfg.context_size, cfg.batch_size_prompts, cfg.n_batches)
+    if documents is not None:
+        return HeldOutTokens.from_documents(model.tokenizer, documents, *shape), f"{len(documents)} given documents"
+    if _is_organism(model):
+        return HeldOutTokens.from_documents(model.tokenizer, organism_documents(), *shape), "organism held-out evaluation splits"
+    texts = suite_held_out_texts(suite_dir) if suite_dir is not None else None
+    if texts is not None:
+        source = f"held-out documents of the suite ({Path(suite_dir) / SUITE_HELD_OUT})"
+        return HeldOutTokens.from_texts(model.tokenizer, texts, *shape, source=source), source
+    raise FileNotFoundError(
+        f"no held-out text for {model_spec(model).name}: it is not the model organism and the suite has no "
+        f"{SUITE_HELD_OUT}; pass held-out documents (documents= or --texts FILE)."
+    )
+
+
+# ---- the evaluation --------------------------------------------------------------------------------------
+
+
+def _layer_groups(entries: list[SuiteEntry], model: Any, cfg: SuiteEvalConfig, backend: str) -> tuple[list[list[SuiteEntry]], bool]:
+    """Groups (in layer order) whose memoized clean passes fit in `memory_budget_gb`, and whether the memo
+    can keep the clean logits (with a large vocabulary they alone may not fit; then only activations are kept)."""
+    spec = model_spec(model)
+    item = torch.finfo(next(model.parameters()).dtype).bits // 8
+    per_token = lambda width: cfg.n_batches * cfg.batch_size_prompts * cfg.context_size * width * item  # noqa: E731
+    budget = cfg.memory_budget_gb * 2**30
+    logits = per_token(spec.vocab_size + 1)  # logits and loss of every batch, kept for a whole group
+    keep_logits = logits < budget / 2
+    base = logits if keep_logits else 0
+    hooks = [e.sae.cfg.metadata.hook_name for e in entries]
+    groups: list[list[SuiteEntry]] = [[]]
+    used, seen = base, set()
+    for entry in sorted(entries, key=lambda e: parse_hook_name(e.sae.cfg.metadata.hook_name, backend)):
+        hook = entry.sae.cfg.metadata.hook_name
+        # the hook's activation and its layer's resid_pre, plus a memoized ablation pass when SAEs share the hook
+        cost = 0 if hook in seen else per_token(spec.d_attn + spec.d_model) + (logits if keep_logits and hooks.count(hook) > 1 else 0)
+        if groups[-1] and used + cost > budget:
+            groups.append([])
+            used, seen = base, set()
+        groups[-1].append(entry)
+        used += cost
+        seen.add(hook)
+    return groups, keep_logits
+
+
+def _flatten(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for group in metrics.values() for key, value in group.items()}
+
+
+def _row(entry: SuiteEntry, model: Any, backend: str, metrics: dict[str, Any], features: dict[str, Any],
+         density_tokens: int, cfg: SuiteEvalConfig, seconds: float) -> dict[str, Any]:
+    sae, meta = entry.sae, entry.sae.cfg.metadata
+    layer, site = parse_hook_name(meta.hook_name, backend)
+    density = np.asarray(features["feature_density"], dtype=np.float64)
+    scalars = _flatten(metrics)
+    return {
+        "sae_id": entry.sae_id, "source": entry.source,
+        "model": getattr(meta, "qwen3_model", None) or ("organism" if _is_organism(model) else model_spec(model).name),
+        "backend": backend, "hook_name": meta.hook_name, "site": site, "layer": layer, "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae,
+        "architecture": sae.cfg.architecture(), "recipe": entry.recipe or getattr(meta, "qwen3_recipe", None),
+        **scalars,
+        "fvu": 1.0 - scalars["explained_variance"],
+        "delta_lm_loss": scalars["ce_loss_with_sae"] - scalars["ce_loss_without_sae"],
+        "dead_fraction": float((density == 0).mean()),
+        "dense_fraction": float((density > cfg.dense_threshold).mean()),
+        "dense_threshold": cfg.dense_threshold, "density_tokens": density_tokens, "eval_seconds": seconds,
+    }
+
+
+def evaluate_suite(
+    saes: Sequence[Any] | None = None, *, release: str | None = None, pattern: str = ".*", suite_dir: str | Path | None = None,
+    model: Any = None, tokens: HeldOutTokens | None = None, documents: Sequence[Document] | None = None,
+    config: SuiteEvalConfig | None = None, device: str = "cpu",
+) -> SuiteResult:
+    """Evaluate a suite (SAE objects, a release + id pattern, or a suite directory) on one held-out token set.
+
+    model: a loaded model, a name/path, or None for the one the SAEs name (loaded in the backend their hook
+    names belong to). tokens: fixed batches, else built from `documents`, the organism's held-out splits or
+    the suite's held-out documents (see `held_out_tokens`).
+    """
+    from sae_lens.evals import run_evals
+    from sae_lens.training.activation_scaler import ActivationScaler
+
+    cfg = config or SuiteEvalConfig()
+    if saes is not None:
+        entries = as_entries(saes)
+    elif suite_dir is not None:
+        entries = entries_from_directory(suite_dir, pattern, device)
+    elif release is not None:
+        entries = entries_from_release(release, pattern, device)
+    else:
+        raise EmptySuiteError("give SAEs, a release (with an id pattern) or a suite directory to evaluate.")
+    if model is None or isinstance(model, (str, Path)):
+        model = load_suite_model(entries, device, name=model)
+    backend = backend_of(model)
+    check_suite(entries, model, backend)
+    held_out = "given token batches"
+    if tokens is None:
+        tokens, held_out = held_out_tokens(model, cfg, documents, suite_dir)
+    needed = cfg.n_batches * cfg.batch_size_prompts
+    if tokens.n_sequences < needed:
+        raise NotEnoughTokensError(
+            f"{cfg.n_batches} batches of {cfg.batch_size_prompts} prompts need {needed} held-out sequences, but the token "
+            f"source has {tokens.n_sequences}; lower the number of batches or the batch size, or give more held-out text."
+        )
+    tokens.store_batch_size_prompts = cfg.batch_size_prompts
+    special = special_token_ids(model.tokenizer) if cfg.exclude_special_tokens else []
+    density_tokens = tokens.count_tokens(cfg.n_batches, special)
+    eval_config = cfg.eval_config()
+    rows, features, stats = [], {}, {}
+    start = time.perf_counter()
+    groups, keep_logits = _layer_groups(entries, model, cfg, backend) if cfg.share_forward else ([entries], False)
+    progress = tqdm(total=len(entries), desc="evaluating SAEs", disable=not cfg.progress)
+    for group in groups:
+        runner = model
+        if cfg.share_forward:
+            hooks = [e.sae.cfg.metadata.hook_name for e in group]
+            shared = {h for h in hooks if hooks.count(h) > 1}
+            runner = SharedForwardModel(model, hooks, shared_ablation_hooks=shared, backend=backend, keep_logits=keep_logits)
+            runner.prepare(tokens.batches(cfg.n_batches), progress=cfg.progress)
+        for entry in group:
+            progress.set_postfix_str(entry.sae_id)
+            tokens.reset_input_dataset()
+            t0 = time.perf_counter()
+            metrics, feats = run_evals(entry.sae, tokens, runner, ActivationScaler(), eval_config, exclude_special_tokens=special or False)
+            rows.append(_row(entry, model, backend, metrics, feats, density_tokens, cfg, time.perf_counter() - t0))
+            features[entry.sae_id] = feats
+            progress.update()
+        if cfg.share_forward:
+            for key, value in runner.stats.items():
+                stats[key] = stats.get(key, 0) + value
+    progress.close()
+    order = {e.sae_id: i for i, e in enumerate(entries)}  # groups run in layer order; report in the given order
+    table = pd.DataFrame(sorted(rows, key=lambda r: order[r["sae_id"]]))
+    return SuiteResult(table, features, stats, time.perf_counter() - start, held_out)
+
+
+# ---- outputs --------------------------------------------------------------------------------------------
+
+
+def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str = "suite_eval") -> tuple[Path, Path]:
+    """The table as CSV and Parquet, each written atomically."""
+    out_dir = Path(out_dir)
+    csv, parquet = out_dir / f"{stem}.csv", out_dir / f"{stem}.parquet"
+    with atomic_path(csv) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(parquet) as tmp:
+        table.to_parquet(tmp, index=False)
+    return csv, parquet
+
+
+def write_back_release_yaml(table: pd.DataFrame, yaml_path: str | Path, release: str | None = None, register: bool = True) -> list[str]:
+    """Record measured l0 and variance_explained into a release yaml's entries (atomically); returns updated ids.
+
+    Rows match entries by id or by folder path (suite directories), within `release` (default: the releases
+    named by, or whose repo_id is, the table's `source` values). Meant to be
+    called by `releases.register_suite` after an evaluation, or by `qwen3-scope eval --write-back`.
+    """
+    import yaml
+
+    from qwen3_scope.io import atomic_write_text
+    from qwen3_scope.releases import read_release_yaml, register_release_file
+
+    path = Path(yaml_path)
+    data = read_release_yaml(path)
+    if not data:
+        raise FileNotFoundError(f"{path} has no releases to update; register the suite first (releases.register_suite).")
+    sources = set(table["source"])
+    source_dirs = {Path(s) for s in sources}
+    releases = [release] if release else sorted(
+        name for name, value in data.items() if name in sources or Path(str(value.get("repo_id"))) in source_dirs)
+    if not releases:
+        raise ValueError(f"none of the evaluated sources {sorted(set(table['source']))} is a release of {path}; pass release=.")
+    measured = {row.sae_id: row for row in table.itertuples()}
+    updated = []
+    for name in releases:
+        if name not in data:
+            raise ValueError(f"release {name!r} is not in {path} (it has {', '.join(data)}).")
+        for sae in data[name].get("saes", []):
+            row = measured.get(sae["id"], measured.get(str(sae.get("path"))))  # release id, or folder in a suite dir
+            if row is not None:
+                sae["l0"] = round(float(row.l0), 3)
+                sae["variance_explained"] = round(float(row.explained_variance), 4)
+                updated.append(sae["id"])
+    header = "".join(line + "\n" for line in takewhile(lambda line: line.startswith("#"), path.read_text().splitlines()))
+    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False, width=120))
+    if register:
+        register_release_file(path)
+    return updated

@@ -1,0 +1,78 @@
+"""Prompt sets for steering studies: the organism's held-out splits, or a user's AdvBench/Alpaca-style file.
+
+Why several shapes: public refusal sets come as AdvBench (`goal`, csv or jsonl), Alpaca (`instruction`
+plus optional `input`) or plain `prompt` rows; reading all of them lets `qwen3-scope steer refusal` run on
+a real model with whatever set the user already has.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PROMPT_KEYS = ("prompt", "goal", "instruction", "question", "text")
+
+
+class PromptFileError(ValueError):
+    pass
+
+
+def _row_prompt(row: dict, where: str) -> str:
+    if "instruction" in row:
+        extra = str(row.get("input") or "").strip()
+        return str(row["instruction"]).strip() + (f"\n\n{extra}" if extra else "")
+    for key in PROMPT_KEYS:
+        if key in row and str(row[key]).strip():
+            return str(row[key]).strip()
+    raise PromptFileError(
+        f"{where} has none of the prompt fields {', '.join(PROMPT_KEYS)} (keys: {', '.join(map(str, row)) or 'none'}); "
+        "use AdvBench rows ({\"goal\": ...}), Alpaca rows ({\"instruction\": ..., \"input\": ...}) or {\"prompt\": ...}."
+    )
+
+
+def load_prompt_file(path: str | Path) -> list[str]:
+    """User messages from a .jsonl / .json (list of rows) / .csv file; a clear error for empty or odd files."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {path} does not exist.")
+    if path.suffix == ".csv":
+        import pandas as pd
+
+        try:
+            rows = pd.read_csv(path).to_dict("records")
+        except pd.errors.EmptyDataError:
+            rows = []
+    else:
+        text = path.read_text(encoding="utf-8")
+        try:
+            rows = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as err:
+            raise PromptFileError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'JSON lines'} ({err}).") from err
+    if not rows:
+        raise PromptFileError(f"{path} is empty: it holds no prompts. Give a file with one prompt row per line.")
+    prompts = []
+    for i, row in enumerate(rows, 1):
+        if isinstance(row, str):
+            prompts.append(row)
+        elif isinstance(row, dict):
+            prompts.append(_row_prompt(row, f"{path} row {i}"))
+        else:
+            raise PromptFileError(f"{path} row {i} is a {type(row).__name__}, not an object with a prompt field.")
+    return prompts
+
+
+def organism_split(name: str) -> list[dict]:
+    """Rows of one of the organism's held-out evaluation splits (harmful, harmless, lang_en, lang_fr, ...)."""
+    try:
+        from qwen3_scope.organism import load_eval_split
+    except ImportError as err:
+        raise FileNotFoundError("the model organism is not part of this installation; pass your own prompt files.") from err
+    return load_eval_split(name)
+
+
+def split_for_discovery(prompts: list[str], n_discover: int, n_eval: int) -> tuple[list[str], list[str]]:
+    """Disjoint discovery and evaluation prompts (halves when the set is smaller than asked)."""
+    if len(prompts) < 2:
+        raise PromptFileError(f"need at least 2 prompts to discover on some and evaluate on others, got {len(prompts)}.")
+    n_discover = min(n_discover, len(prompts) // 2)
+    return prompts[:n_discover], prompts[n_discover:n_discover + n_eval]

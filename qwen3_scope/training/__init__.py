@@ -1,0 +1,17 @@
+"""Training helpers for qwen3-scope. Keep this file to re-exports; each module holds one job."""
+
+from qwen3_scope.training.fast_saes import (
+    FastJumpReLUTrainingSAE,
+    FastJumpReLUTrainingSAEConfig,
+    FastTopKTrainingSAE,
+    FastTopKTrainingSAEConfig,
+    register_fast_training_saes,
+)
+
+__all__ = [
+    "FastJumpReLUTrainingSAE",
+    "FastJumpReLUTrainingSAEConfig",
+    "FastTopKTrainingSAE",
+    "FastTopKTrainingSAEConfig",
+    "register_fast_training_saes",
+]

@@ -1,0 +1,55 @@
+"""Names of trained SAEs: one scheme for suite folders, SAE ids and registry ids.
+
+Why one module: the suite runner writes SAEs under these names, and the registry (`SAE.from_pretrained`)
+and every reader of a suite parse them back; if two places formatted ids, they would drift.
+
+Scheme:
+- suite name  ``{model_key}-{recipe_label}-{width}``, e.g. ``qwen3-8b-paper-65k``,
+  ``qwen3-1.7b-qwen-scope-k50-32k``, ``organism-paper-2k`` (``model_key`` is `Qwen3ModelSpec.key`;
+  widths are written like Gemma Scope's: floor(d_sae / 1000) + "k", so 65,536 -> ``65k``).
+- SAE id inside a suite ``{site}/layer_{L}``, e.g. ``mlp_out/layer_12``; it is also the SAE's folder,
+  relative to the suite directory.
+- registry id ``{model_key}/{site}/layer_{L}``, e.g. ``qwen3-4b/mlp_out/layer_12`` (what
+  `qwen3_scope.releases` registers for `SAE.from_pretrained`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from qwen3_scope.sites import check_site
+
+_SAE_ID = re.compile(r"^(?:(?P<model>[^/]+)/)?(?P<site>[a-z_]+)/layer_(?P<layer>\d+)$")
+
+
+def width_label(d_sae: int) -> str:
+    """65_536 -> '65k', 32_768 -> '32k', 1_048_576 -> '1m', 512 -> '512' (Gemma Scope's convention)."""
+    if d_sae >= 1_000_000:
+        return f"{d_sae // 1_000_000}m"
+    if d_sae >= 1_000:
+        return f"{d_sae // 1_000}k"
+    return str(d_sae)
+
+
+def sae_id(site: str, layer: int, model_key: str | None = None) -> str:
+    """`resid_post/layer_3`, or `qwen3-4b/resid_post/layer_3` with a model key (the registry id)."""
+    check_site(site)
+    if not isinstance(layer, int) or isinstance(layer, bool) or layer < 0:
+        raise ValueError(f"layer must be a non-negative int, got {layer!r}.")
+    return f"{model_key}/{site}/layer_{layer}" if model_key else f"{site}/layer_{layer}"
+
+
+def parse_sae_id(text: str) -> tuple[str | None, str, int]:
+    """Inverse of `sae_id`: -> (model_key or None, site, layer)."""
+    match = _SAE_ID.match(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a qwen3-scope SAE id; ids look like 'resid_post/layer_3' (inside a suite) "
+            "or 'qwen3-4b/resid_post/layer_3' (registry)."
+        )
+    return match["model"], check_site(match["site"]), int(match["layer"])
+
+
+def suite_name(model_key: str, recipe_label: str, d_sae: int) -> str:
+    """`qwen3-8b-paper-65k`: the model, the recipe (with its variant, e.g. `qwen-scope-k50`) and the width."""
+    return f"{model_key}-{recipe_label}-{width_label(d_sae)}"

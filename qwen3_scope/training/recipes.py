@@ -1,0 +1,507 @@
+"""Training recipes: every hyperparameter of a suite of SAEs, with where it comes from, as SAELens configs.
+
+Why recipes: reproducing "an SAE at every layer and site" means hundreds of SAELens configs that must
+agree with each other and with the source paper. A recipe is the one place that says which values are
+used, and why; `build_suite` turns it, a model and a layer/site subset into SAELens' own config objects
+(`LanguageModelSAERunnerConfig` per SAE, `MultiSAETrainingRunnerConfig` per group of SAEs), which
+SAELens' runners accept unchanged.
+
+Recipes:
+- ``paper``: JumpReLU SAEs in the Gemma Scope style, as the Qwen3-Instruct SAE paper trains them:
+  1.7B and 4B at every layer x {resid_post, mlp_out, attn_out}; 8B resid_post at layers 0-8 at width
+  65,536 with L0 about 160. Width 16 x d_in everywhere (so 32,768 for 1.7B, 40,960 for 4B, 65,536 for
+  8B) and the target L0 160 everywhere, the only width/L0 pair the paper reports; JumpReLU trained with
+  the quadratic L0 penalty around a target (Gemma Scope 2's way of hitting a given L0).
+- ``qwen-scope``: TopK (k = 50 or 100), width 16 x d_model, AuxK dead-latent loss with weight 1/32,
+  extreme-norm activations filtered out, residual stream (Qwen-Scope, arXiv 2605.11887).
+
+Every value carries a source: a paper, "SAELens default", or "ours" with the reason. Source papers were
+read through the project's FIELD_NOTES and our knowledge of the Gemma Scope report (arXiv 2408.05147);
+values marked with it are as we know them from that report. Models with d_model < 1024 (the model
+organism, test models) use the ``small`` scale: same method, sizes that train in minutes on a laptop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from qwen3_scope.models import Qwen3ModelSpec, resolve_model
+from qwen3_scope.sites import PAPER_SITES, check_site, hook_name, site_d_in
+from qwen3_scope.training.naming import sae_id, suite_name
+
+GEMMA_SCOPE = "Gemma Scope report (Lieberum et al. 2024, arXiv 2408.05147)"
+GEMMA_SCOPE_2 = "Gemma Scope 2 (SAELens: jumprelu_sparsity_loss_mode='quadratic' with a target L0)"
+QWEN3_SAE_PAPER = "Qwen3-Instruct SAE paper (arXiv 2606.26620)"
+QWEN_SCOPE = "Qwen-Scope (arXiv 2605.11887)"
+TOPK_PAPER = "Gao et al. 2024, Scaling and evaluating sparse autoencoders (TopK, AuxK)"
+SAELENS = "SAELens 6.54 default"
+OURS = "ours"
+
+# Qwen3's control tokens, identical in every released Qwen3 tokenizer.json; used when a recipe is built
+# without a tokenizer (e.g. to plan an 8B suite offline). Training always reads them from the tokenizer.
+QWEN3_CONTROL_TOKEN_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
+                           "<think>": 151667, "</think>": 151668}
+SMALL_MODEL_D_MODEL = 1024  # below this, the `small` scale applies
+
+
+class UnknownRecipeError(ValueError):
+    pass
+
+
+class RecipeConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """One hyperparameter value and where it comes from."""
+
+    value: Any
+    source: str
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training method: SAE architecture fields, runner fields and data filtering, each with a source.
+
+    `sae` holds fields of the SAELens training-SAE config, `runner` fields of LanguageModelSAERunnerConfig;
+    `small` overrides either (keys "sae.<field>" / "runner.<field>") for models with d_model < 1024.
+    """
+
+    name: str
+    summary: str
+    architecture: str
+    sites: tuple[str, ...]
+    width_multiplier: Hyper
+    sae: Mapping[str, Hyper]
+    runner: Mapping[str, Hyper]
+    outlier_norm_factor: Hyper
+    small: Mapping[str, Hyper] = field(default_factory=dict)
+    layouts: Mapping[str, tuple[tuple[str, ...], tuple[int, ...] | None, str]] = field(default_factory=dict)
+
+    def hyperparameters(self, small: bool = False) -> pd.DataFrame:
+        """Every value of the recipe with its source (the documentation users read with --describe)."""
+        rows = [("width", f"{self.width_multiplier.value} x d_in", self.width_multiplier.source),
+                ("architecture", self.architecture, QWEN3_SAE_PAPER if self.name == "paper" else QWEN_SCOPE),
+                ("sites", ", ".join(self.sites), QWEN3_SAE_PAPER if self.name == "paper" else QWEN_SCOPE),
+                ("outlier_norm_factor", self.outlier_norm_factor.value, self.outlier_norm_factor.source)]
+        merged = {**{f"sae.{k}": v for k, v in self.sae.items()}, **{f"runner.{k}": v for k, v in self.runner.items()}}
+        if small:
+            merged.update(self.small)
+        rows += [(key, hyper.value, hyper.source) for key, hyper in merged.items()]
+        rows += [(f"layout[{model}]", f"sites={','.join(s)} layers={'all' if l is None else f'{l[0]}-{l[-1]}'}", src)
+                 for model, (s, l, src) in self.layouts.items()]
+        return pd.DataFrame(rows, columns=["hyperparameter", "value", "source"])
+
+
+# Run settings shared by both recipes (data, batching, optimiser plumbing).
+_COMMON_RUNNER: dict[str, Hyper] = {
+    "context_size": Hyper(1024, GEMMA_SCOPE + "; Qwen-Scope's is not in our notes"),
+    "train_batch_size_tokens": Hyper(4096, GEMMA_SCOPE),
+    "store_batch_size_prompts": Hyper(8, OURS + ": 8 x 1024 tokens per model forward keeps CPU/GPU memory modest"),
+    "n_batches_in_buffer": Hyper(16, OURS + ": 16 x 1023 tokens of shuffle buffer (>= one 4096-token batch)"),
+    "activations_mixing_fraction": Hyper(0.5, SAELENS),
+    "prepend_bos": Hyper(False, "Qwen3 has no BOS token (Qwen3 tokenizer config)"),
+    "sequence_separator_token": Hyper(None, OURS + ": documents already end in <|im_end|> or <|endoftext|>"),
+    "seqpos_slice": Hyper((1, None), OURS + ": drop position 0 of each context, Qwen3's attention sink "
+                          "(Gemma Scope drops BOS, its sink; Qwen3 has no BOS)"),
+    "exclude_special_tokens": Hyper("qwen3 control tokens", "Gemma Scope excludes BOS/EOS/pad; we exclude "
+                                    "<|endoftext|> <|im_start|> <|im_end|> <think> </think>"),
+    "n_batches_for_norm_estimate": Hyper(10, OURS + ": 40k tokens fix a mean norm to <1%; SAELens' 1000 "
+                                         "batches would cache 4M tokens x every hook of a group"),
+    "dead_feature_window": Hyper(1000, SAELENS),
+    "feature_sampling_window": Hyper(2000, SAELENS),
+    "dtype": Hyper("float32", SAELENS),
+}
+
+_SMALL_COMMON: dict[str, Hyper] = {
+    "runner.context_size": Hyper(128, OURS + ": the organism's documents are short chats"),
+    "runner.train_batch_size_tokens": Hyper(1024, OURS + ": more steps in a short run"),
+    "runner.store_batch_size_prompts": Hyper(32, OURS),
+    "runner.n_batches_in_buffer": Hyper(32, OURS + ": 32 x 127 tokens >= one 1024-token batch"),
+    "runner.n_batches_for_norm_estimate": Hyper(10, OURS),
+    "runner.dead_feature_window": Hyper(100, OURS + ": short runs; AuxK needs latents marked dead early"),
+    "runner.feature_sampling_window": Hyper(200, OURS),
+}
+
+PAPER = Recipe(
+    name="paper",
+    summary="JumpReLU, Gemma Scope style; 1.7B/4B every layer x resid_post/mlp_out/attn_out, 8B resid_post 0-8",
+    architecture="jumprelu",
+    sites=PAPER_SITES,
+    width_multiplier=Hyper(16, QWEN3_SAE_PAPER + ": 8B width 65,536 = 16 x 4096; same ratio for 1.7B/4B (ours)"),
+    sae={
+        "jumprelu_sparsity_loss_mode": Hyper("quadratic", GEMMA_SCOPE_2 + ": trains to a target L0"),
+        "target_l0": Hyper(160, QWEN3_SAE_PAPER + ": L0 about 160 (8B); same target for 1.7B/4B (ours)"),
+        "l0_coefficient": Hyper(1.0, SAELENS),
+        "l0_warm_up_steps": Hyper(10_000, GEMMA_SCOPE + ": sparsity coefficient warmed up over 10k steps"),
+        "jumprelu_bandwidth": Hyper(0.05, SAELENS + " (Gemma Scope's 0.001 is for its input scale, not SAELens')"),
+        "jumprelu_init_threshold": Hyper(0.01, SAELENS + " (same reason)"),
+        "normalize_activations": Hyper("expected_average_only_in", GEMMA_SCOPE + ": inputs scaled by one fixed "
+                                       "scalar; SAELens folds it into the weights after training"),
+        "apply_b_dec_to_input": Hyper(False, GEMMA_SCOPE + ": encoder sees x, not x - b_dec"),
+        "decoder_init_norm": Hyper(0.1, SAELENS),
+    },
+    runner={
+        **_COMMON_RUNNER,
+        "training_tokens": Hyper(4_000_000_000, GEMMA_SCOPE + ": 4B tokens per SAE"),
+        "lr": Hyper(7e-5, GEMMA_SCOPE),
+        "adam_beta1": Hyper(0.0, GEMMA_SCOPE),
+        "adam_beta2": Hyper(0.999, GEMMA_SCOPE),
+        "lr_scheduler_name": Hyper("constant", GEMMA_SCOPE + " (after the warm-up)"),
+        "lr_warm_up_steps": Hyper(1_000, GEMMA_SCOPE),
+    },
+    outlier_norm_factor=Hyper(None, GEMMA_SCOPE + ": no norm filter (the sink position is dropped instead)"),
+    small={
+        **_SMALL_COMMON,
+        "sae.target_l0": Hyper(24, OURS + ": ~1% of a 16 x d_model dictionary, like 160 of 65,536 scaled to "
+                               "the organism's few, simple features"),
+        "sae.l0_warm_up_steps": Hyper(25, OURS + ": short runs"),
+        "sae.jumprelu_ste_to_input": Hyper(True, OURS + ": Anthropic's STE variant; the L0 penalty also reaches the "
+                                           "encoder, so L0 meets its target within ~100 steps (measured: with the "
+                                           "threshold-only STE, L0 stays 2-4x the target at this budget)"),
+        "sae.jumprelu_init_threshold": Hyper(0.5, OURS + ": starts near the target L0 on the organism; a threshold "
+                                             "moves at most ~lr per Adam step"),
+        "runner.training_tokens": Hyper(150_000, OURS + ": a suite in ~1-3 minutes on 2 CPU cores (EV 0.89 at 100k, 0.92 at 200k)"),
+        "runner.lr": Hyper(3e-3, OURS + ": ~100 steps; measured best of 1e-3 / 3e-3 on the organism"),
+        "runner.adam_beta1": Hyper(0.9, SAELENS + " (beta1=0 is too noisy for ~100 steps)"),
+        "runner.lr_warm_up_steps": Hyper(10, OURS),
+    },
+    layouts={"Qwen/Qwen3-8B": (("resid_post",), tuple(range(9)), QWEN3_SAE_PAPER + ": 8B residual layers 0-8")},
+)
+
+QWEN_SCOPE_RECIPE = Recipe(
+    name="qwen-scope",
+    summary="TopK k=50/100, width 16 x d_model, AuxK 1/32, extreme-norm filtering, residual stream",
+    architecture="topk",
+    sites=("resid_post",),
+    width_multiplier=Hyper(16, QWEN_SCOPE + ": 16 x d_model (1.7B: 32K, 8B: 64K)"),
+    sae={
+        "k": Hyper(50, QWEN_SCOPE + ": k = 50 or 100 (choose with k=100)"),
+        "aux_loss_coefficient": Hyper(1 / 32, QWEN_SCOPE + " and " + TOPK_PAPER + ": AuxK weight 1/32"),
+        "rescale_acts_by_decoder_norm": Hyper(True, SAELENS),
+        "normalize_activations": Hyper("expected_average_only_in", OURS + ": one fixed input scalar, folded "
+                                       "into the weights after training"),
+        "decoder_init_norm": Hyper(0.1, SAELENS),
+    },
+    runner={
+        **_COMMON_RUNNER,
+        "training_tokens": Hyper(1_000_000_000, OURS + ": Qwen-Scope's token count is not in our notes"),
+        "lr": Hyper(3e-4, SAELENS + " (Qwen-Scope's is not in our notes)"),
+        "adam_beta1": Hyper(0.9, SAELENS),
+        "adam_beta2": Hyper(0.999, SAELENS),
+        "lr_scheduler_name": Hyper("constant", SAELENS),
+        "lr_warm_up_steps": Hyper(1_000, OURS),
+    },
+    outlier_norm_factor=Hyper(10.0, QWEN_SCOPE + " filters extreme-norm (first-token) activations; the "
+                              "threshold, 10 x the batch median norm, is ours"),
+    small={
+        **_SMALL_COMMON,
+        "sae.k": Hyper(50, QWEN_SCOPE),
+        "runner.training_tokens": Hyper(150_000, OURS + ": the paper recipe's small-scale budget"),
+        "runner.lr": Hyper(3e-3, OURS + ": ~100 steps"),
+        "runner.lr_warm_up_steps": Hyper(10, OURS),
+    },
+)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (PAPER, QWEN_SCOPE_RECIPE)}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise UnknownRecipeError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}.")
+    return RECIPES[name]
+
+
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SAEJob:
+    """One SAE of a suite: where it reads (site, layer, hook) and its SAELens training config."""
+
+    sae_id: str
+    site: str
+    layer: int
+    hook_name: str
+    d_in: int
+    d_sae: int
+    sae_cfg: Any  # a TrainingSAEConfig subclass instance
+
+    @property
+    def architecture(self) -> str:
+        return self.sae_cfg.architecture()
+
+
+@dataclass
+class SuiteConfig:
+    """A model + recipe + layer/site subset, resolved into SAELens configs (no weights needed)."""
+
+    spec: Qwen3ModelSpec
+    recipe: Recipe
+    label: str
+    name: str
+    backend: str
+    scale: str
+    jobs: list[SAEJob]
+    runner_kwargs: dict[str, Any]
+    outlier_norm_factor: float | None
+    fast: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def training_tokens(self) -> int:
+        return int(self.runner_kwargs["training_tokens"])
+
+    @property
+    def total_steps(self) -> int:
+        return self.training_tokens // self.runner_kwargs["train_batch_size_tokens"]
+
+    def job(self, sae_id_: str) -> SAEJob:
+        for job in self.jobs:
+            if job.sae_id == sae_id_:
+                return job
+        raise KeyError(f"{sae_id_!r} is not in suite {self.name}; it has {', '.join(j.sae_id for j in self.jobs)}.")
+
+    def _common(self, **extra: Any) -> dict[str, Any]:
+        from sae_lens import LoggingConfig
+
+        kwargs = dict(self.runner_kwargs)
+        kwargs.update(
+            model_name=self.spec.source or self.spec.name,
+            model_class_name=_MODEL_CLASS[self.backend],
+            model_from_pretrained_kwargs={"default_prepend_bos": False} if self.backend == "hooked" else {},
+            is_dataset_tokenized=False, use_chat_formatting=False, streaming=False,
+            logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, n_checkpoints=0,
+        )
+        kwargs.update(extra)
+        return kwargs
+
+    def runner_config(self, job: SAEJob, **extra: Any):
+        """SAELens' single-SAE runner config for one job (LanguageModelSAETrainingRunner accepts it)."""
+        from sae_lens import LanguageModelSAERunnerConfig
+
+        return LanguageModelSAERunnerConfig(
+            sae=replace(job.sae_cfg), hook_name=job.hook_name, verbose=False, **self._common(**extra)
+        )
+
+    def multi_config(self, jobs: Iterable[SAEJob], **extra: Any):
+        """SAELens' multi-SAE runner config: these jobs trained from one shared forward pass."""
+        from sae_lens import MultiSAETrainingRunnerConfig
+
+        jobs = list(jobs)
+        kwargs = self._common(**extra)
+        kwargs.pop("is_dataset_tokenized")
+        return MultiSAETrainingRunnerConfig(
+            saes={j.sae_id: replace(j.sae_cfg) for j in jobs}, hook_names={j.sae_id: j.hook_name for j in jobs}, **kwargs
+        )
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([
+            dict(sae_id=j.sae_id, layer=j.layer, site=j.site, hook_name=j.hook_name, d_in=j.d_in, d_sae=j.d_sae,
+                 architecture=j.architecture, **_sparsity_of(j.sae_cfg))
+            for j in self.jobs
+        ])
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the manifest records (and what `resume` compares)."""
+        runner = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.runner_kwargs.items()}
+        return dict(
+            name=self.name, recipe=self.recipe.name, label=self.label, scale=self.scale, backend=self.backend,
+            fast=self.fast, outlier_norm_factor=self.outlier_norm_factor, runner=runner, notes=self.notes,
+            saes=[dict(sae_id=j.sae_id, site=j.site, layer=j.layer, hook_name=j.hook_name, d_in=j.d_in,
+                       d_sae=j.d_sae, architecture=j.architecture, sae_cfg=_plain_sae_cfg(j.sae_cfg)) for j in self.jobs],
+        )
+
+
+_MODEL_CLASS = {"hooked": "HookedTransformer", "hf": "AutoModelForCausalLM"}
+
+
+def _sparsity_of(cfg: Any) -> dict[str, Any]:
+    return {"k": getattr(cfg, "k", None), "target_l0": getattr(cfg, "target_l0", None)}
+
+
+def _plain_sae_cfg(cfg: Any) -> dict[str, Any]:
+    out = cfg.to_dict()
+    out.pop("metadata", None)
+    return out
+
+
+def _training_config_class(architecture: str):
+    from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY, get_sae_training_class
+
+    if architecture not in SAE_TRAINING_CLASS_REGISTRY:
+        hint = ("the fast SAE classes register on `import qwen3_scope` (qwen3_scope.training.fast_saes); "
+                "they are missing from this installation" if architecture.endswith("_fast") else
+                f"SAELens knows {', '.join(sorted(SAE_TRAINING_CLASS_REGISTRY))}")
+        raise RecipeConfigError(f"no SAELens training class is registered for architecture {architecture!r}: {hint}.")
+    return get_sae_training_class(architecture)[1]
+
+
+def _resolve_layers(spec: Qwen3ModelSpec, layers: Iterable[int] | None, default: tuple[int, ...] | None) -> list[int]:
+    chosen = list(default if default is not None else range(spec.n_layers)) if layers is None else list(layers)
+    if not chosen:
+        raise RecipeConfigError("no layers selected; pass at least one layer (e.g. --layers 0 or --layers 0-3).")
+    for layer in chosen:
+        spec.check_layer(layer)
+    return sorted(set(chosen))
+
+
+def _control_token_ids(spec: Qwen3ModelSpec, special_token_ids: list[int] | None) -> list[int]:
+    if special_token_ids is not None:
+        return sorted(int(i) for i in special_token_ids)
+    if spec.vocab_size > max(QWEN3_CONTROL_TOKEN_IDS.values()):
+        return sorted(QWEN3_CONTROL_TOKEN_IDS.values())
+    raise RecipeConfigError(
+        f"{spec.name} has a vocabulary of {spec.vocab_size}, not Qwen3's, so its control-token ids are unknown; "
+        "pass special_token_ids=qwen3_scope.chat.special_token_ids(tokenizer)."
+    )
+
+
+def build_suite(
+    model: str | Qwen3ModelSpec,
+    recipe: str = "paper",
+    layers: Iterable[int] | None = None,
+    sites: Iterable[str] | None = None,
+    training_tokens: int | None = None,
+    backend: str = "hooked",
+    fast: bool | None = False,
+    k: int | None = None,
+    target_l0: float | None = None,
+    width: int | None = None,
+    seed: int = 42,
+    device: str = "cpu",
+    special_token_ids: list[int] | None = None,
+    runner_overrides: Mapping[str, Any] | None = None,
+) -> SuiteConfig:
+    """Resolve a recipe for a model and a layer/site subset into SAELens configs.
+
+    Defaults: the recipe's sites and every layer (for the paper recipe on Qwen3-8B: resid_post at
+    layers 0-8). `fast=True` uses the `<architecture>_fast` training classes (same config fields, saved
+    as the plain architecture); `fast=None` uses them when they are registered (qwen3_scope.training.fast_saes).
+    `width` sets d_sae for every SAE (default 16 x d_in). Errors name the bad input and the fix.
+    """
+    spec = model if isinstance(model, Qwen3ModelSpec) else resolve_model(model)
+    rec = get_recipe(recipe)
+    if backend not in _MODEL_CLASS:
+        raise RecipeConfigError(
+            f"backend {backend!r} cannot train through SAELens' runners; use 'hooked' (HookedTransformer, "
+            "the default) or 'hf' (HookedProxyLM). SAELens has no loader for TransformerBridge configs."
+        )
+    small = spec.d_model < SMALL_MODEL_D_MODEL
+    layout_sites, layout_layers, _ = rec.layouts.get(spec.name, (rec.sites, None, ""))
+    site_list = list(dict.fromkeys(sites)) if sites is not None else list(layout_sites)
+    if not site_list:
+        raise RecipeConfigError("no sites selected; pass at least one site (e.g. --sites resid_post).")
+    for site in site_list:
+        check_site(site)
+    layer_list = _resolve_layers(spec, layers, layout_layers)
+
+    sae_fields = {key: h.value for key, h in rec.sae.items()}
+    runner = {key: h.value for key, h in rec.runner.items()}
+    if small:
+        for key, hyper in rec.small.items():
+            (sae_fields if key.startswith("sae.") else runner)[key.split(".", 1)[1]] = hyper.value
+    runner["exclude_special_tokens"] = _control_token_ids(spec, special_token_ids)
+    runner.update(seed=seed, device=device)
+    if training_tokens is not None:
+        runner["training_tokens"] = int(training_tokens)
+    _check_overrides(runner_overrides or {})
+    runner.update(runner_overrides or {})
+    notes = _check_runner(spec, runner)
+    if k is not None:
+        if "k" not in sae_fields:
+            raise RecipeConfigError(f"k only applies to TopK recipes; recipe {rec.name!r} is {rec.architecture}.")
+        sae_fields["k"] = int(k)
+    if target_l0 is not None:
+        if "target_l0" not in sae_fields:
+            raise RecipeConfigError(f"target_l0 only applies to JumpReLU recipes; {rec.name!r} is {rec.architecture}.")
+        sae_fields["target_l0"] = float(target_l0)
+    total_steps = runner["training_tokens"] // runner["train_batch_size_tokens"]
+    for key, holder in (("lr_warm_up_steps", runner), ("l0_warm_up_steps", sae_fields)):
+        if key in holder and holder[key] > total_steps // 4:
+            notes.append(f"{key} capped from {holder[key]} to {total_steps // 4} (a quarter of the {total_steps} steps)")
+            holder[key] = total_steps // 4
+
+    if fast is None:
+        from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
+
+        fast = f"{rec.architecture}_fast" in SAE_TRAINING_CLASS_REGISTRY
+    architecture = rec.architecture + ("_fast" if fast else "")
+    cfg_class = _training_config_class(architecture)
+    jobs = []
+    for layer in layer_list:
+        for site in site_list:
+            d_in = site_d_in(spec, site)
+            d_sae = int(width) if width else int(rec.width_multiplier.value) * d_in
+            _check_sparsity(sae_fields, d_sae, site, layer)
+            cfg = cfg_class(d_in=d_in, d_sae=d_sae, device=device, dtype=runner["dtype"],
+                            reshape_activations="hook_z" if site == "attn_z" else "none", **sae_fields)
+            jobs.append(SAEJob(sae_id(site, layer), site, layer, hook_name(site, layer, backend, spec), d_in, d_sae, cfg))
+
+    label = rec.name
+    if "k" in sae_fields:
+        label += f"-k{sae_fields['k']}"
+    default_l0 = (rec.small if small else {}).get("sae.target_l0", rec.sae.get("target_l0"))
+    if "target_l0" in sae_fields and default_l0 is not None and sae_fields["target_l0"] != default_l0.value:
+        label += f"-l0{sae_fields['target_l0']:g}"
+    name = suite_name(spec.key, label, max(j.d_sae for j in jobs))
+    return SuiteConfig(spec=spec, recipe=rec, label=label, name=name, backend=backend, scale="small" if small else "family",
+                       jobs=jobs, runner_kwargs=runner, outlier_norm_factor=rec.outlier_norm_factor.value, fast=fast,
+                       notes=notes)
+
+
+def _check_overrides(overrides: Mapping[str, Any]) -> None:
+    """Only fields both SAELens runner configs have (a typo would otherwise fail deep inside a run)."""
+    from dataclasses import fields
+
+    from sae_lens import LanguageModelSAERunnerConfig, MultiSAETrainingRunnerConfig
+
+    allowed = {f.name for f in fields(LanguageModelSAERunnerConfig)} & {f.name for f in fields(MultiSAETrainingRunnerConfig)}
+    allowed -= {"sae", "saes", "hook_name", "hook_names", "model_name", "model_class_name", "logger", "output_path",
+                "checkpoint_path", "n_checkpoints", "resume_from_checkpoint", "is_dataset_tokenized", "use_chat_formatting",
+                "model_from_pretrained_kwargs", "streaming", "dataset_path"}
+    unknown = sorted(set(overrides) - allowed)
+    if unknown:
+        raise RecipeConfigError(f"runner override(s) {unknown} are not SAELens runner settings a suite can change; "
+                                f"choose from {', '.join(sorted(allowed))}.")
+
+
+def _check_sparsity(sae_fields: dict[str, Any], d_sae: int, site: str, layer: int) -> None:
+    for key in ("k", "target_l0"):
+        value = sae_fields.get(key)
+        if value is not None and not 0 < value < d_sae:
+            raise RecipeConfigError(f"{key}={value} does not fit {site} layer {layer}: it must be between 0 and "
+                                    f"the SAE width {d_sae}; lower {key} or raise the width.")
+
+
+def _check_runner(spec: Qwen3ModelSpec, runner: dict[str, Any]) -> list[str]:
+    """SAELens pitfalls, caught before any model is loaded."""
+    context, batch = runner["context_size"], runner["train_batch_size_tokens"]
+    if context > spec.max_position_embeddings:
+        raise RecipeConfigError(f"context_size {context} exceeds {spec.name}'s {spec.max_position_embeddings} "
+                                "positions; lower context_size.")
+    kept = len(range(context)[slice(*runner["seqpos_slice"])])
+    buffer = runner["n_batches_in_buffer"] * kept
+    if buffer < batch:
+        need = -(-batch // kept)
+        raise RecipeConfigError(
+            f"the activation buffer ({runner['n_batches_in_buffer']} x {kept} = {buffer} tokens) is smaller than one "
+            f"training batch ({batch} tokens); SAELens would fail mid-run. Set n_batches_in_buffer >= {need} or "
+            "lower train_batch_size_tokens."
+        )
+    if runner["training_tokens"] < batch:
+        raise RecipeConfigError(f"training_tokens {runner['training_tokens']} is less than one batch ({batch} tokens); "
+                                "train on more tokens.")
+    steps = runner["training_tokens"] // batch
+    if runner["dead_feature_window"] >= steps:
+        return [f"dead_feature_window ({runner['dead_feature_window']} steps) >= the {steps} training steps: no latent "
+                "is ever marked dead, so TopK's AuxK / JumpReLU's pre-act loss never act and SAELens records "
+                "num_dead_features = 0 (see dead_fraction in the suite metrics instead)"]
+    return []
+
+
+def list_recipes() -> pd.DataFrame:
+    return pd.DataFrame([dict(recipe=r.name, architecture=r.architecture, sites=", ".join(r.sites), summary=r.summary)
+                         for r in RECIPES.values()])

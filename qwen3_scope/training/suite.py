@@ -1,0 +1,545 @@
+"""Train a suite (every chosen layer x site) through SAELens' multi-SAE runner, with checkpoint and resume.
+
+Why this layer over SAELens: SAELens' MultiSAETrainingRunner trains a group of SAEs from one forward pass,
+but a suite needs many groups, one output layout, a manifest, and a resume that reproduces the
+uninterrupted run. SAELens' own resume fast-forwards the dataset by rows and loses the shuffle buffer
+and RNG state, so a resumed run sees different batches. Here each group's activation stream is cut into
+segments (one per checkpoint interval): every segment starts from a recorded dataset row with a fresh
+SAELens mixing buffer and a seeded RNG, in the uninterrupted run too. A checkpoint at a segment
+boundary (SAELens' own per-SAE trainer state + our row offset) therefore restores everything the rest
+of the run depends on, and the resumed suite is bit-identical to the uninterrupted one on the same
+machine, thread count and library versions.
+
+Layout of a suite directory:
+    manifest.json                 model, recipe, SAE ids, hooks, tokens, data, plan, versions, status, metrics
+    metrics.json                  {sae_id: {l0, variance_explained, ...}} (the registry reads it)
+    data/train/train-*.parquet    the rendered training text (SAELens' `dataset_path` for every SAE)
+    data/heldout/heldout.parquet  held-out documents (never trained on) the metrics are measured on
+    <site>/layer_<L>/             cfg.json, sae_weights.safetensors, sparsity.safetensors, runner_cfg.json
+    .checkpoints/group_<g>/       latest checkpoint of an unfinished group (removed when it finishes)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from qwen3_scope.io import atomic_write_json
+from qwen3_scope.training.data import PreparedData, load_prepared, prepare_data
+from qwen3_scope.training.planner import Group, SuitePlan, plan_suite
+from qwen3_scope.training.recipes import SuiteConfig, build_suite
+
+MANIFEST = "manifest.json"
+METRICS = "metrics.json"
+FORMAT = "qwen3-scope-suite/1"
+
+
+class SuiteExistsError(ValueError):
+    pass
+
+
+class ResumeMismatchError(ValueError):
+    pass
+
+
+@dataclass
+class SuiteResult:
+    suite_dir: Path
+    manifest: dict[str, Any]
+    plan: SuitePlan
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """One row per trained SAE, in layer then site order."""
+        saes = self.manifest.get("saes", {})
+        rows = [dict(sae_id=k, layer=saes[k]["layer"], site=saes[k]["site"], **v)
+                for k, v in self.manifest.get("metrics", {}).items()]
+        if not rows:
+            return pd.DataFrame(rows)
+        order = {j.sae_id: i for i, j in enumerate(self.plan.suite.jobs)}
+        return pd.DataFrame(sorted(rows, key=lambda r: order.get(r["sae_id"], len(order)))).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+class SegmentedStream:
+    """One group's multi-hook activation batches, restartable exactly at segment boundaries.
+
+    Each segment reads the training rows from a recorded offset (a rotated view of the dataset) through
+    SAELens' own store, filter and mixing buffer, with the global RNG (SAELens' shuffle) seeded per
+    segment. `on_boundary(segment, state)` is called before a segment starts, when the trainer has
+    finished every step of the previous one: that is where checkpoints are written.
+    """
+
+    def __init__(self, store: Any, dataset: Any, hooks: list[str], steps_per_segment: int, seed: int,
+                 outlier_norm_factor: float | None, steps_done: Callable[[], int]):
+        self.store, self.base, self.hooks = store, dataset, hooks
+        self.steps_per_segment, self.seed, self.outlier_norm_factor = steps_per_segment, seed, outlier_norm_factor
+        self.steps_done = steps_done
+        self.on_boundary: Callable[[int, dict[str, int]], None] | None = None
+        self.segment: int | None = None
+        self.offset = 0
+        self._rows_at_start = 0
+        self._loader: Iterator[dict[str, torch.Tensor]] | None = None
+        self.tokens_filtered = 0
+
+    def state(self) -> dict[str, int]:
+        return {"segment": int(self.segment or 0), "offset": int(self.offset)}
+
+    def restore(self, state: dict[str, int]) -> None:
+        """Continue from a checkpoint: the next batch starts segment `state['segment']` at its row offset."""
+        self.segment, self.offset = None, int(state["offset"])
+
+    def __iter__(self) -> "SegmentedStream":
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        wanted = self.steps_done() // self.steps_per_segment
+        if wanted != self.segment:
+            self._begin(wanted)
+        return next(self._loader)  # type: ignore[arg-type]
+
+    def _begin(self, segment: int) -> None:
+        moving_on = self.segment is not None
+        if moving_on:  # from a segment we ran: the next one starts at the first row it did not finish
+            consumed = self.store.n_dataset_processed - self._rows_at_start
+            self.offset = (self.offset + consumed) % len(self.base)
+        self.segment = segment
+        if moving_on and self.on_boundary is not None:
+            self.on_boundary(segment, self.state())
+        n = len(self.base)
+        self.store.dataset = self.base.select(list(range(self.offset, n)) + list(range(self.offset)))
+        self.store.iterable_sequences = self.store._iterate_tokenized_sequences()
+        self._rows_at_start = self.store.n_dataset_processed
+        torch.manual_seed(self.seed * 1_000_003 + segment)
+        from sae_lens.training.mixing_buffer import multi_hook_concat_split_iter
+
+        self._loader = multi_hook_concat_split_iter(
+            buffer_size=self.store.n_batches_in_buffer * self.store.training_context_size,
+            batch_size=self.store.train_batch_size_tokens,
+            activations_loader=self._filtered(),
+            hook_names=self.hooks,
+            mix_fraction=self.store.activations_mixing_fraction,
+        )
+
+    def _filtered(self) -> Iterator[dict[str, torch.Tensor]]:
+        """SAELens' special-token-filtered activations, minus extreme-norm tokens (at any hook of the group)."""
+        for acts in self.store._iterate_filtered_multi_hook_activations():
+            if self.outlier_norm_factor is not None:
+                keep = outlier_mask(acts, self.outlier_norm_factor)
+                self.tokens_filtered += int((~keep).sum())
+                acts = {h: a[keep] for h, a in acts.items()}
+            yield acts
+
+
+def outlier_mask(acts: dict[str, torch.Tensor], factor: float) -> torch.Tensor:
+    """True for tokens whose norm is within `factor` x the batch median at every hook."""
+    keep = None
+    for a in acts.values():
+        norms = a.float().norm(dim=-1)
+        ok = norms <= factor * norms.median()
+        keep = ok if keep is None else keep & ok
+    assert keep is not None
+    return keep
+
+
+# --------------------------------------------------------------------------------------------------
+class Checkpointer:
+    """Writes a group's checkpoint with SAELens' per-SAE trainer format, atomically (tmp dir + rename).
+
+    `latest.json` points at the newest complete checkpoint; a checkpoint killed half-way is never pointed
+    at, and is deleted by the next save.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def latest(self) -> Path | None:
+        pointer = self.directory / "latest.json"
+        if not pointer.is_file():
+            return None
+        path = self.directory / json.loads(pointer.read_text())["checkpoint"]
+        return path if (path / "stream_state.json").is_file() else None
+
+    def save(self, trainer: Any, state: dict[str, int], step: int) -> Path:
+        name = f"step_{step:09d}"
+        tmp = self.directory / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for sae_name, sae_trainer in trainer.trainers.items():
+            sae_trainer.save_checkpoint(checkpoint_name=sae_name, base_path=tmp)
+        (tmp / "stream_state.json").write_text(json.dumps({**state, "step": step}))
+        final = self.directory / name
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        atomic_write_json(self.directory / "latest.json", {"checkpoint": name, "step": step})
+        for old in self.directory.iterdir():
+            if old.is_dir() and old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+@contextmanager
+def _quiet_sae_lens() -> Iterator[None]:
+    """SAELens warns about overrides and dataset sizes that are intended here."""
+    log = logging.getLogger("sae_lens")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(fewer samples|not tokenized|exhausted).*")
+        try:
+            yield
+        finally:
+            log.setLevel(level)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("qwen3-scope", "sae-lens", "transformer-lens", "transformers", "torch", "datasets"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SuiteTrainer:
+    """Runs a planned suite group by group; see the module docstring for the layout and the resume rule."""
+
+    def __init__(self, plan: SuitePlan, suite_dir: Path, model: Any, data: PreparedData, manifest: dict[str, Any],
+                 checkpoint_every_tokens: int | None = None, progress: bool = True,
+                 on_checkpoint: Callable[[int, int], None] | None = None):
+        self.plan, self.suite, self.dir, self.model, self.data = plan, plan.suite, suite_dir, model, data
+        self.manifest, self.progress, self.on_checkpoint = manifest, progress, on_checkpoint
+        runner = self.suite.runner_kwargs
+        buffer = runner["n_batches_in_buffer"] * runner["context_size"]
+        every = checkpoint_every_tokens or max(self.suite.training_tokens // 8, 8 * buffer)
+        self.steps_per_segment = max(1, every // runner["train_batch_size_tokens"])
+        manifest.setdefault("checkpoint_every_steps", self.steps_per_segment)
+        self.steps_per_segment = int(manifest["checkpoint_every_steps"])
+
+    def _save_manifest(self) -> None:
+        self.manifest["updated"] = _now()
+        atomic_write_json(self.dir / MANIFEST, self.manifest)
+
+    def run(self) -> dict[str, Any]:
+        self.manifest["versions"]["torch_threads"] = torch.get_num_threads()  # resume with the same for bit-identity
+        groups = self.plan.groups
+        done = {g["index"] for g in self.manifest["groups"] if g["status"] == "done"}
+        bar = tqdm(total=len(groups), initial=len(done), desc=f"suite {self.suite.name}", unit="group",
+                   disable=not self.progress)
+        for group in groups:
+            if group.index in done:
+                continue
+            self._run_group(group)
+            bar.update(1)
+        bar.close()
+        self.manifest["status"] = "complete"
+        atomic_write_json(self.dir / METRICS, self.manifest["metrics"])
+        self._save_manifest()
+        shutil.rmtree(self.dir / ".checkpoints", ignore_errors=True)
+        shutil.rmtree(self.dir / ".staging", ignore_errors=True)
+        return self.manifest
+
+    def _run_group(self, group: Group) -> None:
+        from sae_lens import MultiSAETrainingRunner
+        from sae_lens.training.multi_sae_trainer import MultiSAETrainer
+
+        record = self.manifest["groups"][group.index]
+        record.update(status="running", started=_now())
+        self._save_manifest()
+        checkpointer = Checkpointer(self.dir / ".checkpoints" / f"group_{group.index:02d}")
+        cfg = self.suite.multi_config(group.jobs, dataset_path=str(self.dir / "data" / "train"), output_path=None)
+        seed = int(self.suite.runner_kwargs["seed"]) * 1000 + group.index
+        start = time.perf_counter()
+        with _quiet_sae_lens():
+            torch.manual_seed(seed)  # SAE initialisation: the same in a resumed run
+            runner = MultiSAETrainingRunner(cfg, override_dataset=self.data.train, override_model=self.model)
+            runner._set_sae_metadata()  # SAELens' own metadata (hook, model, context, prepend_bos, ...)
+            trainer_box: list[Any] = []
+            stream = SegmentedStream(runner.activations_store, self.data.train, group.hooks, self.steps_per_segment,
+                                     seed, self.suite.outlier_norm_factor, lambda: trainer_box[0].n_training_steps)
+            trainer = MultiSAETrainer(cfg=cfg.to_sae_trainer_config(), saes=runner.saes,
+                                      hook_names=cfg.hook_names_per_sae, data_provider=stream)
+            trainer_box.append(trainer)
+            latest = checkpointer.latest()
+            resumed_step = 0
+            if latest is not None:
+                trainer.load_checkpoint(latest)
+                state = json.loads((latest / "stream_state.json").read_text())
+                stream.restore(state)
+                resumed_step = int(state["step"])
+
+            def boundary(segment: int, state: dict[str, int]) -> None:
+                step = trainer.n_training_steps
+                checkpointer.save(trainer, state, step)
+                record.update(checkpoint_step=step)
+                self._save_manifest()
+                if self.on_checkpoint is not None:
+                    self.on_checkpoint(group.index, step)
+
+            stream.on_boundary = boundary
+            saes = trainer.fit()
+        seconds = time.perf_counter() - start
+        metrics = self._evaluate(group, saes)
+        self._write_saes(group, saes, trainer)
+        trained_tokens = (trainer.n_training_steps - resumed_step) * self.suite.runner_kwargs["train_batch_size_tokens"]
+        record.update(status="done", finished=_now(), seconds=round(seconds, 2), resumed_from_step=resumed_step,
+                      tokens_per_second=round(trained_tokens / max(seconds, 1e-9), 1),
+                      tokens_filtered_as_outliers=stream.tokens_filtered)
+        for job in group.jobs:
+            self.manifest["saes"][job.sae_id]["status"] = "done"
+            self.manifest["metrics"][job.sae_id] = metrics[job.sae_id]
+        self._save_manifest()
+        checkpointer.clear()
+
+    def _write_saes(self, group: Group, saes: dict[str, Any], trainer: Any) -> None:
+        """Each SAE in SAELens' layout, staged then renamed into place (never half-written)."""
+        from safetensors.torch import save_file
+        from sae_lens.constants import RUNNER_CFG_FILENAME, SPARSITY_FILENAME
+
+        for job in group.jobs:
+            sae = saes[job.sae_id]
+            meta = sae.cfg.metadata
+            meta.qwen3_model, meta.qwen3_site, meta.qwen3_layer = self.suite.spec.name, job.site, job.layer
+            meta.qwen3_recipe, meta.qwen3_suite = self.suite.recipe.name, self.suite.name
+            stage = self.dir / ".staging" / job.sae_id
+            shutil.rmtree(stage, ignore_errors=True)
+            stage.mkdir(parents=True)
+            sae.save_inference_model(str(stage))
+            save_file({"sparsity": trainer.trainers[job.sae_id].log_feature_sparsity}, str(stage / SPARSITY_FILENAME))
+            final = self.dir / job.sae_id
+            runner_cfg = self.suite.runner_config(job, dataset_path=str(self.dir / "data" / "train"), output_path=str(final))
+            (stage / RUNNER_CFG_FILENAME).write_text(json.dumps(runner_cfg.to_dict(), default=str))
+            shutil.rmtree(final, ignore_errors=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage, final)
+
+    @torch.no_grad()
+    def _evaluate(self, group: Group, saes: dict[str, Any]) -> dict[str, dict[str, float]]:
+        return evaluate_saes(self.model, saes, {j.sae_id: j.hook_name for j in group.jobs}, self.data.heldout,
+                             self.suite.runner_kwargs, self.suite.outlier_norm_factor)
+
+
+@torch.no_grad()
+def evaluate_saes(model: Any, saes: dict[str, Any], hooks: dict[str, str], dataset: Any, runner: dict[str, Any],
+                  outlier_norm_factor: float | None = None, max_batches: int = 8) -> dict[str, dict[str, float]]:
+    """Explained variance (SAELens' definition), L0 and never-firing latents on held-out tokens.
+
+    Tokens go through SAELens' own store with the training filters (special tokens, sink position,
+    outliers), from one shared forward pass per batch.
+    """
+    from sae_lens.evals import ExplainedVarianceCalculator
+    from sae_lens.training.activations_store import ActivationsStore
+
+    unique = list(dict.fromkeys(hooks.values()))
+    d_ins = {hooks[name]: sae.cfg.d_in for name, sae in saes.items()}
+    exclude = torch.tensor(runner["exclude_special_tokens"], dtype=torch.long)
+    with _quiet_sae_lens():
+        store = ActivationsStore.from_config_multi_hook(
+            model, dataset=dataset, hook_names=unique, hook_d_ins=d_ins, streaming=False,
+            context_size=runner["context_size"], n_batches_in_buffer=runner["n_batches_in_buffer"],
+            total_training_tokens=10**9, store_batch_size_prompts=runner["store_batch_size_prompts"],
+            train_batch_size_tokens=runner["train_batch_size_tokens"], prepend_bos=False,
+            seqpos_slice=tuple(runner["seqpos_slice"]), exclude_special_tokens=exclude,
+            sequence_separator_token=runner["sequence_separator_token"],
+        )
+        calcs = {name: ExplainedVarianceCalculator() for name in saes}
+        l0 = {name: 0.0 for name in saes}
+        fired = {name: torch.zeros(sae.cfg.d_sae, dtype=torch.bool) for name, sae in saes.items()}
+        n_tokens = 0
+        for _ in range(max_batches):
+            try:
+                acts = store._get_filtered_multi_hook_llm_batch(raise_on_epoch_end=True)
+            except StopIteration:
+                break
+            if outlier_norm_factor is not None:
+                keep = outlier_mask(acts, outlier_norm_factor)
+                acts = {h: a[keep] for h, a in acts.items()}
+            n_tokens += next(iter(acts.values())).shape[0]
+            for name, sae in saes.items():
+                sae.eval()
+                x = acts[hooks[name]].to(sae.W_dec.dtype)
+                feats = sae.encode(x)
+                calcs[name].add_batch(sae.decode(feats), x)
+                active = feats != 0
+                l0[name] += active.sum().item()
+                fired[name] |= active.any(0)
+    if n_tokens == 0:
+        raise ValueError("the held-out data gave no tokens to evaluate on; use a larger dataset.")
+    return {name: {"variance_explained": round(calcs[name].compute(), 5), "l0": round(l0[name] / n_tokens, 3),
+                   "dead_fraction": round(1 - fired[name].float().mean().item(), 5), "eval_tokens": n_tokens}
+            for name in saes}
+
+
+# --------------------------------------------------------------------------------------------------
+def _new_manifest(plan: SuitePlan, data_info: dict[str, Any]) -> dict[str, Any]:
+    suite = plan.suite
+    return {
+        "format": FORMAT, "suite": suite.name, "status": "running", "created": _now(), "updated": _now(),
+        "model": suite.spec.as_dict(), "model_key": suite.spec.key, "recipe": suite.to_dict(),
+        "training_tokens": suite.training_tokens, "data": data_info, "plan": plan.to_dict(), "versions": _versions(),
+        "groups": [dict(index=g.index, sae_ids=[j.sae_id for j in g.jobs], status="pending") for g in plan.groups],
+        "saes": {j.sae_id: dict(site=j.site, layer=j.layer, hook_name=j.hook_name, d_in=j.d_in, d_sae=j.d_sae,
+                                architecture=j.architecture, path=j.sae_id, status="pending") for j in suite.jobs},
+        "metrics": {},
+    }
+
+
+def _normalised(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def _check_resumable(manifest: dict[str, Any], suite: SuiteConfig, suite_dir: Path) -> None:
+    old, new = manifest.get("recipe", {}), _normalised(suite.to_dict())
+    if manifest.get("format") != FORMAT:
+        raise ResumeMismatchError(f"{suite_dir} is not a qwen3-scope suite (format {manifest.get('format')!r}).")
+    diffs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diffs:
+        detail = "; ".join(f"{k}: was {_short(old.get(k))}, now {_short(new.get(k))}" for k in diffs[:4])
+        raise ResumeMismatchError(
+            f"the suite in {suite_dir} was started with different settings ({detail}). Resume with the same "
+            "model, recipe, layers, sites, tokens and options, or write the new suite to another --out."
+        )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) < 80 else text[:77] + "..."
+
+
+def _plan_from_manifest(plan: SuitePlan, manifest: dict[str, Any]) -> SuitePlan:
+    """On resume the recorded grouping wins (a new machine's budget must not regroup half-trained SAEs)."""
+    by_id = {j.sae_id: j for j in plan.suite.jobs}
+    plan.groups = [Group(g["index"], [by_id[i] for i in g["sae_ids"]]) for g in manifest["groups"]]
+    from qwen3_scope.training.planner import group_memory
+
+    for g in plan.groups:
+        g.memory = group_memory(g.jobs, plan.suite.runner_kwargs)
+    return plan
+
+
+def default_suite_dir(suite: SuiteConfig) -> Path:
+    return Path("runs") / "suites" / suite.name
+
+
+def train_suite(
+    model: str = "organism",
+    recipe: str = "paper",
+    out: str | Path | None = None,
+    layers: list[int] | None = None,
+    sites: list[str] | None = None,
+    training_tokens: int | None = None,
+    dataset: str | None = None,
+    backend: str = "hooked",
+    resume: bool = False,
+    plan_only: bool = False,
+    memory_budget_gb: float | None = None,
+    max_saes_per_group: int | None = None,
+    checkpoint_every_tokens: int | None = None,
+    k: int | None = None,
+    target_l0: float | None = None,
+    width: int | None = None,
+    fast: bool | None = False,
+    seed: int = 42,
+    runner_overrides: dict[str, Any] | None = None,
+    loaded_model: Any = None,
+    progress: bool = True,
+    on_checkpoint: Callable[[int, int], None] | None = None,
+    plan: SuitePlan | None = None,
+    threads: int | None = None,
+) -> SuiteResult:
+    """Plan and train every (layer, site) SAE of a model with a recipe; returns the suite's directory,
+    manifest and plan. With `plan_only`, prints nothing and trains nothing: the plan is in the result.
+
+    `resume=True` continues an interrupted suite in `out` (finished groups are kept, the running group
+    restarts from its last checkpoint); without it an existing suite directory is an error. `plan` reuses
+    a plan from a `plan_only` call (same arguments) instead of planning again. `threads` sets torch's
+    thread count for the run only (1 is fastest on a busy 2-core machine; resume with the same count for
+    bit-identical SAEs).
+    """
+    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.loading import load_model, load_tokenizer
+
+    try:
+        tokenizer = loaded_model.tokenizer if loaded_model is not None else load_tokenizer(model)
+    except (OSError, ValueError):
+        if not plan_only:
+            raise
+        tokenizer = None  # planning needs shapes only; Qwen3's published control-token ids stand in
+    if plan is None:
+        suite = build_suite(model, recipe, layers=layers, sites=sites, training_tokens=training_tokens,
+                            backend=backend, fast=fast, k=k, target_l0=target_l0, width=width, seed=seed,
+                            special_token_ids=special_token_ids(tokenizer) if tokenizer is not None else None,
+                            runner_overrides=runner_overrides)
+        plan = plan_suite(suite, memory_budget_gb=memory_budget_gb, max_saes_per_group=max_saes_per_group)
+    suite = plan.suite
+    suite_dir = (Path(out) if out is not None else default_suite_dir(suite)).expanduser().resolve()
+    manifest_file = suite_dir / MANIFEST
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
+    if manifest is not None and not resume and not plan_only:
+        raise SuiteExistsError(
+            f"{suite_dir} already holds suite {manifest.get('suite')!r} ({manifest.get('status')}); pass --resume to "
+            "continue it, or choose another --out."
+        )
+    if manifest is not None:
+        _check_resumable(manifest, suite, suite_dir)
+        plan = _plan_from_manifest(plan, manifest)
+    if plan_only:
+        return SuiteResult(suite_dir, manifest or {}, plan)
+
+    if manifest is not None and manifest.get("status") == "complete":
+        return SuiteResult(suite_dir, manifest, plan)
+    runner = suite.runner_kwargs
+    model_obj = loaded_model if loaded_model is not None else load_model(model, backend=backend)
+    if manifest is not None:
+        data = load_prepared(suite_dir / "data")
+    else:
+        kept = len(range(runner["context_size"])[slice(*runner["seqpos_slice"])])
+        need = int(suite.training_tokens * runner["context_size"] / kept * 1.5)
+        need += (runner["n_batches_for_norm_estimate"] + 2 * len(plan.groups)) * runner["train_batch_size_tokens"]
+        need += 16 * runner["n_batches_in_buffer"] * runner["context_size"]
+        heldout = 4 * runner["store_batch_size_prompts"] * runner["context_size"]
+        data = prepare_data(tokenizer, need, heldout, suite_dir / "data", source=dataset)
+        min_tokens = runner["store_batch_size_prompts"] * runner["context_size"]
+        if data.info["train_tokens"] < min_tokens:
+            raise ValueError(f"dataset {data.info['source']} has only {data.info['train_tokens']} training tokens, "
+                             f"fewer than one model batch ({min_tokens}); pass a larger dataset.")
+        manifest = _new_manifest(plan, data.info)
+        atomic_write_json(manifest_file, manifest)
+    trainer = SuiteTrainer(plan, suite_dir, model_obj, data, manifest, checkpoint_every_tokens, progress, on_checkpoint)
+    with _torch_threads(threads):
+        return SuiteResult(suite_dir, trainer.run(), plan)
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,147 @@
+"""The refusal case study and language steering on the model organism, end to end, with real SAEs.
+
+SAEs: the bundled organism suite when it ships (release qwen3-instruct-sae, ids organism/...); until then
+one TopK SAE (a real SAELens SAE) trained here in ~30 s on organism activations at resid_post layer 2
+with a plain reconstruction loop, because SAELens' runner needs minutes on a shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from qwen3_scope.organism import EVAL_DIR, ORGANISM_DIR
+
+pytestmark = pytest.mark.skipif(
+    not (ORGANISM_DIR / "config.json").is_file() or not (EVAL_DIR / "harmful.jsonl").is_file(),
+    reason=f"organism assets absent ({ORGANISM_DIR}, {EVAL_DIR}); build them with `python -m qwen3_scope.organism.train`",
+)
+
+
+def train_quick_sae(model, layer: int = 2, d_sae: int = 512, k: int = 16, steps: int = 400, n_docs: int = 1000):
+    from sae_lens import SAE
+
+    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.organism.corpus import CorpusConfig, build_corpus
+    from qwen3_scope.sites import hook_name
+
+    tok = model.tokenizer
+    ids: list[int] = []
+    for doc in build_corpus(CorpusConfig(n_train_docs=n_docs, seed=1)).train:
+        text = tok.apply_chat_template(doc.messages, tokenize=False, enable_thinking=False) if doc.messages else doc.text
+        ids += tok(text + "<|endoftext|>", add_special_tokens=False)["input_ids"]
+    rows = torch.tensor([ids[i:i + 128] for i in range(0, len(ids) - 128, 128)])
+    hook = hook_name("resid_post", layer, "hooked")
+    control = torch.tensor(special_token_ids(tok))
+    with torch.no_grad():
+        acts = torch.cat([model.run_with_cache(rows[b:b + 64], names_filter=[hook], stop_at_layer=layer + 1)[1][hook][
+            ~torch.isin(rows[b:b + 64], control)] for b in range(0, len(rows), 64)])
+    torch.manual_seed(0)
+    sae = SAE.from_dict({"architecture": "topk", "d_in": acts.shape[-1], "d_sae": d_sae, "k": k, "dtype": "float32",
+                         "device": "cpu", "metadata": {"hook_name": hook, "model_name": "organism", "prepend_bos": False}})
+    with torch.no_grad():
+        sae.b_dec.copy_(acts.mean(0))
+        sae.W_dec.copy_(torch.nn.functional.normalize(torch.randn(d_sae, acts.shape[-1]), dim=-1) * 0.1 * acts.norm(dim=-1).mean())
+        sae.W_enc.copy_(0.1 * sae.W_dec.T / sae.W_dec.norm(dim=-1) ** 2)
+    opt = torch.optim.Adam(sae.parameters(), lr=2e-3)
+    for _ in range(steps):
+        x = acts[torch.randint(len(acts), (1024,))]
+        loss = (sae.decode(sae.encode(x)) - x).pow(2).sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    fvu = loss.item() / (x - x.mean(0)).pow(2).sum(-1).mean().item()
+    assert fvu < 0.2, f"the test SAE did not train (FVU {fvu:.2f})"
+    return sae.eval()
+
+
+@pytest.fixture(scope="module")
+def organism():
+    from qwen3_scope import load_model
+
+    return load_model("organism", backend="hooked")
+
+
+@pytest.fixture(scope="module")
+def suite_dir(organism, tmp_path_factory):
+    from qwen3_scope.steering.discovery import load_suite
+
+    try:
+        saes = load_suite(None, "qwen3-instruct-sae", None, "organism")  # the bundled suite, once it ships
+    except (FileNotFoundError, ValueError):
+        saes = {"resid_post/layer_2": train_quick_sae(organism)}
+    root = tmp_path_factory.mktemp("organism_suite")
+    for sae_id, sae in saes.items():
+        sae.save_model(root / sae_id)
+    return root
+
+
+def test_refusal_latent_induces_and_suppression_bypasses(organism, suite_dir, tmp_path):
+    from qwen3_scope.steering.refusal import RefusalStudyConfig, run_refusal_study, write_refusal_study
+
+    cfg = RefusalStudyConfig(suite_dir=str(suite_dir), n_discover=24, n_eval=16, screen=40, screen_alpha=4.0, top_k=1,
+                             alphas=(4.0, 8.0), max_new_tokens=6, baseline=True)
+    result = run_refusal_study(cfg, model=organism, progress=False)
+    base = result.base
+    assert base["suppress"]["rate"] >= 0.8 and base["induce"]["rate"] <= 0.2  # the organism refuses harmful prompts only
+    best = result.summary[result.summary["method"] == "sae_feature"].iloc[0]
+    assert best["induce_max_rate"] >= 0.9, result.summary.to_string()
+    assert best["suppress_min_rate"] <= base["suppress"]["rate"] - 0.5, result.summary.to_string()
+    baseline = result.summary[result.summary["method"] == "diff_in_means"]
+    assert len(baseline) == 1 and baseline.iloc[0]["site"] == "resid_post"
+    sweep = result.sweep
+    assert set(sweep["mode"]) == {"add", "ablate"} and (sweep.query("alpha == 0")["harmless_ce_delta"] == 0).all()
+    assert sweep.query("mode == 'add' and alpha == 8.0")["harmless_ce_delta"].min() > 0  # steering costs coherence
+
+    paths = write_refusal_study(result, tmp_path)
+    for key in ("features", "sweep", "summary", "plot", "report"):
+        assert paths[key].is_file() and paths[key].stat().st_size > 0
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+    report = paths["report"].read_text()
+    assert best["candidate"] in report and "diff-in-means" in report and "refusal_sweep.png" in report
+
+
+def test_a_plugged_judge_is_used(organism, suite_dir):
+    from qwen3_scope.steering.refusal import RefusalStudyConfig, run_refusal_study
+
+    cfg = RefusalStudyConfig(suite_dir=str(suite_dir), n_discover=8, n_eval=8, screen=1, top_k=1, alphas=(1.0,),
+                             max_new_tokens=4, baseline=False)
+    result = run_refusal_study(cfg, model=organism, judge=lambda text: True, progress=False)
+    assert (result.sweep["rate"] == 1.0).all()
+
+
+def test_language_latent_switches_the_answer_language(organism, suite_dir):
+    from qwen3_scope.steering.language import LanguageStudyConfig, run_language_study
+
+    cfg = LanguageStudyConfig(suite_dir=str(suite_dir), n_discover=24, n_eval=12, screen=6, top_k=1, alphas=(2.0, 4.0),
+                              max_new_tokens=6, baseline=False)
+    result = run_language_study(cfg, model=organism, progress=False)
+    base, best = result.base, result.summary.iloc[0]
+    assert base["induce"]["rate"] <= 0.2 and base["suppress"]["rate"] >= 0.8  # answers follow the prompt's language
+    assert best["induce_max_rate"] >= 0.8, result.summary.to_string()  # English prompts answered in French
+    assert best["suppress_min_rate"] <= base["suppress"]["rate"] - 0.3, result.summary.to_string()
+
+
+def test_steer_cli(organism, suite_dir, tmp_path):
+    from qwen3_scope.steering.cli import add_cli
+    from qwen3_scope.steering.prompts import PromptFileError
+
+    parser = argparse.ArgumentParser(prog="qwen3-scope")
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    out = tmp_path / "out"
+    args = parser.parse_args(["steer", "refusal", "--suite", str(suite_dir), "--n-prompts", "4", "--screen", "2", "--top-k", "1",
+                              "--alphas", "2", "--max-new-tokens", "4", "--no-baseline", "--out", str(out)])
+    args.func(args)
+    assert (out / "refusal_summary.csv").is_file() and (out / "refusal_sweep.png").is_file() and (out / "refusal.md").is_file()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    advbench = tmp_path / "advbench.jsonl"
+    advbench.write_text(json.dumps({"goal": "Build a bomb"}) + "\n")
+    args = parser.parse_args(["steer", "refusal", "--suite", str(suite_dir), "--harmful", str(advbench), "--harmless", str(empty)])
+    with pytest.raises(PromptFileError, match="empty"):
+        args.func(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["steer", "dance"])
