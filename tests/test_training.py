@@ -14,6 +14,7 @@ import torch
 from conftest import TINY_TEXT
 
 TOKENS = 12_000  # per SAE in the small runs: ~12 steps of 1024 tokens
+pytestmark = pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse it")  # the small chat file, by design
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -268,6 +269,23 @@ def test_suite_trains_loadable_saes_that_beat_baselines(trained_suite, tiny_mode
         assert ev > 0.3 and ev > ev_untrained + 0.3, (sae_id_, ev, ev_untrained)
         assert manifest["metrics"][sae_id_]["variance_explained"] > 0.3
         assert manifest["metrics"][sae_id_]["l0"] == pytest.approx(50, abs=1)
+
+
+def test_sae_lens_own_runner_replays_a_suite_sae_from_its_runner_cfg(trained_suite, tmp_path):
+    """runner_cfg.json is SAELens' own config: LanguageModelSAETrainingRunner re-trains the SAE from it unchanged
+    (only the token count and output directory are shortened here)."""
+    from sae_lens import SAE, LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner
+
+    from qwen3_scope.loading import register_with_transformer_lens
+
+    folder = trained_suite.suite_dir / "mlp_out" / "layer_1"
+    cfg_dict = json.loads((folder / "runner_cfg.json").read_text())
+    assert cfg_dict["dataset_path"] == str(trained_suite.suite_dir / "data" / "train")
+    cfg = LanguageModelSAERunnerConfig.from_dict({**cfg_dict, "training_tokens": 2048, "output_path": str(tmp_path / "replay")})
+    register_with_transformer_lens(cfg.model_name)  # TransformerLens only loads local checkpoints it was told about
+    LanguageModelSAETrainingRunner(cfg).run()
+    replay = SAE.load_from_disk(str(tmp_path / "replay"))
+    assert replay.cfg.metadata.hook_name == "blocks.1.hook_mlp_out" and replay.cfg.d_sae == 1024
 
 
 RESUME_KWARGS = dict(checkpoint_every_tokens=2048, max_saes_per_group=1, layers=[1], sites=["resid_post", "attn_out"],

@@ -123,6 +123,26 @@ def _local_files(path: Path) -> tuple[str, list[str]]:
     return kinds.pop(), [str(p) for p in files]
 
 
+def check_source(source: str | os.PathLike | None) -> None:
+    """Fail before any model is loaded: a local path that does not exist, or a hub name while offline."""
+    if source in (None, "organism"):
+        return
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir() or not ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
+            _local_files(path)
+        return
+    if path.suffix in LOCAL_SUFFIXES or text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(f"dataset path {path} does not exist; check the path (or omit --dataset to use "
+                                "the model organism's corpus).")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise DatasetSourceError(
+            f"{text!r} is not a local path, and hub datasets cannot be read offline (HF_HUB_OFFLINE=1); pass a "
+            "local .jsonl/.parquet file or a saved dataset directory, or omit --dataset for the organism's corpus."
+        )
+
+
 def iter_source_rows(source: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """Rows of a local file/directory, a saved HF dataset, or a hub dataset (train split, streamed)."""
     import datasets
@@ -137,18 +157,11 @@ def iter_source_rows(source: str | os.PathLike) -> Iterator[dict[str, Any]]:
             loaded = loaded["train"]
         yield from loaded
         return
+    check_source(source)
     if path.exists():
         kind, files = _local_files(path)
         yield from datasets.load_dataset(kind, data_files=files, split="train", streaming=True)
         return
-    if path.suffix in LOCAL_SUFFIXES or text.startswith((".", "/", "~")) or os.sep in text and text.count("/") > 1:
-        raise FileNotFoundError(f"dataset path {path} does not exist; check the path (or omit --dataset to use "
-                                "the model organism's corpus).")
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        raise DatasetSourceError(
-            f"{text!r} is not a local path, and hub datasets cannot be read offline (HF_HUB_OFFLINE=1); pass a "
-            "local .jsonl/.parquet file or a saved dataset directory, or omit --dataset for the organism's corpus."
-        )
     try:
         yield from datasets.load_dataset(text, split="train", streaming=True)
     except (FileNotFoundError, ValueError, OSError) as err:
@@ -177,17 +190,24 @@ def prepare_data(
     source: str | os.PathLike | None = None,
     seed: int | None = None,
     shard_documents: int = 50_000,
+    progress: bool = True,
 ) -> PreparedData:
     """Render documents into `directory`: the first ~`heldout_tokens` as held-out text, then enough for
     `train_tokens` as training text, in parquet shards written as they fill (so a hub dataset of billions
     of tokens streams to disk instead of memory). A source with fewer tokens is reused for several epochs
     (SAELens restarts it), with a warning. `directory/train` is a dataset SAELens' own runner reads.
     """
+    from tqdm.auto import tqdm
+
     from qwen3_scope.io import atomic_path, atomic_write_json
 
     directory = Path(directory)
-    shutil.rmtree(directory, ignore_errors=True)  # a preparation that died half-way never mixes with this one
+    for stale in ("train", "heldout"):  # left by a preparation that died half-way: never mixed with this one
+        shutil.rmtree(directory / stale, ignore_errors=True)
+    (directory / "info.json").unlink(missing_ok=True)
     rows, info = _rows(source, tokenizer, train_tokens + heldout_tokens, seed)
+    bar = tqdm(total=int((train_tokens + heldout_tokens) * 1.1), desc="preparing chat text", unit="tok",
+               disable=not progress, leave=False)
     held: list[str] = []
     shard: list[str] = []
     n_held = held_tokens = n_train = train_total = n_shards = 0
@@ -205,7 +225,9 @@ def prepare_data(
         nonlocal held_tokens, n_held, train_total, n_train, n_shards, shard
         if not pending:
             return
-        for text, count in zip(pending, _token_counts(tokenizer, pending)):
+        counts = _token_counts(tokenizer, pending)
+        bar.update(sum(counts))
+        for text, count in zip(pending, counts):
             digest.update(text.encode() + b"\x00")
             if held_tokens < heldout_tokens:
                 held.append(text)
@@ -225,6 +247,7 @@ def prepare_data(
             if train_total >= train_tokens * 1.1:
                 break
     flush()
+    bar.close()
     if shard:
         write("train", shard, f"train-{n_shards:05d}")
     if not n_train:

@@ -33,6 +33,10 @@ class PlanError(ValueError):
     pass
 
 
+class ModelDoesNotFitError(PlanError):
+    pass
+
+
 def available_memory_bytes() -> int:
     try:
         import psutil
@@ -215,7 +219,7 @@ def plan_suite(
         available = int(0.75 * available_memory_bytes())
         budget = available - m_bytes
         if budget <= 0:
-            raise PlanError(
+            raise ModelDoesNotFitError(
                 f"{suite.spec.name} alone needs ~{m_bytes / GIB:.1f} GiB (fp32 weights and one forward), more than "
                 f"75% of the memory available now ({available / GIB:.1f} GiB). Train on a larger machine, or pass "
                 "--memory-gb to plan for one (the budget then covers SAEs and activations only)."
@@ -240,18 +244,24 @@ def plan_suite(
             current = []
         current.append(job)
     groups.append(Group(len(groups), current))
-    groups = _balanced(groups, runner, budget)
+    return priced_plan(suite, [g.jobs for g in _balanced(groups, runner, budget)], budget, matmul_flops)
 
+
+def priced_plan(suite: SuiteConfig, groups: list[list[SAEJob]], budget: int, matmul_flops: float | None = None) -> SuitePlan:
+    """A plan for a given grouping (also how a resumed suite re-prices its recorded groups)."""
+    runner = suite.runner_kwargs
     kept = len(range(runner["context_size"])[slice(*runner["seqpos_slice"])])
     llm_tokens = int(suite.training_tokens * runner["context_size"] / kept * 1.05)
     llm_tokens += runner["n_batches_for_norm_estimate"] * runner["train_batch_size_tokens"]
     ctx = runner["context_size"]
     baseline = 0.0
-    for g in groups:
-        g.memory = group_memory(g.jobs, runner)
+    priced = []
+    for index, jobs in enumerate(groups):
+        g = Group(index, jobs, memory=group_memory(jobs, runner))
         g.forward_flops = _forward_flops_per_token(suite.spec, g.deepest_layer, suite.backend, ctx) * llm_tokens
-        g.sae_flops = sum(12 * j.d_in * j.d_sae for j in g.jobs) * suite.training_tokens
-        baseline += g.sae_flops + sum(
-            _forward_flops_per_token(suite.spec, j.layer, suite.backend, ctx) * llm_tokens for j in g.jobs
-        )
-    return SuitePlan(suite, groups, budget, m_bytes, matmul_flops or measure_matmul_flops(), llm_tokens, baseline)
+        g.sae_flops = sum(12 * j.d_in * j.d_sae for j in jobs) * suite.training_tokens
+        baseline += g.sae_flops + sum(_forward_flops_per_token(suite.spec, j.layer, suite.backend, ctx) * llm_tokens
+                                      for j in jobs)
+        priced.append(g)
+    return SuitePlan(suite, priced, budget, model_bytes(suite.spec, runner), matmul_flops or measure_matmul_flops(),
+                     llm_tokens, baseline)

@@ -272,7 +272,7 @@ class SuiteConfig:
             model_name=self.spec.source or self.spec.name,
             model_class_name=_MODEL_CLASS[self.backend],
             model_from_pretrained_kwargs={"default_prepend_bos": False} if self.backend == "hooked" else {},
-            is_dataset_tokenized=False, use_chat_formatting=False, streaming=False,
+            is_dataset_tokenized=False, use_chat_formatting=False, streaming=False, dataset_trust_remote_code=False,
             logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, n_checkpoints=0,
         )
         kwargs.update(extra)

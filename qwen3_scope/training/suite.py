@@ -38,10 +38,11 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen3_scope.io import atomic_write_json
-from qwen3_scope.training.data import PreparedData, load_prepared, prepare_data
-from qwen3_scope.training.planner import Group, SuitePlan, plan_suite
+from qwen3_scope.training.data import PreparedData, check_source, load_prepared, prepare_data
+from qwen3_scope.training.planner import Group, SuitePlan, plan_suite, priced_plan
 from qwen3_scope.training.recipes import SuiteConfig, build_suite
 
+PLAN_ONLY_BUDGET_GB = 80  # what a plan-only run assumes when this machine cannot hold the model at all
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 FORMAT = "qwen3-scope-suite/1"
@@ -278,12 +279,10 @@ class SuiteTrainer:
             torch.manual_seed(seed)  # SAE initialisation: the same in a resumed run
             runner = MultiSAETrainingRunner(cfg, override_dataset=self.data.train, override_model=self.model)
             runner._set_sae_metadata()  # SAELens' own metadata (hook, model, context, prepend_bos, ...)
-            trainer_box: list[Any] = []
             stream = SegmentedStream(runner.activations_store, self.data.train, group.hooks, self.steps_per_segment,
-                                     seed, self.suite.outlier_norm_factor, lambda: trainer_box[0].n_training_steps)
+                                     seed, self.suite.outlier_norm_factor, steps_done=lambda: trainer.n_training_steps)
             trainer = MultiSAETrainer(cfg=cfg.to_sae_trainer_config(), saes=runner.saes,
                                       hook_names=cfg.hook_names_per_sae, data_provider=stream)
-            trainer_box.append(trainer)
             latest = checkpointer.latest()
             resumed_step = 0
             if latest is not None:
@@ -308,6 +307,7 @@ class SuiteTrainer:
         trained_tokens = (trainer.n_training_steps - resumed_step) * self.suite.runner_kwargs["train_batch_size_tokens"]
         record.update(status="done", finished=_now(), seconds=round(seconds, 2), resumed_from_step=resumed_step,
                       tokens_per_second=round(trained_tokens / max(seconds, 1e-9), 1),
+                      sae_tokens_per_second=round(trained_tokens * len(group.jobs) / max(seconds, 1e-9), 1),
                       tokens_filtered_as_outliers=stream.tokens_filtered)
         for job in group.jobs:
             self.manifest["saes"][job.sae_id]["status"] = "done"
@@ -333,6 +333,7 @@ class SuiteTrainer:
             final = self.dir / job.sae_id
             runner_cfg = self.suite.runner_config(job, dataset_path=str(self.dir / "data" / "train"), output_path=str(final))
             (stage / RUNNER_CFG_FILENAME).write_text(json.dumps(runner_cfg.to_dict(), default=str))
+            _ordinary_permissions(stage)
             shutil.rmtree(final, ignore_errors=True)
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(stage, final)
@@ -341,6 +342,14 @@ class SuiteTrainer:
     def _evaluate(self, group: Group, saes: dict[str, Any]) -> dict[str, dict[str, float]]:
         return evaluate_saes(self.model, saes, {j.sae_id: j.hook_name for j in group.jobs}, self.data.heldout,
                              self.suite.runner_kwargs, self.suite.outlier_norm_factor)
+
+
+def _ordinary_permissions(folder: Path) -> None:
+    """SAELens' safetensors writes leave 0600 files; a suite is meant to be shared (umask-respecting 0666)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for file in folder.iterdir():
+        os.chmod(file, 0o666 & ~umask)
 
 
 @torch.no_grad()
@@ -416,7 +425,7 @@ def _check_resumable(manifest: dict[str, Any], suite: SuiteConfig, suite_dir: Pa
     old, new = manifest.get("recipe", {}), _normalised(suite.to_dict())
     if manifest.get("format") != FORMAT:
         raise ResumeMismatchError(f"{suite_dir} is not a qwen3-scope suite (format {manifest.get('format')!r}).")
-    diffs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    diffs = sorted(k for k in set(old) | set(new) if k != "notes" and old.get(k) != new.get(k))
     if diffs:
         detail = "; ".join(f"{k}: was {_short(old.get(k))}, now {_short(new.get(k))}" for k in diffs[:4])
         raise ResumeMismatchError(
@@ -433,12 +442,8 @@ def _short(value: Any) -> str:
 def _plan_from_manifest(plan: SuitePlan, manifest: dict[str, Any]) -> SuitePlan:
     """On resume the recorded grouping wins (a new machine's budget must not regroup half-trained SAEs)."""
     by_id = {j.sae_id: j for j in plan.suite.jobs}
-    plan.groups = [Group(g["index"], [by_id[i] for i in g["sae_ids"]]) for g in manifest["groups"]]
-    from qwen3_scope.training.planner import group_memory
-
-    for g in plan.groups:
-        g.memory = group_memory(g.jobs, plan.suite.runner_kwargs)
-    return plan
+    groups = [[by_id[i] for i in g["sae_ids"]] for g in manifest["groups"]]
+    return priced_plan(plan.suite, groups, plan.budget_bytes, plan.matmul_flops)
 
 
 def default_suite_dir(suite: SuiteConfig) -> Path:
@@ -482,19 +487,27 @@ def train_suite(
     """
     from qwen3_scope.chat import special_token_ids
     from qwen3_scope.loading import load_model, load_tokenizer
+    from qwen3_scope.models import resolve_model
+    from qwen3_scope.training.planner import ModelDoesNotFitError
 
-    try:
-        tokenizer = loaded_model.tokenizer if loaded_model is not None else load_tokenizer(model)
-    except (OSError, ValueError):
-        if not plan_only:
-            raise
-        tokenizer = None  # planning needs shapes only; Qwen3's published control-token ids stand in
+    check_source(dataset)  # a wrong --dataset fails now, not after the model has loaded
+    tokenizer = None  # plan-only runs for hub models use Qwen3's published control-token ids (no download)
+    if loaded_model is not None:
+        tokenizer = loaded_model.tokenizer
+    elif not plan_only or resolve_model(model).is_local:
+        tokenizer = load_tokenizer(model)
     if plan is None:
         suite = build_suite(model, recipe, layers=layers, sites=sites, training_tokens=training_tokens,
                             backend=backend, fast=fast, k=k, target_l0=target_l0, width=width, seed=seed,
                             special_token_ids=special_token_ids(tokenizer) if tokenizer is not None else None,
                             runner_overrides=runner_overrides)
-        plan = plan_suite(suite, memory_budget_gb=memory_budget_gb, max_saes_per_group=max_saes_per_group)
+        try:
+            plan = plan_suite(suite, memory_budget_gb=memory_budget_gb, max_saes_per_group=max_saes_per_group)
+        except ModelDoesNotFitError as err:
+            if not plan_only:
+                raise
+            plan = plan_suite(suite, memory_budget_gb=PLAN_ONLY_BUDGET_GB, max_saes_per_group=max_saes_per_group)
+            suite.notes.append(f"planned for a {PLAN_ONLY_BUDGET_GB} GiB budget (pass --memory-gb to choose): {err}")
     suite = plan.suite
     suite_dir = (Path(out) if out is not None else default_suite_dir(suite)).expanduser().resolve()
     manifest_file = suite_dir / MANIFEST
@@ -522,7 +535,7 @@ def train_suite(
         need += (runner["n_batches_for_norm_estimate"] + 2 * len(plan.groups)) * runner["train_batch_size_tokens"]
         need += 16 * runner["n_batches_in_buffer"] * runner["context_size"]
         heldout = 4 * runner["store_batch_size_prompts"] * runner["context_size"]
-        data = prepare_data(tokenizer, need, heldout, suite_dir / "data", source=dataset)
+        data = prepare_data(tokenizer, need, heldout, suite_dir / "data", source=dataset, progress=progress)
         min_tokens = runner["store_batch_size_prompts"] * runner["context_size"]
         if data.info["train_tokens"] < min_tokens:
             raise ValueError(f"dataset {data.info['source']} has only {data.info['train_tokens']} training tokens, "
