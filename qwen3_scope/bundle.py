@@ -14,7 +14,9 @@ import argparse
 import shutil
 from pathlib import Path
 
-from qwen3_scope.releases import RELEASE, read_release_yaml, release_file, suite_entries, write_release_file
+from qwen3_scope.releases import (
+    RELEASE, read_release_yaml, register_release_file, release_file, suite_entries, write_release_file,
+)
 from qwen3_scope.sae_loaders import BUNDLED_PREFIX, SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME, bundled_root
 
 BUNDLED_WIDTH = 1024  # 8 x d_model: keeps the 12 shipped SAEs at ~13 MB
@@ -51,7 +53,8 @@ def build(suite_dir: Path | None, tokens: int, width: int) -> Path:
     entries = copy_suite_into_package(Path(suite_dir))
     target_yaml = release_file().resolve()  # the repo's top-level pretrained_saes.yaml (the package links to it)
     write_release_file(target_yaml, entries)
-    result = evaluate_suite(release=RELEASE, pattern="^organism/", config=SuiteEvalConfig())
+    register_release_file(target_yaml)
+    result = evaluate_suite(release=RELEASE, pattern="organism/.*", config=SuiteEvalConfig())
     result.table.to_csv(bundled_root() / "organism" / EVAL_TABLE, index=False)
     write_back_release_yaml(result.table, target_yaml, release=RELEASE)
     print(result.table[["sae_id", "l0", "explained_variance", "ce_loss_score", "delta_lm_loss"]].to_string(index=False))

@@ -53,10 +53,13 @@ def test_attached_sae_changes_the_loss_by_about_the_recorded_amount():
     recorded = pd.read_csv(EVAL_TABLE).set_index("sae_id")
     model = qwen3_scope.load_model("organism", backend="hooked")
     texts = [format_chat(model.tokenizer, row["prompt"]) for row in load_eval_split("harmless")[:24]]
-    tokens = torch.tensor([model.tokenizer(t)["input_ids"][:40] for t in texts if len(model.tokenizer(t)["input_ids"]) >= 40])
+    ids = [model.tokenizer(t)["input_ids"] for t in texts]
+    length = min(len(i) for i in ids)
+    tokens = torch.tensor([i[:length] for i in ids], dtype=torch.long)
+    assert length >= 12
     with torch.no_grad():
         clean = model(tokens, return_type="loss").item()
-    for sae_id in ("organism/mlp_out/layer_1", "organism/resid_post/layer_2"):
+    for sae_id in ("organism/resid_post/layer_1", "organism/resid_post/layer_3"):  # sites with a clear loss cost
         sae = SAE.from_pretrained("qwen3-instruct-sae", sae_id)
         model.add_sae(sae)
         with torch.no_grad():
