@@ -50,6 +50,15 @@ def build_tiny_qwen3(directory: Path, n_layers: int = 2, d_model: int = 64, seed
     return directory
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for modules of tiny ops: on a busy 2-core machine two threads are several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_qwen3_dir(tmp_path_factory) -> Path:
     return build_tiny_qwen3(tmp_path_factory.mktemp("tiny_qwen3"))

@@ -14,16 +14,10 @@ import torch
 from conftest import TINY_TEXT
 
 TOKENS = 12_000  # per SAE in the small runs: ~12 steps of 1024 tokens
-pytestmark = pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse it")  # the small chat file, by design
+pytestmark = [pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse it"),  # the small chat file, by design
+              pytest.mark.usefixtures("one_thread")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine two threads are several times slower, not faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
