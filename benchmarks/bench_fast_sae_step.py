@@ -75,6 +75,20 @@ def calibrate_thresholds(sae: Any, x: torch.Tensor, k: int) -> None:
         sae.threshold.copy_(hidden.kthvalue(rank, dim=0).values.clamp_min(1e-3))
 
 
+def initialized_sae(
+    variant: str, arch: str, d_in: int, d_sae: int, k: int, x: torch.Tensor, initial: dict[str, torch.Tensor]
+) -> Any:
+    """A fresh SAE with the config's shared initial weights (set from the first SAE built)."""
+    torch.manual_seed(1)
+    sae = build_sae(variant, arch, d_in, d_sae, k)
+    if not initial:
+        if arch == "jumprelu":
+            calibrate_thresholds(sae, x, k)
+        initial.update({name: t.detach().clone() for name, t in sae.state_dict().items()})
+    sae.load_state_dict(initial)
+    return sae
+
+
 def make_trainer(sae: Any, batch: int) -> SAETrainer:
     cfg = SAETrainerConfig(
         total_training_samples=batch * 10**6, train_batch_size_samples=batch, lr=1e-4, lr_end=1e-4,
@@ -182,7 +196,7 @@ def mem_available_gib() -> float:
 def estimated_gib(variant: str, batch: int, d_in: int, d_sae: int) -> float:
     weights = 32 * d_in * d_sae  # W_enc + W_dec: fp32 param, grad, Adam m and v
     # (tokens, d_sae) fp32 temporaries alive at the peak; stock measured ~8 at 2048x16384 (3.5 GiB peak)
-    per_token = 10 * 4 * d_sae if variant == "stock" else 5 * 4 * d_sae
+    per_token = 10 * 4 * d_sae if variant == "stock" else 6 * 4 * d_sae
     return (weights + batch * per_token) / 2**30
 
 
@@ -218,14 +232,7 @@ def main() -> None:
         for group in memory_groups(args.variants, args.batch, d_in, d_sae, rows, text):
             runs = {}
             for variant in group:
-                torch.manual_seed(1)
-                sae = build_sae(variant, args.arch, d_in, d_sae, k)
-                if not initial:
-                    if args.arch == "jumprelu":
-                        calibrate_thresholds(sae, x, k)
-                    initial.update({name: t.detach().clone() for name, t in sae.state_dict().items()})
-                sae.load_state_dict(initial)
-                runs[variant] = make_trainer(sae, args.batch)
+                runs[variant] = make_trainer(initialized_sae(variant, args.arch, d_in, d_sae, k, x, initial), args.batch)
                 run_steps(runs[variant], x, args.warmup, dead)
             # Rounds interleave the variants (and the floor GEMM), so that slow and fast periods of a shared
             # machine hit all of them alike.
@@ -247,6 +254,7 @@ def main() -> None:
                 "config": text, "variant": variant, "step_s": step, "tokens_per_s": args.batch / step,
                 "x_vs_stock": stock_time / step, "floor_share": floor / step, "bf16_gemm_floor_s": floor,
             })
+        tqdm.write(pd.DataFrame([r for r in rows if r["config"] == text]).to_string(index=False))
 
     pd.set_option("display.width", 200)
     print(f"\nStep throughput, batch {args.batch}, arch {args.arch}, dead share {args.dead_frac}, median of "
