@@ -125,10 +125,11 @@ class BF16Gemm:
 
 
 def memory_groups(
-    variants: list[str], batch: int, d_in: int, d_sae: int, rows: list[dict[str, Any]], config: str
+    variants: list[str], batch: int, d_in: int, d_sae: int, rows: list[dict[str, Any]], config: str,
+    budget: float | None,
 ) -> list[list[str]]:
     """Variants that fit in memory together run interleaved; a variant that fits nowhere is skipped."""
-    budget = 0.85 * mem_available_gib()
+    budget = 0.85 * mem_available_gib() if budget is None else budget
     groups: list[list[str]] = []
     used = budget
     for variant in variants:
@@ -142,6 +143,18 @@ def memory_groups(
             groups[-1].append(variant)
             used += need
     return groups
+
+
+def timed_rounds(
+    runs: dict[str, SAETrainer], x: torch.Tensor, dead: torch.Tensor | None, steps: int, floor_gemm: BF16Gemm,
+    times: dict[str, list[float]], floors: list[float],
+) -> None:
+    """Rounds interleave the variants (and the floor GEMM), so slow and fast periods of a shared machine
+    hit all of them alike."""
+    for _ in tqdm(range(steps), desc="+".join(runs), leave=False):
+        floors.append(floor_gemm.time())
+        for variant, trainer in runs.items():
+            times.setdefault(variant, []).extend(run_steps(trainer, x, 1, dead))
 
 
 def breakdown(trainer: SAETrainer, x: torch.Tensor, dead: torch.Tensor | None) -> dict[str, float]:
@@ -209,6 +222,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant")
     parser.add_argument("--dead-frac", type=float, default=0.0, help="share of latents held dead (AuxK runs)")
     parser.add_argument("--variants", nargs="+", default=["stock", "fast_float32", "fast_auto"])
+    parser.add_argument("--memory-budget-gib", type=float, default=None,
+                        help="memory for the variants run together (default 85%% of MemAvailable)")
     args = parser.parse_args()
     if "stock" not in args.variants:
         raise SystemExit("--variants must include 'stock': ratios are measured against it")
@@ -229,17 +244,12 @@ def main() -> None:
         initial: dict[str, torch.Tensor] = {}
         times: dict[str, list[float]] = {}
         floors: list[float] = []
-        for group in memory_groups(args.variants, args.batch, d_in, d_sae, rows, text):
+        for group in memory_groups(args.variants, args.batch, d_in, d_sae, rows, text, args.memory_budget_gib):
             runs = {}
             for variant in group:
                 runs[variant] = make_trainer(initialized_sae(variant, args.arch, d_in, d_sae, k, x, initial), args.batch)
                 run_steps(runs[variant], x, args.warmup, dead)
-            # Rounds interleave the variants (and the floor GEMM), so that slow and fast periods of a shared
-            # machine hit all of them alike.
-            for _ in tqdm(range(args.steps), desc=f"{text} {'+'.join(group)}", leave=False):
-                floors.append(floor_gemm.time())
-                for variant, trainer in runs.items():
-                    times.setdefault(variant, []).extend(run_steps(trainer, x, 1, dead))
+            timed_rounds(runs, x, dead, args.steps, floor_gemm, times, floors)
             last = group[-1]
             if last == args.variants[-1] and last != "stock":
                 for phase, seconds in breakdown(runs[last], x, dead).items():
