@@ -11,58 +11,100 @@ import pandas as pd
 
 
 def _family_table() -> pd.DataFrame:
-    from qwen3_scope.models import QWEN3_FAMILY
+    """The family, one row per model, in generation then kind order (dense, MoE, hybrid)."""
+    from qwen3_scope.models import KINDS, QWEN3_FAMILY
 
-    rows = [spec.as_dict() for spec in QWEN3_FAMILY.values()]
-    return pd.DataFrame(rows)[["name", "n_layers", "d_model", "d_mlp", "n_heads", "n_kv_heads", "head_dim", "vocab_size", "tie_embeddings"]]
+    rows = []
+    for spec in QWEN3_FAMILY.values():
+        counts = spec.parameter_counts()
+        rows.append(dict(
+            generation=spec.generation, kind=spec.kind, name=spec.name, n_layers=spec.n_layers, d_model=spec.d_model,
+            d_mlp=spec.d_expert if spec.is_moe else spec.d_mlp, heads=f"{spec.n_heads}/{spec.n_kv_heads}",
+            head_dim=spec.head_dim, experts=f"{spec.n_experts_active}/{spec.n_experts}" if spec.is_moe else "-",
+            params_b=f"{counts['active'] / 1e9:.1f}/{counts['total'] / 1e9:.1f}" if spec.is_moe else f"{counts['total'] / 1e9:.1f}",
+            vocab_size=spec.vocab_size, tied=spec.tie_embeddings, thinking=spec.thinking,
+        ))
+    table = pd.DataFrame(rows)
+    generations = list(dict.fromkeys(table["generation"]))
+    table["_g"] = table["generation"].map(generations.index)
+    table["_k"] = table["kind"].map(KINDS.index)
+    return table.sort_values(["_g", "_k"], kind="stable").drop(columns=["_g", "_k"]).reset_index(drop=True)
 
 
 def hook_table(model: str) -> pd.DataFrame:
     """One row per (layer, site): d_in and the hook name in every backend ('-' where it has none)."""
     from qwen3_scope.models import resolve_model
-    from qwen3_scope.sites import BACKENDS, SITES, SiteUnavailableError, hook_name, site_d_in
+    from qwen3_scope.sites import ALL_SITES, BACKENDS, SiteUnavailableError, hook_name, site_d_in
 
     spec = resolve_model(model)
     rows = []
     for layer in range(spec.n_layers):
-        for site in SITES:
-            row = {"layer": layer, "site": site, "d_in": site_d_in(spec, site)}
+        for site in ALL_SITES:
+            row = {"layer": layer, "site": site}
             for backend in BACKENDS:
                 try:
                     row[backend] = hook_name(site, layer, backend, spec)
                 except SiteUnavailableError:
                     row[backend] = "-"
+            if all(row[b] == "-" for b in BACKENDS):
+                continue  # the model has no such site at this layer (router on dense, attention on linear layers)
+            row["d_in"] = site_d_in(spec, site)
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows)[["layer", "site", "d_in", *BACKENDS]]
+
+
+def verify_on_meta(model: str) -> list[str]:
+    """Build the model on the meta device in every backend it runs in and check every site hook's width."""
+    from qwen3_scope.loading import meta_model, site_shapes
+    from qwen3_scope.models import resolve_model
+    from qwen3_scope.sites import hook_name, layer_sites, model_backends, site_d_in
+
+    spec = resolve_model(model)
+    lines = []
+    for backend in model_backends(spec):
+        pairs = [(hook_name(s, layer, backend, spec), s) for layer in range(spec.n_layers) for s in layer_sites(spec, layer, backend)]
+        shapes = site_shapes(meta_model(model, backend), backend, sorted({h for h, _ in pairs}))
+        bad = [h for h, s in pairs if shapes[h][-1] * (shapes[h][-2] if len(shapes[h]) == 4 else 1) != site_d_in(spec, s)]
+        lines.append(f"verified on the meta device, {backend}: {len(pairs)} site hooks, "
+                     f"{'all widths match' if not bad else 'MISMATCH at ' + ', '.join(bad)}")
+    return lines
 
 
 def cmd_info(args: argparse.Namespace) -> None:
     from qwen3_scope.models import resolve_model
-    from qwen3_scope.sites import SITE_DESCRIPTIONS
+    from qwen3_scope.sites import SITE_DESCRIPTIONS, model_backends
 
-    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_columns", None):
+    with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_columns", None):
         if not args.model:
-            print("Qwen3 family (add -Base for base models; `organism` is the bundled model organism):")
-            print(_family_table().to_string(index=False))
+            table = _family_table()
+            print("The Qwen3 generation (`organism` is the bundled model organism; d_mlp of MoE models is the expert "
+                  "width, params_b active/total):")
+            for (generation, kind), group in table.groupby(["generation", "kind"], sort=False):
+                print(f"\n{generation} {kind}:")
+                print(group.drop(columns=["generation", "kind"]).to_string(index=False))
             print("\nSites:")
             for site, text in SITE_DESCRIPTIONS.items():
-                print(f"  {site:<11} {text}")
+                print(f"  {site:<15} {text}")
             return
         spec = resolve_model(args.model)
-        print(f"{spec.name}: {spec.n_layers} layers, d_model {spec.d_model}, d_mlp {spec.d_mlp}, "
-              f"{spec.n_heads} heads ({spec.n_kv_heads} kv) x {spec.head_dim}, vocab {spec.vocab_size}, "
-              f"{'tied' if spec.tie_embeddings else 'untied'} embeddings")
+        shape = (f"{spec.n_heads} heads ({spec.n_kv_heads} kv) x {spec.head_dim}, vocab {spec.vocab_size}, "
+                 f"{'tied' if spec.tie_embeddings else 'untied'} embeddings")
+        if spec.is_moe:
+            counts = spec.parameter_counts()
+            shape += (f", {spec.n_experts} experts ({spec.n_experts_active} active) x {spec.d_expert}"
+                      f"{f' + shared expert {spec.d_shared_expert}' if spec.d_shared_expert else ''}, "
+                      f"{counts['active'] / 1e9:.1f}B active / {counts['total'] / 1e9:.1f}B parameters")
+        else:
+            shape = f"d_mlp {spec.d_mlp}, " + shape
+        if spec.is_hybrid:
+            full = spec.full_attention_layers()
+            shape += f"; full attention at layers {', '.join(map(str, full))}, Gated DeltaNet elsewhere"
+        print(f"{spec.name} ({spec.generation} {spec.kind}): {spec.n_layers} layers, d_model {spec.d_model}, {shape}; "
+              f"chat thinking mode: {spec.thinking}; backends: {', '.join(model_backends(spec))}")
         print(hook_table(args.model).to_string(index=False))
         if args.verify:
-            from qwen3_scope.loading import meta_model, site_shapes
-            from qwen3_scope.sites import BACKENDS, available_sites, hook_name, site_d_in
-
-            for backend in BACKENDS:
-                pairs = [(hook_name(s, l, backend, spec), s) for l in range(spec.n_layers) for s in available_sites(backend)]
-                shapes = site_shapes(meta_model(args.model, backend), backend, sorted({h for h, _ in pairs}))
-                bad = [h for h, s in pairs if shapes[h][-1] * (shapes[h][-2] if len(shapes[h]) == 4 else 1) != site_d_in(spec, s)]
-                print(f"verified on the meta device, {backend}: {len(pairs)} site hooks, "
-                      f"{'all widths match' if not bad else 'MISMATCH at ' + ', '.join(bad)}")
+            for line in verify_on_meta(args.model):
+                print(line)
 
 
 def cmd_releases(args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from qwen3_scope.models import Qwen3ModelSpec, resolve_model
-from qwen3_scope.sites import check_backend
+from qwen3_scope.sites import check_backend, check_model_backend
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -95,6 +95,7 @@ def load_model(
     """
     check_backend(backend)
     spec = resolve_model(name_or_path)
+    check_model_backend(spec, backend)  # HookedTransformer: dense Qwen3 only, a clear error before any loading
     if spec.is_local:
         _check_local_checkpoint(Path(spec.source))
     try:
@@ -110,11 +111,14 @@ def load_model(
 
             model = SAETransformerBridge.boot_transformers(spec.source, device=device, dtype=dtype, **from_pretrained_kwargs)
             model.cfg.default_prepend_bos = False
+            if spec.is_hybrid:
+                gated_delta_net_compat(model.original_model)
         else:
             from sae_lens.load_model import HookedProxyLM
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            hf_model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **from_pretrained_kwargs).to(device)
+            kwargs = {**_text_config_kwargs(spec), **from_pretrained_kwargs}
+            hf_model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **kwargs).to(device)
             hf_model.eval()
             model = HookedProxyLM(hf_model, AutoTokenizer.from_pretrained(spec.source), hook_names=hook_names)
     except (OSError, ValueError, RuntimeError) as err:
@@ -176,13 +180,20 @@ def meta_model(name_or_path: str | Path, backend: str = "hooked", n_layers: int 
     """
     import tempfile
 
-    from transformers import Qwen3ForCausalLM
+    from transformers import AutoModelForCausalLM
 
     check_backend(backend)
     spec = resolve_model(name_or_path)
+    check_model_backend(spec, backend)
     config = spec.to_hf_config(n_layers=n_layers)
+    if spec.is_moe:
+        # The default expert loop indexes tokens with torch.nonzero, which has no meta implementation;
+        # the batched expert kernel computes the same function without data-dependent shapes.
+        config._experts_implementation = "batched_mm"
     with torch.device("meta"):
-        hf_model = Qwen3ForCausalLM(config)
+        hf_model = AutoModelForCausalLM.from_config(config)
+    if spec.is_hybrid:
+        gated_delta_net_compat(hf_model)
     if backend == "hf":
         from sae_lens.load_model import HookedProxyLM
 
@@ -206,6 +217,40 @@ def meta_model(name_or_path: str | Path, backend: str = "hooked", n_layers: int 
                 )
     model.qwen3_spec = spec if n_layers is None else replace(spec, n_layers=n_layers)
     return model
+
+
+def _text_config_kwargs(spec: Qwen3ModelSpec) -> dict[str, Any]:
+    """Published Qwen3.5 checkpoints are multimodal (`Qwen3_5ForConditionalGeneration`); SAEs read the text
+    model, so the hf backend loads `Qwen3_5(Moe)ForCausalLM` from the checkpoint's `text_config` (as
+    TransformerLens' bridge does)."""
+    if not spec.is_hybrid:
+        return {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(spec.source)
+    return {"config": config.text_config} if hasattr(config, "text_config") else {}
+
+
+def gated_delta_net_compat(hf_model: torch.nn.Module) -> int:
+    """Let TransformerLens 3.9's GatedDeltaNetBridge run transformers 5.24's Qwen3.5 linear-attention layers.
+
+    Why: the bridge's hooked prefill path reads `causal_conv1d_fn` and `chunk_gated_delta_rule` off the HF
+    module, attributes transformers 5.24 no longer sets (its kernels are module-level functions). We set them
+    to what HF itself calls: no fused conv (the bridge then runs the same depthwise conv + SiLU) and HF's own
+    `torch_chunk_gated_delta_rule`, whose torch fallback runs on CPU without flash-linear-attention. Returns
+    how many layers were patched; HF's own forward does not read these attributes.
+    """
+    try:
+        from transformers.models.qwen3_5 import modeling_qwen3_5 as qwen3_5
+    except ImportError:  # transformers without Qwen3.5: nothing to patch
+        return 0
+    patched = 0
+    for module in hf_model.modules():
+        if type(module).__name__.endswith("GatedDeltaNet") and not hasattr(module, "chunk_gated_delta_rule"):
+            module.causal_conv1d_fn = None
+            module.chunk_gated_delta_rule = qwen3_5.torch_chunk_gated_delta_rule
+            patched += 1
+    return patched
 
 
 def site_shapes(model: Any, backend: str, hook_names: list[str], n_tokens: int = 4) -> dict[str, tuple[int, ...]]:

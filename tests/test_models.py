@@ -28,7 +28,7 @@ def test_family_matches_published_configs():
             assert (spec.n_layers, spec.d_model, spec.d_mlp, spec.n_heads, spec.n_kv_heads, spec.tie_embeddings) == shape
             assert (spec.head_dim, spec.vocab_size, spec.rope_theta) == (128, 151936, 1e6)
             assert spec.instruct == (variant == name)
-    assert len(list_models(instruct=True)) == len(list_models(instruct=False)) == 6
+    assert len(list_models(instruct=True, kind="dense", generation="Qwen3")) == len(list_models(instruct=False, kind="dense")) == 6
 
 
 def test_names_resolve_case_insensitively():
