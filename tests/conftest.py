@@ -62,3 +62,46 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_qwen3_dir(tmp_path_factory) -> Path:
     return build_tiny_qwen3(tmp_path_factory.mktemp("tiny_qwen3"))
+
+
+def build_tiny_family_model(directory: Path, tokenizer_dir: Path, kind: str, n_layers: int = 2, d_model: int = 64,
+                            seed: int = 0) -> Path:
+    """Save a random Qwen3 MoE ("moe") or Qwen3.5 ("hybrid": Gated DeltaNet + full attention) causal LM
+    with the tiny tokenizer of `tokenizer_dir`. Norm gains are randomised as in build_tiny_qwen3."""
+    from transformers import AutoTokenizer, Qwen3_5ForCausalLM, Qwen3_5TextConfig, Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    common = dict(vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=d_model // 4, max_position_embeddings=256)
+    torch.manual_seed(seed)
+    if kind == "moe":
+        config = Qwen3MoeConfig(**common, intermediate_size=2 * d_model, moe_intermediate_size=d_model // 2, num_experts=8,
+                                num_experts_per_tok=2, norm_topk_prob=True, tie_word_embeddings=False, rope_theta=1e6,
+                                architectures=["Qwen3MoeForCausalLM"])
+        model = Qwen3MoeForCausalLM(config)
+    elif kind == "hybrid":
+        config = Qwen3_5TextConfig(**common, intermediate_size=2 * d_model, linear_num_key_heads=2, linear_num_value_heads=4,
+                                   linear_key_head_dim=d_model // 4, linear_value_head_dim=d_model // 4,
+                                   tie_word_embeddings=True, architectures=["Qwen3_5ForCausalLM"])
+        model = Qwen3_5ForCausalLM(config)
+    else:
+        raise ValueError(f"unknown tiny model kind {kind!r}")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("norm.weight"):
+                param.uniform_(0.5, 1.5)
+            elif name.endswith("mlp.gate.weight"):  # the router starts at zero in transformers: give it opinions
+                param.normal_(0, 0.5)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_moe_dir(tmp_path_factory, tiny_qwen3_dir) -> Path:
+    return build_tiny_family_model(tmp_path_factory.mktemp("tiny_moe"), tiny_qwen3_dir, "moe")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen35_dir(tmp_path_factory, tiny_qwen3_dir) -> Path:
+    return build_tiny_family_model(tmp_path_factory.mktemp("tiny_qwen35"), tiny_qwen3_dir, "hybrid", n_layers=4)
