@@ -202,6 +202,27 @@ def qwen_scope_state_dict(raw: dict[str, torch.Tensor], path: str | Path) -> dic
     }
 
 
+def qwen_scope_hook_name(model_name: str, saelens_hook: str) -> str:
+    """The hook a Qwen-Scope SAE reads, for the backends its model runs in.
+
+    SAELens names every Qwen-Scope SAE `blocks.L.hook_resid_post` (a HookedTransformer name). The Qwen3 MoE
+    and Qwen3.5 models run only in TransformerBridge or HookedProxyLM, and SAETransformerBridge caches real
+    hook names only, so for them the same activation (the output of `model.layers[L]`) is named
+    `blocks.L.hook_out`. Dense Qwen3 keeps SAELens' name.
+    """
+    from qwen3_scope.models import resolve_model
+    from qwen3_scope.sites import hook_name, model_backends, parse_hook_name
+
+    try:
+        spec = resolve_model(model_name)
+    except ValueError:
+        return saelens_hook  # a model outside our registry: leave SAELens' choice alone
+    if "hooked" in model_backends(spec):
+        return saelens_hook
+    layer, site = parse_hook_name(saelens_hook, "hooked")
+    return hook_name(site, layer, "bridge", spec)
+
+
 def qwen_scope_safe_loader(
     repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False,
     cfg_overrides: dict[str, Any] | None = None,
@@ -212,18 +233,20 @@ def qwen_scope_safe_loader(
 
     cfg_dict = get_qwen_scope_config_from_hf(repo_id, folder_name, device, force_download, cfg_overrides)
     cfg_dict["prepend_bos"] = False  # Qwen3 has no BOS token
+    cfg_dict["hook_name"] = qwen_scope_hook_name(cfg_dict["model_name"], cfg_dict["hook_name"])
     path = hf_hub_download(repo_id=repo_id, filename=folder_name, force_download=force_download)
     return cfg_dict, qwen_scope_state_dict(load_pt_weights_safely(path, device), path), None
 
 
 def load_qwen_scope_file(
     path: str | Path, model: str = "Qwen/Qwen3-1.7B", k: int = 50, layer: int | None = None,
-    backend: str = "hooked", device: str = "cpu",
+    backend: str | None = None, device: str = "cpu",
 ):
     """A Qwen-Scope `layer{n}.sae.pt` as a SAELens TopKSAE on any Qwen3 model (e.g. the instruct one).
 
     Qwen-Scope SAEs read the output of `model.layers[n]`, our `resid_post` site; the hook name comes
-    from the adapters for `backend`, and the width must match the model's d_model.
+    from the adapters for `backend` (default: `hooked` for dense Qwen3, `bridge` for the MoE and Qwen3.5
+    models, which HookedTransformer cannot run), and the width must match the model's d_model.
     """
     from sae_lens import SAE
 
@@ -239,6 +262,10 @@ def load_qwen_scope_file(
             raise ValueError(f"cannot read the layer from {path.name!r}; pass layer=N explicitly.")
         layer = int(match.group(1))
     spec = resolve_model(model)
+    if backend is None:  # dense Qwen3: HookedTransformer; MoE and Qwen3.5 models: TransformerBridge
+        from qwen3_scope.sites import model_backends
+
+        backend = model_backends(spec)[0]
     state_dict = qwen_scope_state_dict(load_pt_weights_safely(path, device), path)
     d_in, d_sae = state_dict["W_enc"].shape
     if d_in != site_d_in(spec, "resid_post"):
