@@ -9,7 +9,8 @@ forward early) under a budget, and prices the plan against "one SAELens run per 
 Memory model, in bytes (float32): per SAE 16 x params (weights, gradients, two Adam moments) plus one
 step's transient (~6 x batch x d_sae); per group, the shared activation stream: the mixing buffer (held
 twice while it is shuffled), one model batch and the norm-estimate cache, each x sum of the group's d_in.
-Cost model: model forward 2 x (matmul params up to the deepest layer) FLOPs per token, SAE step
+Cost model: model forward 2 x (matmul params up to the deepest layer; for MoE models only the experts a
+token is routed to) FLOPs per token, SAE step
 12 x d_in x d_sae FLOPs per token, at the measured matmul throughput x 50% efficiency.
 """
 
@@ -58,14 +59,18 @@ def measure_matmul_flops(size: int = 1024, repeats: int = 3) -> float:
     return 2 * size**3 * repeats / max(time.perf_counter() - start, 1e-9)
 
 
-def layer_matmul_params(spec: Qwen3ModelSpec) -> int:
+def layer_matmul_params(spec: Qwen3ModelSpec, active: bool = True) -> int:
+    """Matmul weights of one block; for MoE models the experts a token uses (`active`) or all of them."""
     attn = spec.d_model * spec.d_attn * 2 + spec.d_model * spec.n_kv_heads * spec.head_dim * 2
+    if spec.is_moe:
+        experts = spec.n_experts_active if active else spec.n_experts
+        return attn + (experts * spec.d_expert + spec.d_shared_expert) * 3 * spec.d_model + spec.n_experts * spec.d_model
     return attn + 3 * spec.d_model * spec.d_mlp
 
 
 def model_bytes(spec: Qwen3ModelSpec, runner: dict[str, Any], dtype_bytes: int = 4) -> int:
     """Weights plus one forward's activations (attention scores included)."""
-    params = spec.n_layers * layer_matmul_params(spec) + spec.vocab_size * spec.d_model * (1 if spec.tie_embeddings else 2)
+    params = spec.n_layers * layer_matmul_params(spec, active=False) + spec.vocab_size * spec.d_model * (1 if spec.tie_embeddings else 2)
     tokens = runner["store_batch_size_prompts"] * runner["context_size"]
     acts = tokens * (4 * spec.d_mlp + 8 * spec.d_model) + runner["store_batch_size_prompts"] * spec.n_heads * runner["context_size"] ** 2
     return (params + acts) * dtype_bytes
@@ -155,6 +160,10 @@ class SuitePlan:
             f"{self.matmul_flops / 1e9:,.0f} GFLOP/s x {EFFICIENCY:.0%}; one SAELens run per SAE would be "
             f"{self.baseline_flops / 1e12:,.2f} TFLOP ~ {_duration(base_hours)} ({self.baseline_flops / max(self.total_flops, 1):.2f}x)",
         ]
+        if s.spec.is_moe:
+            counts = s.spec.parameter_counts()
+            lines.append(f"MoE: the forward pass is priced at the {counts['active'] / 1e9:.1f}B parameters a token uses "
+                         f"({s.spec.n_experts_active} of {s.spec.n_experts} experts), memory at all {counts['total'] / 1e9:.1f}B")
         lines += [f"note: {n}" for n in s.notes]
         return "\n".join(lines)
 
