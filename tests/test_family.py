@@ -217,3 +217,18 @@ def test_info_bad_model_is_a_clear_cli_error(capsys):
     assert cli.main(["info", "--model", "Qwen/Qwen3-30B-A3B-Instruct"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qwen3-scope: error: unknown model") and "Did you mean Qwen/Qwen3-30B-A3B-Instruct-2507" in err
+
+
+def test_moe_and_hybrid_suites_build_with_the_hf_backend():
+    from qwen3_scope.training.recipes import RecipeConfigError, build_suite
+
+    moe = build_suite("Qwen/Qwen3-30B-A3B-Base", "qwen-scope", backend="hf")  # Qwen-Scope's own 30B-A3B layout
+    assert len(moe.jobs) == 48 and moe.jobs[-1].hook_name == "model.layers.47" and moe.jobs[0].d_sae == 16 * 2048
+    router = build_suite("Qwen/Qwen3-30B-A3B", "paper", backend="hf", layers=[5], sites=["moe_router", "mlp_out"])
+    assert [(j.hook_name, j.d_in) for j in router.jobs] == [("model.layers.5.mlp.gate", 128), ("model.layers.5.mlp", 2048)]
+    hybrid = build_suite("Qwen/Qwen3.5-2B", "paper", backend="hf")
+    attn_layers = [j.layer for j in hybrid.jobs if j.site == "attn_out"]
+    assert attn_layers == QWEN3_FAMILY["Qwen/Qwen3.5-2B"].full_attention_layers()  # attention SAEs only where attention is
+    assert len(hybrid.jobs) == 24 * 2 + len(attn_layers)
+    with pytest.raises(RecipeConfigError, match="HookedTransformer cannot run; train it with backend='hf'"):
+        build_suite("Qwen/Qwen3-30B-A3B", "paper")

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from qwen3_scope.models import Qwen3ModelSpec, resolve_model
-from qwen3_scope.sites import PAPER_SITES, check_site, hook_name, site_d_in
+from qwen3_scope.sites import PAPER_SITES, available_sites, check_site, hook_name, layer_sites, site_d_in
 from qwen3_scope.training.naming import sae_id, suite_name
 
 GEMMA_SCOPE = "Gemma Scope report (Lieberum et al. 2024, arXiv 2408.05147)"
@@ -389,6 +389,11 @@ def build_suite(
             f"backend {backend!r} cannot train through SAELens' runners; use 'hooked' (HookedTransformer, "
             "the default) or 'hf' (HookedProxyLM). SAELens has no loader for TransformerBridge configs."
         )
+    if backend == "hooked" and spec.kind != "dense":
+        raise RecipeConfigError(
+            f"{spec.name} is a {spec.kind} model, which HookedTransformer cannot run; train it with backend='hf' "
+            "(SAELens' HookedProxyLM; --backend hf on the command line)."
+        )
     small = spec.d_model < SMALL_MODEL_D_MODEL
     layout_sites, layout_layers, _ = rec.layouts.get(spec.name, (rec.sites, None, ""))
     site_list = list(dict.fromkeys(sites)) if sites is not None else list(layout_sites)
@@ -433,6 +438,8 @@ def build_suite(
     jobs = []
     for layer in layer_list:
         for site in site_list:
+            if spec.is_hybrid and site in available_sites(backend, spec) and site not in layer_sites(spec, layer, backend):
+                continue  # Qwen3.5: attention sites exist on full-attention layers only (and linear_attn_out on the rest)
             d_in = site_d_in(spec, site)
             d_sae = int(width) if width else int(rec.width_multiplier.value) * d_in
             _check_sparsity(sae_fields, d_sae, site, layer)
