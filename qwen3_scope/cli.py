@@ -53,23 +53,6 @@ def hook_table(model: str) -> pd.DataFrame:
     return pd.DataFrame(rows)[["layer", "site", "d_in", *BACKENDS]]
 
 
-def verify_on_meta(model: str) -> list[str]:
-    """Build the model on the meta device in every backend it runs in and check every site hook's width."""
-    from qwen3_scope.loading import meta_model, site_shapes
-    from qwen3_scope.models import resolve_model
-    from qwen3_scope.sites import hook_name, layer_sites, model_backends, site_d_in
-
-    spec = resolve_model(model)
-    lines = []
-    for backend in model_backends(spec):
-        pairs = [(hook_name(s, layer, backend, spec), s) for layer in range(spec.n_layers) for s in layer_sites(spec, layer, backend)]
-        shapes = site_shapes(meta_model(model, backend), backend, sorted({h for h, _ in pairs}))
-        bad = [h for h, s in pairs if shapes[h][-1] * (shapes[h][-2] if len(shapes[h]) == 4 else 1) != site_d_in(spec, s)]
-        lines.append(f"verified on the meta device, {backend}: {len(pairs)} site hooks, "
-                     f"{'all widths match' if not bad else 'MISMATCH at ' + ', '.join(bad)}")
-    return lines
-
-
 def cmd_info(args: argparse.Namespace) -> None:
     from qwen3_scope.models import resolve_model
     from qwen3_scope.sites import SITE_DESCRIPTIONS, model_backends
@@ -103,8 +86,11 @@ def cmd_info(args: argparse.Namespace) -> None:
               f"chat thinking mode: {spec.thinking}; backends: {', '.join(model_backends(spec))}")
         print(hook_table(args.model).to_string(index=False))
         if args.verify:
-            for line in verify_on_meta(args.model):
-                print(line)
+            from qwen3_scope.loading import verify_sites_on_meta
+
+            for row in verify_sites_on_meta(args.model):
+                print(f"verified on the meta device, {row['backend']}: {row['site_hooks']} site hooks, "
+                      f"{'all widths match' if not row['mismatches'] else 'MISMATCH at ' + ', '.join(row['mismatches'])}")
 
 
 def cmd_releases(args: argparse.Namespace) -> None:

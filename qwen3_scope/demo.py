@@ -80,6 +80,33 @@ def adapters_stage(ctx: DemoContext) -> None:
         raise RuntimeError(f"backends disagree by {worst:.2e} at some site; see {ctx.out_dir / 'adapters.csv'}")
 
 
+@stage("family")
+def family_stage(ctx: DemoContext) -> None:
+    """The rest of the Qwen3 generation: a MoE and a hybrid (Gated DeltaNet) model built at their published
+    shapes on the meta device in every backend that runs them, every site hook checked for its width."""
+    from qwen3_scope.loading import verify_sites_on_meta
+    from qwen3_scope.models import resolve_model
+
+    rows = []
+    for name in ("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3.5-35B-A3B"):
+        spec = resolve_model(name)
+        for row in verify_sites_on_meta(name):
+            rows.append({"model": name, "kind": spec.kind, "layers": spec.n_layers, "backend": row["backend"],
+                         "site_hooks": row["site_hooks"], "width_mismatches": len(row["mismatches"])})
+    table = pd.DataFrame(rows)
+    table.to_csv(ctx.out_dir / "family.csv", index=False)
+    ctx.results["family_mismatches"] = int(table["width_mismatches"].sum())
+    ctx.section(
+        "The Qwen3 family: MoE and hybrid models on the meta device",
+        "`moe_router` (router logits over the experts) and `mlp_out` (the sparse MoE block) on every MoE layer; "
+        "`attn_out` on full-attention layers and `linear_attn_out` on Gated DeltaNet layers of Qwen3.5. "
+        "HookedTransformer runs neither kind, so they use TransformerBridge and HookedProxyLM.\n\n"
+        f"{table.to_markdown(index=False)}",
+    )
+    if ctx.results["family_mismatches"]:
+        raise RuntimeError(f"site widths disagree with the registry; see {ctx.out_dir / 'family.csv'}")
+
+
 # Modules that add stages (in pipeline order) with the `@stage` decorator; imported before a run.
 STAGE_MODULES: list[str] = ["qwen3_scope.training.demo_stage", "qwen3_scope.evaluation.demo_stage", "qwen3_scope.steering.demo_stage"]
 

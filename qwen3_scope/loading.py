@@ -263,3 +263,22 @@ def site_shapes(model: Any, backend: str, hook_names: list[str], n_tokens: int =
     if missing:
         raise KeyError(f"the {backend} model produced no activation for {missing}; these hook names are wrong.")
     return {n: tuple(cache[n].shape) for n in hook_names}
+
+
+def verify_sites_on_meta(name_or_path: str | Path) -> list[dict[str, Any]]:
+    """Build the model at its published shape on the meta device in every backend that runs it, run one
+    forward, and check every (layer, site) hook exists with the width `site_d_in` promises.
+
+    Returns one row per backend: backend, site_hooks (how many were checked), mismatches (hook names).
+    """
+    from qwen3_scope.sites import hook_name, layer_sites, model_backends, site_d_in
+
+    spec = resolve_model(name_or_path)
+    rows = []
+    for backend in model_backends(spec):
+        pairs = [(hook_name(s, layer, backend, spec), s) for layer in range(spec.n_layers) for s in layer_sites(spec, layer, backend)]
+        shapes = site_shapes(meta_model(name_or_path, backend), backend, sorted({h for h, _ in pairs}))
+        # a 4-d activation is per-head ([batch, pos, head, d_head]): its width is heads x d_head
+        bad = [h for h, s in pairs if shapes[h][-1] * (shapes[h][-2] if len(shapes[h]) == 4 else 1) != site_d_in(spec, s)]
+        rows.append({"backend": backend, "site_hooks": len(pairs), "mismatches": bad})
+    return rows

@@ -232,3 +232,18 @@ def test_moe_and_hybrid_suites_build_with_the_hf_backend():
     assert len(hybrid.jobs) == 24 * 2 + len(attn_layers)
     with pytest.raises(RecipeConfigError, match="HookedTransformer cannot run; train it with backend='hf'"):
         build_suite("Qwen/Qwen3-30B-A3B", "paper")
+
+
+def test_demo_family_stage_verifies_moe_and_hybrid_models(tmp_path):
+    import pandas as pd
+
+    from qwen3_scope.demo import STAGES, DemoContext
+
+    ctx = DemoContext(out_dir=tmp_path, model="organism")
+    STAGES["family"](ctx)
+    table = pd.read_csv(tmp_path / "family.csv")
+    assert set(zip(table["model"], table["backend"])) == {(m, b) for m in ("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3.5-35B-A3B")
+                                                          for b in ("bridge", "hf")}
+    assert (table["width_mismatches"] == 0).all() and ctx.results["family_mismatches"] == 0
+    assert table.set_index(["model", "backend"]).loc[("Qwen/Qwen3-30B-A3B-Instruct-2507", "bridge"), "site_hooks"] == 48 * 8
+    assert "moe_router" in ctx.sections[0]
