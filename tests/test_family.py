@@ -224,8 +224,8 @@ def test_moe_and_hybrid_suites_build_with_the_hf_backend():
 
     moe = build_suite("Qwen/Qwen3-30B-A3B-Base", "qwen-scope", backend="hf")  # Qwen-Scope's own 30B-A3B layout
     assert len(moe.jobs) == 48 and moe.jobs[-1].hook_name == "model.layers.47" and moe.jobs[0].d_sae == 16 * 2048
-    router = build_suite("Qwen/Qwen3-30B-A3B", "paper", backend="hf", layers=[5], sites=["moe_router", "mlp_out"])
-    assert [(j.hook_name, j.d_in) for j in router.jobs] == [("model.layers.5.mlp.gate", 128), ("model.layers.5.mlp", 2048)]
+    with pytest.raises(RecipeConfigError, match=r"moe_router cannot be trained.*\[tokens, n_experts\]"):
+        build_suite("Qwen/Qwen3-30B-A3B", "paper", backend="hf", layers=[5], sites=["moe_router", "mlp_out"])
     hybrid = build_suite("Qwen/Qwen3.5-2B", "paper", backend="hf")
     attn_layers = [j.layer for j in hybrid.jobs if j.site == "attn_out"]
     assert attn_layers == QWEN3_FAMILY["Qwen/Qwen3.5-2B"].full_attention_layers()  # attention SAEs only where attention is

@@ -401,6 +401,12 @@ def build_suite(
         raise RecipeConfigError("no sites selected; pass at least one site (e.g. --sites resid_post).")
     for site in site_list:
         check_site(site)
+    if "moe_router" in site_list:
+        raise RecipeConfigError(
+            "moe_router cannot be trained through SAELens' runners: transformers emits router logits as one row per "
+            "token ([tokens, n_experts]), while SAELens' activation store needs [batch, position, d]. Cache them with "
+            "run_with_cache (qwen3_scope.hook_name('moe_router', layer, backend, spec)) or train mlp_out instead."
+        )
     layer_list = _resolve_layers(spec, layers, layout_layers)
 
     sae_fields = {key: h.value for key, h in rec.sae.items()}
