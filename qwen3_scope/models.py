@@ -240,10 +240,10 @@ _FAMILY_SHAPES: dict[str, tuple[int, int, int, int, int, bool]] = {
     "32B": (64, 5120, 25600, 64, 8, False),
 }
 
-_MOE_SHAPES: dict[str, tuple[int, int, int, int, int, int, int, int]] = {
-    #              layers d_model d_mlp heads kv experts active d_expert   (untied, head_dim 128)
-    "30B-A3B": (48, 2048, 6144, 32, 4, 128, 8, 768),
-    "235B-A22B": (94, 4096, 12288, 64, 4, 128, 8, 1536),
+_MOE_SHAPES: dict[str, tuple[int, int, int, int, int, int, int, int, bool]] = {
+    #              layers d_model d_mlp heads kv experts active d_expert has_base   (untied, head_dim 128)
+    "30B-A3B": (48, 2048, 6144, 32, 4, 128, 8, 768, True),
+    "235B-A22B": (94, 4096, 12288, 64, 4, 128, 8, 1536, False),  # Qwen released no 235B-A22B base model
 }
 
 # 2507 releases: (base size, rope_theta, max positions); same shapes as their originals.
@@ -279,10 +279,10 @@ def _family() -> dict[str, Qwen3ModelSpec]:
                 name=f"Qwen/Qwen3-{size}" + ("" if instruct else "-Base"), n_layers=layers, d_model=d_model,
                 d_mlp=d_mlp, n_heads=heads, n_kv_heads=kv, tie_embeddings=tied, instruct=instruct,
             ))
-    for size, (layers, d_model, d_mlp, heads, kv, experts, active, d_expert) in _MOE_SHAPES.items():
+    for size, (layers, d_model, d_mlp, heads, kv, experts, active, d_expert, has_base) in _MOE_SHAPES.items():
         moe = dict(n_layers=layers, d_model=d_model, d_mlp=d_mlp, n_heads=heads, n_kv_heads=kv, tie_embeddings=False,
                    architecture=QWEN3_MOE_ARCHITECTURE, n_experts=experts, n_experts_active=active, d_expert=d_expert)
-        for instruct in (True, False):
+        for instruct in (True, False) if has_base else (True,):
             add(Qwen3ModelSpec(name=f"Qwen/Qwen3-{size}" + ("" if instruct else "-Base"), instruct=instruct, **moe))
     for size, (rope_theta, positions) in _2507_RELEASES.items():
         original = specs[f"Qwen/Qwen3-{size}"]
