@@ -109,7 +109,11 @@ def load_model(
         elif backend == "bridge":
             from sae_lens import SAETransformerBridge
 
-            model = SAETransformerBridge.boot_transformers(spec.source, device=device, dtype=dtype, **from_pretrained_kwargs)
+            text_config = _text_config_kwargs(spec)
+            if text_config:
+                model = _boot_text_model(spec, text_config, device, dtype, **from_pretrained_kwargs)
+            else:
+                model = SAETransformerBridge.boot_transformers(spec.source, device=device, dtype=dtype, **from_pretrained_kwargs)
             model.cfg.default_prepend_bos = False
             if spec.is_hybrid:
                 gated_delta_net_compat(model.original_model)
@@ -229,6 +233,28 @@ def _text_config_kwargs(spec: Qwen3ModelSpec) -> dict[str, Any]:
 
     config = AutoConfig.from_pretrained(spec.source)
     return {"config": config.text_config} if hasattr(config, "text_config") else {}
+
+
+def _boot_text_model(spec: Qwen3ModelSpec, text_config: dict[str, Any], device: Any, dtype: torch.dtype, **kwargs: Any):
+    """TransformerBridge over the text model of a multimodal Qwen3.5 checkpoint.
+
+    Why: booted from the checkpoint itself, TransformerLens picks its multimodal adapter (which needs
+    torchvision and nests the layers under `model.language_model`); SAEs read the text model, so we load
+    `Qwen3_5(Moe)ForCausalLM` from `text_config` and boot the text-only adapter on it (`blocks.L` names).
+    """
+    import tempfile
+
+    from sae_lens import SAETransformerBridge
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    hf_model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **text_config, **kwargs).to(device)
+    with tempfile.TemporaryDirectory() as config_dir:
+        hf_model.config.save_pretrained(config_dir)
+        model = SAETransformerBridge.boot_transformers(
+            config_dir, hf_model=hf_model, tokenizer=AutoTokenizer.from_pretrained(spec.source), device=device, dtype=dtype
+        )
+    model.cfg.model_name = spec.source
+    return model
 
 
 def gated_delta_net_compat(hf_model: torch.nn.Module) -> int:

@@ -180,3 +180,46 @@ def test_saelens_qwen_scope_releases_map_to_the_bridge_hook():
             assert hook == cfg["hook_name"]
         else:
             assert hook == f"blocks.{spec.n_layers - 1}.hook_out" == hook_name("resid_post", spec.n_layers - 1, "bridge", spec)
+
+
+@pytest.fixture(scope="module")
+def published_layout_dir(tmp_path_factory, tiny_qwen3_dir):
+    """A tiny checkpoint in the layout Qwen publishes Qwen3.5 in: Qwen3_5ForConditionalGeneration (a vision tower
+    plus the text model under model.language_model), config.json with a text_config."""
+    from transformers import AutoTokenizer, Qwen3_5Config, Qwen3_5ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen3_dir)
+    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=16, linear_num_key_heads=2, linear_num_value_heads=4, linear_key_head_dim=16,
+                linear_value_head_dim=16, max_position_embeddings=256, tie_word_embeddings=True)
+    vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, num_position_embeddings=64)
+    torch.manual_seed(1)
+    model = Qwen3_5ForConditionalGeneration(Qwen3_5Config(text_config=text, vision_config=vision,
+                                                          architectures=["Qwen3_5ForConditionalGeneration"]))
+    directory = tmp_path_factory.mktemp("qwen35_published_layout")
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_published_multimodal_checkpoint_loads_its_text_model_in_both_backends(published_layout_dir, tokens, tmp_path):
+    from transformers import Qwen3_5ForConditionalGeneration
+
+    spec = resolve_model(published_layout_dir)
+    assert spec.kind == "hybrid" and spec.full_attention_layers() == [3]
+    reference = Qwen3_5ForConditionalGeneration.from_pretrained(published_layout_dir).eval()
+    outputs = {}
+    handle = reference.model.language_model.layers[1].register_forward_hook(lambda m, a, o: outputs.__setitem__("L1", o))
+    with torch.no_grad():
+        ref_logits = reference(input_ids=tokens).logits
+    handle.remove()
+    path = _write_qwen_scope_file(tmp_path / "layer1.sae.pt", d_model=64)
+    for backend in BACKENDS:
+        model = load_model(published_layout_dir, backend=backend)
+        name = hook_name("resid_post", 1, backend, spec)
+        with torch.no_grad():
+            logits, cache = model.run_with_cache(tokens, names_filter=[name])
+        torch.testing.assert_close(logits, ref_logits, atol=ATOL, rtol=0)
+        torch.testing.assert_close(cache[name], outputs["L1"], atol=ATOL, rtol=0)
+        sae = load_qwen_scope_file(path, model=str(published_layout_dir), k=8, backend=backend)
+        assert sae.cfg.metadata.hook_name == name and name in model.hook_dict
