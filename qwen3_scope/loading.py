@@ -273,8 +273,8 @@ def gated_delta_net_compat(hf_model: torch.nn.Module) -> int:
     patched = 0
     for module in hf_model.modules():
         if type(module).__name__.endswith("GatedDeltaNet") and not hasattr(module, "chunk_gated_delta_rule"):
-            module.causal_conv1d_fn = None
-            module.chunk_gated_delta_rule = qwen3_5.torch_chunk_gated_delta_rule
+            setattr(module, "causal_conv1d_fn", None)  # noqa: B010 (an attribute transformers 5.24 does not declare)
+            setattr(module, "chunk_gated_delta_rule", qwen3_5.torch_chunk_gated_delta_rule)  # noqa: B010
             patched += 1
     return patched
 

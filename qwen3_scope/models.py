@@ -122,11 +122,6 @@ class Qwen3ModelSpec:
     def is_local(self) -> bool:
         return bool(self.source) and Path(self.source).is_dir()
 
-    @property
-    def default_thinking(self) -> bool:
-        """Whether prompts are formatted in thinking mode unless the caller says otherwise."""
-        return self.thinking == "always"
-
     def layer_type(self, layer: int) -> str:
         """`full_attention` or `linear_attention` (Gated DeltaNet) for a layer."""
         self.check_layer(layer)
@@ -280,8 +275,9 @@ def _family() -> dict[str, Qwen3ModelSpec]:
                 d_mlp=d_mlp, n_heads=heads, n_kv_heads=kv, tie_embeddings=tied, instruct=instruct,
             ))
     for size, (layers, d_model, d_mlp, heads, kv, experts, active, d_expert, has_base) in _MOE_SHAPES.items():
-        moe = dict(n_layers=layers, d_model=d_model, d_mlp=d_mlp, n_heads=heads, n_kv_heads=kv, tie_embeddings=False,
-                   architecture=QWEN3_MOE_ARCHITECTURE, n_experts=experts, n_experts_active=active, d_expert=d_expert)
+        moe: dict[str, Any] = dict(n_layers=layers, d_model=d_model, d_mlp=d_mlp, n_heads=heads, n_kv_heads=kv,
+                                   tie_embeddings=False, architecture=QWEN3_MOE_ARCHITECTURE, n_experts=experts,
+                                   n_experts_active=active, d_expert=d_expert)
         for instruct in (True, False) if has_base else (True,):
             add(Qwen3ModelSpec(name=f"Qwen/Qwen3-{size}" + ("" if instruct else "-Base"), instruct=instruct, **moe))
     for size, (rope_theta, positions) in _2507_RELEASES.items():
@@ -289,9 +285,9 @@ def _family() -> dict[str, Qwen3ModelSpec]:
         for variant, thinking in (("Instruct", "never"), ("Thinking", "always")):
             add(replace(original, name=f"Qwen/Qwen3-{size}-{variant}-2507", generation="Qwen3-2507", thinking=thinking,
                         rope_theta=rope_theta, max_position_embeddings=positions))
-    hybrid = dict(head_dim=QWEN3_5_HEAD_DIM, vocab_size=QWEN3_5_VOCAB, rope_theta=QWEN3_5_ROPE_THETA,
-                  max_position_embeddings=QWEN3_5_MAX_POSITIONS, generation="Qwen3.5", linear_n_k_heads=16,
-                  linear_head_dim=QWEN3_5_LINEAR_HEAD_DIM)
+    hybrid: dict[str, Any] = dict(head_dim=QWEN3_5_HEAD_DIM, vocab_size=QWEN3_5_VOCAB, rope_theta=QWEN3_5_ROPE_THETA,
+                                  max_position_embeddings=QWEN3_5_MAX_POSITIONS, generation="Qwen3.5",
+                                  linear_n_k_heads=16, linear_head_dim=QWEN3_5_LINEAR_HEAD_DIM)
     for size, (layers, d_model, d_mlp, heads, kv, v_heads, tied, has_base) in _QWEN3_5_SHAPES.items():
         for instruct in (True, False) if has_base else (True,):
             add(Qwen3ModelSpec(
