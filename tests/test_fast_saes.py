@@ -30,6 +30,7 @@ from qwen3_scope.training import (
     FastJumpReLUTrainingSAEConfig,
     FastTopKTrainingSAE,
     FastTopKTrainingSAEConfig,
+    enable_fused_adam,
     register_fast_training_saes,
     sparse_ops,
 )
@@ -198,6 +199,7 @@ def test_dead_latent_accounting_and_fused_adam_match_stock_trainer():
     cfg = SAETrainerConfig(total_training_samples=10**6, train_batch_size_samples=64, lr=1e-3, lr_end=1e-3,
                            dead_feature_window=1)
     trainers = [SAETrainer(cfg, sae, data_provider=iter(())) for sae in (stock, fast)]
+    assert [enable_fused_adam(trainer) for trainer in trainers] == [0, 1]
     batches = [torch.randn(64, 32) for _ in range(6)]
     aux_seen = False
     for x in batches:

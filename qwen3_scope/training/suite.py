@@ -38,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen3_scope.io import atomic_write_json
+from qwen3_scope.training.fast_saes import enable_fused_adam
 from qwen3_scope.training.data import PreparedData, check_source, load_prepared, prepare_data
 from qwen3_scope.training.planner import Group, SuitePlan, plan_suite, priced_plan
 from qwen3_scope.training.recipes import SuiteConfig, build_suite
@@ -283,6 +284,7 @@ class SuiteTrainer:
                                      seed, self.suite.outlier_norm_factor, steps_done=lambda: trainer.n_training_steps)
             trainer = MultiSAETrainer(cfg=cfg.to_sae_trainer_config(), saes=runner.saes,
                                       hook_names=cfg.hook_names_per_sae, data_provider=stream)
+            enable_fused_adam(trainer)
             latest = checkpointer.latest()
             resumed_step = 0
             if latest is not None:
