@@ -36,6 +36,7 @@ from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig, TopKTrainingSAE, TopK
 from torch import Tensor
 from torch.autograd.profiler import record_function
 
+from qwen3_scope.compat import module_has_hooks
 from qwen3_scope.training.sparse_ops import (
     BufferPool,
     Pairs,
@@ -129,7 +130,7 @@ class _FastTraining(TrainingSAE[Any]):
         return self.W_enc.dtype if dtype.itemsize > self.W_enc.dtype.itemsize else dtype
 
     def _sparse_path_possible(self, step_input: TrainStepInput) -> bool:
-        hooked = any(hook._forward_hooks or hook._backward_hooks for hook in self.hook_dict.values())
+        hooked = any(module_has_hooks(hook) for hook in self.hook_dict.values())
         return not hooked and not step_input.sae_in.requires_grad
 
     def _stock_training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
