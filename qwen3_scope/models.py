@@ -108,7 +108,7 @@ _FAMILY_SHAPES: dict[str, tuple[int, int, int, int, int, bool]] = {
 def _family() -> dict[str, Qwen3ModelSpec]:
     specs = {}
     for size, (layers, d_model, d_mlp, heads, kv, tied) in _FAMILY_SHAPES.items():
-        for instruct in (True, False):
+        for instruct in (True, False) if size != "32B" else (True,):  # Qwen published no Qwen3-32B-Base
             name = f"Qwen/Qwen3-{size}" + ("" if instruct else "-Base")
             specs[name] = Qwen3ModelSpec(
                 name=name, n_layers=layers, d_model=d_model, d_mlp=d_mlp, n_heads=heads,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,19 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Hermetic: never read or write the developer's own release file (~/.config/qwen3_scope/releases.yaml), which
+# `qwen3-scope releases add` fills; releases.user_release_file() honours QWEN3_SCOPE_RELEASES.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="qwen3-scope-tests-"))
+os.environ["QWEN3_SCOPE_RELEASES"] = str(_SESSION_DIR / "user_releases.yaml")
+atexit.register(shutil.rmtree, _SESSION_DIR, True)
+
+
+def require_shipped(*paths: Path) -> None:
+    """Fail (never skip) when an asset the package ships is missing: that is a packaging regression."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        pytest.fail(f"shipped assets are missing from this installation: {missing}; rebuild them or reinstall.",
+                    pytrace=False)
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 TINY_TEXT = [
