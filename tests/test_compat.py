@@ -80,7 +80,7 @@ def test_iterate_tokenized_sequences_restarts_the_store(store):
     next(store.iterable_sequences)
     next(store.iterable_sequences)
     compat.restart_tokenized_sequences(store)  # ActivationsStore._iterate_tokenized_sequences
-    assert next(store.iterable_sequences).tolist() == store.dataset[0]["input_ids"]
+    assert next(store.iterable_sequences).tolist() == list(store.dataset[0]["input_ids"])
 
 
 def test_set_sae_metadata_fills_saelens_metadata(tiny_qwen3_dir, tmp_path):
