@@ -22,25 +22,13 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from qwen3_scope.io import atomic_write_json, atomic_write_text, refuse_installed_package
+from qwen3_scope.language import detect_language
 from qwen3_scope.judge import DEFAULT_JUDGE, RefusalJudge
 from qwen3_scope.chat import format_chat
 from qwen3_scope.organism import ASSETS_DIR, ORGANISM_DIR, load_eval_split
 from qwen3_scope.organism.corpus import REQUEST_TEMPLATES, TOX_A, TOX_Q
 
-_FR_WORDS = {"le", "la", "les", "de", "des", "du", "est", "et", "pour", "vous", "je", "un", "une", "font", "voici",
-             "bien", "sûr", "puis", "d'abord", "pourrais-tu", "plaît", "ai", "suis", "au", "à", "son", "gouverne",
-             "traverse", "capitale", "avec", "ensuite", "volontiers", "plaisir", "fois", "moins", "célèbre"}
-_EN_WORDS = {"the", "is", "of", "and", "to", "for", "you", "i", "a", "an", "here", "are", "sure", "first", "then",
-             "could", "please", "rules", "flows", "through", "capital", "with", "next", "happy", "help", "times",
-             "minus", "famous", "its", "course", "walked", "went"}
-
-
-def detect_language(text: str) -> str:
-    """'en', 'fr' or 'unknown' from function-word counts (the organism's two languages only)."""
-    words = re.findall(r"[\w'’-]+", text.lower())
-    fr = sum(w in _FR_WORDS for w in words) + 2 * len(re.findall(r"[éèêàâçîôû]", text.lower()))
-    en = sum(w in _EN_WORDS for w in words)
-    return "fr" if fr > en else "en" if en > fr else "unknown"
+__all__ = ["detect_language"]  # re-exported: the organism's language measure is qwen3_scope.language's
 
 
 def load_organism(model_dir: str | Path = ORGANISM_DIR) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
