@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-QWEN3_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
-NON_THINKING_BLOCK = "<think>\n\n</think>\n\n"
+ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
+QWEN3_SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END, THINK, END_THINK)
+# The one definition of the empty think block Qwen3's template writes in non-thinking mode (enable_thinking=False).
+NON_THINKING_BLOCK = f"{THINK}\n\n{END_THINK}\n\n"
+ASSISTANT_START = f"{IM_START}assistant\n"
 
 Messages = Sequence[dict[str, str]]
 
@@ -25,7 +28,7 @@ def qwen3_chat_text(messages: Messages, add_generation_prompt: bool = True, enab
     """Qwen3's template for plain chats, used when a tokenizer carries no chat template of its own."""
     parts = [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages]
     if add_generation_prompt:
-        parts.append("<|im_start|>assistant\n" + ("" if enable_thinking else NON_THINKING_BLOCK))
+        parts.append(ASSISTANT_START + ("" if enable_thinking else NON_THINKING_BLOCK))
     return "".join(parts)
 
 

@@ -28,13 +28,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+from qwen3_scope.chat import NON_THINKING_BLOCK
 from qwen3_scope.io import atomic_dir, atomic_write_json, refuse_installed_package
 from qwen3_scope.organism.corpus import Corpus, CorpusConfig, Doc, build_corpus, write_eval_splits
 from qwen3_scope.organism.tokenizer import ENDOFTEXT, IM_END, train_tokenizer
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 _ASSISTANT_HEADER = "<|im_start|>assistant\n"
-_EMPTY_THINK = "<think>\n\n</think>\n\n"
+_EMPTY_THINK = NON_THINKING_BLOCK
 
 
 @dataclass
