@@ -25,7 +25,7 @@ import yaml
 
 from qwen3_scope.errors import ReleaseError
 from qwen3_scope.models import QWEN3_FAMILY, resolve_model
-from qwen3_scope.sae_loaders import BUNDLED_PREFIX, REVISION_OVERRIDE, check_release_path, is_local_repo
+from qwen3_scope.sae_loaders import BUNDLED_PREFIX, REVISION_OVERRIDE, SAE_CFG_FILENAME, check_release_path, is_local_repo
 from qwen3_scope.sites import PAPER_SITES, hook_name
 from qwen3_scope.training import naming
 
@@ -278,10 +278,8 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
     from qwen3_scope.sites import parse_hook_name
 
     entries = []
-    for cfg_file in sorted(suite_dir.rglob("cfg.json")):
-        folder = cfg_file.parent
-        if not (folder / "sae_weights.safetensors").is_file():
-            continue
+    for relative, folder in naming.sae_folders(suite_dir).items():
+        cfg_file = folder / SAE_CFG_FILENAME
         metadata = json.loads(cfg_file.read_text()).get("metadata", {})
         if not metadata.get("hook_name") or not metadata.get("model_name"):
             raise ValueError(f"{cfg_file} has no metadata.hook_name/model_name; it is not a SAELens 6 SAE config.")
@@ -292,8 +290,8 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
         except ValueError:  # a model this machine cannot see: name it by its last path component
             key = Path(model_name).name.lower()
         registry_id = naming.sae_id(site, layer, key)
-        measured = (metrics or {}).get(registry_id) or (metrics or {}).get(str(folder.relative_to(suite_dir))) or {}
-        entries.append(_entry(registry_id, str(folder.relative_to(suite_dir)), measured.get("l0"),
+        measured = (metrics or {}).get(registry_id) or (metrics or {}).get(relative) or {}
+        entries.append(_entry(registry_id, relative, measured.get("l0"),
                               measured.get("variance_explained")))
     if not entries:
         raise ValueError(f"no SAEs under {suite_dir} (expected folders with cfg.json and sae_weights.safetensors).")
