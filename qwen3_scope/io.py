@@ -21,6 +21,16 @@ from typing import Any
 from qwen3_scope.errors import DiskFullError, Qwen3ScopeError
 
 _NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+# writers with their own error types (safetensors' Rust I/O) only keep the OS message
+_NO_SPACE_TEXT = ("No space left on device", "File too large", "Disk quota exceeded", "os error 28", "os error 27")
+
+
+def _no_space(err: BaseException) -> bool:
+    if isinstance(err, Qwen3ScopeError):
+        return False
+    if isinstance(err, OSError) and err.errno in _NO_SPACE:
+        return True
+    return any(text in str(err) for text in _NO_SPACE_TEXT)
 
 
 def _umask() -> int:
@@ -29,9 +39,10 @@ def _umask() -> int:
     return umask
 
 
-def _disk_full(err: OSError, path: Path) -> DiskFullError:
+def _disk_full(err: BaseException, path: Path) -> DiskFullError:
+    code = getattr(err, "errno", None) or errno.ENOSPC
     full = DiskFullError(
-        err.errno, f"no space left while writing {path} ({os.strerror(err.errno or errno.ENOSPC)}); nothing "
+        code, f"no space left while writing {path} ({os.strerror(code)}); nothing "
         "half-written was kept. Free disk space (or write somewhere else) and run the command again; training "
         "resumes from its last checkpoint with --resume.", str(path),
     )
@@ -49,8 +60,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except OSError as err:
-        if err.errno in _NO_SPACE and not isinstance(err, Qwen3ScopeError):
+    except Exception as err:
+        if _no_space(err):
             raise _disk_full(err, path) from err
         raise
     finally:
@@ -77,10 +88,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
-    except OSError as err:
+    except Exception as err:
         if old.exists() and not path.exists():
             os.replace(old, path)  # put the previous version back
-        if err.errno in _NO_SPACE and not isinstance(err, Qwen3ScopeError):
+        if _no_space(err):
             raise _disk_full(err, path) from err
         raise
     finally:

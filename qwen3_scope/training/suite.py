@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from qwen3_scope import compat
 from qwen3_scope.io import atomic_write_json
+from qwen3_scope.training import guards
 from qwen3_scope.training.fast_saes import enable_fused_adam
 from qwen3_scope.training.data import PreparedData, check_source, load_prepared, prepare_data
 from qwen3_scope.training.planner import Group, SuitePlan, plan_suite, priced_plan
@@ -140,6 +141,7 @@ class SegmentedStream:
     def _filtered(self) -> Iterator[dict[str, torch.Tensor]]:
         """SAELens' special-token-filtered activations, minus extreme-norm tokens (at any hook of the group)."""
         for acts in compat.filtered_multi_hook_activations(self.store):
+            guards.check_finite(acts, self.steps_done())  # before the outlier filter, which would drop NaN tokens
             if self.outlier_norm_factor is not None:
                 keep = outlier_mask(acts, self.outlier_norm_factor)
                 self.tokens_filtered += int((~keep).sum())
@@ -303,7 +305,8 @@ class SuiteTrainer:
                     self.on_checkpoint(group.index, step)
 
             stream.on_boundary = boundary
-            saes = trainer.fit()
+            with guards.guarded_group(record, checkpointer.latest, self._save_manifest, self.manifest):
+                saes = trainer.fit()
         seconds = time.perf_counter() - start
         metrics = self._evaluate(group, saes)
         self._write_saes(group, saes, trainer)
