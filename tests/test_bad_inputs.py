@@ -346,10 +346,13 @@ def test_disk_full_in_the_cli(tiny_disk, suite, capsys, monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- training: NaN and Ctrl-C
 def _chats(path: Path) -> Path:
+    import random
+
     from conftest import TINY_TEXT
 
-    rows = [{"messages": [{"role": "user", "content": TINY_TEXT[i % 3]},
-                          {"role": "assistant", "content": TINY_TEXT[(i + 1) % 3]}]} for i in range(400)]
+    rng, words = random.Random(0), " ".join(TINY_TEXT).split()
+    rows = [{"messages": [{"role": "user", "content": rng.choice(TINY_TEXT)},
+                          {"role": "assistant", "content": " ".join(rng.sample(words, 8))}]} for _ in range(1500)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -386,7 +389,7 @@ def test_nan_activations_stop_training_naming_step_and_hook(tiny_qwen3_dir, tmp_
 def test_ctrl_c_during_training_keeps_the_checkpoint_and_resume_finishes(tiny_qwen3_dir, tmp_path, capsys):
     out, data = tmp_path / "suite", _chats(tmp_path / "c.jsonl")
     argv = ["train", "--model", tiny_qwen3_dir, "--dataset", data, "--out", out, "--layers", "1", "--sites",
-            "resid_post", "--tokens", "8192", "--checkpoint-every", "2048", "--threads", "1"]
+            "resid_post", "--tokens", "65536", "--checkpoint-every", "2048", "--threads", "1"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "qwen3_scope.cli", *map(str, argv)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
