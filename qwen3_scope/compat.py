@@ -10,8 +10,9 @@ Public APIs are used everywhere else; add a symbol here only when no public one 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 

@@ -42,9 +42,11 @@ def _umask() -> int:
 def _disk_full(err: BaseException, path: Path) -> DiskFullError:
     code = getattr(err, "errno", None) or errno.ENOSPC
     full = DiskFullError(
-        code, f"no space left while writing {path} ({os.strerror(code)}); nothing "
+        code,
+        f"no space left while writing {path} ({os.strerror(code)}); nothing "
         "half-written was kept. Free disk space (or write somewhere else) and run the command again; training "
-        "resumes from its last checkpoint with --resume.", str(path),
+        "resumes from its last checkpoint with --resume.",
+        str(path),
     )
     return full
 

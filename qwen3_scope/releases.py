@@ -19,15 +19,24 @@ import os
 import re
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from qwen3_scope.errors import ReleaseError
 from qwen3_scope.models import QWEN3_FAMILY, resolve_model
-from qwen3_scope.sae_loaders import BUNDLED_PREFIX, REVISION_OVERRIDE, SAE_CFG_FILENAME, check_release_path, is_local_repo
+from qwen3_scope.sae_loaders import (
+    BUNDLED_PREFIX,
+    REVISION_OVERRIDE,
+    SAE_CFG_FILENAME,
+    check_release_path,
+    is_local_repo,
+)
 from qwen3_scope.sites import PAPER_SITES, hook_name
 from qwen3_scope.training import naming
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RELEASE = "qwen3-instruct-sae"
 # Where this project's own published suites will live; nothing is published there yet (see README), so the
@@ -37,7 +46,11 @@ HUB_REPO = "qwen3-scope/qwen3-instruct-sae"
 HUB_REVISION: str | None = None
 _REVISION = re.compile(r"^[0-9a-f]{40}$")
 CONVERSION_FUNC = "qwen3_scope"
-PAPER_LAYOUT = {"Qwen/Qwen3-1.7B": (PAPER_SITES, None), "Qwen/Qwen3-4B": (PAPER_SITES, None), "Qwen/Qwen3-8B": (("resid_post",), range(9))}
+PAPER_LAYOUT = {
+    "Qwen/Qwen3-1.7B": (PAPER_SITES, None),
+    "Qwen/Qwen3-4B": (PAPER_SITES, None),
+    "Qwen/Qwen3-8B": (("resid_post",), range(9)),
+}
 
 
 def release_sae_id(model: str, site: str, layer: int) -> str:
@@ -64,7 +77,11 @@ def training_command_for(sae_id: str) -> str:
 
 def _entry(sae_id: str, path: str, l0: float | None = None, ev: float | None = None) -> dict[str, Any]:
     key, site, layer = parse_release_sae_id(sae_id)
-    entry: dict[str, Any] = {"id": sae_id, "path": path, "neuronpedia": f"{key}/{layer}-qwen3scope-{site.replace('_', '')}"}
+    entry: dict[str, Any] = {
+        "id": sae_id,
+        "path": path,
+        "neuronpedia": f"{key}/{layer}-qwen3scope-{site.replace('_', '')}",
+    }
     if l0 is not None:
         entry["l0"] = round(float(l0), 3)
     if ev is not None:
@@ -109,8 +126,10 @@ def _lookup(release: str, value: dict[str, Any]):
     from sae_lens.loading.pretrained_saes_directory import PretrainedSAELookup
 
     if not isinstance(value, dict) or "saes" not in value or "repo_id" not in value:
-        raise ReleaseError(f"release {release!r} needs 'repo_id' and 'saes' keys (SAELens' pretrained_saes.yaml "
-                           "schema); fix the entry or re-register the suite with `qwen3-scope releases add`.")
+        raise ReleaseError(
+            f"release {release!r} needs 'repo_id' and 'saes' keys (SAELens' pretrained_saes.yaml "
+            "schema); fix the entry or re-register the suite with `qwen3-scope releases add`."
+        )
     saes = value["saes"]
     for entry in saes:
         check_release_path(str(entry["path"]), f"release {release!r}, id {entry.get('id')!r}")
@@ -118,11 +137,16 @@ def _lookup(release: str, value: dict[str, Any]):
     revision = value.get("revision")
     if revision is not None:
         if not _REVISION.match(str(revision)):
-            raise ReleaseError(f"release {release!r} has revision {revision!r}; pin a full 40-character commit sha "
-                               "of the hub repo (a branch or tag can move).")
+            raise ReleaseError(
+                f"release {release!r} has revision {revision!r}; pin a full 40-character commit sha "
+                "of the hub repo (a branch or tag can move)."
+            )
         overrides[REVISION_OVERRIDE] = str(revision)
     return PretrainedSAELookup(
-        release=release, repo_id=value["repo_id"], model=value["model"], conversion_func=value.get("conversion_func"),
+        release=release,
+        repo_id=value["repo_id"],
+        model=value["model"],
+        conversion_func=value.get("conversion_func"),
         saes_map={s["id"]: str(s["path"]) for s in saes},
         expected_var_explained={s["id"]: s.get("variance_explained", 1.0) for s in saes},
         expected_l0={s["id"]: s.get("l0", 0.0) for s in saes},
@@ -211,7 +235,7 @@ def _install_directory_hook() -> None:
     get_pretrained_saes_directory.qwen3_scope_hook = True  # type: ignore[attr-defined]
     for name, module in list(sys.modules.items()):
         if name.startswith("sae_lens") and getattr(module, "get_pretrained_saes_directory", None) is original:
-            module.get_pretrained_saes_directory = get_pretrained_saes_directory
+            setattr(module, "get_pretrained_saes_directory", get_pretrained_saes_directory)  # noqa: B010
     if original.cache_info().currsize:  # already parsed by someone: merging now costs nothing
         get_pretrained_saes_directory()
 
@@ -221,7 +245,7 @@ def register_releases() -> None:
     _install_directory_hook()
 
 
-def list_release_saes(pattern: str = ".*") -> "pd.DataFrame":
+def list_release_saes(pattern: str = ".*") -> pd.DataFrame:
     """Every SAE of qwen3-scope's and the user's release files, one row each, filtered by an id regex.
 
     l0 / variance_explained are empty where nothing was measured (SAELens itself would show 0 and 1).
@@ -237,9 +261,21 @@ def list_release_saes(pattern: str = ".*") -> "pd.DataFrame":
                     continue
                 key, site, layer = parse_release_sae_id(entry["id"])
                 source = "bundled" if str(entry["path"]).startswith(BUNDLED_PREFIX) else ("local" if local else "hub")
-                rows.append(dict(release=release, sae_id=entry["id"], model=key, site=site, layer=layer, source=source,
-                                 l0=entry.get("l0"), variance_explained=entry.get("variance_explained")))
-    return pd.DataFrame(rows, columns=["release", "sae_id", "model", "site", "layer", "source", "l0", "variance_explained"])
+                rows.append(
+                    dict(
+                        release=release,
+                        sae_id=entry["id"],
+                        model=key,
+                        site=site,
+                        layer=layer,
+                        source=source,
+                        l0=entry.get("l0"),
+                        variance_explained=entry.get("variance_explained"),
+                    )
+                )
+    return pd.DataFrame(
+        rows, columns=["release", "sae_id", "model", "site", "layer", "source", "l0", "variance_explained"]
+    )
 
 
 def _write_yaml(path: Path, data: dict[str, Any], header: str = "") -> None:
@@ -261,7 +297,9 @@ def release_yaml_header() -> str:
 def write_release_file(path: Path, bundled: list[dict[str, Any]], revision: str | None = HUB_REVISION) -> Path:
     """The shipped yaml: bundled organism SAEs first, then the paper's layout for the real models."""
     release: dict[str, Any] = {
-        "repo_id": HUB_REPO, "model": "Qwen3 instruct family (model named in each id)", "conversion_func": CONVERSION_FUNC,
+        "repo_id": HUB_REPO,
+        "model": "Qwen3 instruct family (model named in each id)",
+        "conversion_func": CONVERSION_FUNC,
     }
     if revision is not None:
         release["revision"] = revision
@@ -291,15 +329,16 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
             key = Path(model_name).name.lower()
         registry_id = naming.sae_id(site, layer, key)
         measured = (metrics or {}).get(registry_id) or (metrics or {}).get(relative) or {}
-        entries.append(_entry(registry_id, relative, measured.get("l0"),
-                              measured.get("variance_explained")))
+        entries.append(_entry(registry_id, relative, measured.get("l0"), measured.get("variance_explained")))
     if not entries:
         raise ValueError(f"no SAEs under {suite_dir} (expected folders with cfg.json and sae_weights.safetensors).")
     return entries
 
 
 def register_suite(
-    suite_dir: str | Path, release: str | None = None, metrics: dict[str, dict[str, float]] | None = None,
+    suite_dir: str | Path,
+    release: str | None = None,
+    metrics: dict[str, dict[str, float]] | None = None,
     release_yaml: Path | None = None,
 ) -> str:
     """Make a locally trained suite a loadable SAELens release; returns the release name.
@@ -319,12 +358,17 @@ def register_suite(
     import sae_lens.loading.pretrained_saes_directory as sae_lens_directory
 
     if _shadows(release, Path(target).resolve(), sae_lens_directory.get_pretrained_saes_directory()):
-        raise ReleaseError(f"release name {release!r} is already taken by {_OWNERS.get(release) or 'SAELens'}; "
-                           "choose another with --release NAME.")
+        raise ReleaseError(
+            f"release name {release!r} is already taken by {_OWNERS.get(release) or 'SAELens'}; "
+            "choose another with --release NAME."
+        )
     data = read_release_yaml(target)
     data[release] = {
-        "repo_id": str(suite_dir), "model": entries[0]["id"].split("/")[0], "conversion_func": CONVERSION_FUNC,
-        "config_overrides": {"prepend_bos": False}, "saes": entries,
+        "repo_id": str(suite_dir),
+        "model": entries[0]["id"].split("/")[0],
+        "conversion_func": CONVERSION_FUNC,
+        "config_overrides": {"prepend_bos": False},
+        "saes": entries,
     }
     _write_yaml(target, data, "# qwen3-scope user releases (written by register_suite / `qwen3-scope releases add`).\n")
     register_release_file(target)
@@ -346,6 +390,9 @@ if __name__ == "__main__":
     args = parser.parse_args()
     shipped = read_release_yaml(release_file()).get(RELEASE, {})
     existing = shipped.get("saes", [])
-    write_release_file(release_file().resolve(), [e for e in existing if str(e["path"]).startswith(BUNDLED_PREFIX)],
-                       args.revision or shipped.get("revision"))
+    write_release_file(
+        release_file().resolve(),
+        [e for e in existing if str(e["path"]).startswith(BUNDLED_PREFIX)],
+        args.revision or shipped.get("revision"),
+    )
     print(f"wrote {release_file().resolve()}")

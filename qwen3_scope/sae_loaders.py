@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME
 
-from qwen3_scope.errors import ModelMismatchError, MissingFileError, ReleaseError, Qwen3ScopeError
+from qwen3_scope.errors import MissingFileError, ModelMismatchError, Qwen3ScopeError, ReleaseError
 
 BUNDLED_PREFIX = "bundled:"
 # Release-level `revision:` travels to the loaders as this config override (SAELens' lookup has no revision field).
@@ -92,7 +92,9 @@ def _missing_weights_message(repo_id: str, folder_name: str, reason: str) -> str
     )
 
 
-def resolve_sae_folder(repo_id: str, folder_name: str, force_download: bool = False, revision: str | None = None) -> Path:
+def resolve_sae_folder(
+    repo_id: str, folder_name: str, force_download: bool = False, revision: str | None = None
+) -> Path:
     """Local directory holding cfg.json + sae_weights.safetensors, downloading from the hub if needed.
 
     Hub folders are downloaded only at a pinned `revision` (commit sha): a hub release without one is not
@@ -158,7 +160,10 @@ def _read_safetensors(path: Path, device: str) -> dict[str, torch.Tensor]:
 
 
 def qwen3_scope_loader(
-    repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False,
+    repo_id: str,
+    folder_name: str,
+    device: str = "cpu",
+    force_download: bool = False,
     cfg_overrides: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], torch.Tensor | None]:
     """SAELens loader for qwen3-scope releases (bundled, local suite directory, or hub)."""
@@ -185,7 +190,10 @@ def qwen3_scope_loader(
 
 
 def qwen3_scope_config_getter(
-    repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False,
+    repo_id: str,
+    folder_name: str,
+    device: str = "cpu",
+    force_download: bool = False,
     cfg_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Config of a qwen3-scope SAE, with registry overrides merged into metadata where they belong."""
@@ -247,13 +255,18 @@ def qwen_scope_state_dict(raw: dict[str, torch.Tensor], path: str | Path) -> dic
     if missing:
         raise SAEWeightsUnavailableError(f"{path} lacks {sorted(missing)}; it is not a Qwen-Scope SAE file.")
     return {
-        "W_enc": raw["W_enc"].T.contiguous(), "W_dec": raw["W_dec"].T.contiguous(),
-        "b_enc": raw["b_enc"], "b_dec": raw["b_dec"],
+        "W_enc": raw["W_enc"].T.contiguous(),
+        "W_dec": raw["W_dec"].T.contiguous(),
+        "b_enc": raw["b_enc"],
+        "b_dec": raw["b_dec"],
     }
 
 
 def qwen_scope_safe_loader(
-    repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False,
+    repo_id: str,
+    folder_name: str,
+    device: str = "cpu",
+    force_download: bool = False,
     cfg_overrides: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], torch.Tensor | None]:
     """Drop-in replacement for SAELens' `qwen_scope` loader that never unpickles code."""
@@ -267,8 +280,12 @@ def qwen_scope_safe_loader(
 
 
 def load_qwen_scope_file(
-    path: str | Path, model: str = "Qwen/Qwen3-1.7B", k: int = 50, layer: int | None = None,
-    backend: str = "hooked", device: str = "cpu",
+    path: str | Path,
+    model: str = "Qwen/Qwen3-1.7B",
+    k: int = 50,
+    layer: int | None = None,
+    backend: str = "hooked",
+    device: str = "cpu",
 ):
     """A Qwen-Scope `layer{n}.sae.pt` as a SAELens TopKSAE on any Qwen3 model (e.g. the instruct one).
 
@@ -282,7 +299,9 @@ def load_qwen_scope_file(
 
     path = Path(path)
     if not path.is_file():
-        raise SAEWeightsUnavailableError(f"{path} does not exist; pass the path of a Qwen-Scope layer{{n}}.sae.pt file.")
+        raise SAEWeightsUnavailableError(
+            f"{path} does not exist; pass the path of a Qwen-Scope layer{{n}}.sae.pt file."
+        )
     if layer is None:
         match = re.search(r"layer(\d+)\.sae\.pt$", path.name)
         if match is None:
@@ -297,12 +316,22 @@ def load_qwen_scope_file(
             "use the SAE with the model it was trained for."
         )
     cfg = {
-        "architecture": "topk", "d_in": d_in, "d_sae": d_sae, "k": k, "dtype": "float32", "device": device,
-        "apply_b_dec_to_input": False, "normalize_activations": "none",
+        "architecture": "topk",
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "k": k,
+        "dtype": "float32",
+        "device": device,
+        "apply_b_dec_to_input": False,
+        "normalize_activations": "none",
         "metadata": {
-            "model_name": spec.source, "hook_name": hook_name("resid_post", layer, backend, spec),
-            "hf_hook_name": hook_name("resid_post", layer, "hf", spec), "prepend_bos": False,
-            "qwen3_model": spec.name, "qwen3_site": "resid_post", "qwen3_layer": layer,
+            "model_name": spec.source,
+            "hook_name": hook_name("resid_post", layer, backend, spec),
+            "hf_hook_name": hook_name("resid_post", layer, "hf", spec),
+            "prepend_bos": False,
+            "qwen3_model": spec.name,
+            "qwen3_site": "resid_post",
+            "qwen3_layer": layer,
         },
     }
     sae = SAE.from_dict(cfg)

@@ -61,9 +61,18 @@ def store(tiny_qwen3_dir):
     data = Dataset.from_dict({"input_ids": torch.randint(5, 300, (16, 8)).tolist()})
     hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     return ActivationsStore.from_config_multi_hook(
-        model, dataset=data, hook_names=hooks, hook_d_ins={h: 64 for h in hooks}, streaming=False, context_size=8,
-        n_batches_in_buffer=2, total_training_tokens=10**6, store_batch_size_prompts=4, train_batch_size_tokens=16,
-        prepend_bos=False, exclude_special_tokens=torch.tensor([0, 1]),
+        model,
+        dataset=data,
+        hook_names=hooks,
+        hook_d_ins={h: 64 for h in hooks},
+        streaming=False,
+        context_size=8,
+        n_batches_in_buffer=2,
+        total_training_tokens=10**6,
+        store_batch_size_prompts=4,
+        train_batch_size_tokens=16,
+        prepend_bos=False,
+        exclude_special_tokens=torch.tensor([0, 1]),
     ), hooks
 
 
@@ -93,10 +102,20 @@ def test_set_sae_metadata_fills_saelens_metadata(tiny_qwen3_dir, tmp_path):
     model = qwen3_scope.load_model(tiny_qwen3_dir)
     data = Dataset.from_dict({"input_ids": torch.randint(5, 300, (16, 8)).tolist()})
     cfg = MultiSAETrainingRunnerConfig(
-        saes={"a": TopKTrainingSAEConfig(d_in=64, d_sae=128, k=4)}, hook_names={"a": "blocks.1.hook_resid_post"},
-        model_name=str(tiny_qwen3_dir), dataset_path="", context_size=8, prepend_bos=False,
-        train_batch_size_tokens=16, training_tokens=64, store_batch_size_prompts=4, n_batches_in_buffer=2,
-        streaming=False, logger=LoggingConfig(log_to_wandb=False), output_path=None, checkpoint_path=str(tmp_path),
+        saes={"a": TopKTrainingSAEConfig(d_in=64, d_sae=128, k=4)},
+        hook_names={"a": "blocks.1.hook_resid_post"},
+        model_name=str(tiny_qwen3_dir),
+        dataset_path="",
+        context_size=8,
+        prepend_bos=False,
+        train_batch_size_tokens=16,
+        training_tokens=64,
+        store_batch_size_prompts=4,
+        n_batches_in_buffer=2,
+        streaming=False,
+        logger=LoggingConfig(log_to_wandb=False),
+        output_path=None,
+        checkpoint_path=str(tmp_path),
     )
     runner = MultiSAETrainingRunner(cfg, override_dataset=data, override_model=model)
     compat.set_sae_metadata(runner)  # MultiSAETrainingRunner._set_sae_metadata
@@ -109,7 +128,9 @@ def test_a_missing_private_method_names_the_symbol():
         compat.set_sae_metadata(object())
 
 
-@pytest.mark.parametrize(("installed", "ok"), [("6.54.0", True), ("6.54.12", True), ("6.55.0", False), ("7.0.0", False)])
+@pytest.mark.parametrize(
+    ("installed", "ok"), [("6.54.0", True), ("6.54.12", True), ("6.55.0", False), ("7.0.0", False)]
+)
 def test_sae_lens_version_policy(installed, ok, monkeypatch):
     monkeypatch.delenv(compat.SKIP_VERSION_CHECK_ENV, raising=False)
     if ok:

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 
-SNAPSHOT = r'''
+SNAPSHOT = r"""
 import json, logging, sys, warnings
 import torch
 from torch.optim import optimizer as opt
@@ -44,7 +44,7 @@ after = snap()
 qwen3_scope.register(); qwen3_scope.register()
 again = snap()
 print(json.dumps({"before": before, "after": after, "again": again}))
-'''
+"""
 
 
 def run_snapshot() -> dict:
@@ -67,7 +67,9 @@ def test_import_adds_only_registrations_and_leaves_torch_globals_alone():
 
 
 def test_plain_import_command_leaves_optimizer_hooks_empty():
-    code = ("import torch, qwen3_scope; from torch.optim import optimizer as o; "
-            "print(len(o._global_optimizer_pre_hooks), len(o._global_optimizer_post_hooks))")
+    code = (
+        "import torch, qwen3_scope; from torch.optim import optimizer as o; "
+        "print(len(o._global_optimizer_pre_hooks), len(o._global_optimizer_post_hooks))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     assert out.stdout.split() == ["0", "0"]

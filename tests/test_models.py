@@ -44,9 +44,14 @@ def test_shapes_give_the_published_parameter_counts(name):
 
     spec = QWEN3_FAMILY[name]
     config = Qwen3Config(
-        vocab_size=spec.vocab_size, hidden_size=spec.d_model, intermediate_size=spec.d_mlp,
-        num_hidden_layers=spec.n_layers, num_attention_heads=spec.n_heads, num_key_value_heads=spec.n_kv_heads,
-        head_dim=spec.head_dim, tie_word_embeddings=spec.tie_embeddings,
+        vocab_size=spec.vocab_size,
+        hidden_size=spec.d_model,
+        intermediate_size=spec.d_mlp,
+        num_hidden_layers=spec.n_layers,
+        num_attention_heads=spec.n_heads,
+        num_key_value_heads=spec.n_kv_heads,
+        head_dim=spec.head_dim,
+        tie_word_embeddings=spec.tie_embeddings,
     )
     with torch.device("meta"):
         model = Qwen3ForCausalLM(config)

@@ -27,8 +27,9 @@ def check_finite(acts: dict[str, torch.Tensor], step: int) -> None:
 
 
 @contextmanager
-def guarded_group(record: dict[str, Any], checkpoint: Callable[[], Any], save_manifest: Callable[[], None],
-                  manifest: dict[str, Any]) -> Iterator[None]:
+def guarded_group(
+    record: dict[str, Any], checkpoint: Callable[[], Any], save_manifest: Callable[[], None], manifest: dict[str, Any]
+) -> Iterator[None]:
     """Record how a group's training ended if it did not finish, and say where the last good checkpoint is."""
     try:
         yield

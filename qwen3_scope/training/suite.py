@@ -40,8 +40,8 @@ from tqdm.auto import tqdm
 from qwen3_scope import compat
 from qwen3_scope.io import atomic_write_json
 from qwen3_scope.training import guards
-from qwen3_scope.training.fast_saes import enable_fused_adam
 from qwen3_scope.training.data import PreparedData, check_source, load_prepared, prepare_data
+from qwen3_scope.training.fast_saes import enable_fused_adam
 from qwen3_scope.training.planner import Group, SuitePlan, plan_suite, priced_plan
 from qwen3_scope.training.recipes import SuiteConfig, build_suite
 
