@@ -24,10 +24,12 @@ fi
 "$VENV/bin/python" - $PINS <<'PY'
 import sys
 from importlib.metadata import version
+from packaging.version import Version
 for pin in sys.argv[1:]:
     name, want = pin.split("==")
-    got = version(name).split("+")[0]
-    assert got == want, f"{name}: wanted {want}, the venv has {got}"
+    got = version(name)
+    assert Version(Version(got).base_version) == Version(want), f"{name}: wanted {want}, the venv has {got}"
+    print(f"  {name} {got}")
 PY
 export HF_HUB_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
 "$VENV/bin/python" -c "import torch, qwen3_scope; print('import ok with torch', torch.__version__)"
