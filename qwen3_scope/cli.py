@@ -156,9 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"qwen3-scope: error: {error_message(err)}", file=sys.stderr)
         return 2
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES):
+    except Exception as err:  # a full disk surfaces as OSError or as a writer's own error type (safetensors)
+        from qwen3_scope.io import is_no_space_error
+
+        if not is_no_space_error(err) and not (isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES)):
             raise
+        if not isinstance(err, OSError):
+            err = OSError(errno.ENOSPC, str(err))
         print(f"qwen3-scope: error: {error_message(err)}", file=sys.stderr)
         return 2
     return 0

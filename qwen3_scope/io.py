@@ -25,7 +25,8 @@ _NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 _NO_SPACE_TEXT = ("No space left on device", "File too large", "Disk quota exceeded", "os error 28", "os error 27")
 
 
-def _no_space(err: BaseException) -> bool:
+def is_no_space_error(err: BaseException) -> bool:
+    """True for a failed write caused by a full disk, a quota or a file-size limit (whatever the writer)."""
     if isinstance(err, Qwen3ScopeError):
         return False
     if isinstance(err, OSError) and err.errno in _NO_SPACE:
@@ -63,7 +64,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield Path(tmp)
         os.replace(tmp, path)
     except Exception as err:
-        if _no_space(err):
+        if is_no_space_error(err):
             raise _disk_full(err, path) from err
         raise
     finally:
@@ -93,7 +94,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except Exception as err:
         if old.exists() and not path.exists():
             os.replace(old, path)  # put the previous version back
-        if _no_space(err):
+        if is_no_space_error(err):
             raise _disk_full(err, path) from err
         raise
     finally:
