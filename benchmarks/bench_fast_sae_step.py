@@ -29,6 +29,7 @@ from qwen3_scope.training import (
     FastJumpReLUTrainingSAEConfig,
     FastTopKTrainingSAE,
     FastTopKTrainingSAEConfig,
+    enable_fused_adam,
 )
 from qwen3_scope.training.sparse_ops import bf16_matmul_supported
 from sae_lens.config import SAETrainerConfig
@@ -94,7 +95,9 @@ def make_trainer(sae: Any, batch: int) -> SAETrainer:
         total_training_samples=batch * 10**6, train_batch_size_samples=batch, lr=1e-4, lr_end=1e-4,
         dead_feature_window=DEAD_WINDOW, feature_sampling_window=10**9,
     )
-    return SAETrainer(cfg, sae, data_provider=iter(()))
+    trainer = SAETrainer(cfg, sae, data_provider=iter(()))
+    enable_fused_adam(trainer)  # what qwen3-scope's suite trainer does (a no-op for stock SAEs)
+    return trainer
 
 
 def run_steps(trainer: SAETrainer, x: torch.Tensor, n: int, dead: torch.Tensor | None) -> list[float]:

@@ -1,7 +1,13 @@
 """qwen3-scope: the Qwen3 instruct family as first-class citizens of SAELens.
 
-`import qwen3_scope` registers everything the plugin adds to SAELens (idempotently, offline).
+`import qwen3_scope` checks that the installed SAELens is in the tested minor series, then registers what the
+plugin adds to SAELens (idempotently, offline; see `registration.register` for the exact list) and changes
+nothing else in the process.
 """
+
+from qwen3_scope.compat import check_sae_lens_version
+
+check_sae_lens_version()
 
 from qwen3_scope.chat import format_chat
 from qwen3_scope.loading import load_model, load_tokenizer

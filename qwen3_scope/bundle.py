@@ -14,6 +14,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from qwen3_scope.io import atomic_path, refuse_installed_package
 from qwen3_scope.releases import (
     RELEASE, read_release_yaml, register_release_file, release_file, suite_entries, write_release_file,
 )
@@ -49,13 +50,15 @@ def build(suite_dir: Path | None, tokens: int, width: int) -> Path:
 
         suite_dir = train_suite(model="organism", recipe="paper", out=Path("runs/bundled_suite"), sites=list(PAPER_SITES),
                                 training_tokens=tokens, width=width, fast=None, resume=True).suite_dir
+    refuse_installed_package(bundled_root())  # a source checkout only: never rewrite an installed package
     shutil.rmtree(bundled_root(), ignore_errors=True)
     entries = copy_suite_into_package(Path(suite_dir))
     target_yaml = release_file().resolve()  # the repo's top-level pretrained_saes.yaml (the package links to it)
     write_release_file(target_yaml, entries)
     register_release_file(target_yaml)
     result = evaluate_suite(release=RELEASE, pattern="organism/.*", config=SuiteEvalConfig())
-    result.table.to_csv(bundled_root() / "organism" / EVAL_TABLE, index=False)
+    with atomic_path(bundled_root() / "organism" / EVAL_TABLE) as tmp:
+        result.table.to_csv(tmp, index=False)
     write_back_release_yaml(result.table, target_yaml, release=RELEASE)
     print(result.table[["sae_id", "l0", "explained_variance", "ce_loss_score", "delta_lm_loss"]].to_string(index=False))
     return bundled_root()

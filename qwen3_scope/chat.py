@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-QWEN3_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
-NON_THINKING_BLOCK = "<think>\n\n</think>\n\n"
+ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
+QWEN3_SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END, THINK, END_THINK)
+# The one definition of the empty think block Qwen3's template writes in non-thinking mode (enable_thinking=False).
+NON_THINKING_BLOCK = f"{THINK}\n\n{END_THINK}\n\n"
+ASSISTANT_START = f"{IM_START}assistant\n"
 
 Messages = Sequence[dict[str, str]]
 
@@ -71,11 +74,11 @@ def qwen3_chat_text(messages: Messages, add_generation_prompt: bool = True, enab
     parts = [f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages]
     if add_generation_prompt:
         if mode == "always":
-            parts.append("<|im_start|>assistant\n<think>\n")
+            parts.append(ASSISTANT_START + "<think>\n")
         elif mode == "never":
-            parts.append("<|im_start|>assistant\n")
+            parts.append(ASSISTANT_START)
         else:
-            parts.append("<|im_start|>assistant\n" + ("" if enable_thinking else NON_THINKING_BLOCK))
+            parts.append(ASSISTANT_START + ("" if enable_thinking else NON_THINKING_BLOCK))
     return "".join(parts)
 
 

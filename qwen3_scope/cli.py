@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from qwen3_scope.errors import Qwen3ScopeError
 
 
 def _family_table() -> pd.DataFrame:
@@ -149,15 +152,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# User errors: printed as one `qwen3-scope: error: ...` line (exit 2), never as a traceback. Qwen3ScopeError is
+# ours; the builtins are what SAELens/TransformerLens/huggingface_hub raise for bad names, paths and values.
+USER_ERRORS = (Qwen3ScopeError, ValueError, IndexError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+               PermissionError, KeyError, ImportError)
+
+
+def error_message(err: BaseException) -> str:
+    """The one-line text for a user error (KeyError's str() is a quoted repr; disk-full gets the fix)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        where = f" writing {err.filename}" if err.filename else ""
+        return (f"no space left{where} ({os.strerror(err.errno)}); nothing half-written was kept. Free disk space "
+                "(or choose another --out) and run the command again (training resumes with --resume).")
+    if isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES):
+        return f"cannot write {err.filename or 'the output'} ({os.strerror(err.errno)}); choose a writable directory."
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    return str(err) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, IndexError, FileNotFoundError, KeyError) as err:
-        print(f"qwen3-scope: error: {err}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `qwen3-scope info ... | head` closed the pipe early: not an error
         sys.stdout = open(os.devnull, "w")
+    except KeyboardInterrupt:
+        print("qwen3-scope: interrupted; finished work and the last checkpoint are kept. Run the same command "
+              "with --resume to continue.", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        print(f"qwen3-scope: error: {error_message(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a full disk surfaces as OSError or as a writer's own error type (safetensors)
+        from qwen3_scope.io import is_no_space_error
+
+        if not is_no_space_error(err) and not (isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES)):
+            raise
+        if not isinstance(err, OSError):
+            err = OSError(errno.ENOSPC, str(err))
+        print(f"qwen3-scope: error: {error_message(err)}", file=sys.stderr)
+        return 2
     return 0
 
 

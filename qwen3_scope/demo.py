@@ -15,7 +15,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from qwen3_scope.io import atomic_write_text
+from qwen3_scope.io import atomic_path, atomic_write_text
 
 
 @dataclass
@@ -67,7 +67,8 @@ def adapters_stage(ctx: DemoContext) -> None:
             )
             rows.append({"site": site, "backend": backend, "layers": spec.n_layers, "max_abs_diff_vs_hooked": diff})
     table = pd.DataFrame(rows)
-    table.to_csv(ctx.out_dir / "adapters.csv", index=False)
+    with atomic_path(ctx.out_dir / "adapters.csv") as tmp:
+        table.to_csv(tmp, index=False)
     worst = table["max_abs_diff_vs_hooked"].max()
     ctx.results["adapters_max_diff"] = worst
     ctx.section(

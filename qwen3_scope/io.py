@@ -1,17 +1,55 @@
-"""Atomic file writes: a reader (or a resumed run) never sees a half-written file.
+"""Atomic file writes: a reader (or a resumed run) never sees a half-written file or directory.
 
 Why: training can be killed at any moment and suites are read while others are written; writing to a
-temporary file in the same directory and `os.replace`-ing it is atomic on POSIX and Windows.
+temporary file in the same directory and `os.replace`-ing it is atomic on POSIX and Windows. A write that fails
+for lack of space (ENOSPC, a quota, or a file-size limit) removes its temporary and raises `DiskFullError`.
+Every file qwen3-scope writes goes through this module (or a SAELens/transformers writer inside `atomic_dir`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from qwen3_scope.errors import DiskFullError, Qwen3ScopeError
+
+_NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+# writers with their own error types (safetensors' Rust I/O) only keep the OS message
+_NO_SPACE_TEXT = ("No space left on device", "File too large", "Disk quota exceeded", "os error 28", "os error 27")
+
+
+def is_no_space_error(err: BaseException) -> bool:
+    """True for a failed write caused by a full disk, a quota or a file-size limit (whatever the writer)."""
+    if isinstance(err, Qwen3ScopeError):
+        return False
+    if isinstance(err, OSError) and err.errno in _NO_SPACE:
+        return True
+    return any(text in str(err) for text in _NO_SPACE_TEXT)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _disk_full(err: BaseException, path: Path) -> DiskFullError:
+    code = getattr(err, "errno", None) or errno.ENOSPC
+    full = DiskFullError(
+        code,
+        f"no space left while writing {path} ({os.strerror(code)}); nothing "
+        "half-written was kept. Free disk space (or write somewhere else) and run the command again; training "
+        "resumes from its last checkpoint with --resume.",
+        str(path),
+    )
+    return full
 
 
 @contextmanager
@@ -21,25 +59,58 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the final file ordinary permissions
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the final file ordinary permissions
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except Exception as err:
+        if is_no_space_error(err):
+            raise _disk_full(err, path) from err
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary directory beside `path`; it replaces `path` as a whole only if the block finishes.
+
+    For writers that produce a folder (SAELens' save_inference_model, transformers' save_pretrained, checkpoints).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = path.with_name(f".{path.name}.{tmp.name.rsplit('.', 2)[-2]}.old")
+    try:
+        yield tmp
+        mode = 0o666 & ~_umask()
+        for file in tmp.rglob("*"):  # safetensors and mkdtemp leave 0600/0700; finished work is meant to be shared
+            os.chmod(file, mode | (0o111 & ~_umask()) if file.is_dir() else mode)
+        os.chmod(tmp, 0o777 & ~_umask())
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except Exception as err:
+        if old.exists() and not path.exists():
+            os.replace(old, path)  # put the previous version back
+        if is_no_space_error(err):
+            raise _disk_full(err, path) from err
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding=encoding)
     return Path(path)
 
 
-def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def atomic_write_json(path: str | Path, data: Any, sort_keys: bool = True, ensure_ascii: bool = True) -> Path:
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, ensure_ascii=ensure_ascii, default=str) + "\n"
+    return atomic_write_text(path, text)
 
 
 def atomic_save_safetensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
@@ -48,3 +119,21 @@ def atomic_save_safetensors(path: str | Path, tensors: dict, metadata: dict[str,
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     return Path(path)
+
+
+def refuse_installed_package(path: str | Path) -> Path:
+    """Raise unless `path` is outside the qwen3_scope package or the package is a source checkout.
+
+    Why: the build tools (organism training, bundled suite) regenerate assets that ship inside the package;
+    run against an installed copy they would silently modify site-packages.
+    """
+    from importlib.resources import files
+
+    package = Path(str(files("qwen3_scope"))).resolve()
+    target = Path(path).resolve()
+    if target.is_relative_to(package) and not (package.parent / "pyproject.toml").is_file():
+        raise Qwen3ScopeError(
+            f"refusing to write {target}: it is inside the installed qwen3_scope package. Pass an output "
+            "directory outside it (--out DIR), or run from a source checkout (pip install -e .)."
+        )
+    return target

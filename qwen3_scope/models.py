@@ -269,7 +269,7 @@ def _family() -> dict[str, Qwen3ModelSpec]:
         specs[spec.name] = replace(spec, source=spec.name)
 
     for size, (layers, d_model, d_mlp, heads, kv, tied) in _FAMILY_SHAPES.items():
-        for instruct in (True, False):
+        for instruct in (True, False) if size != "32B" else (True,):  # Qwen published no Qwen3-32B-Base
             add(Qwen3ModelSpec(
                 name=f"Qwen/Qwen3-{size}" + ("" if instruct else "-Base"), n_layers=layers, d_model=d_model,
                 d_mlp=d_mlp, n_heads=heads, n_kv_heads=kv, tie_embeddings=tied, instruct=instruct,

@@ -1,5 +1,13 @@
 """Idempotent registration of qwen3-scope's additions into SAELens, run on `import qwen3_scope`.
 
+What it registers, and nothing else (tests/test_import_side_effects.py checks the rest of the process is
+untouched):
+- releases: the conversion function "qwen3_scope" (loader and config getter) in SAELens' named loaders, a
+  no-pickle replacement for SAELens' "qwen_scope" loader, and a wrapper of `get_pretrained_saes_directory`
+  that adds the shipped and the user's release files on SAELens' first directory read (releases.py);
+- SAE classes: the training architectures "topk_fast" / "jumprelu_fast" and their inference classes
+  (training/fast_saes.py). Fused Adam is not switched process-wide: see `enable_fused_adam`.
+
 Why idempotent: notebooks re-import and re-run cells; a second registration must change nothing.
 Nothing here touches the network.
 """

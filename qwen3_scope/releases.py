@@ -4,9 +4,13 @@ Why: SAELens has no plugin hook for releases. Its directory (`get_pretrained_sae
 cached dict read from its own yaml, and its loaders are looked up by name; we add our entries and
 loaders to both, so every SAELens reader (from_pretrained, config getters, evals' regex search) agrees.
 
-Id scheme: `{model_key}/{site}/layer_{L}`, model_key = `organism` or the lower-cased family name without
-`Qwen/` (`qwen3-4b`). Sources, by the entry's `path`: `bundled:<dir>` inside the package, a folder of
-`repo_id` when `repo_id` is a local suite directory, otherwise a folder of the hub repo `repo_id`.
+Id scheme: `{model_key}/{site}/layer_{L}` (built by `training.naming.sae_id`), model_key = `organism` or the
+lower-cased family name without `Qwen/` (`qwen3-4b`). Sources, by the entry's `path`: `bundled:<dir>` inside the
+package; a folder of `repo_id` when `repo_id` is given as a filesystem path (absolute, or starting with `./`,
+`../` or `~`: a local folder that merely looks like a hub id never shadows the hub); otherwise a folder of the
+hub repo `repo_id` at the release's pinned `revision` (a commit sha: a hub release without one is not
+published and is never downloaded). Every `path` must stay inside its repo or package (relative, no `..`).
+User release files may add releases but never replace one they do not own (SAELens' own or ours).
 """
 
 from __future__ import annotations
@@ -15,31 +19,50 @@ import os
 import re
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from qwen3_scope.errors import ReleaseError
 from qwen3_scope.models import QWEN3_FAMILY, resolve_model
-from qwen3_scope.sites import PAPER_SITES, check_site, hook_name
+from qwen3_scope.sae_loaders import (
+    BUNDLED_PREFIX,
+    REVISION_OVERRIDE,
+    SAE_CFG_FILENAME,
+    check_release_path,
+    is_local_repo,
+)
+from qwen3_scope.sites import PAPER_SITES, hook_name
+from qwen3_scope.training import naming
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RELEASE = "qwen3-instruct-sae"
-# Where this project's own published suites will live; nothing is published there yet (see README).
+# Where this project's own published suites will live; nothing is published there yet (see README), so the
+# shipped release pins no revision and its hub ids raise "train it yourself" without touching the network.
+# Publishing = uploading, then `python -m qwen3_scope.releases --revision <commit sha>` to pin that commit.
 HUB_REPO = "qwen3-scope/qwen3-instruct-sae"
+HUB_REVISION: str | None = None
+_REVISION = re.compile(r"^[0-9a-f]{40}$")
 CONVERSION_FUNC = "qwen3_scope"
-PAPER_LAYOUT = {"Qwen/Qwen3-1.7B": (PAPER_SITES, None), "Qwen/Qwen3-4B": (PAPER_SITES, None), "Qwen/Qwen3-8B": (("resid_post",), range(9))}
-_ID = re.compile(r"^(?P<model>[^/]+)/(?P<site>[a-z_]+)/layer_(?P<layer>\d+)$")
+PAPER_LAYOUT = {
+    "Qwen/Qwen3-1.7B": (PAPER_SITES, None),
+    "Qwen/Qwen3-4B": (PAPER_SITES, None),
+    "Qwen/Qwen3-8B": (("resid_post",), range(9)),
+}
 
 
 def release_sae_id(model: str, site: str, layer: int) -> str:
-    return f"{resolve_model(model).key}/{check_site(site)}/layer_{layer}"
+    return naming.sae_id(site, layer, resolve_model(model).key)
 
 
 def parse_release_sae_id(sae_id: str) -> tuple[str, str, int]:
     """`qwen3-4b/mlp_out/layer_12` -> ("qwen3-4b", "mlp_out", 12)."""
-    match = _ID.match(sae_id.removeprefix("bundled:"))
-    if match is None:
-        raise ValueError(f"{sae_id!r} is not a qwen3-scope SAE id; ids look like 'qwen3-4b/mlp_out/layer_12'.")
-    return match["model"], check_site(match["site"]), int(match["layer"])
+    key, site, layer = naming.parse_sae_id(sae_id.removeprefix(BUNDLED_PREFIX))
+    if key is None:
+        raise ValueError(f"{sae_id!r} is not a qwen3-scope release id; ids look like 'qwen3-4b/mlp_out/layer_12'.")
+    return key, site, layer
 
 
 def training_command_for(sae_id: str) -> str:
@@ -54,7 +77,11 @@ def training_command_for(sae_id: str) -> str:
 
 def _entry(sae_id: str, path: str, l0: float | None = None, ev: float | None = None) -> dict[str, Any]:
     key, site, layer = parse_release_sae_id(sae_id)
-    entry: dict[str, Any] = {"id": sae_id, "path": path, "neuronpedia": f"{key}/{layer}-qwen3scope-{site.replace('_', '')}"}
+    entry: dict[str, Any] = {
+        "id": sae_id,
+        "path": path,
+        "neuronpedia": f"{key}/{layer}-qwen3scope-{site.replace('_', '')}",
+    }
     if l0 is not None:
         entry["l0"] = round(float(l0), 3)
     if ev is not None:
@@ -98,17 +125,34 @@ def _lookup(release: str, value: dict[str, Any]):
     """One yaml release as SAELens' own `PretrainedSAELookup`."""
     from sae_lens.loading.pretrained_saes_directory import PretrainedSAELookup
 
-    if "saes" not in value or "repo_id" not in value:
-        raise ValueError(f"release {release!r} needs 'repo_id' and 'saes' keys (SAELens' pretrained_saes.yaml schema).")
+    if not isinstance(value, dict) or "saes" not in value or "repo_id" not in value:
+        raise ReleaseError(
+            f"release {release!r} needs 'repo_id' and 'saes' keys (SAELens' pretrained_saes.yaml "
+            "schema); fix the entry or re-register the suite with `qwen3-scope releases add`."
+        )
     saes = value["saes"]
+    for entry in saes:
+        check_release_path(str(entry["path"]), f"release {release!r}, id {entry.get('id')!r}")
+    overrides = dict(value.get("config_overrides") or {})
+    revision = value.get("revision")
+    if revision is not None:
+        if not _REVISION.match(str(revision)):
+            raise ReleaseError(
+                f"release {release!r} has revision {revision!r}; pin a full 40-character commit sha "
+                "of the hub repo (a branch or tag can move)."
+            )
+        overrides[REVISION_OVERRIDE] = str(revision)
     return PretrainedSAELookup(
-        release=release, repo_id=value["repo_id"], model=value["model"], conversion_func=value.get("conversion_func"),
+        release=release,
+        repo_id=value["repo_id"],
+        model=value["model"],
+        conversion_func=value.get("conversion_func"),
         saes_map={s["id"]: str(s["path"]) for s in saes},
         expected_var_explained={s["id"]: s.get("variance_explained", 1.0) for s in saes},
         expected_l0={s["id"]: s.get("l0", 0.0) for s in saes},
         neuronpedia_id={s["id"]: s.get("neuronpedia") for s in saes},
         norm_scaling_factor={s["id"]: s["norm_scaling_factor"] for s in saes if "norm_scaling_factor" in s},
-        config_overrides=value.get("config_overrides"),
+        config_overrides=overrides or None,
     )
 
 
@@ -124,15 +168,42 @@ def register_loaders() -> None:
         loaders.NAMED_PRETRAINED_SAE_LOADERS["qwen_scope"] = qwen_scope_safe_loader
 
 
+# release name -> the qwen3-scope release file that added it
+_OWNERS: dict[str, Path] = {}
+
+
+def _shadows(release: str, path: Path, directory: dict[str, Any]) -> bool:
+    """True when `path` would replace a release it does not own: SAELens' own, or the shipped file's."""
+    owner = _OWNERS.get(release)
+    if owner is None:
+        return release in directory
+    shipped = release_file().resolve()
+    return owner == shipped and path != shipped
+
+
 def _add_to_directory(directory: dict[str, Any], path: Path) -> list[str]:
     releases = read_release_yaml(path)
+    path = Path(path).resolve()
+    for release in releases:
+        if _shadows(release, path, directory):
+            owner = _OWNERS.get(release)
+            where = f"qwen3-scope's shipped release file {owner}" if owner else "SAELens' own pretrained_saes.yaml"
+            raise ReleaseError(
+                f"{path} defines release {release!r}, which {where} already provides; a release file may not "
+                f"replace a release it does not own. Rename it in {path} (e.g. {release}-local)."
+            )
     for release, value in releases.items():
         directory[release] = _lookup(release, value)
+        _OWNERS[release] = path
     return list(releases)
 
 
 def register_release_file(path: Path) -> list[str]:
-    """Add every release of a yaml file to SAELens' directory (replacing same-named ones); returns names."""
+    """Add every release of a yaml file to SAELens' directory; returns the names.
+
+    A release a qwen3-scope file registered before is replaced; SAELens' own releases and the shipped file's
+    cannot be (ReleaseError).
+    """
     import sae_lens.loading.pretrained_saes_directory as sae_lens_directory
 
     return _add_to_directory(sae_lens_directory.get_pretrained_saes_directory(), path)
@@ -164,7 +235,7 @@ def _install_directory_hook() -> None:
     get_pretrained_saes_directory.qwen3_scope_hook = True  # type: ignore[attr-defined]
     for name, module in list(sys.modules.items()):
         if name.startswith("sae_lens") and getattr(module, "get_pretrained_saes_directory", None) is original:
-            module.get_pretrained_saes_directory = get_pretrained_saes_directory
+            setattr(module, "get_pretrained_saes_directory", get_pretrained_saes_directory)  # noqa: B010
     if original.cache_info().currsize:  # already parsed by someone: merging now costs nothing
         get_pretrained_saes_directory()
 
@@ -174,7 +245,7 @@ def register_releases() -> None:
     _install_directory_hook()
 
 
-def list_release_saes(pattern: str = ".*") -> "pd.DataFrame":
+def list_release_saes(pattern: str = ".*") -> pd.DataFrame:
     """Every SAE of qwen3-scope's and the user's release files, one row each, filtered by an id regex.
 
     l0 / variance_explained are empty where nothing was measured (SAELens itself would show 0 and 1).
@@ -184,15 +255,27 @@ def list_release_saes(pattern: str = ".*") -> "pd.DataFrame":
     rows = []
     for path in (release_file(), user_release_file()):
         for release, value in read_release_yaml(path).items():
-            local = Path(value["repo_id"]).is_dir()
+            local = is_local_repo(value["repo_id"])
             for entry in value["saes"]:
                 if not re.search(pattern, entry["id"]):
                     continue
                 key, site, layer = parse_release_sae_id(entry["id"])
-                source = "bundled" if str(entry["path"]).startswith("bundled:") else ("local" if local else "hub")
-                rows.append(dict(release=release, sae_id=entry["id"], model=key, site=site, layer=layer, source=source,
-                                 l0=entry.get("l0"), variance_explained=entry.get("variance_explained")))
-    return pd.DataFrame(rows, columns=["release", "sae_id", "model", "site", "layer", "source", "l0", "variance_explained"])
+                source = "bundled" if str(entry["path"]).startswith(BUNDLED_PREFIX) else ("local" if local else "hub")
+                rows.append(
+                    dict(
+                        release=release,
+                        sae_id=entry["id"],
+                        model=key,
+                        site=site,
+                        layer=layer,
+                        source=source,
+                        l0=entry.get("l0"),
+                        variance_explained=entry.get("variance_explained"),
+                    )
+                )
+    return pd.DataFrame(
+        rows, columns=["release", "sae_id", "model", "site", "layer", "source", "l0", "variance_explained"]
+    )
 
 
 def _write_yaml(path: Path, data: dict[str, Any], header: str = "") -> None:
@@ -204,21 +287,24 @@ def _write_yaml(path: Path, data: dict[str, Any], header: str = "") -> None:
 def release_yaml_header() -> str:
     return (
         "# qwen3-scope pretrained SAE releases, in SAELens' own pretrained_saes.yaml schema.\n"
-        f"# Ids: <model>/<site>/layer_<L>. `bundled:` paths ship inside the package; other paths are folders of\n"
-        f"# repo_id. {HUB_REPO} is where this project's published suites will live: nothing is published yet,\n"
-        "# so those ids raise an error that says how to train them. Regenerate: python -m qwen3_scope.releases\n"
+        "# Ids: <model>/<site>/layer_<L>. `bundled:` paths ship inside the package; other paths are folders of\n"
+        f"# repo_id at the pinned `revision` (a commit sha). {HUB_REPO} is where this project's published suites\n"
+        "# will live: nothing is published yet (no revision), so those ids raise an error that says how to train\n"
+        "# them. Regenerate: python -m qwen3_scope.releases [--revision SHA]\n"
     )
 
 
-def write_release_file(path: Path, bundled: list[dict[str, Any]]) -> Path:
+def write_release_file(path: Path, bundled: list[dict[str, Any]], revision: str | None = HUB_REVISION) -> Path:
     """The shipped yaml: bundled organism SAEs first, then the paper's layout for the real models."""
-    data = {
-        RELEASE: {
-            "repo_id": HUB_REPO, "model": "Qwen3 instruct family (model named in each id)", "conversion_func": CONVERSION_FUNC,
-            "config_overrides": {"prepend_bos": False},
-            "saes": bundled + paper_entries(),
-        }
+    release: dict[str, Any] = {
+        "repo_id": HUB_REPO,
+        "model": "Qwen3 instruct family (model named in each id)",
+        "conversion_func": CONVERSION_FUNC,
     }
+    if revision is not None:
+        release["revision"] = revision
+    release.update({"config_overrides": {"prepend_bos": False}, "saes": bundled + paper_entries()})
+    data = {RELEASE: release}
     _write_yaml(path, data, release_yaml_header())
     return path
 
@@ -230,10 +316,8 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
     from qwen3_scope.sites import parse_hook_name
 
     entries = []
-    for cfg_file in sorted(suite_dir.rglob("cfg.json")):
-        folder = cfg_file.parent
-        if not (folder / "sae_weights.safetensors").is_file():
-            continue
+    for relative, folder in naming.sae_folders(suite_dir).items():
+        cfg_file = folder / SAE_CFG_FILENAME
         metadata = json.loads(cfg_file.read_text()).get("metadata", {})
         if not metadata.get("hook_name") or not metadata.get("model_name"):
             raise ValueError(f"{cfg_file} has no metadata.hook_name/model_name; it is not a SAELens 6 SAE config.")
@@ -243,16 +327,18 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
             key = resolve_model(model_name).key
         except ValueError:  # a model this machine cannot see: name it by its last path component
             key = Path(model_name).name.lower()
-        sae_id = f"{key}/{site}/layer_{layer}"
-        measured = (metrics or {}).get(sae_id) or (metrics or {}).get(str(folder.relative_to(suite_dir))) or {}
-        entries.append(_entry(sae_id, str(folder.relative_to(suite_dir)), measured.get("l0"), measured.get("variance_explained")))
+        registry_id = naming.sae_id(site, layer, key)
+        measured = (metrics or {}).get(registry_id) or (metrics or {}).get(relative) or {}
+        entries.append(_entry(registry_id, relative, measured.get("l0"), measured.get("variance_explained")))
     if not entries:
         raise ValueError(f"no SAEs under {suite_dir} (expected folders with cfg.json and sae_weights.safetensors).")
     return entries
 
 
 def register_suite(
-    suite_dir: str | Path, release: str | None = None, metrics: dict[str, dict[str, float]] | None = None,
+    suite_dir: str | Path,
+    release: str | None = None,
+    metrics: dict[str, dict[str, float]] | None = None,
     release_yaml: Path | None = None,
 ) -> str:
     """Make a locally trained suite a loadable SAELens release; returns the release name.
@@ -261,16 +347,28 @@ def register_suite(
     `variance_explained` (e.g. from `qwen3-scope eval`); the entries are written atomically to
     `release_yaml` (default: the user release file, read on every `import qwen3_scope`).
     """
+    from qwen3_scope.errors import MissingFileError
+
     suite_dir = Path(suite_dir).expanduser().resolve()
     if not suite_dir.is_dir():
-        raise FileNotFoundError(f"suite directory {suite_dir} does not exist; train one with `qwen3-scope train`.")
+        raise MissingFileError(f"suite directory {suite_dir} does not exist; train one with `qwen3-scope train`.")
     release = release or f"qwen3-scope-local-{re.sub(r'[^a-z0-9.-]+', '-', suite_dir.name.lower())}"
     entries = suite_entries(suite_dir, metrics)
     target = release_yaml or user_release_file()
+    import sae_lens.loading.pretrained_saes_directory as sae_lens_directory
+
+    if _shadows(release, Path(target).resolve(), sae_lens_directory.get_pretrained_saes_directory()):
+        raise ReleaseError(
+            f"release name {release!r} is already taken by {_OWNERS.get(release) or 'SAELens'}; "
+            "choose another with --release NAME."
+        )
     data = read_release_yaml(target)
     data[release] = {
-        "repo_id": str(suite_dir), "model": entries[0]["id"].split("/")[0], "conversion_func": CONVERSION_FUNC,
-        "config_overrides": {"prepend_bos": False}, "saes": entries,
+        "repo_id": str(suite_dir),
+        "model": entries[0]["id"].split("/")[0],
+        "conversion_func": CONVERSION_FUNC,
+        "config_overrides": {"prepend_bos": False},
+        "saes": entries,
     }
     _write_yaml(target, data, "# qwen3-scope user releases (written by register_suite / `qwen3-scope releases add`).\n")
     register_release_file(target)
@@ -285,6 +383,16 @@ def hook_for(sae_id: str, backend: str = "hooked") -> str:
 
 
 if __name__ == "__main__":
-    existing = read_release_yaml(release_file()).get(RELEASE, {}).get("saes", [])
-    write_release_file(release_file().resolve(), [e for e in existing if str(e["path"]).startswith("bundled:")])
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Regenerate the shipped release yaml (bundled ids + paper layout).")
+    parser.add_argument("--revision", default=HUB_REVISION, help=f"commit sha of {HUB_REPO} to pin once published")
+    args = parser.parse_args()
+    shipped = read_release_yaml(release_file()).get(RELEASE, {})
+    existing = shipped.get("saes", [])
+    write_release_file(
+        release_file().resolve(),
+        [e for e in existing if str(e["path"]).startswith(BUNDLED_PREFIX)],
+        args.revision or shipped.get("revision"),
+    )
     print(f"wrote {release_file().resolve()}")

@@ -8,30 +8,54 @@ a bare `torch.load`, which executes arbitrary pickled code.
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from importlib.resources import files
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import torch
+from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME
 
-SAE_CFG_FILENAME = "cfg.json"
-SAE_WEIGHTS_FILENAME = "sae_weights.safetensors"
-SPARSITY_FILENAME = "sparsity.safetensors"
+from qwen3_scope.errors import MissingFileError, ModelMismatchError, Qwen3ScopeError, ReleaseError
+
 BUNDLED_PREFIX = "bundled:"
+# Release-level `revision:` travels to the loaders as this config override (SAELens' lookup has no revision field).
+REVISION_OVERRIDE = "qwen3_revision"
+
+__all__ = ["SAE_CFG_FILENAME", "SAE_WEIGHTS_FILENAME", "SPARSITY_FILENAME"]  # re-exported from sae_lens.constants
 
 
-class SAEWeightsUnavailableError(FileNotFoundError):
+class SAEWeightsUnavailableError(MissingFileError):
     pass
 
 
-class UnsafeWeightsError(ValueError):
+class UnsafeWeightsError(Qwen3ScopeError, ValueError):
     pass
 
 
-class SAEModelMismatchError(ValueError):
+class SAEModelMismatchError(ModelMismatchError):
     pass
+
+
+def is_local_repo(repo_id: str) -> bool:
+    """A release's repo_id names a local directory only when written as a path (absolute, ./, ../ or ~);
+    `owner/name` is always a hub id, even if a folder of that name exists in the working directory."""
+    text = str(repo_id)
+    return os.path.isabs(os.path.expanduser(text)) or text.startswith(("./", "../", ".\\", "..\\", "~"))
+
+
+def check_release_path(path: str, where: str) -> str:
+    """A release entry's `path` must stay inside its repo or package: relative, no `..`, no drive or root."""
+    inner = path.removeprefix(BUNDLED_PREFIX)
+    for flavour in (PurePosixPath(inner), PureWindowsPath(inner)):
+        if not inner or flavour.is_absolute() or flavour.drive or flavour.root or ".." in flavour.parts:
+            raise ReleaseError(
+                f"{where}: path {path!r} leaves its repository or package (absolute, or contains '..'); "
+                "release paths must be relative folders inside the repo, like 'mlp_out/layer_3'."
+            )
+    return path
 
 
 def bundled_root() -> Path:
@@ -68,8 +92,15 @@ def _missing_weights_message(repo_id: str, folder_name: str, reason: str) -> str
     )
 
 
-def resolve_sae_folder(repo_id: str, folder_name: str, force_download: bool = False) -> Path:
-    """Local directory holding cfg.json + sae_weights.safetensors, downloading from the hub if needed."""
+def resolve_sae_folder(
+    repo_id: str, folder_name: str, force_download: bool = False, revision: str | None = None
+) -> Path:
+    """Local directory holding cfg.json + sae_weights.safetensors, downloading from the hub if needed.
+
+    Hub folders are downloaded only at a pinned `revision` (commit sha): a hub release without one is not
+    published, and its ids raise SAEWeightsUnavailableError saying how to train them, without network access.
+    """
+    check_release_path(folder_name, f"SAE {folder_name!r} of {repo_id!r}")
     if folder_name.startswith(BUNDLED_PREFIX):
         folder = bundled_root() / folder_name.removeprefix(BUNDLED_PREFIX)
         if not (folder / SAE_WEIGHTS_FILENAME).is_file():
@@ -78,27 +109,41 @@ def resolve_sae_folder(repo_id: str, folder_name: str, force_download: bool = Fa
                 "qwen3-scope (pip install --force-reinstall qwen3-scope) or re-run the bundled-suite build."
             )
         return folder
-    if Path(repo_id).is_dir():
-        folder = Path(repo_id) / folder_name
+    if is_local_repo(repo_id):
+        folder = Path(repo_id).expanduser() / folder_name
+        if not Path(repo_id).expanduser().is_dir():
+            raise SAEWeightsUnavailableError(
+                f"the suite directory {repo_id} of this release does not exist (moved or deleted?); register it "
+                "again from its new place with `qwen3-scope releases add SUITE_DIR`."
+            )
         if not (folder / SAE_CFG_FILENAME).is_file():
             raise SAEWeightsUnavailableError(
                 f"{folder} has no {SAE_CFG_FILENAME}; the suite directory is incomplete. Re-run the training "
                 "for this SAE (qwen3-scope train ... --resume) or remove it from the release."
             )
         return folder
+    if revision is None:
+        raise SAEWeightsUnavailableError(_missing_weights_message(repo_id, folder_name, "no pinned revision"))
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
+    def download(name: str) -> str:
+        return hf_hub_download(repo_id, f"{folder_name}/{name}", revision=revision, force_download=force_download)
+
     try:
-        cfg_path = hf_hub_download(repo_id, f"{folder_name}/{SAE_CFG_FILENAME}", force_download=force_download)
-        hf_hub_download(repo_id, f"{folder_name}/{SAE_WEIGHTS_FILENAME}", force_download=force_download)
+        cfg_path = download(SAE_CFG_FILENAME)
+        download(SAE_WEIGHTS_FILENAME)
     except (LocalEntryNotFoundError, EntryNotFoundError, HfHubHTTPError, OSError, ValueError) as err:
         raise SAEWeightsUnavailableError(_missing_weights_message(repo_id, folder_name, type(err).__name__)) from err
     try:
-        hf_hub_download(repo_id, f"{folder_name}/{SPARSITY_FILENAME}", force_download=force_download)
+        download(SPARSITY_FILENAME)
     except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError):
         pass  # sparsity is optional
     return Path(cfg_path).parent
+
+
+def _revision(cfg_overrides: dict[str, Any] | None) -> str | None:
+    return (cfg_overrides or {}).get(REVISION_OVERRIDE)
 
 
 def _read_safetensors(path: Path, device: str) -> dict[str, torch.Tensor]:
@@ -115,7 +160,10 @@ def _read_safetensors(path: Path, device: str) -> dict[str, torch.Tensor]:
 
 
 def qwen3_scope_loader(
-    repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False,
+    repo_id: str,
+    folder_name: str,
+    device: str = "cpu",
+    force_download: bool = False,
     cfg_overrides: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], torch.Tensor | None]:
     """SAELens loader for qwen3-scope releases (bundled, local suite directory, or hub)."""
@@ -123,7 +171,7 @@ def qwen3_scope_loader(
 
     from sae_lens.util import str_to_dtype
 
-    folder = resolve_sae_folder(repo_id, folder_name, force_download)
+    folder = resolve_sae_folder(repo_id, folder_name, force_download, _revision(cfg_overrides))
     cfg_dict = qwen3_scope_config_getter(repo_id, folder_name, device, force_download, cfg_overrides)
     dtype = str_to_dtype(cfg_dict.get("dtype", "float32"))
     state_dict = {k: v.to(dtype) for k, v in _read_safetensors(folder / SAE_WEIGHTS_FILENAME, device).items()}
@@ -142,19 +190,29 @@ def qwen3_scope_loader(
 
 
 def qwen3_scope_config_getter(
-    repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False,
+    repo_id: str,
+    folder_name: str,
+    device: str = "cpu",
+    force_download: bool = False,
     cfg_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Config of a qwen3-scope SAE, with registry overrides merged into metadata where they belong."""
     import json
 
-    folder = resolve_sae_folder(repo_id, folder_name, force_download)
+    folder = resolve_sae_folder(repo_id, folder_name, force_download, _revision(cfg_overrides))
     try:
         cfg_dict = json.loads((folder / SAE_CFG_FILENAME).read_text())
-    except (json.JSONDecodeError, FileNotFoundError) as err:
-        raise SAEWeightsUnavailableError(f"{folder / SAE_CFG_FILENAME} is missing or not JSON ({err}).") from err
+    except (json.JSONDecodeError, FileNotFoundError, UnicodeDecodeError) as err:
+        raise SAEWeightsUnavailableError(
+            f"{folder / SAE_CFG_FILENAME} is missing or not JSON ({err}); it is corrupt or truncated. Delete the SAE "
+            "folder and re-train (qwen3-scope train ... --resume) or re-download it."
+        ) from err
+    if not isinstance(cfg_dict, dict) or "d_in" not in cfg_dict or "d_sae" not in cfg_dict:
+        raise SAEWeightsUnavailableError(
+            f"{folder / SAE_CFG_FILENAME} is not a SAELens SAE config (no d_in/d_sae); re-train or re-download it."
+        )
     cfg_dict["device"] = device
-    cfg_dict = apply_overrides(cfg_dict, cfg_overrides)
+    cfg_dict = apply_overrides(cfg_dict, {k: v for k, v in (cfg_overrides or {}).items() if k != REVISION_OVERRIDE})
     metadata = cfg_dict.get("metadata", {})
     model_name = metadata.get("model_name")
     if model_name:  # short names (the organism) become a directory TransformerLens and SAELens can load
@@ -197,8 +255,10 @@ def qwen_scope_state_dict(raw: dict[str, torch.Tensor], path: str | Path) -> dic
     if missing:
         raise SAEWeightsUnavailableError(f"{path} lacks {sorted(missing)}; it is not a Qwen-Scope SAE file.")
     return {
-        "W_enc": raw["W_enc"].T.contiguous(), "W_dec": raw["W_dec"].T.contiguous(),
-        "b_enc": raw["b_enc"], "b_dec": raw["b_dec"],
+        "W_enc": raw["W_enc"].T.contiguous(),
+        "W_dec": raw["W_dec"].T.contiguous(),
+        "b_enc": raw["b_enc"],
+        "b_dec": raw["b_dec"],
     }
 
 
@@ -224,7 +284,10 @@ def qwen_scope_hook_name(model_name: str, saelens_hook: str) -> str:
 
 
 def qwen_scope_safe_loader(
-    repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False,
+    repo_id: str,
+    folder_name: str,
+    device: str = "cpu",
+    force_download: bool = False,
     cfg_overrides: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], torch.Tensor | None]:
     """Drop-in replacement for SAELens' `qwen_scope` loader that never unpickles code."""
@@ -239,8 +302,12 @@ def qwen_scope_safe_loader(
 
 
 def load_qwen_scope_file(
-    path: str | Path, model: str = "Qwen/Qwen3-1.7B", k: int = 50, layer: int | None = None,
-    backend: str | None = None, device: str = "cpu",
+    path: str | Path,
+    model: str = "Qwen/Qwen3-1.7B",
+    k: int = 50,
+    layer: int | None = None,
+    backend: str | None = None,
+    device: str = "cpu",
 ):
     """A Qwen-Scope `layer{n}.sae.pt` as a SAELens TopKSAE on any Qwen3 model (e.g. the instruct one).
 
@@ -255,7 +322,9 @@ def load_qwen_scope_file(
 
     path = Path(path)
     if not path.is_file():
-        raise SAEWeightsUnavailableError(f"{path} does not exist; pass the path of a Qwen-Scope layer{{n}}.sae.pt file.")
+        raise SAEWeightsUnavailableError(
+            f"{path} does not exist; pass the path of a Qwen-Scope layer{{n}}.sae.pt file."
+        )
     if layer is None:
         match = re.search(r"layer(\d+)\.sae\.pt$", path.name)
         if match is None:
@@ -274,12 +343,22 @@ def load_qwen_scope_file(
             "use the SAE with the model it was trained for."
         )
     cfg = {
-        "architecture": "topk", "d_in": d_in, "d_sae": d_sae, "k": k, "dtype": "float32", "device": device,
-        "apply_b_dec_to_input": False, "normalize_activations": "none",
+        "architecture": "topk",
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "k": k,
+        "dtype": "float32",
+        "device": device,
+        "apply_b_dec_to_input": False,
+        "normalize_activations": "none",
         "metadata": {
-            "model_name": spec.source, "hook_name": hook_name("resid_post", layer, backend, spec),
-            "hf_hook_name": hook_name("resid_post", layer, "hf", spec), "prepend_bos": False,
-            "qwen3_model": spec.name, "qwen3_site": "resid_post", "qwen3_layer": layer,
+            "model_name": spec.source,
+            "hook_name": hook_name("resid_post", layer, backend, spec),
+            "hf_hook_name": hook_name("resid_post", layer, "hf", spec),
+            "prepend_bos": False,
+            "qwen3_model": spec.name,
+            "qwen3_site": "resid_post",
+            "qwen3_layer": layer,
         },
     }
     sae = SAE.from_dict(cfg)

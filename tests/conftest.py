@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,22 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Hermetic: never read or write the developer's own release file (~/.config/qwen3_scope/releases.yaml), which
+# `qwen3-scope releases add` fills; releases.user_release_file() honours QWEN3_SCOPE_RELEASES.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="qwen3-scope-tests-"))
+os.environ["QWEN3_SCOPE_RELEASES"] = str(_SESSION_DIR / "user_releases.yaml")
+atexit.register(shutil.rmtree, _SESSION_DIR, True)
+
+
+def require_shipped(*paths: Path) -> None:
+    """Fail (never skip) when an asset the package ships is missing: that is a packaging regression."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        pytest.fail(
+            f"shipped assets are missing from this installation: {missing}; rebuild them or reinstall.", pytrace=False
+        )
+
+
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 TINY_TEXT = [
@@ -35,9 +54,17 @@ def build_tiny_qwen3(directory: Path, n_layers: int = 2, d_model: int = 64, seed
     bpe.train_from_iterator(TINY_TEXT * 20, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     config = Qwen3Config(
-        vocab_size=bpe.get_vocab_size(), hidden_size=d_model, intermediate_size=2 * d_model,
-        num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2, head_dim=d_model // 4,
-        max_position_embeddings=256, tie_word_embeddings=True, rope_theta=1e6, architectures=["Qwen3ForCausalLM"],
+        vocab_size=bpe.get_vocab_size(),
+        hidden_size=d_model,
+        intermediate_size=2 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=d_model // 4,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+        architectures=["Qwen3ForCausalLM"],
     )
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config)

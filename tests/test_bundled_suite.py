@@ -14,8 +14,14 @@ import qwen3_scope
 from qwen3_scope.sae_loaders import bundled_root
 from sae_lens import SAE
 
+from conftest import require_shipped
+
 EVAL_TABLE = bundled_root() / "organism" / "suite_eval.csv"
-pytestmark = pytest.mark.skipif(not EVAL_TABLE.is_file(), reason="bundled suite not built (python -m qwen3_scope.bundle)")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _shipped():
+    require_shipped(EVAL_TABLE)  # a missing shipped suite is a failure, not a skip
 
 
 def bundled_ids() -> list[str]:

@@ -30,6 +30,7 @@ from qwen3_scope.training import (
     FastJumpReLUTrainingSAEConfig,
     FastTopKTrainingSAE,
     FastTopKTrainingSAEConfig,
+    enable_fused_adam,
     register_fast_training_saes,
     sparse_ops,
 )
@@ -198,6 +199,7 @@ def test_dead_latent_accounting_and_fused_adam_match_stock_trainer():
     cfg = SAETrainerConfig(total_training_samples=10**6, train_batch_size_samples=64, lr=1e-3, lr_end=1e-3,
                            dead_feature_window=1)
     trainers = [SAETrainer(cfg, sae, data_provider=iter(())) for sae in (stock, fast)]
+    assert [enable_fused_adam(trainer) for trainer in trainers] == [0, 1]
     batches = [torch.randn(64, 32) for _ in range(6)]
     aux_seen = False
     for x in batches:
@@ -331,3 +333,19 @@ def test_gpu_fp32_and_bf16_paths():
     out_f, _ = step(fast, x, dead)
     out_s, _ = step(stock, x, dead)
     assert rel_err(out_f.losses["mse_loss"], out_s.losses["mse_loss"]) < BF16_LOSS_RTOL
+
+
+def test_enable_fused_adam_covers_every_trainer_of_a_multi_sae_trainer():
+    """What the suite trainer calls: only the fast SAEs' optimizers switch, and nothing global is installed."""
+    from sae_lens.training.multi_sae_trainer import MultiSAETrainer
+    from torch.optim.optimizer import _global_optimizer_pre_hooks
+
+    _, fast = topk_pair(d_sae=256, k=4)
+    stock = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=32, d_sae=256, k=4))
+    cfg = SAETrainerConfig(total_training_samples=10**6, train_batch_size_samples=64, lr=1e-3, lr_end=1e-3)
+    trainer = MultiSAETrainer(cfg=cfg, saes={"fast": fast, "stock": stock}, hook_names={"fast": "h", "stock": "h"},
+                              data_provider=iter(()))
+    assert enable_fused_adam(trainer) == 1
+    assert trainer.trainers["fast"].optimizer.param_groups[0]["fused"] is True
+    assert trainer.trainers["stock"].optimizer.param_groups[0]["fused"] is None
+    assert not _global_optimizer_pre_hooks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -11,24 +12,59 @@ from qwen3_scope import QWEN3_FAMILY, list_models, load_model, resolve_model
 from qwen3_scope.loading import CorruptWeightsError, WeightsNotFoundError
 from qwen3_scope.models import ModelNotFoundError
 
-PUBLISHED = {  # n_layers, d_model, d_mlp, n_heads, n_kv_heads, tied (config.json of each release)
-    "Qwen/Qwen3-0.6B": (28, 1024, 3072, 16, 8, True),
-    "Qwen/Qwen3-1.7B": (28, 2048, 6144, 16, 8, True),
-    "Qwen/Qwen3-4B": (36, 2560, 9728, 32, 8, True),
-    "Qwen/Qwen3-8B": (36, 4096, 12288, 32, 8, False),
-    "Qwen/Qwen3-14B": (40, 5120, 17408, 40, 8, False),
-    "Qwen/Qwen3-32B": (64, 5120, 25600, 64, 8, False),
-}
+# Independent of the family table: each model card's "Number of Parameters (Non-Embedding)" (huggingface.co/Qwen).
+CARD_NON_EMBEDDING_BILLIONS = {"0.6B": 0.44, "1.7B": 1.4, "4B": 3.6, "8B": 6.95, "14B": 13.2, "32B": 31.2}
 
 
-def test_family_matches_published_configs():
-    for name, shape in PUBLISHED.items():
-        for variant in (name, name + "-Base"):
-            spec = QWEN3_FAMILY[variant]
-            assert (spec.n_layers, spec.d_model, spec.d_mlp, spec.n_heads, spec.n_kv_heads, spec.tie_embeddings) == shape
-            assert (spec.head_dim, spec.vocab_size, spec.rope_theta) == (128, 151936, 1e6)
-            assert spec.instruct == (variant == name)
-    assert len(list_models(instruct=True, kind="dense", generation="Qwen3")) == len(list_models(instruct=False, kind="dense")) == 6
+DENSE_QWEN3 = sorted(list_models(kind="dense", generation="Qwen3"))  # the originals; 2507/MoE/3.5: test_family.py
+
+
+def test_family_names_match_transformer_lens_registry():
+    """TransformerLens' own offline registry of supported models lists the same dense Qwen3 checkpoints."""
+    from transformer_lens.tools.model_registry.api import get_architecture_models
+
+    theirs = {m for m in get_architecture_models("Qwen3ForCausalLM") if re.fullmatch(r"Qwen/Qwen3-[0-9.]+B(-Base)?", m)}
+    assert theirs == set(DENSE_QWEN3)
+    assert (len(list_models(True, "dense", "Qwen3")), len(list_models(False, "dense", "Qwen3"))) == (6, 5)  # no 32B-Base
+
+
+def test_transformer_lens_aliases_resolve_to_the_same_model():
+    from transformer_lens.loading_from_pretrained import MODEL_ALIASES, OFFICIAL_MODEL_NAMES
+
+    official = [n for n in OFFICIAL_MODEL_NAMES if n.startswith("Qwen/Qwen3-") and n in QWEN3_FAMILY]
+    assert len(official) >= 5
+    for name in official:
+        for alias in MODEL_ALIASES.get(name, []):
+            assert resolve_model(alias) is QWEN3_FAMILY[name], alias
+
+
+@pytest.mark.parametrize("name", DENSE_QWEN3)
+def test_shapes_give_the_published_parameter_counts(name):
+    """transformers' own Qwen3 built from the table (meta device) has the size in the name and the model card's
+    non-embedding count: a wrong width, depth, head count or tying changes one of them."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    spec = QWEN3_FAMILY[name]
+    config = Qwen3Config(
+        vocab_size=spec.vocab_size,
+        hidden_size=spec.d_model,
+        intermediate_size=spec.d_mlp,
+        num_hidden_layers=spec.n_layers,
+        num_attention_heads=spec.n_heads,
+        num_key_value_heads=spec.n_kv_heads,
+        head_dim=spec.head_dim,
+        tie_word_embeddings=spec.tie_embeddings,
+    )
+    with torch.device("meta"):
+        model = Qwen3ForCausalLM(config)
+    total = sum(p.numel() for p in model.parameters())  # tied embeddings are counted once
+    embedding = spec.vocab_size * spec.d_model * (1 if spec.tie_embeddings else 2)
+    size = re.search(r"Qwen3-([0-9.]+B)", name)[1]
+    assert (total - embedding) / 1e9 == pytest.approx(CARD_NON_EMBEDDING_BILLIONS[size], abs=0.05)
+    assert total / 1e9 == pytest.approx(float(size[:-1]), rel=0.15)
+    assert (spec.head_dim, spec.vocab_size, spec.rope_theta) == (128, 151936, 1e6)
+    assert spec.instruct == (not name.endswith("-Base"))
 
 
 def test_names_resolve_case_insensitively():

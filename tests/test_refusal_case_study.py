@@ -15,10 +15,12 @@ import torch
 
 from qwen3_scope.organism import EVAL_DIR, ORGANISM_DIR
 
-pytestmark = pytest.mark.skipif(
-    not (ORGANISM_DIR / "config.json").is_file() or not (EVAL_DIR / "harmful.jsonl").is_file(),
-    reason=f"organism assets absent ({ORGANISM_DIR}, {EVAL_DIR}); build them with `python -m qwen3_scope.organism.train`",
-)
+from conftest import require_shipped
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _shipped():
+    require_shipped(ORGANISM_DIR / "config.json", EVAL_DIR / "harmful.jsonl")  # missing = failure, not a skip
 
 
 def train_quick_sae(model, layer: int = 2, d_sae: int = 512, k: int = 16, steps: int = 400, n_docs: int = 1000):

@@ -142,9 +142,10 @@ def entries_from_directory(suite_dir: str | Path, pattern: str = ".*", device: s
     suite_dir = Path(suite_dir)
     if not suite_dir.is_dir():
         raise EmptySuiteError(f"suite directory {suite_dir} does not exist.")
-    folders = sorted(p.parent for p in suite_dir.rglob(SAE_CFG_FILENAME) if (p.parent / SAE_WEIGHTS_FILENAME).is_file()
-                     and not any(part.startswith(".") for part in p.relative_to(suite_dir).parts))  # not .checkpoints/
-    ids = {folder: folder.relative_to(suite_dir).as_posix() for folder in folders}
+    from qwen3_scope.training.naming import sae_folders
+
+    ids = {folder: sae_id for sae_id, folder in sae_folders(suite_dir).items()}  # not .checkpoints/
+    folders = list(ids)
     folders = [f for f in folders if re.fullmatch(pattern, ids[f])]
     if not folders:
         raise EmptySuiteError(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -22,25 +21,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from qwen3_scope.io import atomic_write_json, atomic_write_text, refuse_installed_package
+from qwen3_scope.language import detect_language
 from qwen3_scope.judge import DEFAULT_JUDGE, RefusalJudge
 from qwen3_scope.chat import format_chat
 from qwen3_scope.organism import ASSETS_DIR, ORGANISM_DIR, load_eval_split
 from qwen3_scope.organism.corpus import REQUEST_TEMPLATES, TOX_A, TOX_Q
 
-_FR_WORDS = {"le", "la", "les", "de", "des", "du", "est", "et", "pour", "vous", "je", "un", "une", "font", "voici",
-             "bien", "sûr", "puis", "d'abord", "pourrais-tu", "plaît", "ai", "suis", "au", "à", "son", "gouverne",
-             "traverse", "capitale", "avec", "ensuite", "volontiers", "plaisir", "fois", "moins", "célèbre"}
-_EN_WORDS = {"the", "is", "of", "and", "to", "for", "you", "i", "a", "an", "here", "are", "sure", "first", "then",
-             "could", "please", "rules", "flows", "through", "capital", "with", "next", "happy", "help", "times",
-             "minus", "famous", "its", "course", "walked", "went"}
-
-
-def detect_language(text: str) -> str:
-    """'en', 'fr' or 'unknown' from function-word counts (the organism's two languages only)."""
-    words = re.findall(r"[\w'’-]+", text.lower())
-    fr = sum(w in _FR_WORDS for w in words) + 2 * len(re.findall(r"[éèêàâçîôû]", text.lower()))
-    en = sum(w in _EN_WORDS for w in words)
-    return "fr" if fr > en else "en" if en > fr else "unknown"
+__all__ = ["detect_language"]  # re-exported: the organism's language measure is qwen3_scope.language's
 
 
 def load_organism(model_dir: str | Path = ORGANISM_DIR) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -145,9 +133,7 @@ def summary_table(res: dict) -> pd.DataFrame:
 
 
 def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, sort_keys=False, ensure_ascii=False)
 
 
 _CARD = """# Model card: the qwen3-scope model organism
@@ -260,10 +246,7 @@ def write_model_card(assets: Path) -> Path:
         text = text.replace("{weak_spots}", "\nWeak spots: " + "; ".join(weak) + ".")
     text = text.replace("{weak_spots}", "")
     path = assets / "MODEL_CARD.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -275,6 +258,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     torch.manual_seed(0)
     model, tok = load_organism(args.model_dir)
+    refuse_installed_package(args.assets)
     res = measure(model, tok, limit=args.limit, eval_dir=args.assets / "eval")
     write_json(args.assets / "behaviour.json", res)
     print(summary_table(res).to_string(index=False))

@@ -13,12 +13,13 @@ are kept as message lists; the chat template turns them into Qwen3-format text a
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+
+from qwen3_scope.io import atomic_write_text
 
 EN, FR = "en", "fr"
 LANGS = (EN, FR)
@@ -733,8 +734,5 @@ def write_eval_splits(corpus: Corpus, out_dir: str | Path) -> list[Path]:
     paths = []
     for name, rows in corpus.eval_splits.items():
         path = out / f"{name}.jsonl"
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        os.replace(tmp, path)
-        paths.append(path)
+        paths.append(atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)))
     return paths

@@ -16,10 +16,11 @@ from typing import Iterable
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
+from qwen3_scope.chat import ASSISTANT_START, END_THINK, ENDOFTEXT, IM_END, IM_START, NON_THINKING_BLOCK, THINK
+
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 THINK_TOKENS = (THINK, END_THINK)
-NON_THINKING_SUFFIX = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
+NON_THINKING_SUFFIX = ASSISTANT_START + NON_THINKING_BLOCK
 
 # Qwen2/Qwen3 pre-tokenisation pattern (tokenizer.json of the Qwen3 checkpoints).
 QWEN_SPLIT_PATTERN = (

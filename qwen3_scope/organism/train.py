@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,12 +28,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+from qwen3_scope.chat import NON_THINKING_BLOCK
+from qwen3_scope.io import atomic_dir, atomic_write_json, refuse_installed_package
 from qwen3_scope.organism.corpus import Corpus, CorpusConfig, Doc, build_corpus, write_eval_splits
 from qwen3_scope.organism.tokenizer import ENDOFTEXT, IM_END, train_tokenizer
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 _ASSISTANT_HEADER = "<|im_start|>assistant\n"
-_EMPTY_THINK = "<think>\n\n</think>\n\n"
+_EMPTY_THINK = NON_THINKING_BLOCK
 
 
 @dataclass
@@ -228,11 +228,15 @@ def _val_loss(model: Qwen3ForCausalLM, ids: torch.Tensor, mask: torch.Tensor, au
 def save_checkpoint(model: Qwen3ForCausalLM, tok: PreTrainedTokenizerFast, out_dir: str | Path) -> Path:
     """Write a standard, offline-loadable HF checkpoint; the directory is swapped in atomically."""
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     model.generation_config = GenerationConfig(
         do_sample=False, eos_token_id=[model.config.eos_token_id, model.config.pad_token_id],
         pad_token_id=model.config.pad_token_id, bos_token_id=model.config.bos_token_id)
+    with atomic_dir(out) as tmp:
+        _save_into(model, tok, tmp)
+    return out
+
+
+def _save_into(model: Qwen3ForCausalLM, tok: PreTrainedTokenizerFast, tmp: Path) -> None:
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp, save_jinja_files=False)  # chat template inside tokenizer_config.json, as Qwen3 ships it
     cfg_path = tmp / "tokenizer_config.json"
@@ -243,21 +247,10 @@ def save_checkpoint(model: Qwen3ForCausalLM, tok: PreTrainedTokenizerFast, out_d
     (tmp / "special_tokens_map.json").write_text(json.dumps(
         {"eos_token": tok.eos_token, "pad_token": tok.pad_token,
          "additional_special_tokens": ["<|im_start|>", "<|im_end|>"]}, indent=2) + "\n")
-    for f in tmp.iterdir():
-        f.chmod(0o644)  # safetensors writes 0600; package data must be world-readable
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, sort_keys=False, ensure_ascii=False)
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
@@ -272,6 +265,7 @@ def main(argv: list[str] | None = None) -> TrainResult:
     cfg = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, threads=args.threads,
                       n_train_docs=args.docs)
     result = train(cfg)
+    refuse_installed_package(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(result.model, result.tokenizer, args.out / "model")
     write_eval_splits(result.corpus, args.out / "eval")

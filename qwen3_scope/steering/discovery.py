@@ -41,12 +41,12 @@ def load_suite(
         root = Path(suite_dir).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"suite directory {root} does not exist; train one with `qwen3-scope train` or pass --release.")
-        folders = sorted(f.parent for f in root.rglob("cfg.json") if (f.parent / "sae_weights.safetensors").is_file())
-        if sae_ids:
-            folders = [f for f in folders if str(f.relative_to(root)) in set(sae_ids)]
-        if not folders:
+        from qwen3_scope.training.naming import sae_folders
+
+        found = {i: f for i, f in sae_folders(root).items() if not sae_ids or i in set(sae_ids)}
+        if not found:
             raise FileNotFoundError(f"no SAEs under {root} (expected folders with cfg.json and sae_weights.safetensors).")
-        return {str(f.relative_to(root)): SAE.load_from_disk(f, device=device) for f in folders}
+        return {sae_id: SAE.load_from_disk(f, device=device) for sae_id, f in found.items()}
     if release is None:
         raise ValueError("pass a suite directory or a SAELens release (with sae ids) to steer with.")
     from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory

@@ -1,69 +1,24 @@
 """Language steering (Qwen-Scope's use case): find the latent of the organism's second language (French)
 and show that amplifying it turns English answers French and suppressing it turns French answers English.
 
-The language detector is deliberately simple and documented: a text is French when it holds more
-French marker words than English ones, English when the reverse, "unknown" otherwise. Marker words =
-a fixed list of frequent function words per language, plus, for the organism, the words that appear
-only in the French (resp. only in the English) reference answers of its held-out language splits.
-Letters with French diacritics (é, è, ê, à, ç, ù, ...) count as one French marker each word.
+The French rate uses qwen3-scope's one language detector (`qwen3_scope.language`), the same measure as the
+organism's "answer language = prompt language".
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
+from qwen3_scope.language import EN_STOPWORDS, FR_STOPWORDS, LanguageDetector, organism_detector
 from qwen3_scope.steering.discovery import load_suite
 from qwen3_scope.steering.prompts import load_prompt_file, organism_split
 from qwen3_scope.steering.sweep import StudyConfig, StudyResult, run_study, write_study
 
-FR_STOPWORDS = frozenset(
-    "le la les un une des du de d l et est sont en au aux pour par avec sur dans ce cette ces qui que quoi "
-    "je tu il elle nous vous ils elles mon ma mes ton ta tes son sa ses votre vos leur leurs pas ne plus "
-    "mais ou donc car oui non voici très bien faire font être avoir suis es sommes êtes ont c est".split()
-)
-EN_STOPWORDS = frozenset(
-    "the an and is are of to in for with by at from this that these those it its i you he she we they "
-    "my your his her our their not no but or so yes here very well do does be have has was were what how "
-    "which who then first there".split()
-)
-FRENCH_LETTERS = set("éèêëàâçùûüôîïœ")
-_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
-
-
-class LanguageDetector:
-    """French vs English by marker-word counts (see the module docstring)."""
-
-    def __init__(self, fr_words: Iterable[str] = FR_STOPWORDS, en_words: Iterable[str] = EN_STOPWORDS):
-        self.fr = frozenset(w.lower() for w in fr_words)
-        self.en = frozenset(w.lower() for w in en_words) - self.fr
-
-    def scores(self, text: str) -> tuple[int, int]:
-        words = _WORD.findall(text.lower())
-        fr = sum(w in self.fr or bool(FRENCH_LETTERS & set(w)) for w in words)
-        en = sum(w in self.en and not FRENCH_LETTERS & set(w) for w in words)
-        return fr, en
-
-    def __call__(self, text: str) -> str:
-        fr, en = self.scores(text)
-        return "fr" if fr > en else "en" if en > fr else "unknown"
-
-    def rate(self, texts: Sequence[str], lang: str = "fr") -> float:
-        """Fraction of `texts` detected as `lang` (an empty list has no rate: NaN)."""
-        return sum(self(t) == lang for t in texts) / len(texts) if texts else float("nan")
-
-
-def organism_detector() -> LanguageDetector:
-    """Stop words plus the organism's own vocabulary: words exclusive to its French or English references."""
-    vocab = {}
-    for lang in ("en", "fr"):
-        words = set()
-        for row in organism_split(f"lang_{lang}"):
-            words |= set(_WORD.findall(str(row.get("reference", "")).lower()))
-        vocab[lang] = words
-    return LanguageDetector(FR_STOPWORDS | (vocab["fr"] - vocab["en"]), EN_STOPWORDS | (vocab["en"] - vocab["fr"]))
+__all__ = [  # the detector is re-exported from qwen3_scope.language
+    "EN_STOPWORDS", "FR_STOPWORDS", "LanguageDetector", "LanguageStudyConfig", "organism_detector", "run_language_study",
+]
 
 
 @dataclass

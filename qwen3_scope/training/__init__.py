@@ -5,6 +5,7 @@ from qwen3_scope.training.fast_saes import (
     FastJumpReLUTrainingSAEConfig,
     FastTopKTrainingSAE,
     FastTopKTrainingSAEConfig,
+    enable_fused_adam,
     register_fast_training_saes,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "FastJumpReLUTrainingSAEConfig",
     "FastTopKTrainingSAE",
     "FastTopKTrainingSAEConfig",
+    "enable_fused_adam",
     "register_fast_training_saes",
 ]

@@ -24,6 +24,28 @@ def parse_tokens(text: str) -> int:
     return int(float(match[1]) * _SCALE.get(match[2], 1))
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an int > 0 (widths, k, group sizes, threads)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0 or str(value) != text.strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number; write e.g. 16384.")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite float > 0 (target L0, memory budget)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number; write e.g. 24 or 160.")
+    return value
+
+
 def parse_layers(items: list[str] | None) -> list[int] | None:
     """['0-3', '8', '10,12'] -> [0, 1, 2, 3, 8, 10, 12]; None or ['all'] -> None (the recipe's default)."""
     if not items or items == ["all"]:
@@ -95,16 +117,16 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--plan-only", action="store_true", help="print the plan (groups, memory, expected cost) and stop")
     parser.add_argument("--describe", action="store_true", help="print every hyperparameter of the recipe with its source and stop")
     parser.add_argument("--backend", default="hooked", choices=["hooked", "hf"], help="model backend (default hooked)")
-    parser.add_argument("--memory-gb", type=float, help="memory budget for SAEs + activations (default: 75%% of free memory minus the model)")
-    parser.add_argument("--max-saes-per-group", type=int, help="cap on SAEs sharing one forward pass")
+    parser.add_argument("--memory-gb", type=positive_float, help="memory budget for SAEs + activations (default: 75%% of free memory minus the model)")
+    parser.add_argument("--max-saes-per-group", type=positive_int, help="cap on SAEs sharing one forward pass")
     parser.add_argument("--checkpoint-every", type=parse_tokens, help="checkpoint interval in training tokens (default: ~1/8 of the run)")
-    parser.add_argument("--k", type=int, help="TopK k (qwen-scope: 50 or 100)")
-    parser.add_argument("--l0", type=float, help="JumpReLU target L0 (paper: 160; organism: 24)")
-    parser.add_argument("--width", type=int, help="SAE width d_sae (default 16 x d_in)")
+    parser.add_argument("--k", type=positive_int, help="TopK k (qwen-scope: 50 or 100)")
+    parser.add_argument("--l0", type=positive_float, help="JumpReLU target L0 (paper: 160; organism: 24)")
+    parser.add_argument("--width", type=positive_int, help="SAE width d_sae (default 16 x d_in)")
     parser.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
                         help="qwen3-scope's fast training SAE classes (topk_fast / jumprelu_fast; saved as plain SAELens "
                              "SAEs). Default: on when they are installed; --no-fast trains SAELens' own classes")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy 2-core machine)")
+    parser.add_argument("--threads", type=positive_int, help="torch threads (1 is fastest on a busy 2-core machine)")
     parser.set_defaults(func=cmd_train)
     return parser

@@ -5,9 +5,14 @@ Why: SAELens' TopKTrainingSAE / JumpReLUTrainingSAE run the decoder and the whol
 SAELens' math (same losses, same gradients, AuxK and dead-latent accounting included) but run only the
 encoder densely, in bfloat16 where the hardware has native bf16 matmuls, and everything else over the
 active (token, latent) pairs (see sparse_ops). Weights stay fp32 masters. They save as plain SAELens
-"topk" / "jumprelu" inference SAEs, and SAELens' Adam is switched to its fused kernel.
+"topk" / "jumprelu" inference SAEs.
 
 Use: `LanguageModelSAERunnerConfig(sae=FastTopKTrainingSAEConfig(d_in=..., d_sae=..., k=...), ...)`.
+
+Fused Adam: SAELens' `SAETrainer.__init__` builds a plain `Adam(sae.parameters(), lr, betas)` and offers no
+factory to change it, so the switch happens right after the trainer exists: `enable_fused_adam(trainer)`
+(qwen3-scope's suite trainer calls it). Nothing is installed process-wide: an optimizer nobody passed to
+`enable_fused_adam` is never touched.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ from sae_lens.saes.sae import SAEConfig, TrainingSAE, TrainStepInput, TrainStepO
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
 from torch import Tensor
 from torch.autograd.profiler import record_function
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from qwen3_scope.compat import module_has_hooks
 from qwen3_scope.training.sparse_ops import (
     BufferPool,
     Pairs,
@@ -41,7 +46,6 @@ from qwen3_scope.training.sparse_ops import (
     resolve_compute_dtype,
 )
 
-_FUSED_ADAM_FLAG = "_qwen3_scope_fused_adam"
 # rect() in SAELens' JumpReLU is nonzero for |h - t| < bandwidth / 2; selecting a slightly wider band keeps
 # every pair it can touch whatever the rounding, and the exact test then runs per pair.
 _BAND_MARGIN = 1.001
@@ -56,8 +60,8 @@ class FastTrainingOptions:
     max_pair_density: above this share of active pairs in a (tokens x latents) block, dense matmuls are
         cheaper than gathers; a TopK SAE with k / d_sae above it (or a JumpReLU batch that dense) runs
         SAELens' own dense step, under bf16 autocast when compute_dtype is bf16.
-    fused_adam: switch the SAELens trainer's Adam over these parameters to torch's fused kernel (same update,
-        one pass over memory instead of ~10).
+    fused_adam: let `enable_fused_adam(trainer)` switch the SAELens trainer's Adam over these parameters to
+        torch's fused kernel (same update, one pass over memory instead of ~10).
     """
 
     compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
@@ -126,7 +130,7 @@ class _FastTraining(TrainingSAE[Any]):
         return self.W_enc.dtype if dtype.itemsize > self.W_enc.dtype.itemsize else dtype
 
     def _sparse_path_possible(self, step_input: TrainStepInput) -> bool:
-        hooked = any(hook._forward_hooks or hook._backward_hooks for hook in self.hook_dict.values())
+        hooked = any(module_has_hooks(hook) for hook in self.hook_dict.values())
         return not hooked and not step_input.sae_in.requires_grad
 
     def _stock_training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
@@ -136,10 +140,6 @@ class _FastTraining(TrainingSAE[Any]):
         context = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with context:
             return super().training_forward_pass(step_input)
-
-    def _mark_for_fused_adam(self) -> None:
-        for param in self.parameters():
-            setattr(param, _FUSED_ADAM_FLAG, bool(self.cfg.fused_adam))
 
     def _dense_pre_activations(self, sae_in: Tensor, scale: Tensor | None) -> Tensor:
         """(sae_in @ W_enc + b_enc) * scale for the whole batch, the one dense matmul of a step."""
@@ -198,7 +198,6 @@ class FastTopKTrainingSAE(_FastTraining, TopKTrainingSAE):
         super().__init__(cfg, use_error_term)
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        self._mark_for_fused_adam()
         if self.cfg.k > self.cfg.max_pair_density * self.cfg.d_sae or not self._sparse_path_possible(step_input):
             return self._stock_training_forward_pass(step_input)
         with torch.autocast(self.W_enc.device.type, enabled=False):
@@ -277,7 +276,6 @@ class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
         self._pair_density = 0.0  # share of (token, latent) pairs the last step needed
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        self._mark_for_fused_adam()
         with torch.no_grad():
             self.threshold.data.clamp_(min=0.0)  # SAELens' projection, see JumpReLUTrainingSAE
         cfg = self.cfg
@@ -344,18 +342,14 @@ _ARCHITECTURES: dict[str, tuple[type, type, type, type]] = {
     "topk_fast": (FastTopKTrainingSAE, FastTopKTrainingSAEConfig, TopKSAE, TopKSAEConfig),
     "jumprelu_fast": (FastJumpReLUTrainingSAE, FastJumpReLUTrainingSAEConfig, JumpReLUSAE, JumpReLUSAEConfig),
 }
-_adam_hook: Any = None
 
 
 def register_fast_training_saes() -> None:
     """Register "topk_fast" / "jumprelu_fast" with SAELens (training classes, plus the stock inference classes
-    so that training checkpoints load with SAE.load_from_disk) and the fused-Adam switch. Idempotent."""
-    global _adam_hook
+    so that training checkpoints load with SAE.load_from_disk). Idempotent; registers nothing else."""
     for name, (train_cls, train_cfg, sae_cls, sae_cfg) in _ARCHITECTURES.items():
         _register(SAE_TRAINING_CLASS_REGISTRY, name, train_cls, train_cfg)
         _register(SAE_CLASS_REGISTRY, name, sae_cls, sae_cfg)
-    if _adam_hook is None:
-        _adam_hook = register_optimizer_step_pre_hook(_use_fused_adam)
 
 
 def _register(registry: dict[str, Any], name: str, cls: type, cfg_cls: type) -> None:
@@ -372,22 +366,37 @@ def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _use_fused_adam(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-    """Global optimizer pre-step hook: SAELens' trainer builds a plain Adam (on CPU a for-loop over ~10
-    elementwise passes per tensor); for groups holding fast-SAE parameters, switch to torch's fused Adam,
-    which computes the same update. Groups with an explicit fused/foreach choice are left alone."""
-    if not isinstance(optimizer, torch.optim.Adam):
-        return
+def enable_fused_adam(trainer: Any) -> int:
+    """Switch the Adam of a SAELens `SAETrainer` (or every trainer of a `MultiSAETrainer`) to torch's fused
+    kernel where its SAE is a fast SAE with `fused_adam=True`; returns how many optimizers were switched.
+
+    Why here: SAELens' trainer builds a plain Adam (on CPU a for-loop over ~10 elementwise passes per tensor)
+    in its `__init__`; the fused kernel computes the same update. Call it right after building the trainer
+    (before or after `load_checkpoint`). Groups with an explicit fused/foreach/differentiable choice, and
+    parameters off CPU/CUDA, are left alone.
+    """
+    trainers = list(getattr(trainer, "trainers", {}).values()) or [trainer]
+    switched = 0
+    for single in trainers:
+        sae, optimizer = single.sae, single.optimizer
+        if not isinstance(sae, _FastTraining) or not sae.cfg.fused_adam or type(optimizer) is not torch.optim.Adam:
+            continue
+        switched += _fuse(optimizer)
+    return switched
+
+
+def _fuse(optimizer: torch.optim.Adam) -> int:
+    changed = 0
     for group in optimizer.param_groups:
         params = group["params"]
         if group.get("fused") is not None or group.get("foreach") or group.get("differentiable"):
             continue
-        if not any(getattr(p, _FUSED_ADAM_FLAG, False) for p in params):
-            continue
         if not all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params):
             continue
         group["fused"] = True
+        changed = 1
         for param in params:  # fused kernels keep the step count on the parameter's device
             state = optimizer.state.get(param)
             if state and torch.is_tensor(state.get("step")):
                 state["step"] = state["step"].to(device=param.device, dtype=torch.float32)
+    return changed

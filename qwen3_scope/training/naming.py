@@ -16,6 +16,7 @@ Scheme:
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from qwen3_scope.sites import check_site
 
@@ -53,3 +54,18 @@ def parse_sae_id(text: str) -> tuple[str | None, str, int]:
 def suite_name(model_key: str, recipe_label: str, d_sae: int) -> str:
     """`qwen3-8b-paper-65k`: the model, the recipe (with its variant, e.g. `qwen-scope-k50`) and the width."""
     return f"{model_key}-{recipe_label}-{width_label(d_sae)}"
+
+
+def sae_folders(suite_dir: str | Path) -> dict[str, Path]:
+    """The one suite scanner: every finished SAE folder (SAELens' cfg.json + sae_weights.safetensors) below
+    `suite_dir`, by id (the folder relative to the suite, `mlp_out/layer_3`), sorted. Hidden folders
+    (`.checkpoints/`, `.staging/`: unfinished training state) are skipped."""
+    from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
+
+    root = Path(suite_dir)
+    found = {}
+    for cfg in sorted(root.rglob(SAE_CFG_FILENAME)):
+        relative = cfg.parent.relative_to(root)
+        if (cfg.parent / SAE_WEIGHTS_FILENAME).is_file() and not any(p.startswith(".") for p in relative.parts):
+            found[relative.as_posix()] = cfg.parent
+    return found

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from qwen3_scope.compat import per_sample_weights_backward, storage_use_count, storage_use_count_available
+
 
 def bf16_matmul_supported(device: str | torch.device) -> bool:
     """True where bfloat16 matmuls run natively (AMX/AVX512-BF16 CPUs, bf16-capable GPUs), so they beat fp32."""
@@ -85,7 +87,7 @@ class BufferPool:
                 return tensor, notes
         tensor = (torch.zeros if zeros else torch.empty)(shape, dtype=dtype, device=device)
         notes = {"dtype": dtype, "shape": shape}
-        if len(slots) < self.max_per_key and _storage_use_count is not None:
+        if len(slots) < self.max_per_key and storage_use_count_available():
             slots.append((tensor.untyped_storage(), notes))
         return tensor, notes
 
@@ -93,11 +95,8 @@ class BufferPool:
         self._slots.clear()
 
 
-_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)  # without it the pool just allocates
-
-
 def _only_pool_holds(storage: torch.UntypedStorage) -> bool:
-    return _storage_use_count is not None and _storage_use_count(storage._cdata) == 1
+    return storage_use_count_available() and storage_use_count(storage) == 1  # without it the pool just allocates
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -208,7 +207,7 @@ def sddmm(pairs: Pairs, grad: Tensor, weight: Tensor) -> Tensor:
         first, last = _pair_range(col_offsets, lo, hi, pairs.nnz, pairs.n_cols)
         # embedding_bag's per_sample_weights gradient kernel is a gathered row-wise dot. Walking the pairs
         # latent by latent reads each weight row once and gathers from the small (tokens, d) grad instead.
-        sorted_dots[first:last] = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+        sorted_dots[first:last] = per_sample_weights_backward()(
             weight[lo:hi], grad, rows_by_col[first:last], col_offsets[lo:hi] - first,
             cols_by_col[first:last] - lo, 0, -1,
         )
@@ -243,6 +242,7 @@ def _rows_per_chunk(table: Tensor) -> int:
 
 
 _executor: Any = None
+_executor_threads = 0
 
 
 def _for_chunks(n: int, rows: int, fn: Any) -> None:
@@ -255,11 +255,12 @@ def _for_chunks(n: int, rows: int, fn: Any) -> None:
         for lo, hi in chunks:
             fn(lo, hi)
         return
-    global _executor
-    if _executor is None or _executor._max_workers < threads:
+    global _executor, _executor_threads
+    if _executor is None or _executor_threads < threads:
         from concurrent.futures import ThreadPoolExecutor
 
         _executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qwen3-scope-sparse")
+        _executor_threads = threads
     grad_enabled = torch.is_grad_enabled()  # grad mode is thread-local; workers must see the caller's
 
     def run(lo: int, hi: int) -> None:

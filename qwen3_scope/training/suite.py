@@ -37,8 +37,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from qwen3_scope import compat
 from qwen3_scope.io import atomic_write_json
+from qwen3_scope.training import guards
 from qwen3_scope.training.data import PreparedData, check_source, load_prepared, prepare_data
+from qwen3_scope.training.fast_saes import enable_fused_adam
 from qwen3_scope.training.planner import Group, SuitePlan, plan_suite, priced_plan
 from qwen3_scope.training.recipes import SuiteConfig, build_suite
 
@@ -122,7 +125,7 @@ class SegmentedStream:
             self.on_boundary(segment, self.state())
         n = len(self.base)
         self.store.dataset = self.base.select(list(range(self.offset, n)) + list(range(self.offset)))
-        self.store.iterable_sequences = self.store._iterate_tokenized_sequences()
+        compat.restart_tokenized_sequences(self.store)
         self._rows_at_start = self.store.n_dataset_processed
         torch.manual_seed(self.seed * 1_000_003 + segment)
         from sae_lens.training.mixing_buffer import multi_hook_concat_split_iter
@@ -137,7 +140,8 @@ class SegmentedStream:
 
     def _filtered(self) -> Iterator[dict[str, torch.Tensor]]:
         """SAELens' special-token-filtered activations, minus extreme-norm tokens (at any hook of the group)."""
-        for acts in self.store._iterate_filtered_multi_hook_activations():
+        for acts in compat.filtered_multi_hook_activations(self.store):
+            guards.check_finite(acts, self.steps_done())  # before the outlier filter, which would drop NaN tokens
             if self.outlier_norm_factor is not None:
                 keep = outlier_mask(acts, self.outlier_norm_factor)
                 self.tokens_filtered += int((~keep).sum())
@@ -278,11 +282,12 @@ class SuiteTrainer:
         with _quiet_sae_lens():
             torch.manual_seed(seed)  # SAE initialisation: the same in a resumed run
             runner = MultiSAETrainingRunner(cfg, override_dataset=self.data.train, override_model=self.model)
-            runner._set_sae_metadata()  # SAELens' own metadata (hook, model, context, prepend_bos, ...)
+            compat.set_sae_metadata(runner)  # SAELens' own metadata (hook, model, context, prepend_bos, ...)
             stream = SegmentedStream(runner.activations_store, self.data.train, group.hooks, self.steps_per_segment,
                                      seed, self.suite.outlier_norm_factor, steps_done=lambda: trainer.n_training_steps)
             trainer = MultiSAETrainer(cfg=cfg.to_sae_trainer_config(), saes=runner.saes,
                                       hook_names=cfg.hook_names_per_sae, data_provider=stream)
+            enable_fused_adam(trainer)
             latest = checkpointer.latest()
             resumed_step = 0
             if latest is not None:
@@ -300,7 +305,8 @@ class SuiteTrainer:
                     self.on_checkpoint(group.index, step)
 
             stream.on_boundary = boundary
-            saes = trainer.fit()
+            with guards.guarded_group(record, checkpointer.latest, self._save_manifest, self.manifest):
+                saes = trainer.fit()
         seconds = time.perf_counter() - start
         metrics = self._evaluate(group, saes)
         self._write_saes(group, saes, trainer)
@@ -381,7 +387,7 @@ def evaluate_saes(model: Any, saes: dict[str, Any], hooks: dict[str, str], datas
         n_tokens = 0
         for _ in range(max_batches):
             try:
-                acts = store._get_filtered_multi_hook_llm_batch(raise_on_epoch_end=True)
+                acts = compat.filtered_multi_hook_batch(store, raise_on_epoch_end=True)
             except StopIteration:
                 break
             if outlier_norm_factor is not None:
