@@ -53,3 +53,15 @@ def parse_sae_id(text: str) -> tuple[str | None, str, int]:
 def suite_name(model_key: str, recipe_label: str, d_sae: int) -> str:
     """`qwen3-8b-paper-65k`: the model, the recipe (with its variant, e.g. `qwen-scope-k50`) and the width."""
     return f"{model_key}-{recipe_label}-{width_label(d_sae)}"
+
+
+def neuronpedia_set(site: str, d_sae: int) -> str:
+    """Neuronpedia source-set name of a qwen3-scope SAE: `qwen3scope-mlpout-40k` (site without '_', width label)."""
+    return f"qwen3scope-{check_site(site).replace('_', '')}-{width_label(d_sae)}"
+
+
+def neuronpedia_id(model_key: str, site: str, layer: int, d_sae: int) -> str:
+    """Neuronpedia id `{model}/{layer}-{set}`, e.g. `qwen3-4b/12-qwen3scope-mlpout-40k` (Neuronpedia's convention, as
+    `gemma-2-2b/20-gemmascope-res-16k`). The one place these ids are made: release entries, exported cfg.json
+    metadata (`neuronpedia_id`) and dashboard exports all call it."""
+    return f"{model_key}/{layer}-{neuronpedia_set(site, d_sae)}"
