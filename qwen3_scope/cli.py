@@ -89,7 +89,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # Modules that contribute subcommands: each has `add_cli(subparsers)` adding its parser(s) with `func` set.
-COMMAND_MODULES: list[str] = ["qwen3_scope.training.cli", "qwen3_scope.evaluation.cli", "qwen3_scope.steering.cli"]
+COMMAND_MODULES: list[str] = ["qwen3_scope.training.cli", "qwen3_scope.evaluation.cli", "qwen3_scope.steering.cli", "qwen3_scope.export.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, IndexError, FileNotFoundError, KeyError) as err:
+    except (ValueError, IndexError, FileNotFoundError, KeyError, ImportError) as err:
         print(f"qwen3-scope: error: {err}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `qwen3-scope info ... | head` closed the pipe early: not an error
