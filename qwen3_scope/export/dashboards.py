@@ -23,6 +23,7 @@ cosine similarity, as SAEDashboard writes it). Activations are the SAE's own (no
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -84,7 +85,7 @@ def collect_activations(model: Any, saes: dict[str, Any], tokens: torch.Tensor, 
             idx = feats.nonzero()
             vals = feats[idx[:, 0], idx[:, 1]]
             parts[key].append((idx[:, 0] + start * t, idx[:, 1], vals))
-            sparse = torch.sparse_coo_tensor(idx.t(), vals, feats.shape).coalesce()
+            sparse = torch.sparse_coo_tensor(idx.t(), vals, feats.shape, check_invariants=False).coalesce()
             sums[key][0] += torch.sparse.mm(sparse.t(), acts).double()
             sums[key][1] += acts.sum(0).double()
             sums[key][2] += (acts.double() ** 2).sum(0)
@@ -149,6 +150,17 @@ def logit_tables(model: Any, sae: Any, layer: int, site: str, features: np.ndarr
     return out
 
 
+def _sample_keys(rows: np.ndarray, cols: np.ndarray, d_sae: int, seed: int) -> np.ndarray:
+    """A uniform [0, 1) key per (position, feature) from a seeded integer hash (splitmix64): the sample of a
+    feature does not depend on which other features are computed in the same run (a resumed run agrees)."""
+    with np.errstate(over="ignore"):
+        x = rows.astype(np.uint64) * np.uint64(d_sae) + cols.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 def _top_rows(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     if exclude is not None:
         scores = scores.clone()
@@ -184,7 +196,7 @@ def feature_dashboards(acts: SAEActivations, sae: Any, model: Any, layer: int, s
     icount = np.bincount(group, minlength=d_sae * cfg.n_intervals).reshape(d_sae, cfg.n_intervals)
 
     # interval samples: bottom-k of seeded random keys per (feature, interval)
-    keys = np.random.default_rng(cfg.seed).random(len(vals))
+    keys = _sample_keys(rows, cols, d_sae, cfg.seed)
     order = np.lexsort((keys, group))
     g_sorted = group[order]
     first = np.searchsorted(g_sorted, g_sorted, side="left")
@@ -210,8 +222,9 @@ def feature_dashboards(acts: SAEActivations, sae: Any, model: Any, layer: int, s
     align_v, align_i = _top_rows(w.abs(), cfg.n_rows)
     align_signed = torch.gather(w, 1, align_i)
     l1 = w.abs().sum(1, keepdim=True).clamp_min(1e-12)
-    sum_f = np.bincount(cols, weights=vals.astype(np.float64), minlength=d_sae)
-    sum_ff = np.bincount(cols, weights=vals.astype(np.float64) ** 2, minlength=d_sae)
+    # moments of every feature (not only the selected ones: correlations pair them with all others)
+    sum_f = np.bincount(acts.cols, weights=acts.vals.astype(np.float64), minlength=d_sae)
+    sum_ff = np.bincount(acts.cols, weights=acts.vals.astype(np.float64) ** 2, minlength=d_sae)
     mu_f, mu_n = sum_f / n_counted, acts.sum_n / n_counted
     sd_f = np.sqrt(np.maximum(sum_ff / n_counted - mu_f ** 2, 0))
     sd_n = (acts.sum_nn / n_counted - mu_n ** 2).clamp_min(0).sqrt()
@@ -294,10 +307,12 @@ def _feature_correlations(acts: SAEActivations, features: np.ndarray, mu: np.nda
             continue
         r, c, v = rows[lo:hi], cols[lo:hi], vals[lo:hi]
         a = torch.sparse_coo_tensor(np.stack([r - r.min(), c]), torch.as_tensor(v, dtype=torch.float64),
-                                    (int(r.max() - r.min()) + 1, d_sae))
+                                    (int(r.max() - r.min()) + 1, d_sae), check_invariants=False)
         left = torch.sparse_coo_tensor(np.stack([c[want[c]], r[want[c]] - r.min()]), torch.as_tensor(v[want[c]], dtype=torch.float64),
-                                       (d_sae, int(r.max() - r.min()) + 1))
-        prod = torch.sparse.mm(left, a).coalesce()
+                                       (d_sae, int(r.max() - r.min()) + 1), check_invariants=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            prod = torch.sparse.mm(left, a).coalesce()
         acc = prod if acc is None else (acc + prod).coalesce()
     if acc is None or acc._nnz() == 0:
         return {}
