@@ -138,8 +138,13 @@ function init() {
   document.getElementById("next").addEventListener("click", () => step(1, false));
   document.getElementById("next-alive").addEventListener("click", () => step(1, true));
   select.addEventListener("change", show);
+  window.addEventListener("hashchange", fromHash);
+  fromHash();
+}
+
+function fromHash() {  // links `index.html#sae=<k>&feature=<i>` open a feature directly
   const m = /sae=(\d+)&feature=(\d+)/.exec(location.hash);
-  if (m) { select.value = m[1]; document.getElementById("feature").value = m[2]; }
+  if (m) { document.getElementById("sae").value = m[1]; document.getElementById("feature").value = m[2]; }
   show();
 }
 init();
