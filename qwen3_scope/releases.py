@@ -52,9 +52,11 @@ def training_command_for(sae_id: str) -> str:
     return f"qwen3-scope train --model {model} --recipe paper --sites {site} --layers {layer} --out suites/{key}"
 
 
-def _entry(sae_id: str, path: str, l0: float | None = None, ev: float | None = None) -> dict[str, Any]:
+def _entry(sae_id: str, path: str, d_sae: int, l0: float | None = None, ev: float | None = None) -> dict[str, Any]:
+    from qwen3_scope.training.naming import neuronpedia_id
+
     key, site, layer = parse_release_sae_id(sae_id)
-    entry: dict[str, Any] = {"id": sae_id, "path": path, "neuronpedia": f"{key}/{layer}-qwen3scope-{site.replace('_', '')}"}
+    entry: dict[str, Any] = {"id": sae_id, "path": path, "neuronpedia": neuronpedia_id(key, site, layer, d_sae)}
     if l0 is not None:
         entry["l0"] = round(float(l0), 3)
     if ev is not None:
@@ -64,13 +66,16 @@ def _entry(sae_id: str, path: str, l0: float | None = None, ev: float | None = N
 
 def paper_entries() -> list[dict[str, Any]]:
     """The paper's layout: 1.7B and 4B every layer x 3 sites; 8B resid_post layers 0-8."""
+    from qwen3_scope.sites import site_d_in
+    from qwen3_scope.training.recipes import PAPER
+
     entries = []
     for model, (sites, layers) in PAPER_LAYOUT.items():
         spec = QWEN3_FAMILY[model]
         for layer in layers or range(spec.n_layers):
             for site in sites:
                 sae_id = release_sae_id(model, site, layer)
-                entries.append(_entry(sae_id, sae_id))
+                entries.append(_entry(sae_id, sae_id, PAPER.width_multiplier.value * site_d_in(spec, site)))
     return entries
 
 
@@ -245,7 +250,8 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
             key = Path(model_name).name.lower()
         sae_id = f"{key}/{site}/layer_{layer}"
         measured = (metrics or {}).get(sae_id) or (metrics or {}).get(str(folder.relative_to(suite_dir))) or {}
-        entries.append(_entry(sae_id, str(folder.relative_to(suite_dir)), measured.get("l0"), measured.get("variance_explained")))
+        entries.append(_entry(sae_id, str(folder.relative_to(suite_dir)), int(json.loads(cfg_file.read_text())["d_sae"]),
+                              measured.get("l0"), measured.get("variance_explained")))
     if not entries:
         raise ValueError(f"no SAEs under {suite_dir} (expected folders with cfg.json and sae_weights.safetensors).")
     return entries
