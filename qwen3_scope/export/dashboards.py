@@ -99,7 +99,9 @@ def collect_activations(model: Any, saes: dict[str, Any], tokens: torch.Tensor, 
 
 
 def _round(values: Any) -> list[float]:
-    return [round(float(v), ROUND) for v in np.asarray(values, dtype=np.float64).reshape(-1)]
+    if isinstance(values, torch.Tensor):
+        values = values.detach().double().numpy()
+    return np.round(np.asarray(values, dtype=np.float64).reshape(-1), ROUND).tolist()
 
 
 def residual_directions(model: Any, sae: Any, layer: int, site: str) -> torch.Tensor:
@@ -143,10 +145,12 @@ def logit_tables(model: Any, sae: Any, layer: int, site: str, features: np.ndarr
         top = effects.topk(min(n_logits, effects.shape[1]), dim=1)
         bottom = effects.topk(min(n_logits, effects.shape[1]), dim=1, largest=False)
         centres, counts = _histogram(effects, effects.min(1).values, effects.max(1).values, n_bins)
+        top_v, bottom_v, centres_r = (np.round(x.double().numpy(), ROUND) for x in (top.values, bottom.values, centres))
+        top_i, bottom_i, counts_l = top.indices.tolist(), bottom.indices.tolist(), counts.tolist()
         for row, f in enumerate(idx.tolist()):
-            out[f] = {"pos_ids": top.indices[row].tolist(), "pos_values": _round(top.values[row]),
-                      "neg_ids": bottom.indices[row].tolist(), "neg_values": _round(bottom.values[row]),
-                      "logits_hist_data_bar_values": _round(centres[row]), "logits_hist_data_bar_heights": counts[row].tolist()}
+            out[f] = {"pos_ids": top_i[row], "pos_values": top_v[row].tolist(), "neg_ids": bottom_i[row],
+                      "neg_values": bottom_v[row].tolist(), "logits_hist_data_bar_values": centres_r[row].tolist(),
+                      "logits_hist_data_bar_heights": counts_l[row]}
     return out
 
 
@@ -276,7 +280,7 @@ def feature_dashboards(acts: SAEActivations, sae: Any, model: Any, layer: int, s
             "frac_nonzero": float(nnz[f] / n_counted),
             "freq_hist_data_bar_values": _round(centres) if alive else [],
             "freq_hist_data_bar_heights": hist[f].tolist() if alive else [],
-            "vector": _round(w_dec[f]),
+            "vector": np.round(w_dec[f].double().numpy(), ROUND).tolist(),
             "max_value": float(vmax[f]),
             "records": records[f] + interval_records[f],
             "context_values": context_values[f],

@@ -200,7 +200,7 @@ def _activation_id(*parts: Any) -> str:
 def _jsonl(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...], gz: bool = False) -> Path:
     text = "".join(json.dumps({c: row[c] for c in columns}, separators=(",", ":")) + "\n" for row in rows)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(gzip.compress(text.encode(), compresslevel=5, mtime=0) if gz else text.encode())
+        tmp.write_bytes(gzip.compress(text.encode(), compresslevel=1, mtime=0) if gz else text.encode())
     return path
 
 
