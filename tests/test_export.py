@@ -17,8 +17,15 @@ import torch
 from qwen3_scope.export import ExportConfig, run_export
 from qwen3_scope.export.job import ExportConflictError, read_batches
 from qwen3_scope.export.neuronpedia import (
-    ACTIVATION_COLUMNS, ACTIVATION_KEYS, BATCH_KEYS, FEATURE_KEYS, MODEL_COLUMNS, NEURON_COLUMNS, RELEASE_COLUMNS,
-    SOURCE_COLUMNS, SOURCESET_COLUMNS,
+    ACTIVATION_COLUMNS,
+    ACTIVATION_KEYS,
+    BATCH_KEYS,
+    FEATURE_KEYS,
+    MODEL_COLUMNS,
+    NEURON_COLUMNS,
+    RELEASE_COLUMNS,
+    SOURCE_COLUMNS,
+    SOURCESET_COLUMNS,
 )
 from qwen3_scope.training.naming import neuronpedia_id
 

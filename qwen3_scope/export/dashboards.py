@@ -22,10 +22,12 @@ cosine similarity, as SAEDashboard writes it). Activations are the SAE's own (no
 
 from __future__ import annotations
 
+import itertools
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -306,7 +308,7 @@ def _feature_correlations(acts: SAEActivations, features: np.ndarray, mu: np.nda
     order = np.argsort(acts.rows, kind="stable")
     rows, cols, vals = acts.rows[order], acts.cols[order], acts.vals[order]
     bounds = np.searchsorted(rows, np.arange(0, n_pos + chunk_rows, chunk_rows))
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         if hi <= lo:
             continue
         r, c, v = rows[lo:hi], cols[lo:hi], vals[lo:hi]

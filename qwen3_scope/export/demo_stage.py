@@ -37,7 +37,7 @@ def export_stage(ctx: DemoContext) -> None:
     picks = steering_latents(ctx)
     ids = sorted({f"{prefix}{site}/layer_{layer}" for _, site, layer, _ in picks})
     pattern = "|".join(re.escape(i) for i in ids) if ids else ".*"
-    source = dict(suite=suite_dir) if suite_dir else dict(release=ORGANISM_RELEASE, ids=pattern if ids else "organism/.*")
+    source = {"suite": suite_dir} if suite_dir else {"release": ORGANISM_RELEASE, "ids": pattern if ids else "organism/.*"}
     if suite_dir:
         source["ids"] = pattern
     out = ctx.out_dir / "export"

@@ -28,8 +28,16 @@ from tqdm.auto import tqdm
 from qwen3_scope.export.config import ExportConfig
 from qwen3_scope.export.dashboards import collect_activations, feature_dashboards
 from qwen3_scope.export.neuronpedia import (
-    SourceInfo, TokenStrings, batch_path, bulk_import_dir, saedashboard_feature, source_info, write_batch,
-    write_bulk_import_batch, write_bulk_import_meta, write_run_settings,
+    SourceInfo,
+    TokenStrings,
+    batch_path,
+    bulk_import_dir,
+    saedashboard_feature,
+    source_info,
+    write_batch,
+    write_bulk_import_batch,
+    write_bulk_import_meta,
+    write_run_settings,
 )
 from qwen3_scope.io import atomic_write_json
 
@@ -62,7 +70,10 @@ class ExportResult:
 
 
 def _entries(cfg: ExportConfig):
-    from qwen3_scope.evaluation.suite_eval import entries_from_directory, entries_from_release
+    from qwen3_scope.evaluation.suite_eval import (
+        entries_from_directory,
+        entries_from_release,
+    )
 
     if cfg.suite is not None:
         return entries_from_directory(cfg.suite, cfg.ids, cfg.device)
@@ -77,7 +88,7 @@ def _model(entries, cfg: ExportConfig):
     name = cfg.model or ("organism" if keys == {"organism"} else None)  # the bundled organism, wherever it is installed
     try:
         model = load_suite_model(entries, cfg.device, name=name)
-    except Exception as err:  # noqa: BLE001  (any failure to load is the user's model problem; say which and how to fix)
+    except Exception as err:
         raise ValueError(
             f"cannot load the model the SAEs were trained on ({cfg.model or ', '.join(names)}): {err} "
             "Pass --model NAME_OR_DIR with a Qwen3 checkpoint this machine has (or `organism`)."

@@ -17,10 +17,11 @@ import gzip
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from qwen3_scope.io import atomic_path, atomic_write_text
 from qwen3_scope.training.naming import neuronpedia_id, neuronpedia_set

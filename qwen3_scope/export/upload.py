@@ -79,8 +79,8 @@ def _model_card(cfg: UploadConfig, table: Any, entry: dict[str, Any], plots: lis
     lines = [
         "---", "library_name: saelens", "tags:", "- sparse-autoencoder", "- qwen3", "- qwen3-scope", "---", "",
         f"# {cfg.release_name}: sparse autoencoders for {model_name}", "",
-        f"{len(entry['saes'])} SAEs trained with qwen3-scope through SAELens, in SAELens' layout "
-        "(`<sae_id>/cfg.json`, `sae_weights.safetensors`, `sparsity.safetensors`).", "",
+        (f"{len(entry['saes'])} SAEs trained with qwen3-scope through SAELens, in SAELens' layout "
+        "(`<sae_id>/cfg.json`, `sae_weights.safetensors`, `sparsity.safetensors`)."), "",
         "## Load", "", "```python", "from sae_lens import SAE", "",
         f'sae = SAE.from_pretrained("{cfg.release_name}", "{first}")  # after adding pretrained_saes.yaml\'s entry to SAELens',
         f'# or directly from this repo: SAE.load_from_disk(huggingface_hub.snapshot_download("{cfg.repo}", allow_patterns="{first}/*") + "/{first}")',
@@ -103,8 +103,8 @@ def build_tree(cfg: UploadConfig, out: Path) -> UploadResult:
     from qwen3_scope.evaluation.report import write_outputs
     from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
     from qwen3_scope.export.job import ExportConfig, _entries, _model
-    from qwen3_scope.loading import backend_of, model_spec
     from qwen3_scope.export.neuronpedia import source_info
+    from qwen3_scope.loading import backend_of, model_spec
 
     pick = ExportConfig(out=out, suite=cfg.suite, release=cfg.release, ids=cfg.ids, model=cfg.model, device=cfg.device)
     entries = _entries(pick)
@@ -116,7 +116,7 @@ def build_tree(cfg: UploadConfig, out: Path) -> UploadResult:
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_outputs(table, tmp, title=f"{cfg.release_name} evaluation")
         plots = []
-        for key, path in paths.items():
+        for path in paths.values():
             if Path(path).suffix in (".csv", ".png"):
                 target = out / "eval" / Path(path).name
                 target.parent.mkdir(parents=True, exist_ok=True)
