@@ -120,7 +120,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # Modules that contribute subcommands: each has `add_cli(subparsers)` adding its parser(s) with `func` set.
-COMMAND_MODULES: list[str] = ["qwen3_scope.training.cli", "qwen3_scope.evaluation.cli", "qwen3_scope.steering.cli"]
+COMMAND_MODULES: list[str] = ["qwen3_scope.training.cli", "qwen3_scope.evaluation.cli", "qwen3_scope.steering.cli", "qwen3_scope.export.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

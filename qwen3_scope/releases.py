@@ -75,13 +75,11 @@ def training_command_for(sae_id: str) -> str:
     return f"qwen3-scope train --model {model} --recipe paper --sites {site} --layers {layer} --out suites/{key}"
 
 
-def _entry(sae_id: str, path: str, l0: float | None = None, ev: float | None = None) -> dict[str, Any]:
+def _entry(sae_id: str, path: str, d_sae: int, l0: float | None = None, ev: float | None = None) -> dict[str, Any]:
+    from qwen3_scope.training.naming import neuronpedia_id
+
     key, site, layer = parse_release_sae_id(sae_id)
-    entry: dict[str, Any] = {
-        "id": sae_id,
-        "path": path,
-        "neuronpedia": f"{key}/{layer}-qwen3scope-{site.replace('_', '')}",
-    }
+    entry: dict[str, Any] = {"id": sae_id, "path": path, "neuronpedia": neuronpedia_id(key, site, layer, d_sae)}
     if l0 is not None:
         entry["l0"] = round(float(l0), 3)
     if ev is not None:
@@ -91,13 +89,16 @@ def _entry(sae_id: str, path: str, l0: float | None = None, ev: float | None = N
 
 def paper_entries() -> list[dict[str, Any]]:
     """The paper's layout: 1.7B and 4B every layer x 3 sites; 8B resid_post layers 0-8."""
+    from qwen3_scope.sites import site_d_in
+    from qwen3_scope.training.recipes import PAPER
+
     entries = []
     for model, (sites, layers) in PAPER_LAYOUT.items():
         spec = QWEN3_FAMILY[model]
         for layer in layers or range(spec.n_layers):
             for site in sites:
                 sae_id = release_sae_id(model, site, layer)
-                entries.append(_entry(sae_id, sae_id))
+                entries.append(_entry(sae_id, sae_id, PAPER.width_multiplier.value * site_d_in(spec, site)))
     return entries
 
 
@@ -318,7 +319,8 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
     entries = []
     for relative, folder in naming.sae_folders(suite_dir).items():
         cfg_file = folder / SAE_CFG_FILENAME
-        metadata = json.loads(cfg_file.read_text()).get("metadata", {})
+        cfg = json.loads(cfg_file.read_text())
+        metadata = cfg.get("metadata", {})
         if not metadata.get("hook_name") or not metadata.get("model_name"):
             raise ValueError(f"{cfg_file} has no metadata.hook_name/model_name; it is not a SAELens 6 SAE config.")
         layer, site = parse_hook_name(metadata["hook_name"])
@@ -329,7 +331,7 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
             key = Path(model_name).name.lower()
         registry_id = naming.sae_id(site, layer, key)
         measured = (metrics or {}).get(registry_id) or (metrics or {}).get(relative) or {}
-        entries.append(_entry(registry_id, relative, measured.get("l0"), measured.get("variance_explained")))
+        entries.append(_entry(registry_id, relative, int(cfg["d_sae"]), measured.get("l0"), measured.get("variance_explained")))
     if not entries:
         raise ValueError(f"no SAEs under {suite_dir} (expected folders with cfg.json and sae_weights.safetensors).")
     return entries

@@ -9,5 +9,9 @@ if [ -n "$TORCH_SPEC" ] && ! python -c "import torch" 2>/dev/null; then
   python -m pip install -q "$TORCH_SPEC"
 fi
 python -m pip install -q -e ".[test]"
+# the offline viewer's browser test drives Debian's chromium (no browser download at install time)
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null
+fi
 export HF_HUB_OFFLINE=1 WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
 python -m pytest -q "$@"

@@ -66,7 +66,7 @@ def test_every_sae_lens_reader_sees_the_release():
     assert loaders.get_conversion_loader_name(RELEASE) == "qwen3_scope"
     repo, folder = get_repo_id_and_folder_name(RELEASE, "qwen3-4b/mlp_out/layer_12")
     assert (repo, folder) == (lookup.repo_id, "qwen3-4b/mlp_out/layer_12")
-    assert get_config_overrides(RELEASE, "qwen3-8b/resid_post/layer_3")["neuronpedia_id"] == "qwen3-8b/3-qwen3scope-residpost"
+    assert get_config_overrides(RELEASE, "qwen3-8b/resid_post/layer_3")["neuronpedia_id"] == "qwen3-8b/3-qwen3scope-residpost-65k"
     found = get_saes_from_regex(RELEASE, r"qwen3-8b/resid_post/layer_\d+")
     assert sorted(s[1] for s in found) == [f"qwen3-8b/resid_post/layer_{i}" for i in range(9)]
 

@@ -69,3 +69,15 @@ def sae_folders(suite_dir: str | Path) -> dict[str, Path]:
         if (cfg.parent / SAE_WEIGHTS_FILENAME).is_file() and not any(p.startswith(".") for p in relative.parts):
             found[relative.as_posix()] = cfg.parent
     return found
+
+
+def neuronpedia_set(site: str, d_sae: int) -> str:
+    """Neuronpedia source-set name of a qwen3-scope SAE: `qwen3scope-mlpout-40k` (site without '_', width label)."""
+    return f"qwen3scope-{check_site(site).replace('_', '')}-{width_label(d_sae)}"
+
+
+def neuronpedia_id(model_key: str, site: str, layer: int, d_sae: int) -> str:
+    """Neuronpedia id `{model}/{layer}-{set}`, e.g. `qwen3-4b/12-qwen3scope-mlpout-40k` (Neuronpedia's convention, as
+    `gemma-2-2b/20-gemmascope-res-16k`). The one place these ids are made: release entries, exported cfg.json
+    metadata (`neuronpedia_id`) and dashboard exports all call it."""
+    return f"{model_key}/{layer}-{neuronpedia_set(site, d_sae)}"
