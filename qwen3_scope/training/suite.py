@@ -205,7 +205,7 @@ def _quiet_sae_lens() -> Iterator[None]:
     level = log.level
     log.setLevel(logging.ERROR)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(fewer samples|not tokenized|exhausted).*")
+        warnings.filterwarnings("ignore", message=".*(fewer samples|not tokenized|exhausted|To copy construct).*")
         try:
             yield
         finally:
