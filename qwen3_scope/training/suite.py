@@ -504,12 +504,18 @@ def train_suite(
                             seed=cfg.seed, device=cfg.sae_device, llm_device=cfg.device, sae_dtype=cfg.sae_dtype,
                             special_token_ids=special_token_ids(tokenizer) if tokenizer is not None else None,
                             runner_overrides=cfg.runner_overrides, wandb_project=cfg.wandb_project)
+        from qwen3_scope.training.planner import measure_matmul_flops
+
+        flops = cfg.matmul_tflops * 1e12 if cfg.matmul_tflops else measure_matmul_flops(device=cfg.device,
+                                                                                         dtype=cfg.placement.dtype)
         try:
-            plan = plan_suite(suite, memory_budget_gb=cfg.memory_budget_gb, max_saes_per_group=cfg.max_saes_per_group)
+            plan = plan_suite(suite, memory_budget_gb=cfg.memory_budget_gb, max_saes_per_group=cfg.max_saes_per_group,
+                              matmul_flops=flops)
         except ModelDoesNotFitError as err:
             if not cfg.plan_only:
                 raise
-            plan = plan_suite(suite, memory_budget_gb=PLAN_ONLY_BUDGET_GB, max_saes_per_group=cfg.max_saes_per_group)
+            plan = plan_suite(suite, memory_budget_gb=PLAN_ONLY_BUDGET_GB, max_saes_per_group=cfg.max_saes_per_group,
+                              matmul_flops=flops)
             suite.notes.append(f"planned for a {PLAN_ONLY_BUDGET_GB} GiB budget (pass --memory-gb to choose): {err}")
     suite = plan.suite
     suite_dir = (Path(cfg.out) if cfg.out is not None else default_suite_dir(suite)).expanduser().resolve()
