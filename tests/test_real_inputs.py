@@ -214,3 +214,20 @@ def test_hub_datasets_stream_through_the_datasets_library(tmp_path, monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DatasetSourceError, match="cannot be read offline"):
         check_source("HuggingFaceFW/fineweb-edu")
+
+
+def test_wandb_logging_is_opt_in_through_sae_lens_logging_config(tiny_qwen3_dir, tmp_path, monkeypatch):
+    from qwen3_scope.training.recipes import build_suite
+    from qwen3_scope.training.suite import train_suite
+
+    assert build_suite(str(tiny_qwen3_dir), "qwen-scope", special_token_ids=[0]).logging_config().log_to_wandb is False
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    (tmp_path / "chats.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TINY_TEXT * 300))
+    result = train_suite(str(tiny_qwen3_dir), "qwen-scope", out=tmp_path / "suite", layers=[0], training_tokens=2048,
+                         dataset=str(tmp_path / "chats.jsonl"), wandb_project="qwen3-scope-test", progress=False, device="cpu",
+                         runner_overrides=dict(context_size=32, train_batch_size_tokens=256, store_batch_size_prompts=4,
+                                               n_batches_in_buffer=16))
+    assert result.manifest["config"]["wandb_project"] == "qwen3-scope-test"
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
