@@ -131,9 +131,11 @@ def refuse_installed_package(path: str | Path) -> Path:
 
     package = Path(str(files("qwen3_scope"))).resolve()
     target = Path(path).resolve()
-    if target.is_relative_to(package) and not (package.parent / "pyproject.toml").is_file():
+    installed = any(part in ("site-packages", "dist-packages") for part in package.parts)
+    if target.is_relative_to(package) and (installed or not (package.parent / "pyproject.toml").is_file()):
         raise Qwen3ScopeError(
-            f"refusing to write {target}: it is inside the installed qwen3_scope package. Pass an output "
-            "directory outside it (--out DIR), or run from a source checkout (pip install -e .)."
+            f"refusing to write {target}: it is inside the installed qwen3_scope package ({package}), not a source "
+            "checkout. Pass an output directory outside it (--out DIR), or run from a source checkout "
+            "(cd /path/to/qwen3-scope && pip install -e .)."
         )
     return target

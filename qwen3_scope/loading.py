@@ -72,15 +72,15 @@ def _explain_load_failure(spec: Qwen3ModelSpec, err: Exception) -> Exception:
     return err
 
 
-def load_tokenizer(name_or_path: str | Path):
+def load_tokenizer(name_or_path: str | Path | Qwen3ModelSpec):
     from transformers import AutoTokenizer
 
-    spec = resolve_model(name_or_path)
+    spec = name_or_path if isinstance(name_or_path, Qwen3ModelSpec) else resolve_model(name_or_path)
     return AutoTokenizer.from_pretrained(spec.source)
 
 
 def load_model(
-    name_or_path: str | Path,
+    name_or_path: str | Path | Qwen3ModelSpec,
     backend: str = "hooked",
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -94,8 +94,12 @@ def load_model(
     (`hook_names` restricts which modules it hooks). None of them prepends a BOS token.
     """
     check_backend(backend)
-    spec = resolve_model(name_or_path)
+    spec = name_or_path if isinstance(name_or_path, Qwen3ModelSpec) else resolve_model(name_or_path)
     check_model_backend(spec, backend)  # HookedTransformer: dense Qwen3 only, a clear error before any loading
+    if isinstance(dtype, str):
+        from qwen3_scope.devices import DTYPES, dtype_name
+
+        dtype = DTYPES[dtype_name(dtype)]
     if spec.is_local:
         _check_local_checkpoint(Path(spec.source))
     try:

@@ -74,6 +74,18 @@ def identity_sae(hook: str, model_name: str) -> SAE:
     return sae
 
 
+def same_metric(key, value):
+    """SAELens' value. KL is computed as sum p * ((c - l) - (lse_c - lse_l)) and CE as lse - logit[next] instead of
+    SAELens' kl_div(log_softmax(l), softmax(c)) and -log_softmax(l)[next]: the same quantities, rounded differently in
+    float32 (about 1e-6 on KL values of 1e-2; the score ratios of small differences amplify it); everything else
+    matches to float32 precision."""
+    if key in ("kl_div_score", "ce_loss_score"):  # (ablation - SAE) / (ablation - clean) of near-equal numbers
+        return pytest.approx(value, rel=2e-3, abs=1e-3)
+    if key.startswith("kl_div"):
+        return pytest.approx(value, rel=2e-3, abs=1e-7)
+    return pytest.approx(value, rel=1e-5, abs=1e-6)
+
+
 def plain_run_evals(sae, model, tokens):
     tokens.reset_input_dataset()
     metrics, _ = run_evals(sae, tokens, model, ActivationScaler(), CONFIG.eval_config(), exclude_special_tokens=special_token_ids(model.tokenizer))
@@ -90,17 +102,20 @@ def test_suite_metrics_equal_saelens_run_evals(model, tokens, tiny_qwen3_dir):
     for (sae_id, sae), row in zip(saes, table.itertuples()):
         expected = plain_run_evals(sae, model, tokens)
         for key, value in expected.items():
-            assert getattr(row, key) == pytest.approx(value, rel=1e-5, abs=1e-6), (sae_id, key)
+            assert getattr(row, key) == same_metric(key, value), (sae_id, key)
         assert row.fvu == pytest.approx(1 - expected["explained_variance"])
-        assert row.delta_lm_loss == pytest.approx(expected["ce_loss_with_sae"] - expected["ce_loss_without_sae"])
+        assert row.delta_lm_loss == pytest.approx(row.ce_loss_with_sae - row.ce_loss_without_sae)
+        assert row.delta_lm_loss == pytest.approx(expected["ce_loss_with_sae"] - expected["ce_loss_without_sae"], abs=1e-5)
     assert list(table["site"]) == ["resid_post", "mlp_out", "attn_out", "mlp_out"] and list(table["layer"]) == [0, 1, 1, 1]
     n_saes, n_batches = len(saes), CONFIG.n_batches
-    # one clean pass per batch for the whole suite; every clean/cache request after that came from it
+    # one clean pass per batch for the whole suite; every activation request of run_evals came from it
     assert result.stats["clean_passes"] == n_batches and result.stats.get("model_calls", 0) == 0
-    assert result.stats["clean_from_memo"] == result.stats["cache_from_memo"] == n_saes * n_batches
-    # two SAEs share mlp_out/layer_1: its zero-ablation pass runs once per batch
-    assert result.stats["ablation_from_memo"] == n_batches
-    assert result.stats["spliced_passes"] == 2 * n_saes * n_batches - n_batches
+    assert result.stats["cache_from_memo"] == n_saes * n_batches
+    # one spliced pass per SAE and one zero-ablation pass per hook (two SAEs share mlp_out/layer_1), per batch;
+    # one unembedding per pass: clean, ablations, SAEs
+    n_hooks = len({sae.cfg.metadata.hook_name for _, sae in saes})
+    assert result.stats["spliced_passes"] == (n_saes + n_hooks) * n_batches
+    assert result.stats["unembeddings"] == (1 + n_saes + n_hooks) * n_batches
     assert (table["density_tokens"] == tokens.count_tokens(n_batches, special_token_ids(model.tokenizer))).all()
     assert 0 < table["density_tokens"].iloc[0] < CONFIG.n_tokens  # special tokens of the chat format were excluded
 
@@ -109,12 +124,11 @@ def test_small_memory_budget_splits_the_suite_and_keeps_results(model, tokens, t
     saes = [sae_at(hook_name(s, l), str(tiny_qwen3_dir), seed=l) for l in range(2) for s in ("resid_post", "mlp_out")]
     tight = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False, memory_budget_gb=1e-4)
     result = evaluate_suite(saes, model=model, tokens=tokens, config=tight)
-    # logits do not fit: clean calls go to the model, activations still come from one pass per group
-    assert result.stats["clean_passes"] == len(saes) * tight.n_batches and "clean_from_memo" not in result.stats
-    assert result.stats["model_calls"] == len(saes) * tight.n_batches
+    # each SAE's activations alone fill the budget: one group (and one clean pass per batch) per SAE
+    assert result.stats["clean_passes"] == len(saes) * tight.n_batches and result.stats.get("model_calls", 0) == 0
     for sae, row in zip(saes, result.table.itertuples()):
         for key, value in plain_run_evals(sae, model, tokens).items():
-            assert getattr(row, key) == pytest.approx(value, rel=1e-5, abs=1e-6), key
+            assert getattr(row, key) == same_metric(key, value), key
 
 
 @pytest.mark.parametrize("site", ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "attn_z"])
@@ -139,8 +153,9 @@ def test_other_backends_match_plain_run_evals(tiny_qwen3_dir, tokens, backend):
     sae = sae_at(hook_name("mlp_out", 0, backend), str(tiny_qwen3_dir), seed=3)
     result = evaluate_suite([("mlp", sae)], model=other, tokens=tokens, config=CONFIG)
     for key, value in plain_run_evals(sae, other, tokens).items():
-        assert result.table.iloc[0][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        assert result.table.iloc[0][key] == same_metric(key, value), key
     assert result.stats["full_patched_passes"] == 2 * CONFIG.n_batches and result.table.iloc[0]["backend"] == backend
+    assert result.stats["clean_passes"] == CONFIG.n_batches
 
 
 def test_identity_sae_recovers_everything_and_counts_its_dead_latent(model, tokens, tiny_qwen3_dir):

@@ -194,12 +194,15 @@ def test_planner_groups_within_budget_and_prices_the_plan():
 def test_data_is_chat_formatted_without_bos(tiny_model, chat_jsonl, tmp_path):
     from qwen3_scope.training.data import END_OF_DOCUMENT, prepare_data
 
-    data = prepare_data(tiny_model.tokenizer, 3000, 500, tmp_path / "d", source=str(chat_jsonl))
-    text = data.train[0]["text"]
-    assert text.startswith("<|im_start|>user\n") and "<|im_start|>assistant\n" in text and text.endswith(END_OF_DOCUMENT)
-    assert data.info["train_tokens"] >= 3000 and data.info["heldout_tokens"] >= 500
-    ids = tiny_model.to_tokens(text, prepend_bos=False)[0]
-    assert ids[0].item() == tiny_model.tokenizer.convert_tokens_to_ids("<|im_start|>")  # no BOS in front
+    data = prepare_data(tiny_model.tokenizer, 3000, 500, tmp_path / "d", source=str(chat_jsonl), context_size=64)
+    ids = data.train[0]["input_ids"]  # tokenized once, packed into SAELens' pre-tokenized layout
+    assert {len(row) for row in data.train["input_ids"]} == {64}
+    assert ids[0] == tiny_model.tokenizer.convert_tokens_to_ids("<|im_start|>")  # no BOS in front
+    text = tiny_model.tokenizer.decode(ids)
+    assert text.startswith("<|im_start|>user\n") and "<|im_start|>assistant\n" in text and END_OF_DOCUMENT in text
+    held = data.heldout[0]["text"]
+    assert held.startswith("<|im_start|>user\n") and held.endswith(END_OF_DOCUMENT)
+    assert data.info["train_tokens"] >= 3000 and data.info["heldout_tokens"] >= 500 and data.info["tokenized"]
 
 
 def test_data_sources(tiny_model, tmp_path):
@@ -213,11 +216,13 @@ def test_data_sources(tiny_model, tmp_path):
     datasets.Dataset.from_list(rows[::3]).save_to_disk(str(tmp_path / "saved"))
     (tmp_path / "plain.txt").write_text("\n".join(TINY_TEXT * 20))
     tok = tiny_model.tokenizer
-    assert prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "rows.parquet")).train[0]["text"].startswith("<|im_start|>user\none two")
-    assert "<|im_start|>assistant\nhello friend" in prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "saved")).train[0]["text"]
-    plain = prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "plain.txt"))
+    first = lambda data: tok.decode(data.train[0]["input_ids"])  # noqa: E731
+    assert first(prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "rows.parquet"), context_size=8)).startswith("<|im_start|>user\none two")
+    saved = prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "saved"), context_size=16)
+    assert "<|im_start|>assistant\nhello friend" in tok.decode(saved.train[0]["input_ids"] + saved.train[1]["input_ids"])
+    plain = prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "plain.txt"), context_size=4)
     assert plain.heldout[0]["text"] == TINY_TEXT[0] + "<|endoftext|>"  # the first documents are held out
-    assert plain.train[0]["text"] == TINY_TEXT[1] + "<|endoftext|>"
+    assert first(plain) == tok.decode(tok(TINY_TEXT[1] + "<|endoftext|>")["input_ids"][:4])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "missing.jsonl"))
     with pytest.raises(DatasetSourceError, match="offline"):
@@ -264,7 +269,7 @@ def test_suite_trains_loadable_saes_that_beat_baselines(trained_suite, tiny_mode
         assert manifest["metrics"][sae_id_]["l0"] == pytest.approx(50, abs=1)
 
 
-def test_sae_lens_own_runner_replays_a_suite_sae_from_its_runner_cfg(trained_suite, tmp_path):
+def test_sae_lens_own_runner_replays_a_suite_sae_from_its_runner_cfg(trained_suite, tiny_qwen3_dir, tmp_path):
     """runner_cfg.json is SAELens' own config: LanguageModelSAETrainingRunner re-trains the SAE from it unchanged
     (only the token count and output directory are shortened here)."""
     from sae_lens import SAE, LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner
@@ -273,10 +278,20 @@ def test_sae_lens_own_runner_replays_a_suite_sae_from_its_runner_cfg(trained_sui
 
     folder = trained_suite.suite_dir / "mlp_out" / "layer_1"
     cfg_dict = json.loads((folder / "runner_cfg.json").read_text())
-    assert cfg_dict["dataset_path"] == str(trained_suite.suite_dir / "data" / "train")
-    cfg = LanguageModelSAERunnerConfig.from_dict({**cfg_dict, "training_tokens": 2048, "output_path": str(tmp_path / "replay")})
+    # portable: the dataset and model are named, not located; a replay points them at this machine's copies
+    assert cfg_dict["dataset_path"] == "chats.jsonl" and cfg_dict["model_name"] == trained_suite.manifest["model"]["name"]
+    assert str(trained_suite.suite_dir) not in (folder / "runner_cfg.json").read_text() + (folder / "cfg.json").read_text()
+    model_dir = trained_suite.manifest["config"]["model"]
+    assert not Path(model_dir).is_absolute()
+    cfg = LanguageModelSAERunnerConfig.from_dict({**cfg_dict, "training_tokens": 2048, "output_path": str(tmp_path / "replay"),
+                                                  "dataset_path": str(trained_suite.suite_dir / "data" / "train"),
+                                                  "model_name": str(tiny_qwen3_dir)})
     register_with_transformer_lens(cfg.model_name)  # TransformerLens only loads local checkpoints it was told about
-    LanguageModelSAETrainingRunner(cfg).run()
+    # the suite's pre-tokenized data as a Dataset: SAELens 6.54 sends a local *path* of a tokenized dataset to the hub
+    # for a tokenizer check (HFValidationError), so a local one goes in as override_dataset
+    from qwen3_scope.training.data import load_prepared
+
+    LanguageModelSAETrainingRunner(cfg, override_dataset=load_prepared(trained_suite.suite_dir / "data").train).run()
     replay = SAE.load_from_disk(str(tmp_path / "replay"))
     assert replay.cfg.metadata.hook_name == "blocks.1.hook_mlp_out" and replay.cfg.d_sae == 1024
 

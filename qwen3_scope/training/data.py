@@ -75,17 +75,20 @@ def row_to_messages(row: dict[str, Any]) -> list[dict[str, str]] | str:
         return row["text"]
     raise DatasetSourceError(
         f"cannot read a training document from a row with keys {sorted(row)}; rows need 'messages' "
-        "(or 'conversation(s)'), 'prompt' [+ 'response'], 'instruction' [+ 'output'], or 'text'."
+        "(or 'conversation(s)'), 'prompt' [+ 'response'], 'instruction' [+ 'output'], 'text', or token ids "
+        "('input_ids' / 'tokens', a pre-tokenized dataset)."
     )
 
 
-def document_text(tokenizer: Any, doc: list[dict[str, str]] | str) -> str:
-    """Chats through the Qwen3 template (non-thinking; a trailing user turn gets the generation prompt)."""
+def document_text(tokenizer: Any, doc: list[dict[str, str]] | str, thinking: bool = False) -> str:
+    """Chats through the model's own chat template (non-thinking unless `thinking`; a trailing user turn
+    gets the generation prompt), plain text as is; each ends in `<|endoftext|>`."""
     if isinstance(doc, str):
         return doc + END_OF_DOCUMENT
     if not doc:
         raise DatasetSourceError("an empty conversation cannot be a training document.")
-    return format_chat(tokenizer, doc, add_generation_prompt=doc[-1]["role"] == "user") + END_OF_DOCUMENT
+    return format_chat(tokenizer, doc, add_generation_prompt=doc[-1]["role"] == "user",
+                       enable_thinking=thinking) + END_OF_DOCUMENT
 
 
 # --------------------------------------------------------------------------------------------------
@@ -132,6 +135,7 @@ def check_source(source: str | os.PathLike | None) -> None:
     if path.exists():
         if not path.is_dir() or not ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
             _local_files(path)
+        _check_columns(path)
         return
     if path.suffix in LOCAL_SUFFIXES or text.startswith((".", "/", "~")) or text.count("/") > 1:
         raise FileNotFoundError(f"dataset path {path} does not exist; check the path (or omit --dataset to use "
@@ -141,6 +145,18 @@ def check_source(source: str | os.PathLike | None) -> None:
             f"{text!r} is not a local path, and hub datasets cannot be read offline (HF_HUB_OFFLINE=1); pass a "
             "local .jsonl/.parquet file or a saved dataset directory, or omit --dataset for the organism's corpus."
         )
+
+
+def _check_columns(path: Path) -> None:
+    """The first row of a local dataset must hold a document: text, a chat, or token ids."""
+    first = next(iter(iter_source_rows(path)), None)
+    if first is None:
+        raise DatasetSourceError(f"dataset {path} is empty; pass a dataset with at least one row.")
+    if _tokens_of(first) is None:
+        try:
+            row_to_messages(first)
+        except DatasetSourceError as err:
+            raise DatasetSourceError(f"dataset {path}: {err}") from err
 
 
 def iter_source_rows(source: str | os.PathLike) -> Iterator[dict[str, Any]]:
@@ -157,29 +173,138 @@ def iter_source_rows(source: str | os.PathLike) -> Iterator[dict[str, Any]]:
             loaded = loaded["train"]
         yield from loaded
         return
-    check_source(source)
     if path.exists():
         kind, files = _local_files(path)
         yield from datasets.load_dataset(kind, data_files=files, split="train", streaming=True)
         return
+    yield from stream_hub_dataset(text)
+
+
+def stream_hub_dataset(name: str, split: str = "train") -> Iterator[dict[str, Any]]:
+    """Rows of a Hugging Face hub dataset, streamed (nothing is downloaded beyond what is read)."""
+    import datasets
+
     try:
-        yield from datasets.load_dataset(text, split="train", streaming=True)
+        yield from datasets.load_dataset(name, split=split, streaming=True)
     except (FileNotFoundError, ValueError, OSError) as err:
-        raise DatasetSourceError(f"could not read hub dataset {text!r}: {err}. Check the name, or pass a local file.") from err
+        raise DatasetSourceError(f"could not read hub dataset {name!r}: {err}. Check the name, or pass a local file.") from err
 
 
-def _token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-
-def _rows(source: str | os.PathLike | None, tokenizer: Any, need: int, seed: int | None) -> tuple[Iterable[dict[str, Any]], dict[str, Any]]:
+def _source_rows(source: str | os.PathLike | None, tokenizer: Any, need: int, seed: int | None) -> tuple[Iterable[dict[str, Any]], dict[str, Any]]:
     if source in (None, "organism"):
         probe = organism_rows(200, seed)
-        per_doc = sum(_token_counts(tokenizer, [document_text(tokenizer, row_to_messages(r)) for r in probe])) / len(probe)
+        texts = [document_text(tokenizer, row_to_messages(r)) for r in probe]
+        per_doc = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]) / len(probe)
         info = {"source": "organism", "kind": "organism corpus", "seed": _organism_seed() if seed is None else seed}
         return organism_rows(int(need * 1.15 / per_doc) + 64, seed), info
-    kind = "local" if Path(str(source)).expanduser().exists() else "hub"
-    return iter_source_rows(source), {"source": str(source), "kind": kind}
+    from qwen3_scope.portable import portable_dataset_name
+
+    check_source(source)
+    kind = "local" if Path(str(source)).expanduser().exists() else "hub (streamed)"
+    return iter_source_rows(source), {"source": portable_dataset_name(source), "kind": kind}
+
+
+class _Source:
+    """One training source: its rows as token ids (rendered and tokenized once, or read pre-tokenized)."""
+
+    def __init__(self, source: Any, tokenizer: Any, budget: int, seed: int | None, thinking: bool):
+        self.rows, self.info = _source_rows(source, tokenizer, budget, seed)
+        self.iterator = iter(self.rows)
+        self.tokenizer, self.thinking, self.budget, self.taken, self.done = tokenizer, thinking, budget, 0, False
+        self.info.update(budget_tokens=budget)
+
+    def next_documents(self, n: int = 256) -> list[list[int]]:
+        """Up to n documents as token id lists ([] once exhausted)."""
+        texts: list[str] = []
+        tokenized: list[list[int]] = []
+        for row in self.iterator:
+            ids = _tokens_of(row)
+            if ids is not None:
+                check_pretokenized(ids, self.tokenizer, self.info["source"])
+                self.info["pretokenized"] = True
+                tokenized.append(ids)
+            else:
+                texts.append(document_text(self.tokenizer, row_to_messages(row), thinking=self.thinking))
+            if len(texts) + len(tokenized) >= n:
+                break
+        else:
+            self.done = True
+        if texts:
+            tokenized.extend(self.tokenizer(texts, add_special_tokens=False)["input_ids"])
+        return tokenized
+
+
+def _tokens_of(row: dict[str, Any]) -> list[int] | None:
+    for key in ("input_ids", "tokens"):
+        value = row.get(key)
+        if value is not None and not isinstance(value, str):
+            return [int(i) for i in value]
+    return None
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
+    """What makes token ids mean the same thing: vocabulary size and hash, and the control tokens' ids."""
+    from qwen3_scope.chat import QWEN3_SPECIAL_TOKENS
+
+    vocab = tokenizer.get_vocab()
+    digest = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()[:16]
+    return {"vocab_size": len(tokenizer), "vocab_sha256_16": digest,
+            "special_tokens": {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN3_SPECIAL_TOKENS if t in vocab}}
+
+
+def check_pretokenized(ids: list[int], tokenizer: Any, source: Any, metadata: dict[str, Any] | None = None) -> None:
+    """A pre-tokenized dataset must come from this model's tokenizer: ids inside its vocabulary, and (when
+    the dataset records it) the same vocabulary and control-token ids."""
+    size = len(tokenizer)
+    if ids and max(ids) >= size:
+        raise DatasetSourceError(
+            f"pre-tokenized dataset {source} holds token id {max(ids)}, outside this model's vocabulary of {size}: it "
+            "was tokenized with another tokenizer. Re-tokenize it with this model's tokenizer (SAELens' PretokenizeRunner "
+            "with tokenizer_name=<the model>) or pass the text dataset.")
+    if not metadata:
+        return
+    mine = tokenizer_fingerprint(tokenizer)
+    theirs = metadata.get("qwen3_scope_tokenizer")
+    if theirs:
+        for key in ("vocab_size", "vocab_sha256_16", "special_tokens"):
+            if theirs.get(key) != mine[key]:
+                raise DatasetSourceError(
+                    f"pre-tokenized dataset {source} was made with another tokenizer ({key}: {theirs.get(key)} there, "
+                    f"{mine[key]} here); re-tokenize it with this model's tokenizer or pass the text dataset.")
+        return
+    name = metadata.get("tokenizer_name")
+    if name:
+        try:
+            from transformers import AutoTokenizer
+
+            other = AutoTokenizer.from_pretrained(name, local_files_only=True)
+        except (OSError, ValueError):
+            warnings.warn(f"cannot load tokenizer {name!r} (named by {source}'s sae_lens.json) offline to compare "
+                          "vocabularies; only the id range was checked.", stacklevel=3)
+            return
+        if other.get_vocab() != tokenizer.get_vocab():
+            raise DatasetSourceError(f"pre-tokenized dataset {source} was made with tokenizer {name!r}, whose vocabulary "
+                                     "differs from this model's; re-tokenize it with this model's tokenizer (SAELens' PretokenizeRunner).")
+
+
+def dataset_metadata(source: Any) -> dict[str, Any] | None:
+    """SAELens' `sae_lens.json` (pretokenize runner) next to a local dataset, if any."""
+    if source is None:
+        return None
+    path = Path(str(source)).expanduser()
+    for candidate in (path / "sae_lens.json", path.parent / "sae_lens.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
+
+
+def _weights(sources: list[Any], weights: list[float] | None) -> list[float]:
+    if weights is None:
+        return [1 / len(sources)] * len(sources)
+    if len(weights) != len(sources):
+        raise DatasetSourceError(f"{len(weights)} weights for {len(sources)} dataset sources; give one weight per source.")
+    total = float(sum(weights))
+    return [w / total for w in weights]
 
 
 def prepare_data(
@@ -187,15 +312,23 @@ def prepare_data(
     train_tokens: int,
     heldout_tokens: int,
     directory: str | os.PathLike,
-    source: str | os.PathLike | None = None,
+    source: str | os.PathLike | list[Any] | None = None,
     seed: int | None = None,
     shard_documents: int = 50_000,
     progress: bool = True,
+    context_size: int = 128,
+    weights: list[float] | None = None,
+    thinking: bool = False,
 ) -> PreparedData:
-    """Render documents into `directory`: the first ~`heldout_tokens` as held-out text, then enough for
-    `train_tokens` as training text, in parquet shards written as they fill (so a hub dataset of billions
-    of tokens streams to disk instead of memory). A source with fewer tokens is reused for several epochs
-    (SAELens restarts it), with a warning. `directory/train` is a dataset SAELens' own runner reads.
+    """Tokenize the training data once, into `directory`, as SAELens reads pre-tokenized data.
+
+    Documents (chats rendered with the model's template, non-thinking unless `thinking`; plain text; or
+    rows that are already token ids) are packed back to back into windows of `context_size` tokens, the
+    way SAELens' own runner packs text (no BOS, no separator: every document ends in `<|endoftext|>`).
+    The first ~`heldout_tokens` go to `heldout/heldout.parquet` (as text, for the evaluation), the rest to
+    `train/train-*.parquet` shards (`input_ids` column) written as they fill, so a streamed hub dataset of
+    billions of tokens goes to disk instead of memory. Several sources are mixed by `weights` (shares of
+    the tokens). A source with fewer tokens is reused for several epochs (SAELens restarts it), with a warning.
     """
     from tqdm.auto import tqdm
 
@@ -205,63 +338,79 @@ def prepare_data(
     for stale in ("train", "heldout"):  # left by a preparation that died half-way: never mixed with this one
         shutil.rmtree(directory / stale, ignore_errors=True)
     (directory / "info.json").unlink(missing_ok=True)
-    rows, info = _rows(source, tokenizer, train_tokens + heldout_tokens, seed)
-    bar = tqdm(total=int((train_tokens + heldout_tokens) * 1.1), desc="preparing chat text", unit="tok",
-               disable=not progress, leave=False)
-    held: list[str] = []
-    shard: list[str] = []
-    n_held = held_tokens = n_train = train_total = n_shards = 0
+    sources = list(source) if isinstance(source, (list, tuple)) else [source]
+    shares = _weights(sources, weights)
+    total = train_tokens + heldout_tokens
+    streams = [_Source(src, tokenizer, int(total * share) + 1, seed, thinking) for src, share in zip(sources, shares)]
+    for stream, src in zip(streams, sources):
+        metadata = dataset_metadata(src)
+        if metadata is not None:
+            stream.info["sae_lens_metadata"] = {k: metadata.get(k) for k in ("tokenizer_name", "context_size")}
+            first = next(iter(iter_source_rows(src)), None)
+            probe = _tokens_of(first) if first else None
+            if probe is not None:
+                check_pretokenized(probe, tokenizer, stream.info["source"], metadata)
+    bar = tqdm(total=int(total * 1.1), desc="tokenizing training data", unit="tok", disable=not progress, leave=False)
+    held: list[list[int]] = []
+    rows: list[list[int]] = []
+    carry: list[int] = []
+    held_tokens = n_train = n_docs = n_shards = 0
     digest = hashlib.sha256()
 
-    def write(split: str, texts: list[str], name: str) -> None:
+    def write(split: str, data: dict[str, list[Any]], name: str) -> None:
         import datasets
 
         with atomic_path(directory / split / f"{name}.parquet") as tmp, _no_datasets_bars():
-            datasets.Dataset.from_dict({"text": texts}).to_parquet(str(tmp))
+            datasets.Dataset.from_dict(data).to_parquet(str(tmp))
 
-    pending: list[str] = []
-
-    def flush() -> None:
-        nonlocal held_tokens, n_held, train_total, n_train, n_shards, shard
-        if not pending:
-            return
-        counts = _token_counts(tokenizer, pending)
-        bar.update(sum(counts))
-        for text, count in zip(pending, counts):
-            digest.update(text.encode() + b"\x00")
+    while any(not s.done for s in streams) and n_train * context_size < train_tokens * 1.1:
+        # the source furthest behind its share goes next, so the mix holds at every point of the stream
+        stream = min((s for s in streams if not s.done), key=lambda s: s.taken / max(s.budget, 1))
+        docs = stream.next_documents(256 if len(streams) == 1 else 8)  # mixes interleave in small steps
+        for ids in docs:
+            digest.update(json.dumps(ids).encode())
+            stream.taken += len(ids)
+            bar.update(len(ids))
+            n_docs += 1
             if held_tokens < heldout_tokens:
-                held.append(text)
-                held_tokens, n_held = held_tokens + count, n_held + 1
-            else:
-                shard.append(text)
-                train_total, n_train = train_total + count, n_train + 1
-                if len(shard) == shard_documents:
-                    write("train", shard, f"train-{n_shards:05d}")
-                    shard, n_shards = [], n_shards + 1
-        pending.clear()
-
-    for row in rows:
-        pending.append(document_text(tokenizer, row_to_messages(row)))
-        if len(pending) == 256:
-            flush()
-            if train_total >= train_tokens * 1.1:
-                break
-    flush()
+                held.append(ids)
+                held_tokens += len(ids)
+                continue
+            carry.extend(ids)
+            while len(carry) >= context_size:
+                rows.append(carry[:context_size])
+                del carry[:context_size]
+                n_train += 1
+                if len(rows) == shard_documents:
+                    write("train", {"input_ids": rows}, f"train-{n_shards:05d}")
+                    rows, n_shards = [], n_shards + 1
+        if len(streams) > 1 and stream.taken >= stream.budget * 1.1:
+            stream.done = True  # its share is full; the other sources fill theirs
     bar.close()
-    if shard:
-        write("train", shard, f"train-{n_shards:05d}")
+    if rows:
+        write("train", {"input_ids": rows}, f"train-{n_shards:05d}")
     if not n_train:
         raise DatasetSourceError(
-            f"dataset {info['source']} yielded {n_held + n_train} document(s), too few to hold out "
-            f"{heldout_tokens} tokens and train on the rest; pass a larger dataset."
+            f"dataset {', '.join(str(s.info['source']) for s in streams)} yielded {n_docs} document(s), too few to hold "
+            f"out {heldout_tokens} tokens and train on {context_size}-token windows of the rest; pass a larger dataset."
         )
-    write("heldout", held, "heldout")
+    write("heldout", {"text": tokenizer.batch_decode(held)}, "heldout")
+    train_total = n_train * context_size
     epochs = train_tokens / max(train_total, 1)
+    names = [s.info["source"] for s in streams]
     if epochs > 1:
-        warnings.warn(f"dataset {info['source']} has {train_total:,} training tokens for {train_tokens:,}: SAELens will "
-                      f"reuse it ~{epochs:.1f} times. Pass a larger dataset for a single pass.", stacklevel=2)
-    info.update(train_documents=n_train, train_tokens=train_total, heldout_documents=n_held, heldout_tokens=held_tokens,
+        warnings.warn(f"dataset {', '.join(map(str, names))} has {train_total:,} training tokens for {train_tokens:,}: "
+                      f"SAELens will reuse it ~{epochs:.1f} times. Pass a larger dataset for a single pass.", stacklevel=2)
+    info: dict[str, Any] = dict(streams[0].info) if len(streams) == 1 else {
+        "source": " + ".join(map(str, names)), "kind": "mix", "mix": [s.info for s in streams]}
+    info.update(dataset_name=None if names == ["organism"] else (names[0] if len(names) == 1 else " + ".join(map(str, names))),
+                tokenized=True, context_size=context_size, thinking=thinking,
+                tokenizer=tokenizer_fingerprint(tokenizer), train_documents=n_docs - len(held), train_sequences=n_train,
+                train_tokens=train_total, heldout_documents=len(held), heldout_tokens=held_tokens,
                 epochs=round(max(epochs, 1.0), 3), sha256_16=digest.hexdigest()[:16])
+    if len(streams) > 1:
+        info["mix_tokens"] = {str(s.info["source"]): s.taken for s in streams}
+        info["weights"] = shares
     atomic_write_json(directory / "info.json", info)
     return load_prepared(directory)
 

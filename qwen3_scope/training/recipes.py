@@ -249,6 +249,7 @@ class SuiteConfig:
     outlier_norm_factor: float | None
     fast: bool
     notes: list[str] = field(default_factory=list)
+    wandb_project: str | None = None  # logging only: not part of what a resume compares
 
     @property
     def training_tokens(self) -> int:
@@ -265,18 +266,26 @@ class SuiteConfig:
         raise KeyError(f"{sae_id_!r} is not in suite {self.name}; it has {', '.join(j.sae_id for j in self.jobs)}.")
 
     def _common(self, **extra: Any) -> dict[str, Any]:
-        from sae_lens import LoggingConfig
-
         kwargs = dict(self.runner_kwargs)
+        from qwen3_scope.portable import portable_model_name
+
         kwargs.update(
-            model_name=self.spec.source or self.spec.name,
+            model_name=portable_model_name(self.spec),
             model_class_name=_MODEL_CLASS[self.backend],
             model_from_pretrained_kwargs={"default_prepend_bos": False} if self.backend == "hooked" else {},
-            is_dataset_tokenized=False, use_chat_formatting=False, streaming=False, dataset_trust_remote_code=False,
-            logger=LoggingConfig(log_to_wandb=False), checkpoint_path=None, n_checkpoints=0,
+            is_dataset_tokenized=True, use_chat_formatting=False, streaming=False, dataset_trust_remote_code=False,
+            logger=self.logging_config(), checkpoint_path=None, n_checkpoints=0,
         )
         kwargs.update(extra)
         return kwargs
+
+    def logging_config(self):
+        """SAELens' own LoggingConfig: wandb only when a project is given (off by default)."""
+        from sae_lens import LoggingConfig
+
+        if self.wandb_project is None:
+            return LoggingConfig(log_to_wandb=False)
+        return LoggingConfig(log_to_wandb=True, wandb_project=self.wandb_project, run_name=self.name)
 
     def runner_config(self, job: SAEJob, **extra: Any):
         """SAELens' single-SAE runner config for one job (LanguageModelSAETrainingRunner accepts it)."""
@@ -374,13 +383,18 @@ def build_suite(
     device: str = "cpu",
     special_token_ids: list[int] | None = None,
     runner_overrides: Mapping[str, Any] | None = None,
+    llm_device: str | None = None,
+    sae_dtype: str | None = None,
+    wandb_project: str | None = None,
 ) -> SuiteConfig:
     """Resolve a recipe for a model and a layer/site subset into SAELens configs.
 
     Defaults: the recipe's sites and every layer (for the paper recipe on Qwen3-8B: resid_post at
     layers 0-8). `fast=True` uses the `<architecture>_fast` training classes (same config fields, saved
     as the plain architecture); `fast=None` uses them when they are registered (qwen3_scope.training.fast_saes).
-    `width` sets d_sae for every SAE (default 16 x d_in). Errors name the bad input and the fix.
+    `width` sets d_sae for every SAE (default 16 x d_in). `device` is the SAEs' device, `llm_device` the
+    model's (SAELens' split; default: the same), `sae_dtype` the SAEs' dtype (default: the recipe's float32).
+    Errors name the bad input and the fix.
     """
     spec = model if isinstance(model, Qwen3ModelSpec) else resolve_model(model)
     rec = get_recipe(recipe)
@@ -415,7 +429,9 @@ def build_suite(
         for key, hyper in rec.small.items():
             (sae_fields if key.startswith("sae.") else runner)[key.split(".", 1)[1]] = hyper.value
     runner["exclude_special_tokens"] = _control_token_ids(spec, special_token_ids)
-    runner.update(seed=seed, device=device)
+    runner.update(seed=seed, device=device, llm_device=llm_device or device)
+    if sae_dtype is not None:
+        runner["dtype"] = sae_dtype
     if training_tokens is not None:
         runner["training_tokens"] = int(training_tokens)
     _check_overrides(runner_overrides or {})
@@ -462,7 +478,7 @@ def build_suite(
     name = suite_name(spec.key, label, max(j.d_sae for j in jobs))
     return SuiteConfig(spec=spec, recipe=rec, label=label, name=name, backend=backend, scale="small" if small else "family",
                        jobs=jobs, runner_kwargs=runner, outlier_norm_factor=rec.outlier_norm_factor.value, fast=fast,
-                       notes=notes)
+                       notes=notes, wandb_project=wandb_project)
 
 
 def _check_overrides(overrides: Mapping[str, Any]) -> None:

@@ -40,11 +40,14 @@ from tqdm.auto import tqdm
 from qwen3_scope import compat
 from qwen3_scope.io import atomic_write_json
 from qwen3_scope.training import guards
+from qwen3_scope.portable import portable_model_name
+from qwen3_scope.training.config import SuiteTrainingConfig
 from qwen3_scope.training.data import PreparedData, check_source, load_prepared, prepare_data
 from qwen3_scope.training.fast_saes import enable_fused_adam
 from qwen3_scope.training.planner import Group, SuitePlan, plan_suite, priced_plan
 from qwen3_scope.training.recipes import SuiteConfig, build_suite
 
+log = logging.getLogger(__name__)
 PLAN_ONLY_BUDGET_GB = 80  # what a plan-only run assumes when this machine cannot hold the model at all
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
@@ -207,7 +210,7 @@ def _quiet_sae_lens() -> Iterator[None]:
     level = log.level
     log.setLevel(logging.ERROR)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(fewer samples|not tokenized|exhausted).*")
+        warnings.filterwarnings("ignore", message=".*(fewer samples|not tokenized|exhausted|To copy construct).*")
         try:
             yield
         finally:
@@ -305,7 +308,8 @@ class SuiteTrainer:
                     self.on_checkpoint(group.index, step)
 
             stream.on_boundary = boundary
-            with guards.guarded_group(record, checkpointer.latest, self._save_manifest, self.manifest):
+            with guards.guarded_group(record, checkpointer.latest, self._save_manifest, self.manifest), \
+                    _wandb_run(cfg, group.index):
                 saes = trainer.fit()
         seconds = time.perf_counter() - start
         metrics = self._evaluate(group, saes)
@@ -329,15 +333,17 @@ class SuiteTrainer:
         for job in group.jobs:
             sae = saes[job.sae_id]
             meta = sae.cfg.metadata
-            meta.qwen3_model, meta.qwen3_site, meta.qwen3_layer = self.suite.spec.name, job.site, job.layer
+            meta.qwen3_model, meta.qwen3_site, meta.qwen3_layer = portable_model_name(self.suite.spec), job.site, job.layer
             meta.qwen3_recipe, meta.qwen3_suite = self.suite.recipe.name, self.suite.name
+            meta.model_name = portable_model_name(self.suite.spec)  # never a path of this machine
+            meta.dataset_path = self.data.info.get("dataset_name")
             stage = self.dir / ".staging" / job.sae_id
             shutil.rmtree(stage, ignore_errors=True)
             stage.mkdir(parents=True)
             sae.save_inference_model(str(stage))
             save_file({"sparsity": trainer.trainers[job.sae_id].log_feature_sparsity}, str(stage / SPARSITY_FILENAME))
             final = self.dir / job.sae_id
-            runner_cfg = self.suite.runner_config(job, dataset_path=str(self.dir / "data" / "train"), output_path=str(final))
+            runner_cfg = self.suite.runner_config(job, dataset_path=self.data.info.get("dataset_name") or "", output_path=None)
             (stage / RUNNER_CFG_FILENAME).write_text(json.dumps(runner_cfg.to_dict(), default=str))
             _ordinary_permissions(stage)
             shutil.rmtree(final, ignore_errors=True)
@@ -410,11 +416,13 @@ def evaluate_saes(model: Any, saes: dict[str, Any], hooks: dict[str, str], datas
 
 
 # --------------------------------------------------------------------------------------------------
-def _new_manifest(plan: SuitePlan, data_info: dict[str, Any]) -> dict[str, Any]:
+def _new_manifest(plan: SuitePlan, data_info: dict[str, Any], config: SuiteTrainingConfig | None = None) -> dict[str, Any]:
     suite = plan.suite
+    model = {**suite.spec.as_dict(), "name": portable_model_name(suite.spec), "source": portable_model_name(suite.spec)}
     return {
         "format": FORMAT, "suite": suite.name, "status": "running", "created": _now(), "updated": _now(),
-        "model": suite.spec.as_dict(), "model_key": suite.spec.key, "recipe": suite.to_dict(),
+        "config": config.portable_dict(suite.spec) if config is not None else None,
+        "model": model, "model_key": suite.spec.key, "recipe": suite.to_dict(),
         "training_tokens": suite.training_tokens, "data": data_info, "plan": plan.to_dict(), "versions": _versions(),
         "groups": [dict(index=g.index, sae_ids=[j.sae_id for j in g.jobs], status="pending") for g in plan.groups],
         "saes": {j.sae_id: dict(site=j.site, layer=j.layer, hook_name=j.hook_name, d_in=j.d_in, d_sae=j.d_sae,
@@ -457,68 +465,71 @@ def default_suite_dir(suite: SuiteConfig) -> Path:
 
 
 def train_suite(
-    model: str = "organism",
-    recipe: str = "paper",
-    out: str | Path | None = None,
-    layers: list[int] | None = None,
-    sites: list[str] | None = None,
-    training_tokens: int | None = None,
-    dataset: str | None = None,
-    backend: str = "hooked",
-    resume: bool = False,
-    plan_only: bool = False,
-    memory_budget_gb: float | None = None,
-    max_saes_per_group: int | None = None,
-    checkpoint_every_tokens: int | None = None,
-    k: int | None = None,
-    target_l0: float | None = None,
-    width: int | None = None,
-    fast: bool | None = False,
-    seed: int = 42,
-    runner_overrides: dict[str, Any] | None = None,
+    config: SuiteTrainingConfig | str | None = None,
+    recipe: str | None = None,
+    *,
     loaded_model: Any = None,
     progress: bool = True,
     on_checkpoint: Callable[[int, int], None] | None = None,
     plan: SuitePlan | None = None,
-    threads: int | None = None,
+    **settings: Any,
 ) -> SuiteResult:
     """Plan and train every (layer, site) SAE of a model with a recipe; returns the suite's directory,
     manifest and plan. With `plan_only`, prints nothing and trains nothing: the plan is in the result.
 
-    `resume=True` continues an interrupted suite in `out` (finished groups are kept, the running group
-    restarts from its last checkpoint); without it an existing suite directory is an error. `plan` reuses
-    a plan from a `plan_only` call (same arguments) instead of planning again. `threads` sets torch's
-    thread count for the run only (1 is fastest on a busy 2-core machine; resume with the same count for
-    bit-identical SAEs).
+    `config` is a `SuiteTrainingConfig` (or, for short calls, the model name, with `recipe` and any other
+    config field as keywords: `train_suite("organism", "paper", layers=[1])`). `resume=True` continues an
+    interrupted suite in `out` (finished groups are kept, the running group restarts from its last
+    checkpoint); without it an existing suite directory is an error. `plan` reuses a plan from a
+    `plan_only` call (same config) instead of planning again. `threads` sets torch's thread count for the
+    run only (resume with the same count for bit-identical SAEs). Library-only arguments: `loaded_model`
+    (an already loaded model), `progress` (tqdm bars) and `on_checkpoint(group, step)`.
     """
     from qwen3_scope.chat import special_token_ids
     from qwen3_scope.loading import load_model, load_tokenizer
     from qwen3_scope.models import resolve_model
     from qwen3_scope.training.planner import ModelDoesNotFitError
 
-    check_source(dataset)  # a wrong --dataset fails now, not after the model has loaded
+    if isinstance(config, SuiteTrainingConfig):
+        cfg = config.replace(**settings) if settings else config
+    else:
+        if config is not None:
+            settings["model"] = config
+        if recipe is not None:
+            settings["recipe"] = recipe
+        cfg = SuiteTrainingConfig(**settings)
+    for source in cfg.dataset or [None]:
+        check_source(source)  # a wrong --dataset fails now, not after the model has loaded
+    spec = resolve_model(cfg.model)  # resolved once; the spec travels from here on
     tokenizer = None  # plan-only runs for hub models use Qwen3's published control-token ids (no download)
     if loaded_model is not None:
         tokenizer = loaded_model.tokenizer
-    elif not plan_only or resolve_model(model).is_local:
-        tokenizer = load_tokenizer(model)
+    elif not cfg.plan_only or spec.is_local:
+        tokenizer = load_tokenizer(spec)
     if plan is None:
-        suite = build_suite(model, recipe, layers=layers, sites=sites, training_tokens=training_tokens,
-                            backend=backend, fast=fast, k=k, target_l0=target_l0, width=width, seed=seed,
+        suite = build_suite(spec, cfg.recipe, layers=cfg.layers, sites=cfg.sites, training_tokens=cfg.training_tokens,
+                            backend=cfg.backend, fast=cfg.fast, k=cfg.k, target_l0=cfg.target_l0, width=cfg.width,
+                            seed=cfg.seed, device=cfg.sae_device, llm_device=cfg.device, sae_dtype=cfg.sae_dtype,
                             special_token_ids=special_token_ids(tokenizer) if tokenizer is not None else None,
-                            runner_overrides=runner_overrides)
+                            runner_overrides=cfg.runner_overrides, wandb_project=cfg.wandb_project)
+        from qwen3_scope.training.planner import measure_matmul_flops
+
+        flops = cfg.matmul_tflops * 1e12 if cfg.matmul_tflops else measure_matmul_flops(device=cfg.device,
+                                                                                         dtype=cfg.placement.dtype)
         try:
-            plan = plan_suite(suite, memory_budget_gb=memory_budget_gb, max_saes_per_group=max_saes_per_group)
+            plan = plan_suite(suite, memory_budget_gb=cfg.memory_budget_gb, max_saes_per_group=cfg.max_saes_per_group,
+                              matmul_flops=flops)
         except ModelDoesNotFitError as err:
-            if not plan_only:
+            if not cfg.plan_only:
                 raise
-            plan = plan_suite(suite, memory_budget_gb=PLAN_ONLY_BUDGET_GB, max_saes_per_group=max_saes_per_group)
+            plan = plan_suite(suite, memory_budget_gb=PLAN_ONLY_BUDGET_GB, max_saes_per_group=cfg.max_saes_per_group,
+                              matmul_flops=flops)
             suite.notes.append(f"planned for a {PLAN_ONLY_BUDGET_GB} GiB budget (pass --memory-gb to choose): {err}")
     suite = plan.suite
-    suite_dir = (Path(out) if out is not None else default_suite_dir(suite)).expanduser().resolve()
+    suite_dir = (Path(cfg.out) if cfg.out is not None else default_suite_dir(suite)).expanduser().resolve()
     manifest_file = suite_dir / MANIFEST
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
-    if manifest is not None and not resume and not plan_only:
+    if manifest is not None and not cfg.resume and not cfg.plan_only:
         raise SuiteExistsError(
             f"{suite_dir} already holds suite {manifest.get('suite')!r} ({manifest.get('status')}); pass --resume to "
             "continue it, or choose another --out."
@@ -526,13 +537,14 @@ def train_suite(
     if manifest is not None:
         _check_resumable(manifest, suite, suite_dir)
         plan = _plan_from_manifest(plan, manifest)
-    if plan_only:
+    if cfg.plan_only:
         return SuiteResult(suite_dir, manifest or {}, plan)
 
     if manifest is not None and manifest.get("status") == "complete":
         return SuiteResult(suite_dir, manifest, plan)
     runner = suite.runner_kwargs
-    model_obj = loaded_model if loaded_model is not None else load_model(model, backend=backend)
+    model_obj = loaded_model if loaded_model is not None else load_model(
+        spec, backend=cfg.backend, device=cfg.device, dtype=cfg.placement.dtype)
     if manifest is not None:
         data = load_prepared(suite_dir / "data")
     else:
@@ -541,16 +553,35 @@ def train_suite(
         need += (runner["n_batches_for_norm_estimate"] + 2 * len(plan.groups)) * runner["train_batch_size_tokens"]
         need += 16 * runner["n_batches_in_buffer"] * runner["context_size"]
         heldout = 4 * runner["store_batch_size_prompts"] * runner["context_size"]
-        data = prepare_data(tokenizer, need, heldout, suite_dir / "data", source=dataset, progress=progress)
+        data = prepare_data(tokenizer, need, heldout, suite_dir / "data", source=cfg.dataset, weights=cfg.dataset_weights,
+                            thinking=cfg.thinking, progress=progress, context_size=runner["context_size"])
         min_tokens = runner["store_batch_size_prompts"] * runner["context_size"]
         if data.info["train_tokens"] < min_tokens:
             raise ValueError(f"dataset {data.info['source']} has only {data.info['train_tokens']} training tokens, "
                              f"fewer than one model batch ({min_tokens}); pass a larger dataset.")
-        manifest = _new_manifest(plan, data.info)
+        manifest = _new_manifest(plan, data.info, cfg)
         atomic_write_json(manifest_file, manifest)
-    trainer = SuiteTrainer(plan, suite_dir, model_obj, data, manifest, checkpoint_every_tokens, progress, on_checkpoint)
-    with _torch_threads(threads):
+    log.info("training suite %s (%d SAEs in %d groups) on %s: model on %s in %s, SAEs on %s in %s", suite.name, len(suite.jobs),
+             len(plan.groups), spec.name, cfg.device, cfg.dtype, cfg.sae_device, cfg.sae_dtype)
+    trainer = SuiteTrainer(plan, suite_dir, model_obj, data, manifest, cfg.checkpoint_every_tokens, progress, on_checkpoint)
+    with _torch_threads(cfg.threads):
         return SuiteResult(suite_dir, trainer.run(), plan)
+
+
+@contextmanager
+def _wandb_run(cfg: Any, group: int) -> Iterator[None]:
+    """A wandb run per group, as SAELens' own runner opens one, when the suite logs to wandb (off by default)."""
+    if not cfg.logger.log_to_wandb:
+        yield
+        return
+    import wandb
+
+    wandb.init(project=cfg.logger.wandb_project, entity=cfg.logger.wandb_entity, config=cfg.to_dict(),
+               name=f"{cfg.logger.run_name}-group{group}", reinit="finish_previous")
+    try:
+        yield
+    finally:
+        wandb.finish()
 
 
 @contextmanager

@@ -1,0 +1,138 @@
+"""`SuiteTrainingConfig`: everything one suite-training run takes, in one documented, validated dataclass.
+
+The `qwen3-scope train` command line is derived from its fields (`qwen3_scope.config_cli`), `--config
+FILE.yaml` loads one, and the resolved config is written into the suite manifest (`config`), so a run is
+reproducible from its manifest alone. Paths recorded there are portable (see `portable_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qwen3_scope.config_cli import config_to_dict
+from qwen3_scope.devices import PlacementOptions
+from qwen3_scope.training.parsing import parse_layers, parse_tokens
+
+
+def _doc(help: str, **more: Any) -> dict[str, Any]:
+    return {"help": help, **more}
+
+
+@dataclass
+class SuiteTrainingConfig(PlacementOptions):
+    """One suite of SAEs (every chosen layer x site of a Qwen3 model) trained with a recipe.
+
+    Every field is a `qwen3-scope train` option (`--field-name` unless noted); `None` means "the recipe's
+    value" for recipe settings and "automatic" for placement and resources. Placement (`device`, `dtype`,
+    `sae_device`, `sae_dtype`) comes from `PlacementOptions`; the SAEs train in float32 unless `sae_dtype` says.
+    """
+
+    model: str = field(default="organism", metadata=_doc(
+        "family name (Qwen/Qwen3-4B), `organism` (the bundled model organism), or a local checkpoint directory"))
+    recipe: str = field(default="paper", metadata=_doc(
+        "paper (JumpReLU, Gemma Scope style) or qwen-scope (TopK, AuxK, outlier filtering)"))
+    layers: list[int] | None = field(default=None, metadata=_doc(
+        "layers, e.g. 0-8 or 3 5 7 or all (default: the recipe's layout, usually every layer)", parse=str))
+    sites: list[str] | None = field(default=None, metadata=_doc(
+        "sites, e.g. resid_post mlp_out attn_out (default: the recipe's)"))
+    training_tokens: int | None = field(default=None, metadata=_doc(
+        "training tokens per SAE, e.g. 200k or 4B (default: the recipe's)", flag="--tokens", parse=parse_tokens))
+    dataset: list[str] | None = field(default=None, metadata=_doc(
+        "training data: jsonl/parquet/txt files or dirs, saved or pre-tokenized HF dataset dirs (input_ids), or hub "
+        "names (streamed); several sources are mixed by --dataset-weights (default: the organism's corpus)"))
+    dataset_weights: list[float] | None = field(default=None, metadata=_doc(
+        "share of training tokens taken from each --dataset source, e.g. 0.3 0.7 (default: equal shares)"))
+    thinking: bool = field(default=False, metadata=_doc(
+        "render chat datasets (`messages`) with the model's chat template in thinking mode (default: non-thinking)"))
+    out: str | None = field(default=None, metadata=_doc(
+        "suite directory (default: runs/suites/<suite name>)", aliases=("--output",)))
+    backend: str = field(default="hooked", metadata=_doc("model backend: hooked (HookedTransformer) or hf (HookedProxyLM)"))
+    resume: bool = field(default=False, metadata=_doc("continue the interrupted suite in --out from its last checkpoint"))
+    plan_only: bool = field(default=False, metadata=_doc("print the plan (groups, memory, expected cost) and stop"))
+    memory_budget_gb: float | None = field(default=None, metadata=_doc(
+        "memory budget for SAEs + activations (default: 75% of free memory minus the model)", flag="--memory-gb"))
+    matmul_tflops: float | None = field(default=None, metadata=_doc(
+        "matmul rate the planner prices the plan at, in TFLOP/s (e.g. 400 for an H100 in bfloat16; default: measured "
+        "on --device in --dtype now)"))
+    max_saes_per_group: int | None = field(default=None, metadata=_doc("cap on SAEs sharing one forward pass"))
+    checkpoint_every_tokens: int | None = field(default=None, metadata=_doc(
+        "checkpoint interval in training tokens (default: ~1/8 of the run)", flag="--checkpoint-every", parse=parse_tokens))
+    k: int | None = field(default=None, metadata=_doc("TopK k (qwen-scope: 50 or 100)"))
+    target_l0: float | None = field(default=None, metadata=_doc("JumpReLU target L0 (paper: 160; organism: 24)", flag="--l0"))
+    width: int | None = field(default=None, metadata=_doc("SAE width d_sae (default 16 x d_in)"))
+    fast: bool | None = field(default=None, metadata=_doc(
+        "qwen3-scope's fast training SAE classes (topk_fast / jumprelu_fast, saved as plain SAELens SAEs); default: "
+        "on when they are registered; --no-fast trains SAELens' own classes"))
+    seed: int = field(default=42, metadata=_doc("random seed (SAE initialisation, shuffling)"))
+    threads: int | None = field(default=None, metadata=_doc("torch threads (1 is fastest on a busy 2-core machine)"))
+    wandb_project: str | None = field(default=None, metadata=_doc(
+        "log training to this Weights & Biases project through SAELens' LoggingConfig (default: off)"))
+    runner_overrides: dict[str, Any] | None = field(default=None, metadata=_doc(
+        "SAELens runner settings to override (config file / library only)", cli=False))
+
+    def __post_init__(self) -> None:
+        from qwen3_scope.training.recipes import RECIPES
+
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}.")
+        if self.backend not in ("hooked", "hf"):
+            raise ValueError(f"backend {self.backend!r} cannot train through SAELens' runners; use hooked or hf.")
+        if isinstance(self.layers, (str, int)):
+            self.layers = [self.layers]  # type: ignore[list-item]
+        if self.layers is not None:
+            self.layers = parse_layers([str(x) for x in self.layers])
+        if isinstance(self.sites, str):
+            self.sites = [self.sites]
+        if isinstance(self.dataset, (str, Path)):
+            self.dataset = [str(self.dataset)]
+        if self.dataset is not None:
+            self.dataset = [str(d) for d in self.dataset] or None
+        for name in ("training_tokens", "checkpoint_every_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, value := parse_tokens(value))
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}.")
+        if self.dataset_weights is not None:
+            n_sources = len(self.dataset or [])
+            if len(self.dataset_weights) != n_sources:
+                raise ValueError(f"{len(self.dataset_weights)} dataset weight(s) for {n_sources} dataset source(s); give "
+                                 "one weight per --dataset source.")
+            if any(w <= 0 for w in self.dataset_weights):
+                raise ValueError(f"dataset weights must be positive, got {self.dataset_weights}.")
+        for name in ("width", "k", "max_saes_per_group", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}.")
+        if self.matmul_tflops is not None and self.matmul_tflops <= 0:
+            raise ValueError(f"matmul_tflops must be positive, got {self.matmul_tflops}.")
+        if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:
+            raise ValueError(f"memory_budget_gb must be positive, got {self.memory_budget_gb}.")
+        if self.out is not None:
+            self.out = str(self.out)
+        self.sae_dtype = self.sae_dtype or "float32"
+        super().__post_init__()  # device and dtype: checked now, before any model is loaded
+
+    def replace(self, **changes: Any) -> "SuiteTrainingConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    def portable_dict(self, spec: Any = None) -> dict[str, Any]:
+        """What the manifest records: no path of this machine (the output dir is where the manifest is; the model
+        by its portable name, from the already resolved `spec` when given; local datasets by file or folder name)."""
+        from qwen3_scope.models import resolve_model
+        from qwen3_scope.portable import portable_dataset_name, portable_model_name
+
+        out = self.to_dict()
+        out.pop("out")
+        out["dataset"] = [portable_dataset_name(d) for d in self.dataset] if self.dataset else None
+        try:
+            out["model"] = portable_model_name(spec if spec is not None else resolve_model(self.model))
+        except ValueError:
+            out["model"] = Path(self.model).name
+        return out

@@ -1,0 +1,41 @@
+"""Parsers for the human forms of token counts ('200k', '4B') and layer lists ('0-8', '3,5,7')."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+_SCALE = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
+
+
+class CountFormatError(argparse.ArgumentTypeError, ValueError):
+    """Raised for a malformed count; argparse shows its message, library callers catch a ValueError."""
+
+
+def parse_tokens(text: str | int) -> int:
+    """'200k', '4B', '1e6', '250000' -> int."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmbg]?)\s*", str(text).lower())
+    if match is None:
+        raise CountFormatError(f"{text!r} is not a token count; write e.g. 200000, 200k, 50M or 4B.")
+    return int(float(match[1]) * _SCALE.get(match[2], 1))
+
+
+def parse_layers(items: list[str] | None) -> list[int] | None:
+    """['0-3', '8', '10,12'] -> [0, 1, 2, 3, 8, 10, 12]; None or ['all'] -> None (the recipe's default)."""
+    if not items or items == ["all"]:
+        return None
+    layers: list[int] = []
+    for part in ",".join(str(i) for i in items).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if match is None:
+            raise ValueError(f"bad layer {part!r}; use numbers and ranges such as 0-8 or 3,5,7 (or 'all').")
+        start, end = int(match[1]), int(match[2] or match[1])
+        if end < start:
+            raise ValueError(f"layer range {part!r} runs backwards; write {end}-{start}.")
+        layers.extend(range(start, end + 1))
+    return layers
