@@ -4,6 +4,7 @@
     qwen3-scope train --model Qwen/Qwen3-8B --plan-only       # the paper's 8B suite: groups, memory, cost
     qwen3-scope train --model Qwen/Qwen3-1.7B --recipe qwen-scope --k 100 --layers 0-13 --dataset chats.jsonl
     qwen3-scope train --out runs/suites/x --resume            # continue an interrupted suite
+    qwen3-scope train --nproc 2 --out runs/suites/x           # two ranks (torchrun); see also python -m qwen3_scope.train
 """
 
 from __future__ import annotations
@@ -33,10 +34,20 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     planned = train_suite(config.replace(plan_only=True))
     print(planned.plan.summary())
+    if planned.parallel is not None and (config.nproc or 1) > 1:
+        print(planned.parallel.summary())
     print(f"suite directory: {planned.suite_dir}")
     if config.plan_only:
         return
+    if config.nproc is not None and config.nproc > 1:  # distributed: torchrun runs qwen3_scope.train on N ranks
+        from qwen3_scope.training.distributed import launch_config
+
+        raise SystemExit(launch_config(config))
     result = train_suite(config, plan=planned.plan)
+    print_result(result)
+
+
+def print_result(result) -> None:
     with pd.option_context("display.max_rows", None, "display.width", 200):
         table = result.metrics
         print(table.to_string(index=False))
