@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 logger = logging.getLogger("qwen3_scope.train")
@@ -29,14 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_rank(config, ctx) -> object:
-    """Train `config` as this rank of `ctx` (a `DistContext`); returns the SuiteResult. Errors name the rank."""
+def run_rank(config, ctx, **library: object) -> object:
+    """Train `config` as this rank of `ctx` (a `DistContext`); returns the SuiteResult. Errors name the rank.
+    `library`: train_suite's library-only arguments (e.g. `on_checkpoint`)."""
     from qwen3_scope.training.suite import train_suite
 
     try:
         if ctx.distributed:
             config = config.replace(device=ctx.device(config.device), sae_device=ctx.device(config.sae_device), nproc=None)
-        return train_suite(config, dist_context=ctx, progress=ctx.is_main)
+        return train_suite(config, dist_context=ctx, progress=ctx.is_main, **library)
     except BaseException as err:
         logger.error("rank %d of %d failed: %s: %s", ctx.rank, ctx.world_size, type(err).__name__, err)
         print(f"qwen3-scope train: rank {ctx.rank} of {ctx.world_size} failed: {type(err).__name__}: {err}",
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"qwen3-scope train: error: {err}", file=sys.stderr)
             return 2
         try:
+            if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:  # torchrun --max-restarts: continue
+                config = config.replace(resume=True)
             if config.threads:
                 import torch
 

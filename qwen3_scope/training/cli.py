@@ -32,17 +32,17 @@ def cmd_train(args: argparse.Namespace) -> None:
             print(f"recipe {recipe.name}: {recipe.summary} ({'small' if small else 'family'} scale for {config.model})\n")
             print(recipe.hyperparameters(small=small).to_string(index=False))
         return
-    planned = train_suite(config.replace(plan_only=True))
+    planned = train_suite(config.replace(plan_only=True))  # bad input (incl. --nproc) fails here, before launching
+    if config.nproc is not None and config.nproc > 1 and not config.plan_only:  # torchrun: rank 0 prints the plan
+        from qwen3_scope.training.distributed import launch_config
+
+        raise SystemExit(launch_config(config))
     print(planned.plan.summary())
     if planned.parallel is not None and (config.nproc or 1) > 1:
         print(planned.parallel.summary())
     print(f"suite directory: {planned.suite_dir}")
     if config.plan_only:
         return
-    if config.nproc is not None and config.nproc > 1:  # distributed: torchrun runs qwen3_scope.train on N ranks
-        from qwen3_scope.training.distributed import launch_config
-
-        raise SystemExit(launch_config(config))
     result = train_suite(config, plan=planned.plan)
     print_result(result)
 

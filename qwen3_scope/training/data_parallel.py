@@ -148,9 +148,10 @@ class DataParallelAdapter:
                 dist.broadcast(param.data, src=0)
 
     def _estimate_scaling_factors(self) -> None:
-        """SAELens' estimate on this rank's shards, combined into the global batch's mean norm."""
-        from sae_lens.training.activation_scaler import ActivationScaler  # noqa: F401  (the scaler in use)
+        """SAELens' norm-scaling factor (sqrt(d_in) / mean activation norm) over the global batches.
 
+        The norms are summed in float64 on each rank and then over the ranks, so the factor does not depend on
+        how the batches are split (SAELens' own estimate sums in float32, which does)."""
         needs = [name for name, sae in self.trainer.saes.items()
                  if sae.cfg.normalize_activations == "expected_average_only_in"
                  and self.trainer.trainers[name].activation_scaler.scaling_factor is None]
@@ -158,22 +159,20 @@ class DataParallelAdapter:
             return
         n = self.trainer.cfg.n_batches_for_norm_estimate
         cached = [next(self.stream) for _ in range(n)]  # what MultiSAETrainer would draw, on this rank's shards
-        norms = []
-        for name in needs:
-            d_in = self.trainer.saes[name].cfg.d_in
-            scaler = self.trainer.trainers[name].activation_scaler
+        sums = torch.zeros(len(needs) + 1, dtype=torch.float64)
+        for i, name in enumerate(needs):
             hook = self.trainer.hook_names[name]
-            scaler.estimate_scaling_factor(d_in=d_in, data_provider=iter([b[hook] for b in cached]),
-                                           n_batches_for_norm_estimate=n)
-            norms.append(d_in**0.5 / scaler.scaling_factor)  # this rank's mean norm
+            sums[i] = sum(batch[hook].double().norm(dim=-1).sum().item() for batch in cached)
+        sums[-1] = sum(next(iter(batch.values())).shape[0] for batch in cached)
         if self.world > 1:
             import torch.distributed as dist
 
-            mean = torch.tensor(norms, dtype=torch.float64, device=self._device())
-            dist.all_reduce(mean)
-            norms = (mean / self.world).tolist()
-        for name, norm in zip(needs, norms):
-            self.trainer.trainers[name].activation_scaler.scaling_factor = self.trainer.saes[name].cfg.d_in ** 0.5 / norm
+            sums = sums.to(self._device())
+            dist.all_reduce(sums)
+            sums = sums.cpu()
+        for i, name in enumerate(needs):
+            mean_norm = sums[i].item() / sums[-1].item()
+            self.trainer.trainers[name].activation_scaler.scaling_factor = self.trainer.saes[name].cfg.d_in ** 0.5 / mean_norm
 
     def _device(self) -> torch.device:
         return next(iter(self.trainer.saes.values())).W_dec.device if self.ctx.backend == "nccl" else torch.device("cpu")

@@ -1,0 +1,170 @@
+"""Distributed suite training on real torch.distributed processes: 2 spawned gloo ranks, file:// rendezvous,
+1 thread each, on the model organism with tiny token counts.
+
+(a) group parallelism gives SAEs bit-identical to the 1-process run; (b) data parallelism equals the 1-process
+run on the same global batch (float64, 1e-10); (c) a 2-rank run killed half-way resumes with 2 and with 1
+rank to the uninterrupted SAEs; (d) a rank that raises ends the job non-zero within 60 s, naming the rank.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                 reason="this torch has no gloo backend")]
+
+# 4 SAEs (layers 0-1 x resid_post/mlp_out) in one planned group, 6 steps of 1024 tokens, a checkpoint every 2 steps
+SUITE = dict(model="organism", layers=[0, 1], sites=["resid_post", "mlp_out"], training_tokens=6144,
+             checkpoint_every_tokens=2048, threads=1, parallel="group",
+             runner_overrides={"n_batches_for_norm_estimate": 2})
+
+
+def _rank(rank: int, world: int, rendezvous: str, settings: dict, die_on_checkpoint: int | None,
+          raise_on_checkpoint: int | None) -> None:
+    """One spawned rank: join the gloo group and train the suite (optionally killed or failing at a checkpoint)."""
+    torch.set_num_threads(1)
+    from qwen3_scope.train import run_rank
+    from qwen3_scope.training.config import SuiteTrainingConfig
+    from qwen3_scope.training.distributed import DistContext
+
+    config = SuiteTrainingConfig(**settings)
+    ctx = DistContext.initialise(rank, world, rendezvous, device="cpu", timeout_seconds=60)
+
+    def on_checkpoint(group: int, step: int) -> None:  # the library's checkpoint hook
+        if rank == die_on_checkpoint:
+            os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no cleanup, no exception
+        if rank == raise_on_checkpoint:
+            raise RuntimeError(f"injected failure in group {group} at step {step}")
+
+    try:
+        run_rank(config, ctx, on_checkpoint=on_checkpoint)
+    finally:
+        ctx.shutdown()
+
+
+def spawn(tmp: Path, settings: dict, world: int = 2, die_on_checkpoint: int | None = None,
+          raise_on_checkpoint: int | None = None) -> None:
+    rendezvous = tmp / f"rendezvous-{time.monotonic_ns()}"
+    torch.multiprocessing.start_processes(
+        _rank, args=(world, f"file://{rendezvous}", settings, die_on_checkpoint, raise_on_checkpoint),
+        nprocs=world, join=True, start_method="spawn")
+
+
+def one_process(settings: dict):
+    from qwen3_scope.training.suite import train_suite
+
+    return train_suite(progress=False, **settings)
+
+
+def sae_tensors(suite_dir: Path, sae_id: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    out = {}
+    for name in ("sae_weights.safetensors", "sparsity.safetensors"):
+        out.update({f"{name}:{k}": v for k, v in load_file(suite_dir / sae_id / name).items()})
+    return out
+
+
+def sae_ids(suite_dir: Path) -> list[str]:
+    import json
+
+    return list(json.loads((suite_dir / "manifest.json").read_text())["saes"])
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted 1-process suite (one group of 4 SAEs)."""
+    out = tmp_path_factory.mktemp("one") / "suite"
+    result = one_process({**SUITE, "out": str(out)})
+    assert len(result.plan.groups) == 1 and result.manifest["status"] == "complete"
+    return out
+
+
+def assert_bit_identical(a: Path, b: Path) -> None:
+    assert sae_ids(a) == sae_ids(b)
+    for sae_id in sae_ids(a):
+        x, y = sae_tensors(a, sae_id), sae_tensors(b, sae_id)
+        assert x.keys() == y.keys()
+        for key in x:
+            assert torch.equal(x[key], y[key]), f"{sae_id} {key} differs by {(x[key] - y[key]).abs().max().item()}"
+
+
+# ------------------------------------------------------------------------------------------------- (a)
+def test_group_parallel_two_ranks_equal_one_process(reference, tmp_path):
+    import json
+
+    out = tmp_path / "suite"
+    spawn(tmp_path, {**SUITE, "out": str(out)})
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    parallel = manifest["parallel"]
+    assert parallel["mode"] == "group" and parallel["world_size"] == 2
+    assert sorted(parallel["assignment"].values()) == [0, 1]  # the one planned group re-cut: one group per rank
+    assert [g["status"] for g in manifest["groups"]] == ["done", "done"]
+    assert set(manifest["metrics"]) == set(sae_ids(reference))
+    assert not (out / ".ranks").exists() and not (out / ".checkpoints").exists()
+    assert_bit_identical(reference, out)
+
+
+# ------------------------------------------------------------------------------------------------- (b)
+def test_data_parallel_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path):
+    """TopK with AuxK active (dead window of 2 steps), float64: gradients, firing counts, norm scaling agree."""
+    settings = dict(SUITE, recipe="qwen-scope", layers=[1], sites=["resid_post", "mlp_out"], parallel="data",
+                    runner_overrides={"dtype": "float64", "dead_feature_window": 2, "feature_sampling_window": 2,
+                                      "n_batches_for_norm_estimate": 2})
+    spawn(tmp_path, {**settings, "out": str(tmp_path / "dp2")})
+    one_process({**settings, "data_shards": 2, "out": str(tmp_path / "dp1")})
+    worst = 0.0
+    for sae_id in sae_ids(tmp_path / "dp1"):
+        x, y = sae_tensors(tmp_path / "dp1", sae_id), sae_tensors(tmp_path / "dp2", sae_id)
+        for key in x:
+            assert x[key].dtype == torch.float64 or "sparsity" in key
+            diff = (x[key].double() - y[key].double()).abs()
+            diff = diff[torch.isfinite(diff)]
+            worst = max(worst, diff.max().item() if diff.numel() else 0.0)
+            assert torch.equal(torch.isfinite(x[key]), torch.isfinite(y[key]))
+    assert worst < 1e-10, worst
+    import json
+
+    manifest = json.loads((tmp_path / "dp2" / "manifest.json").read_text())
+    assert manifest["parallel"]["mode"] == "data" and manifest["parallel"]["data_shards"] == 2
+
+
+# ------------------------------------------------------------------------------------------------- (c)
+def test_resume_across_world_sizes(reference, tmp_path):
+    """Rank 1 is killed (SIGKILL) at its first checkpoint; the suite then resumes with 2 ranks and with 1."""
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(Exception, match="(?i)signal|exit"):
+        spawn(tmp_path, {**SUITE, "out": str(interrupted)}, die_on_checkpoint=1)
+    checkpoints = list((interrupted / ".checkpoints").glob("group_*/step_*"))
+    assert checkpoints, "the killed run left no checkpoint"
+    for world in (2, 1):
+        copy = tmp_path / f"resumed_{world}"
+        shutil.copytree(interrupted, copy)
+        settings = {**SUITE, "out": str(copy), "resume": True}
+        if world == 2:
+            spawn(tmp_path, settings)
+        else:
+            one_process(settings)
+        assert_bit_identical(reference, copy)
+
+
+# ------------------------------------------------------------------------------------------------- (d)
+def test_a_failing_rank_ends_the_job_quickly_and_names_itself(tmp_path, capfd):
+    """Data parallelism, so rank 0 is inside a collective when rank 1 raises."""
+    settings = dict(SUITE, layers=[0], sites=["resid_post"], parallel="data", out=str(tmp_path / "fail"))
+    start = time.monotonic()
+    with pytest.raises(Exception) as err:
+        spawn(tmp_path, settings, raise_on_checkpoint=1)
+    elapsed = time.monotonic() - start
+    assert elapsed < 60, f"the job took {elapsed:.0f} s to fail"
+    text = str(err.value) + capfd.readouterr().err
+    assert "rank 1 of 2 failed: RuntimeError: injected failure" in text
