@@ -22,15 +22,42 @@ from qwen3_scope.sae_loaders import BUNDLED_PREFIX, SAE_CFG_FILENAME, SAE_WEIGHT
 BUNDLED_WIDTH = 1024  # 8 x d_model: keeps the 12 shipped SAEs at ~13 MB
 BUNDLED_TOKENS = 600_000
 EVAL_TABLE = "suite_eval.csv"
+SUITE = "organism"
 
 
-def copy_suite_into_package(suite_dir: Path) -> list[dict]:
-    """Copy every SAE of a suite to bundled_saes/<id>/ and return release entries pointing there."""
+class NotASourceCheckoutError(RuntimeError):
+    pass
+
+
+def source_checkout() -> Path:
+    """The checkout this qwen3_scope was imported from; refuses an installed package (site-packages, a wheel
+    install, an editable install's copy elsewhere): the bundler rewrites package files, and those must only
+    change in a source tree under version control."""
+    package = Path(str(bundled_root())).resolve().parent
+    repo = package.parent
+    installed = any(part in ("site-packages", "dist-packages") for part in package.parts)
+    if installed or not (repo / "pyproject.toml").is_file() or not (repo / "pretrained_saes.yaml").is_file():
+        raise NotASourceCheckoutError(
+            f"qwen3_scope is imported from {package}, which is not a source checkout (no pyproject.toml and "
+            "pretrained_saes.yaml beside it, or inside site-packages); the bundler only writes into a checkout. Run it "
+            "there: cd /path/to/qwen3-scope && PYTHONPATH=$PWD python -m qwen3_scope.bundle"
+        )
+    return repo
+
+
+def copy_suite_into_package(suite_dir: Path, root: Path | None = None) -> list[dict]:
+    """Copy every SAE of a suite to <root>/<id>/ (default: the package's bundled_saes) and return release entries
+    pointing there. Refuses a suite whose configs name a path of this machine."""
+    from qwen3_scope.portable import machine_paths_in
+
+    root = root or bundled_root()
     entries = []
     for entry in suite_entries(suite_dir):
-        source, target = suite_dir / entry["path"], bundled_root() / entry["id"]
-        if target.exists():
-            shutil.rmtree(target)
+        source, target = suite_dir / entry["path"], root / entry["id"]
+        hits = machine_paths_in((source / SAE_CFG_FILENAME).read_text())
+        if hits:
+            raise ValueError(f"{source / SAE_CFG_FILENAME} names paths of this machine ({hits[0]!r}); retrain the suite "
+                             "with this version of qwen3-scope (it records portable model and dataset names).")
         target.mkdir(parents=True)
         for name in (SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME):
             if (source / name).is_file():
@@ -43,19 +70,29 @@ def build(suite_dir: Path | None, tokens: int, width: int) -> Path:
     from qwen3_scope.evaluation import evaluate_suite, write_back_release_yaml
     from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig
 
+    repo = source_checkout()  # before anything is trained or written
     if suite_dir is None:
         from qwen3_scope.sites import PAPER_SITES
         from qwen3_scope.training.suite import train_suite
 
-        suite_dir = train_suite(model="organism", recipe="paper", out=Path("runs/bundled_suite"), sites=list(PAPER_SITES),
-                                training_tokens=tokens, width=width, fast=None, resume=True).suite_dir
-    shutil.rmtree(bundled_root(), ignore_errors=True)
-    entries = copy_suite_into_package(Path(suite_dir))
-    target_yaml = release_file().resolve()  # the repo's top-level pretrained_saes.yaml (the package links to it)
+        suite_dir = train_suite(model="organism", recipe="paper", out=repo / "runs" / "bundled_suite", sites=list(PAPER_SITES),
+                                training_tokens=tokens, width=width, fast=None, resume=True, device="cpu").suite_dir
+    # stage the new tree beside the old one, then swap: a failure leaves the shipped suite as it was
+    staging = bundled_root() / f".{SUITE}.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    entries = copy_suite_into_package(Path(suite_dir), staging)
+    old = bundled_root() / f".{SUITE}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if (bundled_root() / SUITE).exists():
+        (bundled_root() / SUITE).rename(old)
+    (staging / SUITE).rename(bundled_root() / SUITE)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    target_yaml = repo / "pretrained_saes.yaml"  # the package's pretrained_saes.yaml links to it
     write_release_file(target_yaml, entries)
     register_release_file(target_yaml)
-    result = evaluate_suite(release=RELEASE, pattern="organism/.*", config=SuiteEvalConfig())
-    result.table.to_csv(bundled_root() / "organism" / EVAL_TABLE, index=False)
+    result = evaluate_suite(release=RELEASE, pattern=f"{SUITE}/.*", config=SuiteEvalConfig(device="cpu"))
+    result.table.to_csv(bundled_root() / SUITE / EVAL_TABLE, index=False)
     write_back_release_yaml(result.table, target_yaml, release=RELEASE)
     print(result.table[["sae_id", "l0", "explained_variance", "ce_loss_score", "delta_lm_loss"]].to_string(index=False))
     return bundled_root()

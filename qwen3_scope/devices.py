@@ -10,7 +10,7 @@ a GPU, else `cpu`. Dtypes: `float32`, `bfloat16`, `float16`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -122,3 +122,31 @@ def resolve_placement(device: str | None = None, dtype: str | torch.dtype | None
     llm_device = resolve_device(device)
     sae_dev = resolve_device(sae_device) if sae_device not in (None, "", "auto") else llm_device
     return Placement(llm_device, resolve_dtype(dtype, llm_device), sae_dev, resolve_dtype(sae_dtype, sae_dev))
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class PlacementOptions:
+    """The four placement settings every job config inherits (and so every subcommand offers):
+    `--device`, `--dtype` (the LLM), `--sae-device`, `--sae-dtype` (the SAEs). Checked in `__post_init__`."""
+
+    device: str | None = field(default=None, metadata=_help(
+        "device of the LLM: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)"))
+    dtype: str = field(default="float32", metadata=_help("dtype of the LLM: float32, bfloat16 or float16"))
+    sae_device: str | None = field(default=None, metadata=_help(
+        "device of the SAEs (SAELens' LLM/SAE device split; default: the LLM's)"))
+    sae_dtype: str | None = field(default=None, metadata=_help(
+        "dtype of the SAEs (default: float32 for training, as saved otherwise)"))
+
+    def __post_init__(self) -> None:
+        placement = resolve_placement(self.device, self.dtype, self.sae_device, self.sae_dtype)
+        self.device, self.sae_device, self.dtype = placement.device, placement.sae_device, dtype_name(self.dtype)
+        if self.sae_dtype is not None:
+            self.sae_dtype = dtype_name(self.sae_dtype)
+
+    @property
+    def placement(self) -> Placement:
+        return resolve_placement(self.device, self.dtype, self.sae_device, self.sae_dtype)

@@ -95,12 +95,14 @@ def test_suite_metrics_equal_saelens_run_evals(model, tokens, tiny_qwen3_dir):
         assert row.delta_lm_loss == pytest.approx(expected["ce_loss_with_sae"] - expected["ce_loss_without_sae"])
     assert list(table["site"]) == ["resid_post", "mlp_out", "attn_out", "mlp_out"] and list(table["layer"]) == [0, 1, 1, 1]
     n_saes, n_batches = len(saes), CONFIG.n_batches
-    # one clean pass per batch for the whole suite; every clean/cache request after that came from it
+    # one clean pass per batch for the whole suite; every activation request of run_evals came from it
     assert result.stats["clean_passes"] == n_batches and result.stats.get("model_calls", 0) == 0
-    assert result.stats["clean_from_memo"] == result.stats["cache_from_memo"] == n_saes * n_batches
-    # two SAEs share mlp_out/layer_1: its zero-ablation pass runs once per batch
-    assert result.stats["ablation_from_memo"] == n_batches
-    assert result.stats["spliced_passes"] == 2 * n_saes * n_batches - n_batches
+    assert result.stats["cache_from_memo"] == n_saes * n_batches
+    # one spliced pass per SAE and one zero-ablation pass per hook (two SAEs share mlp_out/layer_1), per batch;
+    # one unembedding per pass: clean, ablations, SAEs
+    n_hooks = len({sae.cfg.metadata.hook_name for _, sae in saes})
+    assert result.stats["spliced_passes"] == (n_saes + n_hooks) * n_batches
+    assert result.stats["unembeddings"] == (1 + n_saes + n_hooks) * n_batches
     assert (table["density_tokens"] == tokens.count_tokens(n_batches, special_token_ids(model.tokenizer))).all()
     assert 0 < table["density_tokens"].iloc[0] < CONFIG.n_tokens  # special tokens of the chat format were excluded
 
@@ -109,9 +111,8 @@ def test_small_memory_budget_splits_the_suite_and_keeps_results(model, tokens, t
     saes = [sae_at(hook_name(s, l), str(tiny_qwen3_dir), seed=l) for l in range(2) for s in ("resid_post", "mlp_out")]
     tight = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False, memory_budget_gb=1e-4)
     result = evaluate_suite(saes, model=model, tokens=tokens, config=tight)
-    # logits do not fit: clean calls go to the model, activations still come from one pass per group
-    assert result.stats["clean_passes"] == len(saes) * tight.n_batches and "clean_from_memo" not in result.stats
-    assert result.stats["model_calls"] == len(saes) * tight.n_batches
+    # each SAE's activations alone fill the budget: one group (and one clean pass per batch) per SAE
+    assert result.stats["clean_passes"] == len(saes) * tight.n_batches and result.stats.get("model_calls", 0) == 0
     for sae, row in zip(saes, result.table.itertuples()):
         for key, value in plain_run_evals(sae, model, tokens).items():
             assert getattr(row, key) == pytest.approx(value, rel=1e-5, abs=1e-6), key
@@ -141,6 +142,7 @@ def test_other_backends_match_plain_run_evals(tiny_qwen3_dir, tokens, backend):
     for key, value in plain_run_evals(sae, other, tokens).items():
         assert result.table.iloc[0][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     assert result.stats["full_patched_passes"] == 2 * CONFIG.n_batches and result.table.iloc[0]["backend"] == backend
+    assert result.stats["clean_passes"] == CONFIG.n_batches
 
 
 def test_identity_sae_recovers_everything_and_counts_its_dead_latent(model, tokens, tiny_qwen3_dir):

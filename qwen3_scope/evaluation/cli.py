@@ -23,14 +23,13 @@ def add_cli(subparsers) -> None:
                                                       "(one per line); default: the organism's held-out evaluation splits, or "
                                                       "the held-out documents the training suite wrote")
     parser.add_argument("--tokens", type=int, default=None, help="held-out tokens per SAE (sets the number of batches)")
-    parser.add_argument("--batches", type=int, default=8, help="number of token batches (ignored with --tokens)")
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts per batch")
-    parser.add_argument("--context-size", type=int, default=128, help="tokens per prompt")
-    parser.add_argument("--dense-threshold", type=float, default=0.1, help="a latent firing on more than this share of tokens counts as dense")
     parser.add_argument("--out", default="runs/eval", help="output directory")
     parser.add_argument("--write-back", default=None, metavar="YAML", help="record measured l0 / variance_explained in this release yaml")
     parser.add_argument("--plain", action="store_true", help="no shared forward pass: plain run_evals per SAE (the baseline)")
-    parser.add_argument("--device", default="cpu")
+    from qwen3_scope.config_cli import add_config_arguments
+    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig
+
+    add_config_arguments(parser, SuiteEvalConfig)  # batches, placement, precision, memory: one option per field
     parser.set_defaults(func=cmd_eval)
 
 
@@ -39,19 +38,28 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from qwen3_scope.evaluation.report import markdown_summary, write_outputs
     from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite, write_back_release_yaml
 
-    per_batch = args.batch_size * args.context_size
+    from qwen3_scope.config_cli import config_from_args
+
+    config = config_from_args(SuiteEvalConfig, args)  # device/dtype checked here, before anything loads
+    per_batch = config.batch_size_prompts * config.context_size
     if args.tokens is not None and args.tokens < per_batch:
-        raise ValueError(f"--tokens {args.tokens} is less than one batch ({args.batch_size} x {args.context_size} = {per_batch}); "
-                         "raise --tokens or lower --batch-size / --context-size.")
-    n_batches = args.tokens // per_batch if args.tokens is not None else args.batches
-    config = SuiteEvalConfig(n_batches=n_batches, batch_size_prompts=args.batch_size, context_size=args.context_size,
-                             dense_threshold=args.dense_threshold, share_forward=not args.plain)
+        raise ValueError(f"--tokens {args.tokens} is less than one batch ({config.batch_size_prompts} x {config.context_size} = "
+                         f"{per_batch}); raise --tokens or lower --batch-size / --context-size.")
+    changes = {}
+    if args.tokens is not None:
+        changes["n_batches"] = args.tokens // per_batch
+    if args.plain:
+        changes["share_forward"] = False
+    if changes:
+        from dataclasses import replace
+
+        config = replace(config, **changes)
     documents = read_documents(args.texts) if args.texts else None
     if args.suite:
         source = dict(suite_dir=args.suite, pattern=args.ids or ".*")
     else:
         source = dict(release=args.release, pattern=args.ids or (ORGANISM_PATTERN if args.release == ORGANISM_RELEASE else ".*"))
-    result = evaluate_suite(**source, model=args.model, documents=documents, config=config, device=args.device)
+    result = evaluate_suite(**source, model=args.model, documents=documents, config=config)
     meta = {"source": args.suite or f"{args.release} ids {source['pattern']}", "SAEs": len(result.table),
             "held-out text": result.held_out,
             "held-out tokens per SAE": f"{config.n_tokens} ({result.table['density_tokens'].iloc[0]} after excluding special tokens)",

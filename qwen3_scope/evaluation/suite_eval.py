@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import takewhile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen3_scope.chat import special_token_ids
+from qwen3_scope.devices import PlacementOptions
 from qwen3_scope.evaluation.held_out import (
     SUITE_HELD_OUT, Document, HeldOutTokens, NotEnoughTokensError, organism_documents, suite_held_out_texts,
 )
@@ -49,34 +50,63 @@ class SuiteModelMismatchError(ValueError):
     pass
 
 
+def _doc(help: str, **more: Any) -> dict[str, Any]:
+    return {"help": help, **more}
+
+
 @dataclass
-class SuiteEvalConfig:
-    """How much held-out text, and how it is batched; every SAE sees the same n_batches batches.
+class SuiteEvalConfig(PlacementOptions):
+    """How a suite is evaluated: held-out batches (every SAE sees the same n_batches batches), placement and
+    precision, memory bounds. Every field is a `qwen3-scope eval` option.
 
     Reconstruction (CE/KL) and sparsity/variance metrics both run over all n_batches, so feature density
     is measured over n_batches x batch_size_prompts x context_size tokens minus the special tokens.
     """
 
-    n_batches: int = 8
-    batch_size_prompts: int = 8
-    context_size: int = 128
-    dense_threshold: float = 0.1
-    share_forward: bool = True  # False: plain run_evals per SAE on the bare model (the baseline)
-    memory_budget_gb: float = 4.0  # memo of clean passes; larger suites are evaluated in layer groups
-    exclude_special_tokens: bool = True
-    progress: bool = True
+    n_batches: int = field(default=8, metadata=_doc("number of token batches (ignored with --tokens)", flag="--batches"))
+    batch_size_prompts: int = field(default=8, metadata=_doc("prompts per batch", flag="--batch-size"))
+    context_size: int = field(default=128, metadata=_doc("tokens per prompt"))
+    dense_threshold: float = field(default=0.1, metadata=_doc(
+        "a latent firing on more than this share of tokens counts as dense"))
+    share_forward: bool = field(default=True, metadata=_doc(
+        "one clean pass per batch shared by every SAE, spliced passes from each SAE's layer; --no-share-forward "
+        "(or --plain) runs SAELens' plain run_evals per SAE on the bare model (the baseline)"))
+    memory_budget_gb: float = field(default=4.0, metadata=_doc(
+        "memory for the cached clean activations; larger suites are evaluated in layer groups", flag="--memory-gb"))
+    max_logits_gb: float = field(default=0.5, metadata=_doc(
+        "largest block of logits alive at once (batches are cut into chunks of sequences to stay under it)"))
+    logits_dtype: str = field(default="float32", metadata=_doc("dtype of the log-softmax / CE / KL arithmetic"))
+    exclude_special_tokens: bool = field(default=True, metadata=_doc("leave Qwen3's control tokens out of every metric"))
+    progress: bool = field(default=True, metadata=_doc("progress bars", cli=False))
+
+    def __post_init__(self) -> None:
+        from qwen3_scope.devices import dtype_name
+
+        super().__post_init__()  # device and dtype, checked before anything loads
+        for name in ("n_batches", "batch_size_prompts", "context_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if not 0 < self.dense_threshold <= 1:
+            raise ValueError(f"dense_threshold must be in (0, 1], got {self.dense_threshold}.")
+        if self.memory_budget_gb <= 0 or self.max_logits_gb <= 0:
+            raise ValueError("memory_budget_gb and max_logits_gb must be positive.")
+        self.logits_dtype = dtype_name(self.logits_dtype)
 
     @property
     def n_tokens(self) -> int:
         return self.n_batches * self.batch_size_prompts * self.context_size
 
-    def eval_config(self):
+    def eval_config(self, reconstruction: bool = True):
+        """SAELens' eval config; without `reconstruction` the CE/KL metrics are left to `SuiteReconstruction`."""
         from sae_lens.evals import get_eval_everything_config
 
-        return get_eval_everything_config(
+        config = get_eval_everything_config(
             batch_size_prompts=self.batch_size_prompts, n_eval_reconstruction_batches=self.n_batches,
             n_eval_sparsity_variance_batches=self.n_batches,
         )
+        if not reconstruction:
+            config = replace(config, compute_kl=False, compute_ce_loss=False)
+        return config
 
 
 @dataclass
@@ -191,8 +221,19 @@ def _backend_for_hooks(hooks: Sequence[str]) -> str:
     raise UnknownHookError(f"these SAE hooks are not Qwen3 site hooks of a single backend: {sorted(set(hooks))}.")
 
 
-def load_suite_model(entries: Sequence[SuiteEntry], device: str = "cpu", name: str | Path | None = None):
-    """`name`, or else the one model every SAE names in `cfg.metadata.model_name`, in the backend their hooks use."""
+class ModelNotAvailableError(FileNotFoundError):
+    pass
+
+
+def load_suite_model(entries: Sequence[SuiteEntry], device: str = "cpu", name: str | Path | None = None,
+                     dtype: str = "float32"):
+    """`name`, or else the one model every SAE names in `cfg.metadata.model_name`, in the backend their hooks use.
+
+    SAEs name their model portably (hub name, `organism`, or a local checkpoint's folder name); a model that
+    is neither known nor on this machine is an error that says which model is needed and how to give it."""
+    from qwen3_scope.models import ModelNotFoundError, resolve_model
+
+    given = name is not None
     if name is None:
         names = sorted({str(e.sae.cfg.metadata.model_name) for e in entries})
         if len(names) != 1 or names[0] in ("None", ""):
@@ -201,7 +242,17 @@ def load_suite_model(entries: Sequence[SuiteEntry], device: str = "cpu", name: s
             )
         name = names[0]
     backend = _backend_for_hooks([e.sae.cfg.metadata.hook_name for e in entries])
-    return load_model(name, backend=backend, device=device)
+    try:
+        spec = resolve_model(name)
+    except ModelNotFoundError as err:
+        if given:
+            raise
+        raise ModelNotAvailableError(
+            f"these SAEs were trained on model {name!r}, which is neither a Qwen3 family name nor a model on this "
+            f"machine (a local checkpoint is recorded by its folder name only). Pass the checkpoint directory: "
+            f"qwen3-scope eval --model /path/to/{Path(str(name)).name} (library: evaluate_suite(..., model=...))."
+        ) from err
+    return load_model(spec, backend=backend, device=device, dtype=dtype)
 
 
 def check_suite(entries: Sequence[SuiteEntry], model: Any, backend: str) -> None:
@@ -310,28 +361,39 @@ def _row(entry: SuiteEntry, model: Any, backend: str, metrics: dict[str, Any], f
 def evaluate_suite(
     saes: Sequence[Any] | None = None, *, release: str | None = None, pattern: str = ".*", suite_dir: str | Path | None = None,
     model: Any = None, tokens: HeldOutTokens | None = None, documents: Sequence[Document] | None = None,
-    config: SuiteEvalConfig | None = None, device: str = "cpu",
+    config: SuiteEvalConfig | None = None, device: str | None = None,
 ) -> SuiteResult:
     """Evaluate a suite (SAE objects, a release + id pattern, or a suite directory) on one held-out token set.
 
     model: a loaded model, a name/path, or None for the one the SAEs name (loaded in the backend their hook
     names belong to). tokens: fixed batches, else built from `documents`, the organism's held-out splits or
-    the suite's held-out documents (see `held_out_tokens`).
+    the suite's held-out documents (see `held_out_tokens`). Placement and precision come from `config`
+    (`device` overrides its device for the model and the SAEs).
     """
     from sae_lens.evals import run_evals
     from sae_lens.training.activation_scaler import ActivationScaler
 
+    from qwen3_scope.devices import DTYPES
+    from qwen3_scope.evaluation.reconstruction import SuiteReconstruction
+    from qwen3_scope.evaluation.shared_forward import BatchMemo
+
     cfg = config or SuiteEvalConfig()
+    if device is not None:
+        cfg = replace(cfg, device=device, sae_device=device)
+    sae_device = cfg.sae_device
     if saes is not None:
         entries = as_entries(saes)
     elif suite_dir is not None:
-        entries = entries_from_directory(suite_dir, pattern, device)
+        entries = entries_from_directory(suite_dir, pattern, sae_device)
     elif release is not None:
-        entries = entries_from_release(release, pattern, device)
+        entries = entries_from_release(release, pattern, sae_device)
     else:
         raise EmptySuiteError("give SAEs, a release (with an id pattern) or a suite directory to evaluate.")
+    if cfg.sae_dtype is not None:
+        for entry in entries:
+            entry.sae.to(dtype=DTYPES[cfg.sae_dtype])
     if model is None or isinstance(model, (str, Path)):
-        model = load_suite_model(entries, device, name=model)
+        model = load_suite_model(entries, cfg.device, name=model, dtype=cfg.dtype)
     backend = backend_of(model)
     check_suite(entries, model, backend)
     held_out = "given token batches"
@@ -346,28 +408,38 @@ def evaluate_suite(
     tokens.store_batch_size_prompts = cfg.batch_size_prompts
     special = special_token_ids(model.tokenizer) if cfg.exclude_special_tokens else []
     density_tokens = tokens.count_tokens(cfg.n_batches, special)
-    eval_config = cfg.eval_config()
+    eval_config = cfg.eval_config(reconstruction=not cfg.share_forward)
     rows, features, stats = [], {}, {}
     start = time.perf_counter()
-    groups, keep_logits = _layer_groups(entries, model, cfg, backend) if cfg.share_forward else ([entries], False)
+    groups = _layer_groups(entries, model, cfg, backend)[0] if cfg.share_forward else [entries]
     progress = tqdm(total=len(entries), desc="evaluating SAEs", disable=not cfg.progress)
     for group in groups:
-        runner = model
+        runner, recon, shared_seconds = model, None, 0.0
         if cfg.share_forward:
+            # CE/KL of every SAE of the group from one clean pass per batch (SuiteReconstruction); the clean
+            # activations it caches then serve run_evals' sparsity and variance metrics (SharedForwardModel)
+            t0 = time.perf_counter()
             hooks = [e.sae.cfg.metadata.hook_name for e in group]
-            shared = {h for h in hooks if hooks.count(h) > 1}
-            runner = SharedForwardModel(model, hooks, shared_ablation_hooks=shared, backend=backend, keep_logits=keep_logits)
-            runner.prepare(tokens.batches(cfg.n_batches), progress=cfg.progress)
+            runner = SharedForwardModel(model, hooks, backend=backend, keep_logits=False)
+            recon = SuiteReconstruction(model, {e.sae_id: e.sae for e in group}, backend, ignore_tokens=special,
+                                        logits_dtype=DTYPES[cfg.logits_dtype], max_logits_gb=cfg.max_logits_gb)
+            batches = tokens.batches(cfg.n_batches)
+            for batch in tqdm(batches, desc="clean + spliced passes", disable=not cfg.progress, leave=False):
+                runner.memos.append(BatchMemo(tokens=batch, logits=None, loss=None, cache=recon.add_batch(batch)))
+            shared_seconds = (time.perf_counter() - t0) / len(group)
         for entry in group:
             progress.set_postfix_str(entry.sae_id)
             tokens.reset_input_dataset()
             t0 = time.perf_counter()
             metrics, feats = run_evals(entry.sae, tokens, runner, ActivationScaler(), eval_config, exclude_special_tokens=special or False)
-            rows.append(_row(entry, model, backend, metrics, feats, density_tokens, cfg, time.perf_counter() - t0))
+            if recon is not None:
+                for group_name, values in recon.metrics(entry.sae_id).items():
+                    metrics.setdefault(group_name, {}).update(values)
+            rows.append(_row(entry, model, backend, metrics, feats, density_tokens, cfg, time.perf_counter() - t0 + shared_seconds))
             features[entry.sae_id] = feats
             progress.update()
-        if cfg.share_forward:
-            for key, value in runner.stats.items():
+        if recon is not None:
+            for key, value in (runner.stats + recon.stats).items():
                 stats[key] = stats.get(key, 0) + value
     progress.close()
     order = {e.sae_id: i for i, e in enumerate(entries)}  # groups run in layer order; report in the given order

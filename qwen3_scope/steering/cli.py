@@ -32,10 +32,18 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="tokens the direction is added at (all = Arditi's every-position addition)")
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-in-means baseline")
     p.add_argument("--out", default="runs/steer", help="output directory (CSV tables, PNG plot, Markdown section)")
+    from qwen3_scope.config_cli import add_config_arguments
+    from qwen3_scope.devices import PlacementOptions
+
+    add_config_arguments(p, PlacementOptions, config_option=False)
 
 
 def _shared_kwargs(args: argparse.Namespace) -> dict:
-    return dict(
+    from qwen3_scope.config_cli import config_to_dict, config_from_args
+    from qwen3_scope.devices import PlacementOptions
+
+    placement = config_to_dict(config_from_args(PlacementOptions, args))  # checked before anything loads
+    return dict(**placement,
         model=args.model, backend=args.backend, suite_dir=args.suite_dir, release=args.release, sae_ids=args.sae_ids,
         n_discover=args.n_prompts, n_eval=args.n_prompts, screen=args.screen, top_k=args.top_k, screen_alpha=args.screen_alpha,
         alphas=tuple(args.alphas), max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,

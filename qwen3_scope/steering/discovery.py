@@ -31,10 +31,22 @@ POSITION_MODES = ("post_instruction", "last", "all")
 
 def load_suite(
     suite_dir: str | Path | None = None, release: str | None = None, sae_ids: Sequence[str] | None = None,
-    model_key: str | None = None, device: str = "cpu",
+    model_key: str | None = None, device: str = "cpu", dtype: str | None = None,
 ) -> dict[str, Any]:
     """SAEs by id: every SAE folder (cfg.json + sae_weights.safetensors) under `suite_dir`, or `sae_ids`
-    of a SAELens release (default: every id of `release` that starts with `model_key/`)."""
+    of a SAELens release (default: every id of `release` that starts with `model_key/`); on `device`, in
+    `dtype` (default: as saved)."""
+    saes = _load_suite(suite_dir, release, sae_ids, model_key, device)
+    if dtype is not None:
+        from qwen3_scope.devices import DTYPES, dtype_name
+
+        for sae in saes.values():
+            sae.to(dtype=DTYPES[dtype_name(dtype)])
+    return saes
+
+
+def _load_suite(suite_dir: str | Path | None, release: str | None, sae_ids: Sequence[str] | None, model_key: str | None,
+                device: str) -> dict[str, Any]:
     from sae_lens import SAE
 
     if suite_dir is not None:

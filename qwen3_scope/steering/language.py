@@ -89,8 +89,9 @@ def run_language_study(
     from qwen3_scope.loading import load_model, model_spec
 
     french, english, default_detector = _prompt_sets(cfg)  # bad prompt files fail before anything is loaded
-    model = model if model is not None else load_model(cfg.model, backend=cfg.backend, device=cfg.device)
-    saes = saes if saes is not None else load_suite(cfg.suite_dir, cfg.release, cfg.sae_ids, model_spec(model).key, cfg.device)
+    model = model if model is not None else load_model(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
+    saes = saes if saes is not None else load_suite(cfg.suite_dir, cfg.release, cfg.sae_ids, model_spec(model).key, cfg.sae_device,
+                                                   dtype=cfg.sae_dtype)
     detector = detector or default_detector
     meta = {"title": f"Language steering (French latent) on {model_spec(model).name}", "config": asdict(cfg),
             "task_labels": {"induce": "amplify (English prompts)", "suppress": "suppress (French prompts)"}}

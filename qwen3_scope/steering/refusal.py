@@ -51,8 +51,9 @@ def run_refusal_study(
     from qwen3_scope.loading import load_model, model_spec
 
     harmful, harmless = prompt_sets(cfg)  # bad prompt files fail before anything is loaded
-    model = model if model is not None else load_model(cfg.model, backend=cfg.backend, device=cfg.device)
-    saes = saes if saes is not None else load_suite(cfg.suite_dir, cfg.release, cfg.sae_ids, model_spec(model).key, cfg.device)
+    model = model if model is not None else load_model(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
+    saes = saes if saes is not None else load_suite(cfg.suite_dir, cfg.release, cfg.sae_ids, model_spec(model).key, cfg.sae_device,
+                                                   dtype=cfg.sae_dtype)
     judge = judge or DEFAULT_JUDGE
     meta = {"title": f"Refusal steering on {model_spec(model).name}", "judge": repr(judge), "config": asdict(cfg),
             "task_labels": {"induce": "induce (add, harmless prompts)", "suppress": "bypass (subtract, harmful prompts)"}}

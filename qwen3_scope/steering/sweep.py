@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from qwen3_scope.devices import PlacementOptions
 from qwen3_scope.steering.generation import Completions, completion_ce, greedy_generate
 from qwen3_scope.steering.interventions import AblateDirection, AddDirection, Intervention, ablate_feature, steer
 
@@ -209,8 +210,8 @@ def summarize(table: pd.DataFrame, target: float = 0.9) -> pd.DataFrame:
 
 
 @dataclass
-class StudyConfig:
-    """Shared knobs of the refusal and language studies."""
+class StudyConfig(PlacementOptions):
+    """Shared knobs of the refusal and language studies (placement: `PlacementOptions`)."""
 
     model: str = "organism"
     backend: str = "hooked"
@@ -227,7 +228,6 @@ class StudyConfig:
     batch_size: int = 16
     discovery_positions: str = "post_instruction"
     steer_positions: str = "post_instruction"
-    device: str = "cpu"
     baseline: bool = True
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen3_scope.config_cli import config_to_dict
-from qwen3_scope.devices import dtype_name, resolve_placement
+from qwen3_scope.devices import PlacementOptions
 from qwen3_scope.training.parsing import parse_layers, parse_tokens
 
 
@@ -22,11 +22,12 @@ def _doc(help: str, **more: Any) -> dict[str, Any]:
 
 
 @dataclass
-class SuiteTrainingConfig:
+class SuiteTrainingConfig(PlacementOptions):
     """One suite of SAEs (every chosen layer x site of a Qwen3 model) trained with a recipe.
 
     Every field is a `qwen3-scope train` option (`--field-name` unless noted); `None` means "the recipe's
-    value" for recipe settings and "automatic" for placement and resources.
+    value" for recipe settings and "automatic" for placement and resources. Placement (`device`, `dtype`,
+    `sae_device`, `sae_dtype`) comes from `PlacementOptions`; the SAEs train in float32 unless `sae_dtype` says.
     """
 
     model: str = field(default="organism", metadata=_doc(
@@ -59,17 +60,11 @@ class SuiteTrainingConfig:
     k: int | None = field(default=None, metadata=_doc("TopK k (qwen-scope: 50 or 100)"))
     target_l0: float | None = field(default=None, metadata=_doc("JumpReLU target L0 (paper: 160; organism: 24)", flag="--l0"))
     width: int | None = field(default=None, metadata=_doc("SAE width d_sae (default 16 x d_in)"))
-    fast: bool | None = field(default=False, metadata=_doc(
-        "qwen3-scope's fast training SAE classes (topk_fast / jumprelu_fast, saved as plain SAELens SAEs); "
-        "--no-fast trains SAELens' own classes"))
+    fast: bool | None = field(default=None, metadata=_doc(
+        "qwen3-scope's fast training SAE classes (topk_fast / jumprelu_fast, saved as plain SAELens SAEs); default: "
+        "on when they are registered; --no-fast trains SAELens' own classes"))
     seed: int = field(default=42, metadata=_doc("random seed (SAE initialisation, shuffling)"))
     threads: int | None = field(default=None, metadata=_doc("torch threads (1 is fastest on a busy 2-core machine)"))
-    device: str | None = field(default=None, metadata=_doc(
-        "device of the LLM: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)"))
-    dtype: str = field(default="float32", metadata=_doc("dtype of the LLM: float32, bfloat16 or float16"))
-    sae_device: str | None = field(default=None, metadata=_doc(
-        "device of the SAEs (SAELens' LLM/SAE device split; default: the LLM's)"))
-    sae_dtype: str = field(default="float32", metadata=_doc("dtype of the SAEs and their activations (SAELens' dtype)"))
     wandb_project: str | None = field(default=None, metadata=_doc(
         "log training to this Weights & Biases project through SAELens' LoggingConfig (default: off)"))
     nproc: int | None = field(default=None, metadata=_doc(
@@ -132,14 +127,8 @@ class SuiteTrainingConfig:
             raise ValueError(f"memory_budget_gb must be positive, got {self.memory_budget_gb}.")
         if self.out is not None:
             self.out = str(self.out)
-        # device and dtype: checked now, before any model is loaded
-        placement = resolve_placement(self.device, self.dtype, self.sae_device, self.sae_dtype)
-        self.device, self.sae_device = placement.device, placement.sae_device
-        self.dtype, self.sae_dtype = dtype_name(self.dtype), dtype_name(self.sae_dtype)
-
-    @property
-    def placement(self):
-        return resolve_placement(self.device, self.dtype, self.sae_device, self.sae_dtype)
+        self.sae_dtype = self.sae_dtype or "float32"
+        super().__post_init__()  # device and dtype: checked now, before any model is loaded
 
     def replace(self, **changes: Any) -> "SuiteTrainingConfig":
         return dataclasses.replace(self, **changes)

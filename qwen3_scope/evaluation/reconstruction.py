@@ -1,0 +1,194 @@
+"""SAELens' downstream metrics (CE and KL with the SAE spliced in, and with the site zero-ablated) for a whole
+suite, with every full-vocabulary operation done once per pass and in bounded memory.
+
+Why: at Qwen3's vocabulary (151,936) the unembedding, softmax and KL dominate evaluation. SAELens'
+`get_recons_loss` (inside `run_evals`) does, per SAE and batch, a clean pass, a spliced pass and an ablation
+pass, each returning full logits that are then softmaxed again for the KL; a suite repeats the clean pass
+and its softmax for every SAE, and holding a batch's logits of every pass costs gigabytes. Here, for each
+chunk of sequences of a batch:
+
+- one clean pass, stopped before the unembedding, caches every hook the suite reads; its log-probabilities
+  are computed once and shared by every SAE;
+- per hook, one zero-ablation pass (shared by every SAE on that hook) and per SAE one spliced pass, each
+  run from the SAE's layer only (HookedTransformer's `start_at_layer`; the layers before it are the clean
+  ones) and unembedded chunk by chunk;
+- CE and KL(clean || patched) are reduced to per-token numbers immediately, so at most one chunk of
+  logits of each kind is alive at a time (`max_logits_gb`).
+
+The formulas and masking are SAELens' (`get_recons_loss`, `get_downstream_reconstruction_metrics`): the SAE
+replaces the activation except at ignored (special) tokens; ablation zeroes it everywhere; KL per token is
+`kl_div(log_softmax(new), softmax(clean)).sum(-1)`; CE is the next-token loss; both are averaged over the
+tokens that are not ignored; the scores are (ablation - SAE) / (ablation - clean). TransformerBridge and HF
+models cannot start mid-model, so there each pass is a full pass (still once per SAE and per hook).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from qwen3_scope.sites import hook_name, parse_hook_name
+
+_HEAD_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z")
+
+
+@dataclass
+class _Sum:
+    """Per-token values (a few floats per token), averaged at the end exactly as SAELens does (cat, mean)."""
+
+    values: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, values: torch.Tensor) -> None:
+        self.values.append(values.detach().float().cpu())
+
+    @property
+    def mean(self) -> float:
+        return torch.cat(self.values).mean().item() if self.values else float("nan")
+
+
+@dataclass
+class _Accumulators:
+    ce: dict[str, _Sum] = field(default_factory=dict)
+    kl: dict[str, _Sum] = field(default_factory=dict)
+
+    def get(self, kind: str, key: str) -> _Sum:
+        return getattr(self, kind).setdefault(key, _Sum())
+
+
+class SuiteReconstruction:
+    """Accumulates CE/KL metrics of many SAEs over token batches; `add_batch` returns the clean activations.
+
+    saes: {sae_id: SAE}; ignore_tokens: token ids whose activations are left unreplaced and whose metrics are
+    dropped (SAELens' `exclude_special_tokens`); logits_dtype: dtype of the log-softmax/KL arithmetic;
+    max_logits_gb: bound on one chunk's logits (sequences per chunk follow from it).
+    """
+
+    def __init__(self, model: Any, saes: dict[str, Any], backend: str, ignore_tokens: Sequence[int] = (),
+                 logits_dtype: torch.dtype = torch.float32, max_logits_gb: float = 0.5):
+        self.model, self.saes, self.backend = model, saes, backend
+        self.ignore = torch.tensor(sorted(set(ignore_tokens)), dtype=torch.long)
+        self.logits_dtype, self.max_logits_bytes = logits_dtype, int(max_logits_gb * 2**30)
+        self.hooks = {sae_id: sae.cfg.metadata.hook_name for sae_id, sae in saes.items()}
+        unsupported = [i for i, s in saes.items() if s.cfg.metadata.hook_head_index is not None]
+        if unsupported:
+            raise ValueError(f"SAEs {unsupported} read a single attention head; evaluate them with share_forward=False.")
+        parsed = {h: parse_hook_name(h, backend) for h in set(self.hooks.values())}
+        self.layer = {h: layer for h, (layer, _) in parsed.items()}
+        self.site = {h: site for h, (_, site) in parsed.items()}
+        self.splice = backend == "hooked"
+        from qwen3_scope.loading import model_spec
+
+        self.n_layers, self.vocab = model_spec(model).n_layers, model_spec(model).vocab_size
+        mid = {self.layer[h] for h in parsed if self.site[h] not in ("resid_pre", "resid_post")}
+        self.resid_pre = {layer: hook_name("resid_pre", layer, "hooked") for layer in mid} if self.splice else {}
+        self.acc = _Accumulators()
+        self.stats: Counter[str] = Counter()
+
+    # ---- passes -------------------------------------------------------------------------------------------
+    def _chunks(self, n_sequences: int, seq_len: int) -> list[slice]:
+        per_sequence = seq_len * self.vocab * torch.finfo(self.logits_dtype).bits // 8
+        size = max(1, min(n_sequences, self.max_logits_bytes // max(per_sequence, 1)))
+        return [slice(i, min(i + size, n_sequences)) for i in range(0, n_sequences, size)]
+
+    def _logits(self, final: torch.Tensor) -> torch.Tensor:
+        """Final residual (after the last block) -> logits in `logits_dtype`; other backends' passes give logits."""
+        if self.splice:
+            final = self.model.unembed(self.model.ln_final(final))
+        self.stats["unembeddings"] += 1
+        return final.to(self.logits_dtype)
+
+    def _clean(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
+        names = sorted(set(self.hooks.values()) | set(self.resid_pre.values()))
+        self.stats["clean_passes"] += 1
+        if self.splice:
+            final, cache = self.model.run_with_cache(tokens, names_filter=names, stop_at_layer=self.n_layers)
+            mask = self.model.input_to_embed(tokens)[3]
+        else:
+            final, cache = self.model.run_with_cache(tokens, names_filter=names, return_type="logits")
+            mask = None
+        return final, {n: cache[n] for n in names}, mask
+
+    def _patched(self, tokens: torch.Tensor, hook: str, patched: torch.Tensor, cache: dict[str, torch.Tensor],
+                 attention_mask: Any) -> torch.Tensor:
+        """The final residual (hooked) or logits (other backends) with `hook`'s activation replaced by `patched`."""
+        replace = [(hook, lambda activation, hook: patched)]
+        if not self.splice:
+            self.stats["full_patched_passes"] += 1
+            return self.model.run_with_hooks(tokens, fwd_hooks=replace, return_type="logits")
+        self.stats["spliced_passes"] += 1
+        layer, site = self.layer[hook], self.site[hook]
+        if site in ("resid_post", "resid_pre"):  # the patched residual is the input of block L+1 (or L)
+            start, residual, replace = layer + (site == "resid_post"), patched, []
+        else:
+            start, residual = layer, cache[self.resid_pre[layer]]
+        if start >= self.n_layers:
+            return residual
+        with self.model.hooks(fwd_hooks=replace):
+            return self.model(residual, start_at_layer=start, stop_at_layer=self.n_layers, tokens=tokens,
+                              attention_mask=attention_mask)
+
+    def _replacement(self, sae: Any, activation: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """SAELens' replacement hook: the SAE's reconstruction, except at ignored tokens."""
+        flat = activation.ndim == 4
+        x = activation.flatten(-2, -1) if flat else activation
+        with torch.no_grad():
+            new = sae.decode(sae.encode(x.to(sae.device, sae.dtype))).to(x.device, x.dtype)
+        new = torch.where(keep[..., None], new, x)
+        return new.reshape(activation.shape) if flat else new
+
+    # ---- metrics ------------------------------------------------------------------------------------------
+    @staticmethod
+    def _ce(log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return -log_probs[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+
+    def _record(self, key: str, logits: torch.Tensor, clean_probs: torch.Tensor | None, tokens: torch.Tensor,
+                keep: torch.Tensor) -> None:
+        """CE and KL(clean || this pass) per kept token, from one log-softmax of this pass's logits."""
+        log_probs = torch.log_softmax(logits, dim=-1)
+        self.acc.get("ce", key).add(self._ce(log_probs, tokens)[keep[:, :-1]])
+        if clean_probs is not None:
+            kl = torch.nn.functional.kl_div(log_probs, clean_probs, reduction="none").sum(-1)
+            self.acc.get("kl", key).add(kl[keep])
+
+    @torch.no_grad()
+    def add_batch(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every SAE's metrics on one batch; returns the clean activations of the suite's hooks (whole batch)."""
+        keep = ~torch.isin(tokens, self.ignore.to(tokens.device))
+        caches: list[dict[str, torch.Tensor]] = []
+        for rows in self._chunks(tokens.shape[0], tokens.shape[1]):
+            chunk, chunk_keep = tokens[rows], keep[rows]
+            final, cache, attention_mask = self._clean(chunk)
+            caches.append({h: cache[h] for h in set(self.hooks.values())})
+            logits = self._logits(final)
+            self._record("clean", logits, None, chunk, chunk_keep)
+            clean = torch.softmax(logits, dim=-1)  # once per chunk, shared by every SAE's KL
+            del logits
+            for hook in sorted(set(self.hooks.values())):
+                ablated = self._logits(self._patched(chunk, hook, torch.zeros_like(cache[hook]), cache, attention_mask))
+                self._record(f"ablation:{hook}", ablated, clean, chunk, chunk_keep)
+                del ablated
+                for sae_id, sae in self.saes.items():
+                    if self.hooks[sae_id] != hook:
+                        continue
+                    patched = self._replacement(sae, cache[hook], chunk_keep.to(cache[hook].device))
+                    logits = self._logits(self._patched(chunk, hook, patched, cache, attention_mask))
+                    self._record(sae_id, logits, clean, chunk, chunk_keep)
+                    del logits
+            del clean
+        return {h: torch.cat([c[h] for c in caches]) for h in caches[0]}
+
+    def metrics(self, sae_id: str) -> dict[str, dict[str, float]]:
+        """SAELens' `run_evals` groups and names for the downstream metrics of one SAE."""
+        hook = self.hooks[sae_id]
+        ce_sae, ce_clean, ce_abl = (self.acc.get("ce", k).mean for k in (sae_id, "clean", f"ablation:{hook}"))
+        kl_sae, kl_abl = self.acc.get("kl", sae_id).mean, self.acc.get("kl", f"ablation:{hook}").mean
+        return {
+            "model_behavior_preservation": {"kl_div_score": (kl_abl - kl_sae) / kl_abl, "kl_div_with_ablation": kl_abl,
+                                            "kl_div_with_sae": kl_sae},
+            "model_performance_preservation": {"ce_loss_score": (ce_abl - ce_sae) / (ce_abl - ce_clean),
+                                               "ce_loss_with_ablation": ce_abl, "ce_loss_with_sae": ce_sae,
+                                               "ce_loss_without_sae": ce_clean},
+        }
