@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -85,7 +86,7 @@ class ShardedStream:
         for s, stream in self.streams.items():
             stream.restore({"segment": state["segment"], "offset": state["shard_offsets"][s]})
 
-    def __iter__(self) -> "ShardedStream":
+    def __iter__(self) -> ShardedStream:
         return self
 
     def _with_rng(self, shard: int, fn: Callable[[], Any]) -> Any:
@@ -102,11 +103,11 @@ class ShardedStream:
         if wanted != self.segment:
             moving_on = self.segment is not None
             for s, stream in self.streams.items():
-                self._with_rng(s, lambda: stream._begin(wanted))
+                self._with_rng(s, lambda stream=stream: stream._begin(wanted))
             self.segment = wanted
             if moving_on and self.on_boundary is not None:
                 self.on_boundary(wanted, self.state())
-        parts = [self._with_rng(s, lambda: next(stream._loader)) for s, stream in self.streams.items()]
+        parts = [self._with_rng(s, lambda stream=stream: next(stream._loader)) for s, stream in self.streams.items()]
         if len(parts) == 1:
             return parts[0]
         return {h: torch.cat([p[h] for p in parts]) for h in self.hooks}
@@ -123,7 +124,7 @@ class DataParallelAdapter:
         self._installed: list[tuple[Any, Any]] = []
 
     # ----------------------------------------------------------------- setup
-    def __enter__(self) -> "DataParallelAdapter":
+    def __enter__(self) -> DataParallelAdapter:
         self.ctx.wait_for_main()  # rank 0 may still be evaluating/saving the previous group
         self._broadcast_parameters()
         self._estimate_scaling_factors()
@@ -132,7 +133,7 @@ class DataParallelAdapter:
                 self._install(sae_trainer)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for sae_trainer, sae in self._installed:
             sae.__dict__.pop("training_forward_pass", None)
             sae_trainer.__dict__.pop("step", None)
@@ -234,6 +235,3 @@ def _queue_after_backward(callback: Callable[[], None]) -> None:
     """Run `callback` once the current backward pass has accumulated every gradient (what DDP's reducer does)."""
     torch.autograd.Variable._execution_engine.queue_callback(callback)  # type: ignore[attr-defined]
 
-
-def local_rows(dataset_len: int, shard: int, n_shards: int) -> Iterator[int]:
-    return iter(range(shard, dataset_len, n_shards))

@@ -24,11 +24,12 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -93,7 +94,7 @@ class DistContext:
         return self.world_size > 1
 
     @classmethod
-    def from_environment(cls, device: str | None = None, timeout_seconds: float = 300.0) -> "DistContext":
+    def from_environment(cls, device: str | None = None, timeout_seconds: float = 300.0) -> DistContext:
         """The torchrun environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR...); one process without it."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
@@ -105,7 +106,7 @@ class DistContext:
     @classmethod
     def initialise(cls, rank: int, world_size: int, init_method: str, device: str | None = None,
                    timeout_seconds: float = 300.0, local_rank: int | None = None,
-                   local_world_size: int | None = None) -> "DistContext":
+                   local_world_size: int | None = None) -> DistContext:
         """Join the job (`init_method`: env://, file://PATH or tcp://HOST:PORT)."""
         import torch.distributed as dist
 
@@ -178,7 +179,7 @@ class Execution:
         self.adapter: Any = None
 
     @classmethod
-    def single(cls) -> "Execution":
+    def single(cls) -> Execution:
         return cls()
 
     @property
@@ -213,9 +214,9 @@ class Execution:
 
     def gather_results(self, suite_dir: Path, manifest: dict[str, Any]) -> bool:
         """End of this rank's work; True on the rank that finishes the suite (rank 0, once every rank is done)."""
-        if not self.ctx.distributed:
-            return True
-        if self.mode == "data":
+        if not self.ctx.distributed or self.mode == "data":
+            if self.ctx.is_main:
+                merge_rank_records(suite_dir, manifest)  # records of an earlier run on more ranks
             return self.ctx.is_main
         mine = [_Index(g["index"]) for g in manifest["groups"]]
         records = self.ctx.gather(_rank_record(manifest, self.my_groups(mine)))

@@ -203,8 +203,20 @@ def choose(plan: SuitePlan, world_size: int, mode: str = "auto", data_shards: in
         else:
             group_plan = split_groups(plan, world_size)
     if "group" not in why_not:
-        costs = {g.index: group_seconds(group_plan, g) for g in group_plan.groups}
-        candidates["group"] = ParallelPlan("group", world_size, 1, group_plan, lpt_assignment(costs, world_size))
+        options = [group_plan]
+        if grouping_invariant(plan):  # re-cut into a multiple of the ranks when that balances better (and fits)
+            for m in range(world_size, 4 * world_size + 1, world_size):
+                if len(plan.groups) <= m <= len(plan.suite.jobs) and m != len(group_plan.groups):
+                    cut = split_groups(plan, m)
+                    if all(memory_of(g, cut) <= plan.budget_bytes for g in cut.groups):
+                        options.append(cut)
+        best = None
+        for option in options:
+            costs = {g.index: group_seconds(option, g) for g in option.groups}
+            candidate = ParallelPlan("group", world_size, 1, option, lpt_assignment(costs, world_size))
+            if best is None or candidate.makespan < 0.99 * best.makespan:
+                best = candidate
+        candidates["group"] = best
     if data_shards is not None and data_shards % world_size:
         why_not["data"] = f"{data_shards} data shards cannot be shared evenly by {world_size} ranks"
     else:
