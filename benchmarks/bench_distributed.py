@@ -29,25 +29,11 @@ import pandas as pd
 import torch
 
 
-def _rank(rank: int, world: int, rendezvous: str, settings: dict) -> None:
-    torch.set_num_threads(1)
-    from qwen3_scope.train import run_rank
-    from qwen3_scope.training.config import SuiteTrainingConfig
-    from qwen3_scope.training.distributed import DistContext
-
-    ctx = DistContext.initialise(rank, world, rendezvous, device="cpu")
-    try:
-        start = time.perf_counter()
-        run_rank(SuiteTrainingConfig(**settings), ctx)
-        (Path(settings["out"]) / f".bench_rank_{rank}").write_text(str(time.perf_counter() - start))
-    finally:
-        ctx.shutdown()
-
-
 def spawned(settings: dict, world: int, folder: Path) -> float:
+    from qwen3_scope.training.distributed import spawn_local
+
     start = time.perf_counter()
-    torch.multiprocessing.start_processes(_rank, args=(world, f"file://{folder / f'rdzv-{time.time_ns()}'}", settings),
-                                          nprocs=world, join=True, start_method="spawn")
+    spawn_local(settings, world, folder)
     return time.perf_counter() - start
 
 
@@ -101,11 +87,10 @@ def main() -> None:
         manifest = json.loads((out / "manifest.json").read_text())
         b = busy(manifest, 2)
         predicted = manifest["parallel"]["predicted_rank_seconds"]
-        rank_wall = [float((out / f".bench_rank_{r}").read_text()) for r in range(2)]
         groups = [g for g in one.plan.groups]
         mb = max(step_bytes(g) for g in groups) / 1e6 if mode == "data" else 0.0
         rows.append(dict(run="2 processes x 1 thread", mode=mode, groups=len(manifest["groups"]), makespan_s=wall,
-                         train_s=max(rank_wall), rank_busy_s=" ".join(f"{x:.1f}" for x in b),
+                         train_s=max(b), rank_busy_s=" ".join(f"{x:.1f}" for x in b),
                          imbalance=max(b) / (sum(b) / len(b)), predicted_imbalance=max(predicted) / (sum(predicted) / 2),
                          allreduce_mb_per_step=mb))
     table = pd.DataFrame(rows)

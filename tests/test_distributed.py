@@ -115,28 +115,66 @@ def test_group_parallel_two_ranks_equal_one_process(reference, tmp_path):
     assert_bit_identical(reference, out)
 
 
+def test_qwen3_scope_train_nproc_launches_torchrun_and_equals_one_process(reference, tmp_path):
+    """The command line: `qwen3-scope train --nproc 2` runs torch.distributed.run (torchrun) with 2 ranks."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "suite.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in SUITE.items() if k != "threads"}))
+    out = tmp_path / "suite"
+    done = subprocess.run([sys.executable, "-m", "qwen3_scope.cli", "train", "--config", str(config), "--nproc", "2",
+                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "parallelism: group over 2 rank(s)" in done.stdout and "suite written to" in done.stdout
+    assert_bit_identical(reference, out)
+
+
 # ------------------------------------------------------------------------------------------------- (b)
-def test_data_parallel_two_ranks_equal_one_process_on_the_same_global_batch(tmp_path):
-    """TopK with AuxK active (dead window of 2 steps), float64: gradients, firing counts, norm scaling agree."""
-    settings = dict(SUITE, recipe="qwen-scope", layers=[1], sites=["resid_post", "mlp_out"], parallel="data",
-                    runner_overrides={"dtype": "float64", "dead_feature_window": 2, "feature_sampling_window": 2,
-                                      "n_batches_for_norm_estimate": 2})
-    spawn(tmp_path, {**settings, "out": str(tmp_path / "dp2")})
-    one_process({**settings, "data_shards": 2, "out": str(tmp_path / "dp1")})
+DATA_PARALLEL = dict(SUITE, recipe="qwen-scope", layers=[1], sites=["resid_post", "mlp_out"], parallel="data",
+                     runner_overrides={"dtype": "float64", "dead_feature_window": 2, "feature_sampling_window": 2,
+                                       "n_batches_for_norm_estimate": 2})
+
+
+@pytest.fixture(scope="module")
+def data_parallel_two_ranks(tmp_path_factory) -> Path:
+    """TopK with AuxK active (dead window of 2 steps), float64, 2 ranks each reading one of 2 data shards."""
+    folder = tmp_path_factory.mktemp("dp2")
+    spawn(folder, {**DATA_PARALLEL, "out": str(folder / "suite")})
+    return folder / "suite"
+
+
+def max_difference(a: Path, b: Path) -> float:
     worst = 0.0
-    for sae_id in sae_ids(tmp_path / "dp1"):
-        x, y = sae_tensors(tmp_path / "dp1", sae_id), sae_tensors(tmp_path / "dp2", sae_id)
+    assert sae_ids(a) == sae_ids(b)
+    for sae_id in sae_ids(a):
+        x, y = sae_tensors(a, sae_id), sae_tensors(b, sae_id)
         for key in x:
-            assert x[key].dtype == torch.float64 or "sparsity" in key
+            assert torch.equal(torch.isfinite(x[key]), torch.isfinite(y[key]))  # log-sparsity is -inf where dead
             diff = (x[key].double() - y[key].double()).abs()
             diff = diff[torch.isfinite(diff)]
             worst = max(worst, diff.max().item() if diff.numel() else 0.0)
-            assert torch.equal(torch.isfinite(x[key]), torch.isfinite(y[key]))
-    assert worst < 1e-10, worst
+    return worst
+
+
+def test_data_parallel_two_ranks_equal_one_process_on_the_same_global_batch(data_parallel_two_ranks, tmp_path):
+    """Gradients, firing counts, norm scaling and schedules agree: 1e-10 in float64 after 6 steps."""
     import json
 
-    manifest = json.loads((tmp_path / "dp2" / "manifest.json").read_text())
+    one_process({**DATA_PARALLEL, "data_shards": 2, "out": str(tmp_path / "dp1")})
+    assert load_dtype(tmp_path / "dp1") == torch.float64
+    assert max_difference(tmp_path / "dp1", data_parallel_two_ranks) < 1e-10
+    manifest = json.loads((data_parallel_two_ranks / "manifest.json").read_text())
     assert manifest["parallel"]["mode"] == "data" and manifest["parallel"]["data_shards"] == 2
+
+
+def load_dtype(suite_dir: Path) -> torch.dtype:
+    from safetensors.torch import load_file
+
+    return load_file(suite_dir / sae_ids(suite_dir)[0] / "sae_weights.safetensors")["W_dec"].dtype
 
 
 # ------------------------------------------------------------------------------------------------- (c)
@@ -156,6 +194,17 @@ def test_resume_across_world_sizes(reference, tmp_path):
         else:
             one_process(settings)
         assert_bit_identical(reference, copy)
+
+
+def test_data_parallel_checkpoint_resumes_on_one_rank(data_parallel_two_ranks, tmp_path):
+    """A 2-rank data-parallel run killed at its first checkpoint resumes in 1 process (both shards) and ends
+    where the uninterrupted 2-rank run ends."""
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(Exception, match="(?i)signal|exit"):
+        spawn(tmp_path, {**DATA_PARALLEL, "out": str(interrupted)}, die_on_checkpoint=1)
+    assert list((interrupted / ".checkpoints").glob("group_*/step_*"))
+    one_process({**DATA_PARALLEL, "out": str(interrupted), "resume": True})
+    assert max_difference(interrupted, data_parallel_two_ranks) < 1e-10
 
 
 # ------------------------------------------------------------------------------------------------- (d)

@@ -346,3 +346,28 @@ def _error_text(failure: Any) -> str:
     if not text or text.startswith("To enable traceback"):
         text = f"see the rank's output above (signal/exit {failure.exitcode})"
     return text.splitlines()[0] if text.count("\n") > 20 else text
+
+
+# ------------------------------------------------------------------------------------------------------
+def _spawned_rank(rank: int, world: int, rendezvous: str, settings: dict[str, Any]) -> None:
+    torch.set_num_threads(int(settings.get("threads") or 1))
+    from qwen3_scope.train import run_rank
+    from qwen3_scope.training.config import SuiteTrainingConfig
+
+    ctx = DistContext.initialise(rank, world, rendezvous, device=settings.get("device") or "cpu",
+                                 timeout_seconds=float(settings.get("collective_timeout", 300.0)))
+    try:
+        run_rank(SuiteTrainingConfig(**settings), ctx)
+    finally:
+        ctx.shutdown()
+
+
+def spawn_local(settings: dict[str, Any], world_size: int, rendezvous_dir: Path) -> None:
+    """Train a suite (`SuiteTrainingConfig` fields) on `world_size` spawned local processes with a file://
+    rendezvous in `rendezvous_dir` (no ports); raises if any rank fails. For CPU demos and benchmarks; jobs
+    use torchrun."""
+    import time
+
+    rendezvous = Path(rendezvous_dir).resolve() / f"rendezvous-{time.time_ns()}"
+    torch.multiprocessing.start_processes(_spawned_rank, args=(world_size, f"file://{rendezvous}", settings),
+                                          nprocs=world_size, join=True, start_method="spawn")
