@@ -38,8 +38,13 @@ def _rank(rank: int, world: int, rendezvous: str, settings: dict, die_on_checkpo
     config = SuiteTrainingConfig(**settings)
     ctx = DistContext.initialise(rank, world, rendezvous, device="cpu", timeout_seconds=60)
 
+    seen = []
+
     def on_checkpoint(group: int, step: int) -> None:  # the library's checkpoint hook
-        if rank == die_on_checkpoint:
+        seen.append(step)
+        # group mode: rank 1 writes its own checkpoint first; data mode: rank 0 writes them, and rank 1 is
+        # sure checkpoint 1 is complete only once the steps after it ran
+        if rank == die_on_checkpoint and len(seen) == (2 if settings.get("parallel") == "data" else 1):
             os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no cleanup, no exception
         if rank == raise_on_checkpoint:
             (Path(settings["out"]).parent / "failed_at").write_text(str(time.time()))
@@ -134,8 +139,9 @@ def test_qwen3_scope_train_nproc_launches_torchrun_and_equals_one_process(refere
 
 
 # ------------------------------------------------------------------------------------------------- (b)
-DATA_PARALLEL = dict(SUITE, recipe="qwen-scope", layers=[1], sites=["resid_post", "mlp_out"], parallel="data",
-                     runner_overrides={"dtype": "float64", "dead_feature_window": 2, "feature_sampling_window": 2,
+# SAELens' own TopK class (the fast classes compute in bfloat16 on CPUs that have it)
+DATA_PARALLEL = dict(SUITE, recipe="qwen-scope", layers=[1], sites=["resid_post", "mlp_out"], parallel="data", fast=False,
+                     runner_overrides={"dtype": "float64", "dead_feature_window": 2, "feature_sampling_window": 3,
                                        "n_batches_for_norm_estimate": 2})
 
 
