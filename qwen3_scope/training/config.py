@@ -54,6 +54,9 @@ class SuiteTrainingConfig(PlacementOptions):
     plan_only: bool = field(default=False, metadata=_doc("print the plan (groups, memory, expected cost) and stop"))
     memory_budget_gb: float | None = field(default=None, metadata=_doc(
         "memory budget for SAEs + activations (default: 75% of free memory minus the model)", flag="--memory-gb"))
+    matmul_tflops: float | None = field(default=None, metadata=_doc(
+        "matmul rate the planner prices the plan at, in TFLOP/s (e.g. 400 for an H100 in bfloat16; default: measured "
+        "on --device in --dtype now)"))
     max_saes_per_group: int | None = field(default=None, metadata=_doc("cap on SAEs sharing one forward pass"))
     checkpoint_every_tokens: int | None = field(default=None, metadata=_doc(
         "checkpoint interval in training tokens (default: ~1/8 of the run)", flag="--checkpoint-every", parse=parse_tokens))
@@ -123,6 +126,8 @@ class SuiteTrainingConfig(PlacementOptions):
             raise ValueError(f"unknown parallel mode {self.parallel!r}; choose auto, group or data.")
         if self.collective_timeout <= 0:
             raise ValueError(f"collective_timeout must be positive, got {self.collective_timeout}.")
+        if self.matmul_tflops is not None and self.matmul_tflops <= 0:
+            raise ValueError(f"matmul_tflops must be positive, got {self.matmul_tflops}.")
         if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:
             raise ValueError(f"memory_budget_gb must be positive, got {self.memory_budget_gb}.")
         if self.out is not None:
