@@ -325,8 +325,6 @@ def launch(nproc: int, train_args: list[str]) -> int:
     from torch.distributed.run import get_args_parser, run
 
     args = get_args_parser().parse_args(torchrun_argv(nproc, train_args))
-    env = os.environ
-    env.setdefault("OMP_NUM_THREADS", env.get("OMP_NUM_THREADS", "1"))
     try:
         run(args)
     except ChildFailedError as err:
