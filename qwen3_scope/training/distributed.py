@@ -116,8 +116,17 @@ class DistContext:
         check_devices(device, local_world_size)
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size,
-                                timeout=timedelta(seconds=timeout_seconds))
+        timeout = timedelta(seconds=timeout_seconds)
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        if init_method == "env://" and attempt != "0":
+            # torchrun --max-restarts: a restarted job may meet the store of the failed attempt; keys of its own
+            from torch.distributed.rendezvous import rendezvous
+
+            store, _, _ = next(rendezvous(init_method, rank, world_size, timeout=timeout))
+            store = dist.PrefixStore(f"qwen3-scope/attempt_{attempt}", store)
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=timeout)
+        else:
+            dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world_size, timeout=timeout)
         slow = dist.new_group(backend="gloo", timeout=LONG_WAIT)
         return cls(rank, world_size, local_rank, local_world_size, backend, slow)
 
