@@ -213,6 +213,35 @@ def test_data_parallel_checkpoint_resumes_on_one_rank(data_parallel_two_ranks, t
     assert max_difference(interrupted, data_parallel_two_ranks) < 1e-10
 
 
+def test_torchrun_max_restarts_restarts_and_resumes(reference, tmp_path):
+    """A worker killed (SIGKILL) after the first checkpoint: torchrun restarts both ranks, they resume."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "suite.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in SUITE.items() if k != "threads"}))
+    out = tmp_path / "suite"
+    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                            "--max-restarts", "1", "-m", "qwen3_scope.train", "--config", str(config), "--threads", "1",
+                            "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    while not list((out / ".checkpoints").glob("group_*/step_*")) and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.5)
+    workers = Path(f"/proc/{job.pid}/task/{job.pid}/children").read_text().split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[-1]), signal.SIGKILL)
+    _, err = job.communicate(timeout=600)
+    assert job.returncode == 0, err[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert any(g["resumed_from_step"] > 0 for g in manifest["groups"])  # the restarted ranks resumed
+    assert_bit_identical(reference, out)
+
+
 # ------------------------------------------------------------------------------------------------- (d)
 def test_a_failing_rank_ends_the_job_quickly_and_names_itself(tmp_path, capfd):
     """Data parallelism, so rank 0 is inside a collective when rank 1 raises."""
