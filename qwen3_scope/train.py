@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Any
 
 logger = logging.getLogger("qwen3_scope.train")
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_rank(config, ctx, **library: object) -> object:
+def run_rank(config: Any, ctx: Any, **library: Any) -> Any:
     """Train `config` as this rank of `ctx` (a `DistContext`); returns the SuiteResult. Errors name the rank.
     `library`: train_suite's library-only arguments (e.g. `on_checkpoint`)."""
     from qwen3_scope.training.suite import train_suite
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx.shutdown()
         return 0
 
-    return _main()
+    return int(_main() or 0)
 
 
 if __name__ == "__main__":

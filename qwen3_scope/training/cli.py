@@ -35,7 +35,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     planned = train_suite(config.replace(plan_only=True))  # bad input (incl. --nproc) fails here, before launching
     if config.nproc is not None and config.nproc > 1 and not config.plan_only:  # torchrun: rank 0 prints the plan
         from qwen3_scope.training.distributed import launch_config
+        from qwen3_scope.training.suite import SuiteExistsError
 
+        if planned.manifest and not config.resume:  # the ranks would all stop on it: say it before launching
+            raise SuiteExistsError(f"{planned.suite_dir} already holds suite {planned.manifest.get('suite')!r} "
+                                   f"({planned.manifest.get('status')}); pass --resume to continue it, or choose another --out.")
         raise SystemExit(launch_config(config))
     print(planned.plan.summary())
     if planned.parallel is not None and (config.nproc or 1) > 1:

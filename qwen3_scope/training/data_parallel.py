@@ -103,11 +103,11 @@ class ShardedStream:
         if wanted != self.segment:
             moving_on = self.segment is not None
             for s, stream in self.streams.items():
-                self._with_rng(s, lambda stream=stream: stream._begin(wanted))
+                self._with_rng(s, _call(stream._begin, wanted))
             self.segment = wanted
             if moving_on and self.on_boundary is not None:
                 self.on_boundary(wanted, self.state())
-        parts = [self._with_rng(s, lambda stream=stream: next(stream._loader)) for s, stream in self.streams.items()]
+        parts = [self._with_rng(s, _call(next, stream._loader)) for s, stream in self.streams.items()]
         if len(parts) == 1:
             return parts[0]
         return {h: torch.cat([p[h] for p in parts]) for h in self.hooks}
@@ -129,7 +129,7 @@ class DataParallelAdapter:
         self._broadcast_parameters()
         self._estimate_scaling_factors()
         if self.world > 1:
-            for name, sae_trainer in self.trainer.trainers.items():
+            for sae_trainer in self.trainer.trainers.values():
                 self._install(sae_trainer)
         return self
 
@@ -209,7 +209,11 @@ class DataParallelAdapter:
         def training_forward_pass(step_input: Any) -> Any:
             output = forward(step_input)
             if output.loss.requires_grad:
-                output.loss.register_hook(lambda grad: _queue_after_backward(reduce_gradients) or grad)
+                def at_backward_start(grad: torch.Tensor) -> torch.Tensor:
+                    _queue_after_backward(reduce_gradients)
+                    return grad
+
+                output.loss.register_hook(at_backward_start)
             return output
 
         def dp_step(batch: torch.Tensor) -> Any:
@@ -235,3 +239,6 @@ def _queue_after_backward(callback: Callable[[], None]) -> None:
     """Run `callback` once the current backward pass has accumulated every gradient (what DDP's reducer does)."""
     torch.autograd.Variable._execution_engine.queue_callback(callback)  # type: ignore[attr-defined]
 
+
+def _call(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    return lambda: fn(*args)

@@ -316,7 +316,7 @@ def launch_config(config: Any) -> int:
     """`qwen3-scope train --nproc N`: check the backend and devices, then run the config on N torchrun ranks."""
     import tempfile
 
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     backend_for(config.device)
     check_devices(config.device, config.nproc)
@@ -337,9 +337,12 @@ def launch(nproc: int, train_args: list[str]) -> int:
     try:
         run(args)
     except ChildFailedError as err:
-        failures = err.failures
-        first = min(failures.values(), key=lambda f: f.timestamp) if failures else None
-        detail = (f"rank {first.rank} (exit code {first.exitcode}): {_error_text(first)}" if first is not None else str(err))
+        failures = err.failures  # {global rank: ProcessFailure}
+        if failures:
+            rank, first = min(failures.items(), key=lambda item: item[1].timestamp)
+            detail = f"rank {rank} (exit code {first.exitcode}): {_error_text(first)}"
+        else:
+            detail = str(err)
         print(f"error: distributed training failed on {detail}")
         return 1
     return 0

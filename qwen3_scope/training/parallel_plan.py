@@ -216,6 +216,7 @@ def choose(plan: SuitePlan, world_size: int, mode: str = "auto", data_shards: in
             candidate = ParallelPlan("group", world_size, 1, option, lpt_assignment(costs, world_size))
             if best is None or candidate.makespan < 0.99 * best.makespan:
                 best = candidate
+        assert best is not None
         candidates["group"] = best
     if data_shards is not None and data_shards % world_size:
         why_not["data"] = f"{data_shards} data shards cannot be shared evenly by {world_size} ranks"
