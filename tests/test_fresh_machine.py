@@ -37,8 +37,11 @@ def wheel(tmp_path_factory) -> Path:
             shutil.copy2(REPO / name, source / name, follow_symlinks=False)
     out = tmp_path_factory.mktemp("dist")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
-         cwd=out, env=env)
+    import importlib.util
+
+    # offline when this environment has the build backend; otherwise pip fetches it from the package registry
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(out), str(source)], cwd=out, env=env)
     (found,) = out.glob("qwen3_scope-*.whl")
     return found
 
