@@ -4,6 +4,7 @@
     qwen3-scope train --model Qwen/Qwen3-8B --plan-only       # the paper's 8B suite: groups, memory, cost
     qwen3-scope train --model Qwen/Qwen3-1.7B --recipe qwen-scope --k 100 --layers 0-13 --dataset chats.jsonl
     qwen3-scope train --out runs/suites/x --resume            # continue an interrupted suite
+    qwen3-scope train --nproc 2 --out runs/suites/x           # two ranks (torchrun); see also python -m qwen3_scope.train
 """
 
 from __future__ import annotations
@@ -31,12 +32,26 @@ def cmd_train(args: argparse.Namespace) -> None:
             print(f"recipe {recipe.name}: {recipe.summary} ({'small' if small else 'family'} scale for {config.model})\n")
             print(recipe.hyperparameters(small=small).to_string(index=False))
         return
-    planned = train_suite(config.replace(plan_only=True))
+    planned = train_suite(config.replace(plan_only=True))  # bad input (incl. --nproc) fails here, before launching
+    if config.nproc is not None and config.nproc > 1 and not config.plan_only:  # torchrun: rank 0 prints the plan
+        from qwen3_scope.training.distributed import launch_config
+        from qwen3_scope.training.suite import SuiteExistsError
+
+        if planned.manifest and not config.resume:  # the ranks would all stop on it: say it before launching
+            raise SuiteExistsError(f"{planned.suite_dir} already holds suite {planned.manifest.get('suite')!r} "
+                                   f"({planned.manifest.get('status')}); pass --resume to continue it, or choose another --out.")
+        raise SystemExit(launch_config(config))
     print(planned.plan.summary())
+    if planned.parallel is not None and (config.nproc or 1) > 1:
+        print(planned.parallel.summary())
     print(f"suite directory: {planned.suite_dir}")
     if config.plan_only:
         return
     result = train_suite(config, plan=planned.plan)
+    print_result(result)
+
+
+def print_result(result) -> None:
     with pd.option_context("display.max_rows", None, "display.width", 200):
         table = result.metrics
         print(table.to_string(index=False))

@@ -70,6 +70,17 @@ class SuiteTrainingConfig(PlacementOptions):
     threads: int | None = field(default=None, metadata=_doc("torch threads (1 is fastest on a busy 2-core machine)"))
     wandb_project: str | None = field(default=None, metadata=_doc(
         "log training to this Weights & Biases project through SAELens' LoggingConfig (default: off)"))
+    nproc: int | None = field(default=None, metadata=_doc(
+        "train on N processes of this machine: launches torchrun (torch.distributed.run) with N ranks; under "
+        "`torchrun ... -m qwen3_scope.train` the ranks come from torchrun instead"))
+    parallel: str = field(default="auto", metadata=_doc(
+        "how ranks share the suite: group (whole groups per rank, SAEs equal a one-process run), data (each group "
+        "data-parallel over all ranks) or auto (the planner's choice, printed)"))
+    data_shards: int | None = field(default=None, metadata=_doc(
+        "data parallelism: shards of the token stream (default: one per rank); one process with --parallel data "
+        "--data-shards N computes the steps of an N-rank data-parallel run"))
+    collective_timeout: float = field(default=300.0, metadata=_doc(
+        "seconds a training collective may wait for the other ranks before the job fails"))
     runner_overrides: dict[str, Any] | None = field(default=None, metadata=_doc(
         "SAELens runner settings to override (config file / library only)", cli=False))
 
@@ -107,6 +118,14 @@ class SuiteTrainingConfig(PlacementOptions):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}.")
+        for name in ("nproc", "data_shards"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}.")
+        if self.parallel not in ("auto", "group", "data"):
+            raise ValueError(f"unknown parallel mode {self.parallel!r}; choose auto, group or data.")
+        if self.collective_timeout <= 0:
+            raise ValueError(f"collective_timeout must be positive, got {self.collective_timeout}.")
         if self.matmul_tflops is not None and self.matmul_tflops <= 0:
             raise ValueError(f"matmul_tflops must be positive, got {self.matmul_tflops}.")
         if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:

@@ -67,6 +67,7 @@ class SuiteResult:
     suite_dir: Path
     manifest: dict[str, Any]
     plan: SuitePlan
+    parallel: Any = None  # the ParallelPlan the ranks used (training.parallel_plan)
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -238,9 +239,12 @@ class SuiteTrainer:
 
     def __init__(self, plan: SuitePlan, suite_dir: Path, model: Any, data: PreparedData, manifest: dict[str, Any],
                  checkpoint_every_tokens: int | None = None, progress: bool = True,
-                 on_checkpoint: Callable[[int, int], None] | None = None):
+                 on_checkpoint: Callable[[int, int], None] | None = None, execution: Any = None):
+        from qwen3_scope.training.distributed import Execution
+
         self.plan, self.suite, self.dir, self.model, self.data = plan, plan.suite, suite_dir, model, data
         self.manifest, self.progress, self.on_checkpoint = manifest, progress, on_checkpoint
+        self.execution = execution if execution is not None else Execution.single()  # distributed: ranks, mode
         runner = self.suite.runner_kwargs
         buffer = runner["n_batches_in_buffer"] * runner["context_size"]
         every = checkpoint_every_tokens or max(self.suite.training_tokens // 8, 8 * buffer)
@@ -250,7 +254,8 @@ class SuiteTrainer:
 
     def _save_manifest(self) -> None:
         self.manifest["updated"] = _now()
-        atomic_write_json(self.dir / MANIFEST, self.manifest)
+        if self.execution.save_manifest(self.dir, self.manifest):  # distributed: other ranks write their own records
+            atomic_write_json(self.dir / MANIFEST, self.manifest)
 
     def run(self) -> dict[str, Any]:
         self.manifest["versions"]["torch_threads"] = torch.get_num_threads()  # resume with the same for bit-identity
@@ -258,12 +263,14 @@ class SuiteTrainer:
         done = {g["index"] for g in self.manifest["groups"] if g["status"] == "done"}
         bar = tqdm(total=len(groups), initial=len(done), desc=f"suite {self.suite.name}", unit="group",
                    disable=not self.progress)
-        for group in groups:
+        for group in self.execution.my_groups(groups):  # distributed: this rank's share (all groups in one process)
             if group.index in done:
                 continue
             self._run_group(group)
             bar.update(1)
         bar.close()
+        if not self.execution.gather_results(self.dir, self.manifest):  # distributed: records reach rank 0
+            return self.manifest
         self.manifest["status"] = "complete"
         atomic_write_json(self.dir / METRICS, self.manifest["metrics"])
         self._save_manifest()
@@ -280,14 +287,17 @@ class SuiteTrainer:
         self._save_manifest()
         checkpointer = Checkpointer(self.dir / ".checkpoints" / f"group_{group.index:02d}")
         cfg = self.suite.multi_config(group.jobs, dataset_path=str(self.dir / "data" / "train"), output_path=None)
-        seed = int(self.suite.runner_kwargs["seed"]) * 1000 + group.index
+        # Seeds do not depend on the grouping: every group reads the same stream and each SAE is initialised from
+        # its own seed, so an SAE is the same whichever group (or rank) trains it (without outlier filtering).
+        seed = int(self.suite.runner_kwargs["seed"]) * 1000
         start = time.perf_counter()
         with _quiet_sae_lens():
-            torch.manual_seed(seed)  # SAE initialisation: the same in a resumed run
-            runner = MultiSAETrainingRunner(cfg, override_dataset=self.data.train, override_model=self.model)
+            runner = MultiSAETrainingRunner(cfg, override_dataset=self.data.train, override_model=self.model,
+                                            override_saes=self._initial_saes(group, cfg, seed))
             compat.set_sae_metadata(runner)  # SAELens' own metadata (hook, model, context, prepend_bos, ...)
-            stream = SegmentedStream(runner.activations_store, self.data.train, group.hooks, self.steps_per_segment,
-                                     seed, self.suite.outlier_norm_factor, steps_done=lambda: trainer.n_training_steps)
+            stream = self.execution.stream(  # distributed: data-parallel ranks read their own shards
+                runner.activations_store, self.data.train, group.hooks, self.steps_per_segment, seed,
+                self.suite.outlier_norm_factor, steps_done=lambda: trainer.n_training_steps)
             trainer = MultiSAETrainer(cfg=cfg.to_sae_trainer_config(), saes=runner.saes,
                                       hook_names=cfg.hook_names_per_sae, data_provider=stream)
             enable_fused_adam(trainer)
@@ -301,7 +311,8 @@ class SuiteTrainer:
 
             def boundary(segment: int, state: dict[str, int]) -> None:
                 step = trainer.n_training_steps
-                checkpointer.save(trainer, state, step)
+                if self.execution.writes_checkpoints:
+                    checkpointer.save(trainer, state, step)
                 record.update(checkpoint_step=step)
                 self._save_manifest()
                 if self.on_checkpoint is not None:
@@ -309,9 +320,12 @@ class SuiteTrainer:
 
             stream.on_boundary = boundary
             with guards.guarded_group(record, checkpointer.latest, self._save_manifest, self.manifest), \
-                    _wandb_run(cfg, group.index):
+                    _wandb_run(cfg, group.index), self.execution.training(trainer, stream):  # distributed: all-reduce
                 saes = trainer.fit()
         seconds = time.perf_counter() - start
+        if not self.execution.writes_checkpoints:  # distributed: a data-parallel group is evaluated and saved once
+            record.update(status="done", seconds=round(seconds, 2))
+            return
         metrics = self._evaluate(group, saes)
         self._write_saes(group, saes, trainer)
         trained_tokens = (trainer.n_training_steps - resumed_step) * self.suite.runner_kwargs["train_batch_size_tokens"]
@@ -324,6 +338,18 @@ class SuiteTrainer:
             self.manifest["metrics"][job.sae_id] = metrics[job.sae_id]
         self._save_manifest()
         checkpointer.clear()
+
+    def _initial_saes(self, group: Group, cfg: Any, seed: int) -> dict[str, Any]:
+        """SAELens' training SAEs, each initialised from its own seed (its place in the suite, not in the group)."""
+        from sae_lens.registry import get_sae_training_class
+
+        position = {j.sae_id: i for i, j in enumerate(self.suite.jobs)}
+        saes = {}
+        for job in group.jobs:
+            torch.manual_seed(seed + position[job.sae_id])
+            sae_class, _ = get_sae_training_class(cfg.saes[job.sae_id].architecture())
+            saes[job.sae_id] = sae_class(cfg.saes[job.sae_id])
+        return saes
 
     def _write_saes(self, group: Group, saes: dict[str, Any], trainer: Any) -> None:
         """Each SAE in SAELens' layout, staged then renamed into place (never half-written)."""
@@ -472,6 +498,7 @@ def train_suite(
     progress: bool = True,
     on_checkpoint: Callable[[int, int], None] | None = None,
     plan: SuitePlan | None = None,
+    dist_context: Any = None,
     **settings: Any,
 ) -> SuiteResult:
     """Plan and train every (layer, site) SAE of a model with a recipe; returns the suite's directory,
@@ -484,6 +511,9 @@ def train_suite(
     `plan_only` call (same config) instead of planning again. `threads` sets torch's thread count for the
     run only (resume with the same count for bit-identical SAEs). Library-only arguments: `loaded_model`
     (an already loaded model), `progress` (tqdm bars) and `on_checkpoint(group, step)`.
+
+    Distributed (`dist_context`, a `training.distributed.DistContext` of a torchrun/spawned rank): rank 0 plans,
+    prepares the data and writes the manifest; the planner's parallel choice is in `result.parallel`.
     """
     from qwen3_scope.chat import special_token_ids
     from qwen3_scope.loading import load_model, load_tokenizer
@@ -529,6 +559,13 @@ def train_suite(
     suite_dir = (Path(cfg.out) if cfg.out is not None else default_suite_dir(suite)).expanduser().resolve()
     manifest_file = suite_dir / MANIFEST
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
+    from qwen3_scope.training import distributed as dist_run
+
+    ctx = dist_context if dist_context is not None else dist_run.DistContext()
+    if ctx.distributed:  # rank 0's view of the plan and of the suite directory, before anything is written
+        plan, manifest = ctx.broadcast((plan, manifest))
+    if manifest is not None:
+        dist_run.merge_rank_records(suite_dir, manifest, keep_files=True)  # groups other ranks finished
     if manifest is not None and not cfg.resume and not cfg.plan_only:
         raise SuiteExistsError(
             f"{suite_dir} already holds suite {manifest.get('suite')!r} ({manifest.get('status')}); pass --resume to "
@@ -537,15 +574,20 @@ def train_suite(
     if manifest is not None:
         _check_resumable(manifest, suite, suite_dir)
         plan = _plan_from_manifest(plan, manifest)
+    parallel = _choose_parallel(plan, cfg, ctx, manifest)
+    plan = parallel.plan
     if cfg.plan_only:
-        return SuiteResult(suite_dir, manifest or {}, plan)
+        return SuiteResult(suite_dir, manifest or {}, plan, parallel)
 
     if manifest is not None and manifest.get("status") == "complete":
-        return SuiteResult(suite_dir, manifest, plan)
+        return SuiteResult(suite_dir, manifest, plan, parallel)
     runner = suite.runner_kwargs
     model_obj = loaded_model if loaded_model is not None else load_model(
         spec, backend=cfg.backend, device=cfg.device, dtype=cfg.placement.dtype)
-    if manifest is not None:
+    if manifest is None and not ctx.is_main:  # rank 0 prepares the data and writes the manifest
+        manifest = ctx.broadcast(None)
+        data = load_prepared(suite_dir / "data")
+    elif manifest is not None:
         data = load_prepared(suite_dir / "data")
     else:
         kept = len(range(runner["context_size"])[slice(*runner["seqpos_slice"])])
@@ -560,12 +602,29 @@ def train_suite(
             raise ValueError(f"dataset {data.info['source']} has only {data.info['train_tokens']} training tokens, "
                              f"fewer than one model batch ({min_tokens}); pass a larger dataset.")
         manifest = _new_manifest(plan, data.info, cfg)
+        manifest["parallel"] = parallel.to_dict()
         atomic_write_json(manifest_file, manifest)
+        if ctx.distributed:
+            ctx.broadcast(manifest)
+    manifest.setdefault("parallel", parallel.to_dict())
     log.info("training suite %s (%d SAEs in %d groups) on %s: model on %s in %s, SAEs on %s in %s", suite.name, len(suite.jobs),
              len(plan.groups), spec.name, cfg.device, cfg.dtype, cfg.sae_device, cfg.sae_dtype)
-    trainer = SuiteTrainer(plan, suite_dir, model_obj, data, manifest, cfg.checkpoint_every_tokens, progress, on_checkpoint)
+    trainer = SuiteTrainer(plan, suite_dir, model_obj, data, manifest, cfg.checkpoint_every_tokens, progress, on_checkpoint,
+                           execution=dist_run.Execution(ctx, parallel))
     with _torch_threads(cfg.threads):
-        return SuiteResult(suite_dir, trainer.run(), plan)
+        return SuiteResult(suite_dir, trainer.run(), plan, parallel)
+
+
+def _choose_parallel(plan: SuitePlan, cfg: SuiteTrainingConfig, ctx: Any, manifest: dict[str, Any] | None) -> Any:
+    """The planner's group/data parallelism for the ranks (a resumed suite keeps its recorded layout)."""
+    from qwen3_scope.training.parallel_plan import choose
+
+    world = ctx.world_size if ctx.distributed else (cfg.nproc or 1)
+    recorded = manifest.get("parallel") if manifest is not None else None
+    done = {g["index"] for g in manifest["groups"] if g["status"] == "done"} if manifest is not None else set()
+    if recorded is None and manifest is not None:
+        recorded = {"mode": "group", "data_shards": 1}  # a suite started before distributed training
+    return choose(plan, world, cfg.parallel, cfg.data_shards, recorded=recorded, done=done)
 
 
 @contextmanager
