@@ -65,6 +65,11 @@ PRIVATE_APIS: tuple[PrivateAPI, ...] = (
         "the gathered row-wise dot product (SDDMM) kernel of the fast SAEs' sparse backward; no public op "
         "computes it without materialising the dense (tokens x d_sae) product.",
     ),
+    PrivateAPI(
+        "torch.autograd.Variable._execution_engine.queue_callback",
+        "data-parallel training all-reduces the SAE gradients once the backward pass has accumulated all of them "
+        "and before SAELens clips and steps (what DDP's reducer does); torch has no public after-backward hook.",
+    ),
 )
 
 
@@ -139,6 +144,15 @@ def per_sample_weights_backward() -> Callable[..., torch.Tensor]:
         return torch.ops.aten._embedding_bag_per_sample_weights_backward
     except (AttributeError, RuntimeError) as err:
         raise _missing(PRIVATE_APIS[6].symbol, err) from err
+
+
+def queue_after_backward(callback: Callable[[], None]) -> None:
+    """Run `callback` once the running backward pass has accumulated every gradient (inside `.backward()`)."""
+    try:
+        queue = torch.autograd.Variable._execution_engine.queue_callback  # type: ignore[attr-defined]
+    except AttributeError as err:
+        raise _missing(PRIVATE_APIS[7].symbol, err) from err
+    queue(callback)
 
 
 # ---- version policy ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from qwen3_scope.errors import IncompatibleVersionError, PrivateAPIError
 
 def test_every_private_api_has_a_reason_and_is_tested_here():
     symbols = [api.symbol for api in compat.PRIVATE_APIS]
-    assert len(symbols) == len(set(symbols)) == 7
+    assert len(symbols) == len(set(symbols)) == 8
     source = open(__file__).read()
     for api in compat.PRIVATE_APIS:
         assert len(api.reason) > 40, api.symbol
@@ -140,3 +140,17 @@ def test_sae_lens_version_policy(installed, ok, monkeypatch):
             compat.check_sae_lens_version(installed)
         monkeypatch.setenv(compat.SKIP_VERSION_CHECK_ENV, "1")
         assert compat.check_sae_lens_version(installed) == installed
+
+
+def test_queue_callback_runs_after_every_gradient_is_accumulated():
+    """_execution_engine.queue_callback: the callback sees the finished gradients of the backward it was queued in."""
+    weight = torch.nn.Parameter(torch.ones(3))
+    seen = []
+
+    def hook(grad):
+        compat.queue_after_backward(lambda: seen.append(weight.grad.clone()))
+        return grad
+
+    weight.register_hook(hook)
+    (weight * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert len(seen) == 1 and torch.equal(seen[0], torch.tensor([1.0, 2.0, 3.0]))

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from qwen3_scope import compat
+
 logger = logging.getLogger(__name__)
 
 
@@ -210,7 +212,7 @@ class DataParallelAdapter:
             output = forward(step_input)
             if output.loss.requires_grad:
                 def at_backward_start(grad: torch.Tensor) -> torch.Tensor:
-                    _queue_after_backward(reduce_gradients)
+                    compat.queue_after_backward(reduce_gradients)
                     return grad
 
                 output.loss.register_hook(at_backward_start)
@@ -233,11 +235,6 @@ class DataParallelAdapter:
         sae.__dict__["training_forward_pass"] = training_forward_pass
         sae_trainer.__dict__["step"] = dp_step
         self._installed.append((sae_trainer, sae))
-
-
-def _queue_after_backward(callback: Callable[[], None]) -> None:
-    """Run `callback` once the current backward pass has accumulated every gradient (what DDP's reducer does)."""
-    torch.autograd.Variable._execution_engine.queue_callback(callback)  # type: ignore[attr-defined]
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
