@@ -111,8 +111,8 @@ CLI_CASES = [
     (
         "unknown-backend",
         ["train", "--backend", "bridge", "--plan-only"],
-        r"invalid choice: 'bridge'",
-        r"choose from 'hooked', 'hf'",
+        r"backend 'bridge' cannot train through SAELens' runners",
+        r"use --backend hooked or --backend hf",
     ),
     (
         "malformed-tokens",
@@ -129,14 +129,14 @@ CLI_CASES = [
     (
         "negative-width",
         ["train", "--width", "-16", "--plan-only"],
-        r"'-16' is not a positive whole number",
+        r"width must be a positive whole number, got -16",
         r"write e\.g\. 16384",
     ),
-    ("zero-width", ["train", "--width", "0", "--plan-only"], r"'0' is not a positive whole number", r"write e\.g\."),
+    ("zero-width", ["train", "--width", "0", "--plan-only"], r"width must be a positive whole number, got 0", r"write e\.g\."),
     (
         "zero-k",
         ["train", "--recipe", "qwen-scope", "--k", "0", "--plan-only"],
-        r"'0' is not a positive whole number",
+        r"k must be a positive whole number, got 0",
         r"write e\.g\.",
     ),
     (
@@ -151,8 +151,8 @@ CLI_CASES = [
         r"k only applies to TopK recipes",
         r"recipe 'paper' is jumprelu",
     ),
-    ("negative-l0", ["train", "--l0", "-3", "--plan-only"], r"'-3' is not a positive number", r"write e\.g\. 24"),
-    ("nan-l0", ["train", "--l0", "nan", "--plan-only"], r"'nan' is not a positive number", r"write e\.g\. 24"),
+    ("negative-l0", ["train", "--l0", "-3", "--plan-only"], r"target_l0 must be a positive number, got -3", r"write e\.g\. 24"),
+    ("nan-l0", ["train", "--l0", "nan", "--plan-only"], r"target_l0 must be a positive number, got nan", r"write e\.g\. 24"),
     (
         "l0-above-width",
         ["train", "--l0", "5000", "--plan-only"],

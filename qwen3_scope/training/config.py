@@ -8,12 +8,14 @@ reproducible from its manifest alone. Paths recorded there are portable (see `po
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qwen3_scope.config_cli import config_to_dict
 from qwen3_scope.devices import PlacementOptions
+from qwen3_scope.errors import ConfigError
 from qwen3_scope.training.parsing import parse_layers, parse_tokens
 
 
@@ -90,7 +92,8 @@ class SuiteTrainingConfig(PlacementOptions):
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}.")
         if self.backend not in ("hooked", "hf"):
-            raise ValueError(f"backend {self.backend!r} cannot train through SAELens' runners; use hooked or hf.")
+            raise ConfigError(f"backend {self.backend!r} cannot train through SAELens' runners; use --backend hooked "
+                              "or --backend hf.")
         if isinstance(self.layers, (str, int)):
             self.layers = [self.layers]  # type: ignore[list-item]
         if self.layers is not None:
@@ -114,14 +117,15 @@ class SuiteTrainingConfig(PlacementOptions):
                                  "one weight per --dataset source.")
             if any(w <= 0 for w in self.dataset_weights):
                 raise ValueError(f"dataset weights must be positive, got {self.dataset_weights}.")
-        for name in ("width", "k", "max_saes_per_group", "threads"):
+        examples = {"width": "16384", "k": "50", "max_saes_per_group": "8", "threads": "1", "nproc": "2",
+                    "data_shards": "2", "target_l0": "24"}
+        for name, example in examples.items():
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}.")
-        for name in ("nproc", "data_shards"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}.")
+            whole = name != "target_l0"
+            if value is not None and (not value >= 1 if whole else not 0 < value < math.inf):
+                kind = "a positive whole number" if whole else "a positive number"
+                raise ConfigError(f"{name} must be {kind}, got {value}; write e.g. {example} (or leave it out for "
+                                  "the recipe's default).")
         if self.parallel not in ("auto", "group", "data"):
             raise ValueError(f"unknown parallel mode {self.parallel!r}; choose auto, group or data.")
         if self.collective_timeout <= 0:
