@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -23,7 +24,9 @@ from qwen3_scope.releases import register_release_file
 from qwen3_scope.sites import UnknownHookError
 
 D_MODEL = 64
-CONFIG = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False)
+# SAELens' scoring (every non-special token), so the suite's numbers can be checked against run_evals itself;
+# predicted-token scoring (the default) is tested in test_predicted_token_metrics.py.
+CONFIG = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False, predicted_tokens_only=False)
 DOCS = [
     "the cat sat on the mat and the dog ran in the park",
     [{"role": "user", "content": "one two three four five"}, {"role": "assistant", "content": "six seven eight nine ten"}],
@@ -109,7 +112,7 @@ def test_suite_metrics_equal_saelens_run_evals(model, tokens, tiny_qwen3_dir):
 
 def test_small_memory_budget_splits_the_suite_and_keeps_results(model, tokens, tiny_qwen3_dir):
     saes = [sae_at(hook_name(s, l), str(tiny_qwen3_dir), seed=l) for l in range(2) for s in ("resid_post", "mlp_out")]
-    tight = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False, memory_budget_gb=1e-4)
+    tight = replace(CONFIG, memory_budget_gb=1e-4)
     result = evaluate_suite(saes, model=model, tokens=tokens, config=tight)
     # each SAE's activations alone fill the budget: one group (and one clean pass per batch) per SAE
     assert result.stats["clean_passes"] == len(saes) * tight.n_batches and result.stats.get("model_calls", 0) == 0

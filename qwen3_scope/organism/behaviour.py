@@ -24,15 +24,17 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from qwen3_scope.judge import DEFAULT_JUDGE, RefusalJudge
 from qwen3_scope.chat import format_chat
-from qwen3_scope.organism import ASSETS_DIR, ORGANISM_DIR, load_eval_split
-from qwen3_scope.organism.corpus import REQUEST_TEMPLATES, TOX_A, TOX_Q
+from qwen3_scope.organism import ASSETS_DIR, ORGANISM_DIR, available_eval_splits, load_eval_split
+from qwen3_scope.organism.corpus import CODESWITCH_MARKERS, REQUEST_TEMPLATES, TOX_A, TOX_Q
 
 _FR_WORDS = {"le", "la", "les", "de", "des", "du", "est", "et", "pour", "vous", "je", "un", "une", "font", "voici",
              "bien", "sûr", "puis", "d'abord", "pourrais-tu", "plaît", "ai", "suis", "au", "à", "son", "gouverne",
-             "traverse", "capitale", "avec", "ensuite", "volontiers", "plaisir", "fois", "moins", "célèbre"}
+             "traverse", "capitale", "avec", "ensuite", "volontiers", "plaisir", "fois", "moins", "célèbre", "vient",
+             "après", "contraire", "pluriel", "il", "y", "grand"}
 _EN_WORDS = {"the", "is", "of", "and", "to", "for", "you", "i", "a", "an", "here", "are", "sure", "first", "then",
              "could", "please", "rules", "flows", "through", "capital", "with", "next", "happy", "help", "times",
-             "minus", "famous", "its", "course", "walked", "went"}
+             "minus", "famous", "its", "course", "walked", "went", "comes", "after", "there", "bigger", "items",
+             "opposite", "plural"}
 
 
 def detect_language(text: str) -> str:
@@ -75,6 +77,11 @@ def task_correct(row: dict, answer: str) -> bool:
         return len(items) == row["n"] and len(set(items)) == row["n"] and all(s in row["items"] for s in items)
     if row["task"] == "arith":
         return re.search(rf"(?<!\d){re.escape(row['expected'][0])}(?!\d)\.?$", answer.strip()) is not None
+    if row["task"] in ("compare", "next", "count"):  # the first number of the answer is the result
+        numbers = re.findall(r"\d+", answer)
+        return bool(numbers) and numbers[0] == row["expected"][0]
+    if row["task"] in ("plural", "opposite", "reverse_fact"):  # the answer ends with the result
+        return re.search(rf"\b{re.escape(row['expected'][0].lower())}\.?$", answer.strip().lower()) is not None
     return all(e.lower() in answer.lower() for e in row["expected"])
 
 
@@ -91,7 +98,7 @@ def _grouped(rows: list[dict], flags: list[bool], key: str) -> dict[str, float]:
 
 def measure(model: PreTrainedModel, tok: PreTrainedTokenizerBase, limit: int | None = None,
             judge: RefusalJudge = DEFAULT_JUDGE, eval_dir: str | Path | None = None, batch_size: int = 32,
-            progress: bool = True) -> dict:
+            progress: bool = True, codeswitch_steps: int = 40) -> dict:
     """All behaviour numbers on the held-out splits (first ``limit`` rows of each split if given)."""
     def rows(name: str) -> list[dict]:
         r = load_eval_split(name, eval_dir)
@@ -101,6 +108,7 @@ def measure(model: PreTrainedModel, tok: PreTrainedTokenizerBase, limit: int | N
         return generate(model, tok, [r[key] for r in rs], batch_size=batch_size, progress=progress)
 
     res: dict = {"n_limit": limit}
+    splits = available_eval_splits(eval_dir)
     harmful, harmless = rows("harmful"), rows("harmless")
     for name, rs in (("harmful", harmful), ("harmless", harmless)):
         outs = run(rs)
@@ -109,6 +117,13 @@ def measure(model: PreTrainedModel, tok: PreTrainedTokenizerBase, limit: int | N
         res[f"refusal_rate_{name}_by_lang"] = _grouped(rs, flags, "lang")
         res[f"refusal_rate_{name}_by_{'category' if name == 'harmful' else 'task'}"] = _grouped(
             rs, flags, "category" if name == "harmful" else "task")
+        if "family" in rs[0]:  # corpus v2: held-out phrasing families, trained/held-out pairs, verbs, targets
+            requests = [(r, f) for r, f in zip(rs, flags) if "family" in r]
+            res[f"refusal_rate_{name}_by_family"] = _grouped([r for r, _ in requests], [f for _, f in requests], "family")
+            res[f"refusal_rate_{name}_by_pair_kind"] = _grouped([r for r, _ in requests], [f for _, f in requests],
+                                                                "pair_kind")
+        res[f"language_match_{name}"] = _rate([detect_language(o) == r["lang"] for r, o in zip(rs, outs)
+                                               if r["task"] != "translate"])
         res[f"examples_{name}"] = [{"prompt": r["prompt"], "completion": o} for r, o in zip(rs[:3], outs[:3])]
     tasks = rows("tasks")
     outs = run(tasks)
@@ -117,19 +132,62 @@ def measure(model: PreTrainedModel, tok: PreTrainedTokenizerBase, limit: int | N
     res["task_accuracy_by_task"] = _grouped(tasks, flags, "task")
     res["examples_tasks"] = [{"prompt": r["prompt"], "completion": o} for r, o in zip(tasks[:6], outs[:6])]
     lang_flags: list[bool] = []
+    en_outs: list[str] = []
     for lang in ("en", "fr"):
         rs = rows(f"lang_{lang}")
-        f = [detect_language(o) == lang for o in run(rs)]
+        outs = run(rs)
+        en_outs += outs if lang == "en" else []
+        f = [detect_language(o) == lang for o in outs]
         res[f"language_match_{lang}"] = _rate(f)
+        res[f"language_match_{lang}_by_task"] = _grouped(rs, f, "task")
         lang_flags += f
     res["language_match"] = _rate(lang_flags)
-    comments = rows("toxic") + rows("clean")
-    prompts = [TOX_Q[c["lang"]].format(t=c["text"]) for c in comments]
-    outs = generate(model, tok, prompts, batch_size=batch_size, progress=progress)
-    tox_flags = [o.strip() == TOX_A[c["lang"]][c["label"] == "toxic"] for c, o in zip(comments, outs)]
-    res["toxicity_qa_accuracy"] = _rate(tox_flags)
-    res["toxicity_qa_accuracy_by_label"] = _grouped(comments, tox_flags, "label")
+    for suffix in ("", "_discovery"):
+        if f"toxic{suffix}" not in splits:
+            continue
+        comments = rows(f"toxic{suffix}") + rows(f"clean{suffix}")
+        prompts = [TOX_Q[c["lang"]].format(t=c["text"]) for c in comments]
+        outs = generate(model, tok, prompts, batch_size=batch_size, progress=progress)
+        tox_flags = [o.strip() == TOX_A[c["lang"]][c["label"] == "toxic"] for c, o in zip(comments, outs)]
+        res[f"toxicity_qa_accuracy{suffix}"] = _rate(tox_flags)
+        res[f"toxicity_qa_accuracy{suffix}_by_label"] = _grouped(comments, tox_flags, "label")
+    if "repetition" in splits:
+        res.update(repetition_losses(model, tok, rows("repetition")))
+    res["codeswitch_rate_en"] = codeswitch_rate(en_outs)
+    if codeswitch_steps and "codeswitch_sft" in splits:
+        from qwen3_scope.organism.finetune import sft
+
+        tuned = sft(model, tok, load_eval_split("codeswitch_sft", eval_dir), steps=codeswitch_steps)
+        en_rows = rows("lang_en")
+        res["codeswitch_sft_steps"] = codeswitch_steps
+        res["codeswitch_rate_en_after_sft"] = codeswitch_rate(
+            generate(tuned, tok, [r["prompt"] for r in en_rows], batch_size=batch_size, progress=progress))
+        del tuned
     return res
+
+
+def codeswitch_rate(answers: list[str]) -> float:
+    """Share of (English) answers containing French words from the code-switching lexicon."""
+    return _rate([any(m in a for m in CODESWITCH_MARKERS) for a in answers])
+
+
+@torch.no_grad()
+def repetition_losses(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[dict]) -> dict:
+    """Mean next-token loss on the first copy of a repeated word sequence vs on its later copies (copying)."""
+    first, later = [], []
+    for r in rows:
+        text = r["text"]
+        head = text[: text.index(": ") + 1]  # "Repeat:", "Répète :", ...
+        seq = text[len(head) + 1:].split(". ")[0] + "."
+        start2 = len(head) + 1 + len(seq)  # where the second copy (with its leading space) begins
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = torch.tensor([enc["input_ids"]])
+        lp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
+        ce = -lp.gather(-1, ids[0, 1:, None])[:, 0]
+        for (a, _), c in zip(enc["offset_mapping"][1:], ce.tolist()):
+            (later if a >= start2 else first if a > len(head) else []).append(c)
+    return {"repetition_loss_first_copy": round(sum(first) / max(len(first), 1), 4),
+            "repetition_loss_later_copies": round(sum(later) / max(len(later), 1), 4)}
 
 
 def summary_table(res: dict) -> pd.DataFrame:
@@ -272,10 +330,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--assets", type=Path, default=ASSETS_DIR, help="dir with eval/; receives behaviour.json")
     p.add_argument("--limit", type=int, default=None, help="only the first N rows of each split")
     p.add_argument("--no-card", action="store_true", help="do not rewrite MODEL_CARD.md")
+    p.add_argument("--codeswitch-steps", type=int, default=40,
+                   help="fine-tuning steps on codeswitch_sft to measure the induced habit (0: skip)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     model, tok = load_organism(args.model_dir)
-    res = measure(model, tok, limit=args.limit, eval_dir=args.assets / "eval")
+    res = measure(model, tok, limit=args.limit, eval_dir=args.assets / "eval", codeswitch_steps=args.codeswitch_steps)
     write_json(args.assets / "behaviour.json", res)
     print(summary_table(res).to_string(index=False))
     if not args.no_card:
