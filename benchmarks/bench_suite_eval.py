@@ -99,11 +99,13 @@ def main() -> None:
         model, documents, label = small_model(args, Path(scratch))
         saes = random_suite(model, args.expansion, args.k)[: args.max_saes]
         config = dict(n_batches=args.batches, batch_size_prompts=args.batch_size, context_size=args.context_size, progress=False)
+        if "device" in SuiteEvalConfig.__dataclass_fields__:
+            config["device"] = "cpu"
         tokens = HeldOutTokens.from_documents(model.tokenizer, documents, args.context_size, args.batch_size, args.batches)
         print(f"{label}, {args.threads} torch thread(s): {len(saes)} SAEs (d_sae {saes[0][1].cfg.d_sae}, TopK k={args.k}), "
               f"{args.batches} x {args.batch_size} x {args.context_size} = {args.batches * args.batch_size * args.context_size} "
               f"tokens each ({tokens.count_tokens(args.batches, special_token_ids(model.tokenizer))} non-special)")
-        evaluate_suite(saes[:1], model=model, tokens=tokens, config=SuiteEvalConfig(**config))  # warm-up
+        evaluate_suite(saes[:1], model=model, tokens=tokens, config=SuiteEvalConfig(**{**config, "n_batches": 1}))  # warm-up
         timings, results = [], {}
         for repeat in range(args.repeats):
             for name, share in (("plain run_evals per SAE", False), ("shared suite evaluation", True)):

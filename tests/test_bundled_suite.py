@@ -59,7 +59,7 @@ def test_attached_sae_changes_the_loss_by_about_the_recorded_amount():
     assert length >= 12
     with torch.no_grad():
         clean = model(tokens, return_type="loss").item()
-    for sae_id in ("organism/resid_post/layer_1", "organism/resid_post/layer_3"):  # sites with a clear loss cost
+    for sae_id in ("organism/resid_post/layer_2", "organism/resid_post/layer_3"):  # sites with a clear loss cost
         sae = SAE.from_pretrained("qwen3-instruct-sae", sae_id)
         model.add_sae(sae)
         with torch.no_grad():

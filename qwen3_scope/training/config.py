@@ -54,6 +54,9 @@ class SuiteTrainingConfig(PlacementOptions):
     plan_only: bool = field(default=False, metadata=_doc("print the plan (groups, memory, expected cost) and stop"))
     memory_budget_gb: float | None = field(default=None, metadata=_doc(
         "memory budget for SAEs + activations (default: 75% of free memory minus the model)", flag="--memory-gb"))
+    matmul_tflops: float | None = field(default=None, metadata=_doc(
+        "matmul rate the planner prices the plan at, in TFLOP/s (e.g. 400 for an H100 in bfloat16; default: measured "
+        "on --device in --dtype now)"))
     max_saes_per_group: int | None = field(default=None, metadata=_doc("cap on SAEs sharing one forward pass"))
     checkpoint_every_tokens: int | None = field(default=None, metadata=_doc(
         "checkpoint interval in training tokens (default: ~1/8 of the run)", flag="--checkpoint-every", parse=parse_tokens))
@@ -104,6 +107,8 @@ class SuiteTrainingConfig(PlacementOptions):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}.")
+        if self.matmul_tflops is not None and self.matmul_tflops <= 0:
+            raise ValueError(f"matmul_tflops must be positive, got {self.matmul_tflops}.")
         if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:
             raise ValueError(f"memory_budget_gb must be positive, got {self.memory_budget_gb}.")
         if self.out is not None:

@@ -177,10 +177,17 @@ def iter_source_rows(source: str | os.PathLike) -> Iterator[dict[str, Any]]:
         kind, files = _local_files(path)
         yield from datasets.load_dataset(kind, data_files=files, split="train", streaming=True)
         return
+    yield from stream_hub_dataset(text)
+
+
+def stream_hub_dataset(name: str, split: str = "train") -> Iterator[dict[str, Any]]:
+    """Rows of a Hugging Face hub dataset, streamed (nothing is downloaded beyond what is read)."""
+    import datasets
+
     try:
-        yield from datasets.load_dataset(text, split="train", streaming=True)
+        yield from datasets.load_dataset(name, split=split, streaming=True)
     except (FileNotFoundError, ValueError, OSError) as err:
-        raise DatasetSourceError(f"could not read hub dataset {text!r}: {err}. Check the name, or pass a local file.") from err
+        raise DatasetSourceError(f"could not read hub dataset {name!r}: {err}. Check the name, or pass a local file.") from err
 
 
 def _source_rows(source: str | os.PathLike | None, tokenizer: Any, need: int, seed: int | None) -> tuple[Iterable[dict[str, Any]], dict[str, Any]]:
@@ -252,8 +259,8 @@ def check_pretokenized(ids: list[int], tokenizer: Any, source: Any, metadata: di
     if ids and max(ids) >= size:
         raise DatasetSourceError(
             f"pre-tokenized dataset {source} holds token id {max(ids)}, outside this model's vocabulary of {size}: it "
-            "was tokenized with another tokenizer. Re-tokenize it with this model (qwen3-scope tokenize --model ...) or "
-            "pass the text dataset.")
+            "was tokenized with another tokenizer. Re-tokenize it with this model's tokenizer (SAELens' PretokenizeRunner "
+            "with tokenizer_name=<the model>) or pass the text dataset.")
     if not metadata:
         return
     mine = tokenizer_fingerprint(tokenizer)
@@ -263,7 +270,7 @@ def check_pretokenized(ids: list[int], tokenizer: Any, source: Any, metadata: di
             if theirs.get(key) != mine[key]:
                 raise DatasetSourceError(
                     f"pre-tokenized dataset {source} was made with another tokenizer ({key}: {theirs.get(key)} there, "
-                    f"{mine[key]} here); re-tokenize it with this model (qwen3-scope tokenize) or pass the text dataset.")
+                    f"{mine[key]} here); re-tokenize it with this model's tokenizer or pass the text dataset.")
         return
     name = metadata.get("tokenizer_name")
     if name:
@@ -277,7 +284,7 @@ def check_pretokenized(ids: list[int], tokenizer: Any, source: Any, metadata: di
             return
         if other.get_vocab() != tokenizer.get_vocab():
             raise DatasetSourceError(f"pre-tokenized dataset {source} was made with tokenizer {name!r}, whose vocabulary "
-                                     "differs from this model's; re-tokenize it with this model (qwen3-scope tokenize).")
+                                     "differs from this model's; re-tokenize it with this model's tokenizer (SAELens' PretokenizeRunner).")
 
 
 def dataset_metadata(source: Any) -> dict[str, Any] | None:
@@ -359,7 +366,7 @@ def prepare_data(
     while any(not s.done for s in streams) and n_train * context_size < train_tokens * 1.1:
         # the source furthest behind its share goes next, so the mix holds at every point of the stream
         stream = min((s for s in streams if not s.done), key=lambda s: s.taken / max(s.budget, 1))
-        docs = stream.next_documents()
+        docs = stream.next_documents(256 if len(streams) == 1 else 8)  # mixes interleave in small steps
         for ids in docs:
             digest.update(json.dumps(ids).encode())
             stream.taken += len(ids)

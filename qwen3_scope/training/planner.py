@@ -46,15 +46,21 @@ def available_memory_bytes() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure_matmul_flops(size: int = 1024, repeats: int = 3) -> float:
-    """fp32 matmul FLOP/s of this machine right now (about 0.1 s), to turn FLOPs into hours."""
+def measure_matmul_flops(size: int = 1024, repeats: int = 3, device: str = "cpu", dtype: Any = None) -> float:
+    """Matmul FLOP/s of this machine's `device` in `dtype` (default fp32) right now (about 0.1 s), to turn FLOPs
+    into hours."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    dtype = dtype or torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b
+    synchronize = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    synchronize()
     return 2 * size**3 * repeats / max(time.perf_counter() - start, 1e-9)
 
 

@@ -44,6 +44,7 @@ from qwen3_scope.training.data import PreparedData, check_source, load_prepared,
 from qwen3_scope.training.planner import Group, SuitePlan, plan_suite, priced_plan
 from qwen3_scope.training.recipes import SuiteConfig, build_suite
 
+log = logging.getLogger(__name__)
 PLAN_ONLY_BUDGET_GB = 80  # what a plan-only run assumes when this machine cannot hold the model at all
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
@@ -205,7 +206,7 @@ def _quiet_sae_lens() -> Iterator[None]:
     level = log.level
     log.setLevel(logging.ERROR)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(fewer samples|not tokenized|exhausted).*")
+        warnings.filterwarnings("ignore", message=".*(fewer samples|not tokenized|exhausted|To copy construct).*")
         try:
             yield
         finally:
@@ -302,7 +303,8 @@ class SuiteTrainer:
                     self.on_checkpoint(group.index, step)
 
             stream.on_boundary = boundary
-            saes = trainer.fit()
+            with _wandb_run(cfg, group.index):
+                saes = trainer.fit()
         seconds = time.perf_counter() - start
         metrics = self._evaluate(group, saes)
         self._write_saes(group, saes, trainer)
@@ -504,12 +506,18 @@ def train_suite(
                             seed=cfg.seed, device=cfg.sae_device, llm_device=cfg.device, sae_dtype=cfg.sae_dtype,
                             special_token_ids=special_token_ids(tokenizer) if tokenizer is not None else None,
                             runner_overrides=cfg.runner_overrides, wandb_project=cfg.wandb_project)
+        from qwen3_scope.training.planner import measure_matmul_flops
+
+        flops = cfg.matmul_tflops * 1e12 if cfg.matmul_tflops else measure_matmul_flops(device=cfg.device,
+                                                                                         dtype=cfg.placement.dtype)
         try:
-            plan = plan_suite(suite, memory_budget_gb=cfg.memory_budget_gb, max_saes_per_group=cfg.max_saes_per_group)
+            plan = plan_suite(suite, memory_budget_gb=cfg.memory_budget_gb, max_saes_per_group=cfg.max_saes_per_group,
+                              matmul_flops=flops)
         except ModelDoesNotFitError as err:
             if not cfg.plan_only:
                 raise
-            plan = plan_suite(suite, memory_budget_gb=PLAN_ONLY_BUDGET_GB, max_saes_per_group=cfg.max_saes_per_group)
+            plan = plan_suite(suite, memory_budget_gb=PLAN_ONLY_BUDGET_GB, max_saes_per_group=cfg.max_saes_per_group,
+                              matmul_flops=flops)
             suite.notes.append(f"planned for a {PLAN_ONLY_BUDGET_GB} GiB budget (pass --memory-gb to choose): {err}")
     suite = plan.suite
     suite_dir = (Path(cfg.out) if cfg.out is not None else default_suite_dir(suite)).expanduser().resolve()
@@ -547,9 +555,27 @@ def train_suite(
                              f"fewer than one model batch ({min_tokens}); pass a larger dataset.")
         manifest = _new_manifest(plan, data.info, cfg)
         atomic_write_json(manifest_file, manifest)
+    log.info("training suite %s (%d SAEs in %d groups) on %s: model on %s in %s, SAEs on %s in %s", suite.name, len(suite.jobs),
+             len(plan.groups), spec.name, cfg.device, cfg.dtype, cfg.sae_device, cfg.sae_dtype)
     trainer = SuiteTrainer(plan, suite_dir, model_obj, data, manifest, cfg.checkpoint_every_tokens, progress, on_checkpoint)
     with _torch_threads(cfg.threads):
         return SuiteResult(suite_dir, trainer.run(), plan)
+
+
+@contextmanager
+def _wandb_run(cfg: Any, group: int) -> Iterator[None]:
+    """A wandb run per group, as SAELens' own runner opens one, when the suite logs to wandb (off by default)."""
+    if not cfg.logger.log_to_wandb:
+        yield
+        return
+    import wandb
+
+    wandb.init(project=cfg.logger.wandb_project, entity=cfg.logger.wandb_entity, config=cfg.to_dict(),
+               name=f"{cfg.logger.run_name}-group{group}", reinit="finish_previous")
+    try:
+        yield
+    finally:
+        wandb.finish()
 
 
 @contextmanager

@@ -1,0 +1,85 @@
+"""A fresh machine: build a wheel from this checkout, install it into a throwaway virtual environment outside the
+checkout, and from a directory outside the checkout, offline, load every bundled SAE, evaluate the default
+release and run the refusal study. Fails if any file in the wheel names a path of the build machine."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel of the checkout as it is now (tracked and new files), built from a copy so the build leaves
+    nothing in the checkout."""
+    import shutil
+
+    source = tmp_path_factory.mktemp("source") / "qwen3-scope"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    for name in listed:
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name, follow_symlinks=False)
+    out = tmp_path_factory.mktemp("dist")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
+         cwd=out, env=env)
+    (found,) = out.glob("qwen3_scope-*.whl")
+    return found
+
+
+def test_the_wheel_names_no_path_of_the_build_machine(wheel):
+    patterns = [re.escape(str(REPO)), r"/tmp/[\w.-]+", r"/[\w./-]+/qwen3_scope/organism/assets/model"]
+    hits = []
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        assert any(n.startswith("qwen3_scope/bundled_saes/organism/") and n.endswith("cfg.json") for n in names)
+        for name in names:
+            text = archive.read(name).decode("utf-8", errors="ignore")
+            hits += [f"{name}: {m.group(0)}" for p in patterns for m in re.finditer(p, text)]
+    assert not hits, "shipped files name paths of the build machine:\n" + "\n".join(hits[:20])
+
+
+def test_installed_wheel_works_offline_outside_the_checkout(wheel, tmp_path):
+    venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "QWEN3_SCOPE_RELEASES")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="disabled", TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS="1", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path, env=env)
+    python, cli = venv / "bin" / "python", venv / "bin" / "qwen3-scope"
+    _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], cwd=tmp_path, env=env)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = (
+        "import qwen3_scope, pathlib\n"
+        "from sae_lens import SAE\n"
+        "from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory\n"
+        f"assert pathlib.Path(qwen3_scope.__file__).is_relative_to({str(venv)!r}), qwen3_scope.__file__\n"
+        "ids = [i for i in get_pretrained_saes_directory()['qwen3-instruct-sae'].saes_map if i.startswith('organism/')]\n"
+        "assert len(ids) == 12, ids\n"
+        "for i in ids:\n"
+        "    sae = SAE.from_pretrained('qwen3-instruct-sae', i)\n"
+        "    assert sae.cfg.metadata.model_name == 'organism', sae.cfg.metadata.model_name\n"
+        "print('loaded', len(ids))\n"
+    )
+    assert "loaded 12" in _run([str(python), "-c", script], cwd=elsewhere, env=env)
+    out = _run([str(cli), "eval", "--batches", "1", "--batch-size", "4", "--device", "cpu", "--out", "eval"], cwd=elsewhere, env=env)
+    assert "12 SAEs" in out and (elsewhere / "eval" / "suite_eval.csv").is_file()
+    out = _run([str(cli), "steer", "refusal", "--n-prompts", "4", "--top-k", "1", "--screen", "2", "--alphas", "2",
+                "--max-new-tokens", "2", "--no-baseline", "--device", "cpu", "--out", "steer"], cwd=elsewhere, env=env)
+    assert (elsewhere / "steer").is_dir() and not (REPO / "build").exists()
