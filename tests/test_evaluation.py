@@ -199,7 +199,8 @@ def test_directory_suite_outputs_plots_report_and_cli(tmp_path, tiny_qwen3_dir, 
     assert "| mlp_out" in capsys.readouterr().out  # the per-site summary is printed
     assert cli.main(["eval", *common, "--batches", "500"]) == 2
     assert "500 batches x 4 prompts x 32 tokens need 64000; give more held-out text" in capsys.readouterr().err
-    for name in ("suite_eval.csv", "suite_eval.parquet", "l0_vs_fvu.png", "l0_vs_delta_lm_loss.png", "metrics_by_layer.png", "report.html"):
+    for name in ("suite_eval.csv", "suite_eval.parquet", "l0_vs_fvu.png", "l0_vs_delta_lm_loss.png", "metrics_by_layer.png",
+                 "l0_vs_fidelity_frontiers.png", "report.html"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "l0_vs_fvu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_parquet(out / "suite_eval.parquet")
@@ -207,7 +208,8 @@ def test_directory_suite_outputs_plots_report_and_cli(tmp_path, tiny_qwen3_dir, 
     numeric = table.select_dtypes("number").columns
     pd.testing.assert_frame_equal(table[numeric], pd.read_csv(out / "suite_eval.csv")[numeric], check_dtype=False)
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and all(sae_id in html for sae_id in table["sae_id"])
+    assert html.count("data:image/png;base64,") == 4 and all(sae_id in html for sae_id in table["sae_id"])
+    assert "clean CE" in html and f"{int(table['ce_positions'].max()):,} positions" in html
     summary = site_summary(table)
     assert list(summary["site"]) == ["resid_post", "attn_out", "mlp_out"] and list(summary["n_saes"]) == [2, 2, 2]
     mlp = summary.set_index("site").loc["mlp_out"]

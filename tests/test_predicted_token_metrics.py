@@ -88,3 +88,37 @@ def test_organism_clean_ce_matches_validation_loss_and_every_ablation_raises_it(
     clean = table.ce_loss_without_sae.iloc[0]
     assert abs(clean - val) <= 0.25 * val, (clean, val)
     assert (table.ce_loss_with_ablation > table.ce_loss_without_sae).all(), table[["sae_id", "ce_loss_with_ablation"]]
+
+
+def test_sparsity_sweep_frontiers_are_plotted_per_site_and_layer(tiny_qwen3_dir, tmp_path):
+    from sae_lens import SAE
+
+    from qwen3_scope import hook_name
+    from qwen3_scope.evaluation.plots import plot_frontiers
+    from qwen3_scope.evaluation.report import write_outputs
+
+    model = load_model(tiny_qwen3_dir, backend="hooked")
+    saes = []
+    for site in ("resid_post", "mlp_out"):
+        for layer in (0, 1):
+            for k in (2, 8, 32):  # a sparsity sweep: same (site, layer), several L0s
+                torch.manual_seed(layer)
+                sae = SAE.from_dict({"architecture": "topk", "d_in": 64, "d_sae": 128, "k": k, "dtype": "float32",
+                                     "device": "cpu", "apply_b_dec_to_input": False,
+                                     "metadata": {"hook_name": hook_name(site, layer), "model_name": str(tiny_qwen3_dir),
+                                                  "prepend_bos": False}})
+                with torch.no_grad():
+                    sae.W_enc.normal_(0, 0.2)
+                    sae.W_dec.copy_(sae.W_enc.T * 0.3)
+                saes.append((f"{site}/layer_{layer}/l0_{k}", sae))
+    docs = [[{"role": "user", "content": "one two three"}, {"role": "assistant", "content": "four five six seven"}],
+            "the cat sat on the mat and the dog ran"] * 40
+    cfg = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False)
+    table = evaluate_suite(saes, model=model, documents=docs, config=cfg).table
+    for (site, layer), rows in table.groupby(["site", "layer"]):
+        assert list(rows.sort_values("l0")["sae_id"].str.split("l0_").str[1]) == ["2", "8", "32"], (site, layer)
+    assert (table["ce_scope"] == "predicted tokens").all() and (table["ce_positions"] > 0).all()
+    path = plot_frontiers(table, tmp_path / "frontiers.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    outputs = write_outputs(table, tmp_path / "out")
+    assert outputs["l0_vs_fidelity_frontiers"].stat().st_size > 0
