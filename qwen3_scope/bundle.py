@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=BUNDLED_TOKENS)
     parser.add_argument("--width", type=int, default=BUNDLED_WIDTH)
     args = parser.parse_args(argv)
+    try:
+        source_checkout()
+    except NotASourceCheckoutError as err:
+        parser.exit(2, f"qwen3_scope.bundle: error: {err}\n")
     print(f"bundled suite written to {build(args.suite, args.tokens, args.width)}")
     print(f"{len(read_release_yaml(release_file())[RELEASE]['saes'])} ids in {RELEASE}")
 

@@ -81,7 +81,8 @@ def adapters_stage(ctx: DemoContext) -> None:
 
 
 # Modules that add stages (in pipeline order) with the `@stage` decorator; imported before a run.
-STAGE_MODULES: list[str] = ["qwen3_scope.training.demo_stage", "qwen3_scope.evaluation.demo_stage", "qwen3_scope.steering.demo_stage"]
+STAGE_MODULES: list[str] = ["qwen3_scope.training.demo_stage", "qwen3_scope.evaluation.demo_stage", "qwen3_scope.steering.demo_stage",
+                             "qwen3_scope.training.real_models_demo_stage"]
 
 
 @stage("organism")

@@ -122,19 +122,17 @@ class SuiteTrainingConfig(PlacementOptions):
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
 
-    def portable_dict(self) -> dict[str, Any]:
-        """What the manifest records: no path of this machine (the output dir is where the manifest is;
-        local datasets are named by their file or folder name)."""
-        from qwen3_scope.portable import portable_dataset_name
+    def portable_dict(self, spec: Any = None) -> dict[str, Any]:
+        """What the manifest records: no path of this machine (the output dir is where the manifest is; the model
+        by its portable name, from the already resolved `spec` when given; local datasets by file or folder name)."""
+        from qwen3_scope.models import resolve_model
+        from qwen3_scope.portable import portable_dataset_name, portable_model_name
 
         out = self.to_dict()
         out.pop("out")
         out["dataset"] = [portable_dataset_name(d) for d in self.dataset] if self.dataset else None
-        from qwen3_scope.portable import portable_model_name
-        from qwen3_scope.models import resolve_model
-
         try:
-            out["model"] = portable_model_name(resolve_model(self.model))
+            out["model"] = portable_model_name(spec if spec is not None else resolve_model(self.model))
         except ValueError:
             out["model"] = Path(self.model).name
         return out

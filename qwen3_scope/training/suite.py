@@ -415,7 +415,7 @@ def _new_manifest(plan: SuitePlan, data_info: dict[str, Any], config: SuiteTrain
     model = {**suite.spec.as_dict(), "name": portable_model_name(suite.spec), "source": portable_model_name(suite.spec)}
     return {
         "format": FORMAT, "suite": suite.name, "status": "running", "created": _now(), "updated": _now(),
-        "config": config.portable_dict() if config is not None else None,
+        "config": config.portable_dict(suite.spec) if config is not None else None,
         "model": model, "model_key": suite.spec.key, "recipe": suite.to_dict(),
         "training_tokens": suite.training_tokens, "data": data_info, "plan": plan.to_dict(), "versions": _versions(),
         "groups": [dict(index=g.index, sae_ids=[j.sae_id for j in g.jobs], status="pending") for g in plan.groups],
