@@ -16,7 +16,8 @@ from qwen3_scope.organism import (
 from qwen3_scope.organism.behaviour import detect_language, generate, task_correct
 from qwen3_scope.organism.corpus import CorpusConfig, build_corpus
 from qwen3_scope.organism.tokenizer import NON_THINKING_SUFFIX
-from qwen3_scope.organism.train import TrainConfig, ModelShape, corpus_module, encode_doc, masked_lm_loss, save_checkpoint, train
+from qwen3_scope.organism import corpus_module
+from qwen3_scope.organism.train import TrainConfig, ModelShape, encode_doc, masked_lm_loss, save_checkpoint, train
 
 
 @pytest.fixture(scope="module")

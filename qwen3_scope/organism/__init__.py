@@ -25,6 +25,19 @@ def corpus_version(assets: str | Path | None = None) -> int:
     return int(json.loads(log.read_text()).get("corpus_version", 1)) if log.is_file() else 1
 
 
+def corpus_module(version: int | None = None):
+    """The corpus generator module of a corpus version (1: frozen ``corpus_v1``, 2: ``corpus``); by default the
+    version the shipped organism was trained on (SAE training data and held-out checks must use that one)."""
+    version = corpus_version() if version is None else version
+    if version == 1:
+        from qwen3_scope.organism import corpus_v1
+        return corpus_v1
+    if version == 2:
+        from qwen3_scope.organism import corpus
+        return corpus
+    raise ValueError(f"unknown organism corpus version {version}; known versions are 1 and 2")
+
+
 def available_eval_splits(eval_dir: str | Path | None = None) -> tuple[str, ...]:
     """The splits present in ``eval_dir`` (a v1 organism has the first seven only)."""
     d = Path(eval_dir or EVAL_DIR)
@@ -46,5 +59,5 @@ def load_eval_split(name: str, eval_dir: str | Path | None = None) -> list[dict]
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-__all__ = ["ORGANISM_NAME", "ORGANISM_DIR", "ASSETS_DIR", "EVAL_DIR", "EVAL_SPLITS", "V1_EVAL_SPLITS", "corpus_version",
+__all__ = ["ORGANISM_NAME", "ORGANISM_DIR", "ASSETS_DIR", "EVAL_DIR", "EVAL_SPLITS", "V1_EVAL_SPLITS", "corpus_version", "corpus_module",
            "available_eval_splits", "load_eval_split"]

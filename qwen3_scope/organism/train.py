@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
 from qwen3_scope.loss_mask import encode_with_mask
+from qwen3_scope.organism import corpus_module
 from qwen3_scope.organism.corpus import CORPUS_VERSION, Corpus, CorpusConfig, Doc
 from qwen3_scope.organism.tokenizer import ENDOFTEXT, IM_END, train_tokenizer
 
@@ -83,13 +84,6 @@ V1_PRESET = {"steps": 900, "n_train_docs": 80_000,
                            num_key_value_heads=2)}
 
 
-def corpus_module(version: int):
-    """The corpus generator module of a corpus version (1: frozen v1, 2: current)."""
-    if version == 1:
-        from qwen3_scope.organism import corpus_v1
-        return corpus_v1
-    from qwen3_scope.organism import corpus
-    return corpus
 
 
 def model_config(tok: PreTrainedTokenizerFast, shape: ModelShape) -> Qwen3Config:
