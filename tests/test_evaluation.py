@@ -77,6 +77,18 @@ def identity_sae(hook: str, model_name: str) -> SAE:
     return sae
 
 
+def same_metric(key, value):
+    """SAELens' value. KL is computed as sum p * ((c - l) - (lse_c - lse_l)) and CE as lse - logit[next] instead of
+    SAELens' kl_div(log_softmax(l), softmax(c)) and -log_softmax(l)[next]: the same quantities, rounded differently in
+    float32 (about 1e-6 on KL values of 1e-2; the score ratios of small differences amplify it); everything else
+    matches to float32 precision."""
+    if key in ("kl_div_score", "ce_loss_score"):  # (ablation - SAE) / (ablation - clean) of near-equal numbers
+        return pytest.approx(value, rel=2e-3, abs=1e-3)
+    if key.startswith("kl_div"):
+        return pytest.approx(value, rel=2e-3, abs=1e-7)
+    return pytest.approx(value, rel=1e-5, abs=1e-6)
+
+
 def plain_run_evals(sae, model, tokens):
     tokens.reset_input_dataset()
     metrics, _ = run_evals(sae, tokens, model, ActivationScaler(), CONFIG.eval_config(), exclude_special_tokens=special_token_ids(model.tokenizer))
@@ -93,9 +105,10 @@ def test_suite_metrics_equal_saelens_run_evals(model, tokens, tiny_qwen3_dir):
     for (sae_id, sae), row in zip(saes, table.itertuples()):
         expected = plain_run_evals(sae, model, tokens)
         for key, value in expected.items():
-            assert getattr(row, key) == pytest.approx(value, rel=1e-5, abs=1e-6), (sae_id, key)
+            assert getattr(row, key) == same_metric(key, value), (sae_id, key)
         assert row.fvu == pytest.approx(1 - expected["explained_variance"])
-        assert row.delta_lm_loss == pytest.approx(expected["ce_loss_with_sae"] - expected["ce_loss_without_sae"])
+        assert row.delta_lm_loss == pytest.approx(row.ce_loss_with_sae - row.ce_loss_without_sae)
+        assert row.delta_lm_loss == pytest.approx(expected["ce_loss_with_sae"] - expected["ce_loss_without_sae"], abs=1e-5)
     assert list(table["site"]) == ["resid_post", "mlp_out", "attn_out", "mlp_out"] and list(table["layer"]) == [0, 1, 1, 1]
     n_saes, n_batches = len(saes), CONFIG.n_batches
     # one clean pass per batch for the whole suite; every activation request of run_evals came from it
@@ -118,7 +131,7 @@ def test_small_memory_budget_splits_the_suite_and_keeps_results(model, tokens, t
     assert result.stats["clean_passes"] == len(saes) * tight.n_batches and result.stats.get("model_calls", 0) == 0
     for sae, row in zip(saes, result.table.itertuples()):
         for key, value in plain_run_evals(sae, model, tokens).items():
-            assert getattr(row, key) == pytest.approx(value, rel=1e-5, abs=1e-6), key
+            assert getattr(row, key) == same_metric(key, value), key
 
 
 @pytest.mark.parametrize("site", ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "attn_z"])
@@ -143,7 +156,7 @@ def test_other_backends_match_plain_run_evals(tiny_qwen3_dir, tokens, backend):
     sae = sae_at(hook_name("mlp_out", 0, backend), str(tiny_qwen3_dir), seed=3)
     result = evaluate_suite([("mlp", sae)], model=other, tokens=tokens, config=CONFIG)
     for key, value in plain_run_evals(sae, other, tokens).items():
-        assert result.table.iloc[0][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        assert result.table.iloc[0][key] == same_metric(key, value), key
     assert result.stats["full_patched_passes"] == 2 * CONFIG.n_batches and result.table.iloc[0]["backend"] == backend
     assert result.stats["clean_passes"] == CONFIG.n_batches
 

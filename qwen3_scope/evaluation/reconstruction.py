@@ -12,8 +12,9 @@ chunk of sequences of a batch:
 - per hook, one zero-ablation pass (shared by every SAE on that hook) and per SAE one spliced pass, each
   run from the SAE's layer only (HookedTransformer's `start_at_layer`; the layers before it are the clean
   ones) and unembedded chunk by chunk;
-- CE and KL(clean || patched) are reduced to per-token numbers immediately, so at most one chunk of
-  logits of each kind is alive at a time (`max_logits_gb`).
+- CE and KL(clean || patched) are reduced to per-token numbers immediately (from a logsumexp and one
+  multiply-add over the vocabulary: no log-softmax, no log of the clean probabilities per SAE), so at most one
+  chunk of logits of each kind is alive at a time (`max_logits_gb`).
 
 The formulas and masking are SAELens' (`get_recons_loss`, `get_downstream_reconstruction_metrics`): the SAE
 replaces the activation except at ignored (special) tokens; ablation zeroes it everywhere; KL per token is
@@ -142,19 +143,26 @@ class SuiteReconstruction:
         return new.reshape(activation.shape) if flat else new
 
     # ---- metrics ------------------------------------------------------------------------------------------
-    @staticmethod
-    def _ce(log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        return -log_probs[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
+    def _record(self, key: str, logits: torch.Tensor, clean: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+                tokens: torch.Tensor, keep: torch.Tensor, scored: torch.Tensor | None = None) -> torch.Tensor:
+        """CE and KL(clean || this pass) per kept token, with no full-vocabulary log or log-softmax.
 
-    def _record(self, key: str, logits: torch.Tensor, clean_probs: torch.Tensor | None, tokens: torch.Tensor,
-                keep: torch.Tensor, scored: torch.Tensor | None = None) -> None:
-        """CE and KL(clean || this pass) per scored position (default: kept tokens), from one log-softmax."""
-        log_probs = torch.log_softmax(logits, dim=-1)
+        With lse = logsumexp(logits): CE = lse - logit[next token]; and KL(p || q) = sum_v p_v (log p_v - log q_v)
+        = sum_v p_v ((c_v - l_v) - (lse_c - lse_l)) for clean logits c, probabilities p = softmax(c), patched
+        logits l. Every term is small when the pass is close to the clean one, so float32 keeps SAELens' accuracy
+        (its `kl_div(log_softmax(l), softmax(c))` takes a log of p on every call). Returns lse. With `scored`
+        (predicted-token positions, shape [batch, seq - 1]) CE and KL are taken there instead of at kept tokens.
+        """
+        lse = torch.logsumexp(logits, dim=-1)
+        target = logits[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
         ce_at = keep[:, :-1] if scored is None else scored
-        self.acc.get("ce", key).add(self._ce(log_probs, tokens)[ce_at])
-        if clean_probs is not None:
-            kl = torch.nn.functional.kl_div(log_probs, clean_probs, reduction="none").sum(-1)
+        self.acc.get("ce", key).add((lse[:, :-1] - target)[ce_at])
+        if clean is not None:
+            clean_logits, clean_probs, clean_lse = clean
+            shift = (clean_lse - lse)[..., None]
+            kl = (clean_probs * (clean_logits - logits - shift)).sum(-1)
             self.acc.get("kl", key).add(kl[keep] if scored is None else kl[:, :-1][scored])
+        return lse
 
     @torch.no_grad()
     def add_batch(self, tokens: torch.Tensor, loss_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -174,9 +182,8 @@ class SuiteReconstruction:
             final, cache, attention_mask = self._clean(chunk)
             caches.append({h: cache[h] for h in set(self.hooks.values())})
             logits = self._logits(final)
-            self._record("clean", logits, None, chunk, chunk_keep, scored)
-            clean = torch.softmax(logits, dim=-1)  # once per chunk, shared by every SAE's KL
-            del logits
+            lse = self._record("clean", logits, None, chunk, chunk_keep, scored)
+            clean = (logits, torch.softmax(logits, dim=-1), lse)  # once per chunk, shared by every pass's KL
             for hook in sorted(set(self.hooks.values())):
                 ablated = self._logits(self._patched(chunk, hook, torch.zeros_like(cache[hook]), cache, attention_mask))
                 self._record(f"ablation:{hook}", ablated, clean, chunk, chunk_keep, scored)
