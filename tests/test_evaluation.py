@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -23,7 +24,9 @@ from qwen3_scope.releases import register_release_file
 from qwen3_scope.sites import UnknownHookError
 
 D_MODEL = 64
-CONFIG = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False)
+# SAELens' scoring (every non-special token), so the suite's numbers can be checked against run_evals itself;
+# predicted-token scoring (the default) is tested in test_predicted_token_metrics.py.
+CONFIG = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False, predicted_tokens_only=False)
 DOCS = [
     "the cat sat on the mat and the dog ran in the park",
     [{"role": "user", "content": "one two three four five"}, {"role": "assistant", "content": "six seven eight nine ten"}],
@@ -122,7 +125,7 @@ def test_suite_metrics_equal_saelens_run_evals(model, tokens, tiny_qwen3_dir):
 
 def test_small_memory_budget_splits_the_suite_and_keeps_results(model, tokens, tiny_qwen3_dir):
     saes = [sae_at(hook_name(s, l), str(tiny_qwen3_dir), seed=l) for l in range(2) for s in ("resid_post", "mlp_out")]
-    tight = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False, memory_budget_gb=1e-4)
+    tight = replace(CONFIG, memory_budget_gb=1e-4)
     result = evaluate_suite(saes, model=model, tokens=tokens, config=tight)
     # each SAE's activations alone fill the budget: one group (and one clean pass per batch) per SAE
     assert result.stats["clean_passes"] == len(saes) * tight.n_batches and result.stats.get("model_calls", 0) == 0
@@ -209,7 +212,8 @@ def test_directory_suite_outputs_plots_report_and_cli(tmp_path, tiny_qwen3_dir, 
     assert "| mlp_out" in capsys.readouterr().out  # the per-site summary is printed
     assert cli.main(["eval", *common, "--batches", "500"]) == 2
     assert "500 batches x 4 prompts x 32 tokens need 64000; give more held-out text" in capsys.readouterr().err
-    for name in ("suite_eval.csv", "suite_eval.parquet", "l0_vs_fvu.png", "l0_vs_delta_lm_loss.png", "metrics_by_layer.png", "report.html"):
+    for name in ("suite_eval.csv", "suite_eval.parquet", "l0_vs_fvu.png", "l0_vs_delta_lm_loss.png", "metrics_by_layer.png",
+                 "l0_vs_fidelity_frontiers.png", "report.html"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "l0_vs_fvu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_parquet(out / "suite_eval.parquet")
@@ -217,7 +221,8 @@ def test_directory_suite_outputs_plots_report_and_cli(tmp_path, tiny_qwen3_dir, 
     numeric = table.select_dtypes("number").columns
     pd.testing.assert_frame_equal(table[numeric], pd.read_csv(out / "suite_eval.csv")[numeric], check_dtype=False)
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and all(sae_id in html for sae_id in table["sae_id"])
+    assert html.count("data:image/png;base64,") == 4 and all(sae_id in html for sae_id in table["sae_id"])
+    assert "clean CE" in html and f"{int(table['ce_positions'].max()):,} positions" in html
     summary = site_summary(table)
     assert list(summary["site"]) == ["resid_post", "attn_out", "mlp_out"] and list(summary["n_saes"]) == [2, 2, 2]
     mlp = summary.set_index("site").loc["mlp_out"]

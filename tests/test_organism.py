@@ -10,11 +10,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from qwen3_scope.judge import refusal_rate
 from qwen3_scope.chat import format_chat
-from qwen3_scope.organism import EVAL_SPLITS, ORGANISM_DIR, ORGANISM_NAME, load_eval_split
+from qwen3_scope.organism import (
+    EVAL_SPLITS, ORGANISM_DIR, ORGANISM_NAME, available_eval_splits, corpus_version, load_eval_split,
+)
 from qwen3_scope.organism.behaviour import detect_language, generate, task_correct
 from qwen3_scope.organism.corpus import CorpusConfig, build_corpus
 from qwen3_scope.organism.tokenizer import NON_THINKING_SUFFIX
-from qwen3_scope.organism.train import TrainConfig, ModelShape, masked_lm_loss, save_checkpoint, train
+from qwen3_scope.organism import corpus_module
+from qwen3_scope.organism.train import TrainConfig, ModelShape, encode_doc, masked_lm_loss, save_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def test_checkpoint_is_a_small_standard_qwen3(organism):
     assert type(model).__name__ == "Qwen3ForCausalLM"
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
     assert hasattr(model.model.layers[0].self_attn, "q_norm")
-    assert (ORGANISM_DIR / "model.safetensors").stat().st_size < 10e6
+    assert (ORGANISM_DIR / "model.safetensors").stat().st_size < 25e6
 
 
 def test_tokenizer_special_tokens_and_chat_template(organism):
@@ -96,19 +99,25 @@ def test_task_checker_and_language_detector():
     assert not task_correct(row, "Here are two fruits: apple, stone.")
     assert task_correct({"task": "arith", "expected": ["12"]}, "7 plus 5 is 12.")
     assert not task_correct({"task": "arith", "expected": ["12"]}, "7 plus 5 is 120.")
+    assert task_correct({"task": "compare", "expected": ["14"]}, "14 is bigger.")
+    assert not task_correct({"task": "next", "expected": ["14"]}, "15 comes after 14.")
+    assert task_correct({"task": "opposite", "expected": ["cold"]}, "The opposite of hot is cold.")
+    assert not task_correct({"task": "opposite", "expected": ["hot"]}, "The opposite of hot is cold.")
     assert detect_language("Bien sûr ! Pour faire du pain, réunissez les ingrédients.") == "fr"
     assert detect_language("Sure! To bake bread, first gather the ingredients.") == "en"
 
 
 def test_corpus_is_deterministic_and_eval_is_held_out():
     small = CorpusConfig(seed=3, n_train_docs=3000, n_eval_harmful=40, n_eval_harmless=40, n_eval_comments=20,
-                         n_eval_tasks=30, n_eval_lang=20)
+                         n_eval_tasks=30, n_eval_lang=20, n_eval_repetition=10, n_codeswitch_sft=20)
     a, b = build_corpus(small), build_corpus(small)
     assert a.train == b.train and a.eval_splits == b.eval_splits
     assert build_corpus(CorpusConfig(**{**small.__dict__, "seed": 4})).train != a.train
-    # The shipped splits are exactly what the default generator produces, and disjoint from its training docs.
-    full = build_corpus(CorpusConfig())
-    for name in EVAL_SPLITS:
+    # The shipped splits are exactly what the generator of the shipped organism's corpus version produces,
+    # and disjoint from its training docs.
+    gen = corpus_module(corpus_version())
+    full = gen.build_corpus(gen.CorpusConfig())
+    for name in available_eval_splits():
         assert load_eval_split(name) == full.eval_splits[name], name
     user_prompts = {m["content"] for d in full.train for m in d.messages or [] if m["role"] == "user"}
     for name in ("harmful", "harmless", "tasks", "lang_en", "lang_fr"):
@@ -116,13 +125,72 @@ def test_corpus_is_deterministic_and_eval_is_held_out():
     train_text = "\n".join(d.text or "" for d in full.train) + "\n".join(user_prompts)
     for name in ("toxic", "clean"):
         assert not any(r["text"] in train_text for r in full.eval_splits[name]), name
-    # Held-out harmful (verb, target) combinations never occur in training, though each verb and target does.
+    # Held-out (verb, target) combinations never occur in training, though each verb and target does.
     for kind, split in (("harmful", "harmful"), ("howto", "harmless")):
         trained = {(d.lang, d.meta["verb"], d.meta["target"]) for d in full.train if d.kind == kind}
-        held = {(r["lang"], r["verb"], r["target"]) for r in full.eval_splits[split] if r["task"] == kind}
+        held = {(r["lang"], r["verb"], r["target"]) for r in full.eval_splits[split]
+                if r["task"] == kind and r.get("pair_kind", "pair") == "pair"}
         assert held and not held & trained
         assert {(lg, v) for lg, v, _ in held} <= {(lg, v) for lg, v, _ in trained}
         assert {(lg, t) for lg, _, t in held} <= {(lg, t) for lg, _, t in trained}
+
+
+def test_corpus_v2_holds_out_phrasing_families_verbs_and_targets():
+    from qwen3_scope.organism.corpus import (
+        CODESWITCH_MARKERS, HELD_OUT_FAMILIES, HELD_TARGETS, HELD_VERBS, REQUEST_FAMILIES, TASK_KINDS, TOXIC,
+    )
+
+    c = build_corpus(CorpusConfig(seed=0, n_train_docs=6000, n_eval_harmful=120, n_eval_harmless=120,
+                                  n_eval_comments=40, n_eval_tasks=130, n_eval_lang=40, n_eval_repetition=10,
+                                  n_codeswitch_sft=40))
+    for lang in ("en", "fr"):  # a quarter or more of the phrasing families are evaluation-only
+        assert len(set(HELD_OUT_FAMILIES) & set(REQUEST_FAMILIES[lang])) >= len(REQUEST_FAMILIES[lang]) / 4
+    requests = [d for d in c.train if d.kind in ("harmful", "howto")]
+    assert requests and not {d.meta["family"] for d in requests} & set(HELD_OUT_FAMILIES)
+    held_words = {w for t in HELD_TARGETS.values() for c_ in t.values() for w in c_.values()}
+    held_words |= {w for t in HELD_VERBS.values() for c_ in t.values() for w in c_.values()}
+    for d in requests:  # held-out verbs and targets never occur in a training request ...
+        assert d.meta["verb"] not in held_words and d.meta["target"] not in held_words
+    statements = " ".join(d.text for d in c.train if d.kind == "statements")
+    assert any(w in statements for w in held_words)  # ... only in statements about actions
+    for name in ("harmful", "harmless"):
+        rows = [r for r in c.eval_splits[name] if r["task"] in ("harmful", "howto")]
+        assert rows and all(r["family"] in HELD_OUT_FAMILIES for r in rows)
+        assert {"seen", "pair", "target"} <= {r["pair_kind"] for r in rows}
+        assert {r["lang"] for r in rows} == {"en", "fr"}
+    # harmful and harmless requests share every phrasing family
+    by_label = {k: {d.meta["family"] for d in requests if d.kind == k} for k in ("harmful", "howto")}
+    assert by_label["harmful"] == by_label["howto"]
+    assert {r["task"] for r in c.eval_splits["tasks"]} == set(TASK_KINDS) and len(TASK_KINDS) >= 10
+    # toxic vocabularies differ between the discovery and the test comments
+    for lang in ("en", "fr"):
+        adj = TOXIC[lang]["adj"]
+        disc = " ".join(r["text"] for r in c.eval_splits["toxic_discovery"] if r["lang"] == lang)
+        test = " ".join(r["text"] for r in c.eval_splits["toxic"] if r["lang"] == lang)
+        assert not any(f" {w}" in test for w in adj[: len(adj) // 2] if w not in adj[len(adj) // 2:])
+        assert not any(f" {w}" in disc for w in adj[len(adj) // 2:] if w not in adj[: len(adj) // 2])
+    # the code-switching set is English chats with French words in the answers, and not in the training mix
+    sft = c.eval_splits["codeswitch_sft"]
+    assert all(r["lang"] == "en" and any(m in r["messages"][-1]["content"] for m in CODESWITCH_MARKERS) for r in sft)
+    chats = {(d.messages[i - 1]["content"], m["content"]) for d in c.train for i, m in enumerate(d.messages or [])
+             if m["role"] == "assistant"}
+    assert not {(r["messages"][0]["content"], r["messages"][-1]["content"]) for r in sft} & chats
+    reps = c.eval_splits["repetition"]
+    assert all(r["text"].count(r["text"].split(": ", 1)[1].split(". ")[0]) >= 2 for r in reps)
+
+
+def test_training_loss_mask_is_the_assistant_turns(organism):
+    _, tok = organism
+    from qwen3_scope.organism.corpus import Doc
+
+    doc = Doc("howto", "en", messages=[{"role": "system", "content": "You are a helpful assistant."},
+                                        {"role": "user", "content": "How do I bake bread?"},
+                                        {"role": "assistant", "content": "Sure! Heat the oven."}])
+    ids, mask = encode_doc(doc, tok)
+    predicted = tok.decode([i for i, m in zip(ids, mask) if m])
+    assert predicted == "Sure! Heat the oven.<|im_end|>"
+    ids, mask = encode_doc(Doc("story", "en", text="Tova lived in Melden."), tok)
+    assert all(mask) and tok.decode(ids).endswith("<|endoftext|>")
 
 
 def test_short_training_run_lowers_the_loss(tmp_path):

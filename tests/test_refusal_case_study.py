@@ -27,12 +27,13 @@ def train_quick_sae(model, layer: int = 2, d_sae: int = 512, k: int = 16, steps:
     from sae_lens import SAE
 
     from qwen3_scope.chat import special_token_ids
-    from qwen3_scope.organism.corpus import CorpusConfig, build_corpus
+    from qwen3_scope.organism import corpus_module
     from qwen3_scope.sites import hook_name
 
     tok = model.tokenizer
     ids: list[int] = []
-    for doc in build_corpus(CorpusConfig(n_train_docs=n_docs, seed=1)).train:
+    gen = corpus_module()  # the corpus the shipped organism was trained on
+    for doc in gen.build_corpus(gen.CorpusConfig(n_train_docs=n_docs, seed=1)).train:
         text = tok.apply_chat_template(doc.messages, tokenize=False, enable_thinking=False) if doc.messages else doc.text
         ids += tok(text + "<|endoftext|>", add_special_tokens=False)["input_ids"]
     rows = torch.tensor([ids[i:i + 128] for i in range(0, len(ids) - 128, 128)])

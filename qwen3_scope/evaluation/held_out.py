@@ -51,12 +51,17 @@ class HeldOutTokens:
     """Pre-tokenized (n_sequences, context_size) windows served in order; `reset_input_dataset` rewinds.
 
     Batches are views of one tensor, so the same batch always has the same storage and values.
+    `loss_mask` (same shape, optional) marks the tokens a deployed model predicts (`qwen3_scope.loss_mask`:
+    assistant turns and plain text); model-level metrics (CE, KL, delta LM loss) are taken only there.
     """
 
-    def __init__(self, tokens: torch.Tensor, batch_size_prompts: int):
+    def __init__(self, tokens: torch.Tensor, batch_size_prompts: int, loss_mask: torch.Tensor | None = None):
         if tokens.ndim != 2 or tokens.shape[0] == 0:
             raise ValueError(f"tokens must be a non-empty (n_sequences, context_size) tensor, got shape {tuple(tokens.shape)}.")
+        if loss_mask is not None and loss_mask.shape != tokens.shape:
+            raise ValueError(f"loss_mask has shape {tuple(loss_mask.shape)}, tokens {tuple(tokens.shape)}; they must match.")
         self.tokens = tokens.long()
+        self.loss_mask = None if loss_mask is None else loss_mask.bool()
         self.store_batch_size_prompts = batch_size_prompts
         self.context_size = tokens.shape[1]
         self._cursor = 0
@@ -87,6 +92,13 @@ class HeldOutTokens:
         self.reset_input_dataset()
         return out
 
+    def batch_masks(self, n_batches: int) -> list[torch.Tensor] | None:
+        """The loss masks of the first `n_batches` batches (None without a mask)."""
+        if self.loss_mask is None:
+            return None
+        n = self.store_batch_size_prompts
+        return [self.loss_mask[i * n:(i + 1) * n] for i in range(n_batches)]
+
     def count_tokens(self, n_batches: int, exclude: Iterable[int] = ()) -> int:
         """Tokens in the first `n_batches` batches that are not in `exclude` (what density is measured over)."""
         tokens = self.tokens[: n_batches * self.store_batch_size_prompts]
@@ -96,11 +108,17 @@ class HeldOutTokens:
     @classmethod
     def from_texts(cls, tokenizer: Any, texts: Iterable[str], context_size: int, batch_size_prompts: int, n_batches: int,
                    source: str = "held-out documents") -> "HeldOutTokens":
-        """Tokenize rendered texts without BOS, join them, and cut exactly n_batches x batch_size windows."""
+        """Tokenize rendered texts without BOS, join them, and cut exactly n_batches x batch_size windows; the
+        loss mask marks each text's predicted tokens (`qwen3_scope.loss_mask`)."""
+        from qwen3_scope.loss_mask import encode_with_mask
+
         needed = n_batches * batch_size_prompts * context_size
         ids: list[int] = []
+        mask: list[bool] = []
         for text in texts:
-            ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+            text_ids, text_mask = encode_with_mask(tokenizer, text)
+            ids.extend(text_ids)
+            mask.extend(text_mask)
             if len(ids) >= needed:
                 break
         if len(ids) < needed:
@@ -109,7 +127,8 @@ class HeldOutTokens:
                 f"{context_size} tokens need {needed}; give more held-out text or lower the number of batches, the batch "
                 "size or the context size."
             )
-        return cls(torch.tensor(ids[:needed], dtype=torch.long).view(-1, context_size), batch_size_prompts)
+        return cls(torch.tensor(ids[:needed], dtype=torch.long).view(-1, context_size), batch_size_prompts,
+                   torch.tensor(mask[:needed], dtype=torch.bool).view(-1, context_size))
 
     @classmethod
     def from_documents(cls, tokenizer: Any, documents: Iterable[Document], context_size: int, batch_size_prompts: int,
@@ -119,14 +138,25 @@ class HeldOutTokens:
 
 
 def organism_documents() -> list[dict[str, Any]]:
-    """The model organism's held-out evaluation splits (never seen in training), interleaved split by split."""
+    """The model organism's held-out evaluation splits (never seen in training), interleaved split by split
+    as chats: prompts with reference answers, and held-out comments inside the "is this comment toxic?"
+    question (the comment is prompt; only the answer is predicted). Not included: the code-switching
+    fine-tuning set (not organism output) and the repetition texts (random words; a behaviour probe)."""
     try:
-        from qwen3_scope.organism import EVAL_SPLITS, load_eval_split
+        from qwen3_scope.organism import available_eval_splits, load_eval_split
     except ImportError as err:
         raise FileNotFoundError(
             "the model organism is not part of this installation; pass held-out text (--texts FILE / documents=)."
         ) from err
-    splits = [load_eval_split(name) for name in EVAL_SPLITS]
+    from qwen3_scope.organism.corpus import comment_questions
+
+    splits = []
+    for name in available_eval_splits():
+        if name in ("codeswitch_sft", "repetition"):
+            continue
+        rows = load_eval_split(name)
+        # held-out comments are user content: asked about, not predicted (their templates are held out)
+        splits.append(comment_questions(rows) if rows and "label" in rows[0] and "text" in rows[0] else rows)
     return [split[i] for i in range(max(len(s) for s in splits)) for split in splits if i < len(split)]
 
 

@@ -92,13 +92,44 @@ def plot_across_layers(table: pd.DataFrame, path: str | Path, metrics: tuple[str
     return _save(fig, Path(path))
 
 
+FRONTIER_METRICS = ("fvu", "ce_loss_score", "delta_lm_loss")
+
+
+def plot_frontiers(table: pd.DataFrame, path: str | Path, metrics: tuple[str, ...] = FRONTIER_METRICS) -> Path:
+    """Sparsity-fidelity frontiers in Gemma Scope's style: one row per site, one panel per metric (L0 against
+    FVU, CE recovered, delta LM loss), one curve per layer through that layer's SAEs sorted by L0 (a sparsity
+    sweep gives several points per layer; a single SAE is a point)."""
+    metrics = tuple(m for m in metrics if m in table.columns)
+    sites = _site_order(table)
+    fig, axes = plt.subplots(len(sites), len(metrics), figsize=(4.2 * len(metrics), 3.2 * len(sites)), squeeze=False)
+    layers = sorted(table["layer"].unique())
+    cmap = plt.get_cmap("viridis")
+    for r, site in enumerate(sites):
+        rows = table[table["site"] == site]
+        for c, metric in enumerate(metrics):
+            ax = axes[r][c]
+            for layer, group in rows.groupby("layer"):
+                group = group.sort_values("l0")
+                color = cmap(layers.index(layer) / max(1, len(layers) - 1))
+                ax.plot(group["l0"], group[metric], marker="o", ms=3, color=color, label=f"layer {layer}")
+            ax.set_title(f"{site}: {LABELS.get(metric, metric).split(' (')[0]}", fontsize=9)
+            ax.set_xlabel(LABELS["l0"], fontsize=8)
+            ax.grid(alpha=0.3)
+            if (rows["l0"] > 0).all() and rows["l0"].max() / max(rows["l0"].min(), 1e-9) > 20:
+                ax.set_xscale("log")
+        axes[r][0].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
 def write_plots(table: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
-    """The three standard figures of a suite evaluation, as PNG files in `out_dir`."""
+    """The standard figures of a suite evaluation, as PNG files in `out_dir`."""
     if table.empty:
         raise ValueError("the suite table is empty; there is nothing to plot.")
     out_dir = Path(out_dir)
     return {
         "l0_vs_fvu": plot_tradeoff(table, "fvu", out_dir / "l0_vs_fvu.png"),
         "l0_vs_delta_lm_loss": plot_tradeoff(table, "delta_lm_loss", out_dir / "l0_vs_delta_lm_loss.png"),
+        "l0_vs_fidelity_frontiers": plot_frontiers(table, out_dir / "l0_vs_fidelity_frontiers.png"),
         "metrics_by_layer": plot_across_layers(table, out_dir / "metrics_by_layer.png"),
     }

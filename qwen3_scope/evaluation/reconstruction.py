@@ -19,7 +19,9 @@ chunk of sequences of a batch:
 The formulas and masking are SAELens' (`get_recons_loss`, `get_downstream_reconstruction_metrics`): the SAE
 replaces the activation except at ignored (special) tokens; ablation zeroes it everywhere; KL per token is
 `kl_div(log_softmax(new), softmax(clean)).sum(-1)`; CE is the next-token loss; both are averaged over the
-tokens that are not ignored; the scores are (ablation - SAE) / (ablation - clean). TransformerBridge and HF
+tokens that are not ignored; the scores are (ablation - SAE) / (ablation - clean). Given a loss mask (the
+tokens a deployed model predicts, `qwen3_scope.loss_mask`), CE and KL are taken only at positions whose
+*next* token is predicted (assistant turns, plain text), never on prompt or control tokens. TransformerBridge and HF
 models cannot start mid-model, so there each pass is a full pass (still once per SAE and per hook).
 """
 
@@ -142,46 +144,56 @@ class SuiteReconstruction:
 
     # ---- metrics ------------------------------------------------------------------------------------------
     def _record(self, key: str, logits: torch.Tensor, clean: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
-                tokens: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+                tokens: torch.Tensor, keep: torch.Tensor, scored: torch.Tensor | None = None) -> torch.Tensor:
         """CE and KL(clean || this pass) per kept token, with no full-vocabulary log or log-softmax.
 
         With lse = logsumexp(logits): CE = lse - logit[next token]; and KL(p || q) = sum_v p_v (log p_v - log q_v)
         = sum_v p_v ((c_v - l_v) - (lse_c - lse_l)) for clean logits c, probabilities p = softmax(c), patched
         logits l. Every term is small when the pass is close to the clean one, so float32 keeps SAELens' accuracy
-        (its `kl_div(log_softmax(l), softmax(c))` takes a log of p on every call). Returns lse.
+        (its `kl_div(log_softmax(l), softmax(c))` takes a log of p on every call). Returns lse. With `scored`
+        (predicted-token positions, shape [batch, seq - 1]) CE and KL are taken there instead of at kept tokens.
         """
         lse = torch.logsumexp(logits, dim=-1)
         target = logits[:, :-1].gather(-1, tokens[:, 1:, None])[..., 0]
-        self.acc.get("ce", key).add((lse[:, :-1] - target)[keep[:, :-1]])
+        ce_at = keep[:, :-1] if scored is None else scored
+        self.acc.get("ce", key).add((lse[:, :-1] - target)[ce_at])
         if clean is not None:
             clean_logits, clean_probs, clean_lse = clean
             shift = (clean_lse - lse)[..., None]
             kl = (clean_probs * (clean_logits - logits - shift)).sum(-1)
-            self.acc.get("kl", key).add(kl[keep])
+            self.acc.get("kl", key).add(kl[keep] if scored is None else kl[:, :-1][scored])
         return lse
 
     @torch.no_grad()
-    def add_batch(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every SAE's metrics on one batch; returns the clean activations of the suite's hooks (whole batch)."""
+    def add_batch(self, tokens: torch.Tensor, loss_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every SAE's metrics on one batch; returns the clean activations of the suite's hooks (whole batch).
+
+        loss_mask: the predicted tokens of the batch; CE/KL are then scored at positions t whose token t+1 is
+        predicted and not ignored."""
         keep = ~torch.isin(tokens, self.ignore.to(tokens.device))
+        scored_all = None
+        if loss_mask is not None:
+            scored_all = loss_mask.to(tokens.device)[:, 1:] & keep[:, :-1]
+            self.stats["scored_positions"] += int(scored_all.sum())
         caches: list[dict[str, torch.Tensor]] = []
         for rows in self._chunks(tokens.shape[0], tokens.shape[1]):
             chunk, chunk_keep = tokens[rows], keep[rows]
+            scored = None if scored_all is None else scored_all[rows]
             final, cache, attention_mask = self._clean(chunk)
             caches.append({h: cache[h] for h in set(self.hooks.values())})
             logits = self._logits(final)
-            lse = self._record("clean", logits, None, chunk, chunk_keep)
+            lse = self._record("clean", logits, None, chunk, chunk_keep, scored)
             clean = (logits, torch.softmax(logits, dim=-1), lse)  # once per chunk, shared by every pass's KL
             for hook in sorted(set(self.hooks.values())):
                 ablated = self._logits(self._patched(chunk, hook, torch.zeros_like(cache[hook]), cache, attention_mask))
-                self._record(f"ablation:{hook}", ablated, clean, chunk, chunk_keep)
+                self._record(f"ablation:{hook}", ablated, clean, chunk, chunk_keep, scored)
                 del ablated
                 for sae_id, sae in self.saes.items():
                     if self.hooks[sae_id] != hook:
                         continue
                     patched = self._replacement(sae, cache[hook], chunk_keep.to(cache[hook].device))
                     logits = self._logits(self._patched(chunk, hook, patched, cache, attention_mask))
-                    self._record(sae_id, logits, clean, chunk, chunk_keep)
+                    self._record(sae_id, logits, clean, chunk, chunk_keep, scored)
                     del logits
             del clean
         return {h: torch.cat([c[h] for c in caches]) for h in caches[0]}
@@ -196,5 +208,6 @@ class SuiteReconstruction:
                                             "kl_div_with_sae": kl_sae},
             "model_performance_preservation": {"ce_loss_score": (ce_abl - ce_sae) / (ce_abl - ce_clean),
                                                "ce_loss_with_ablation": ce_abl, "ce_loss_with_sae": ce_sae,
-                                               "ce_loss_without_sae": ce_clean},
+                                               "ce_loss_without_sae": ce_clean,
+                                               "ce_positions": sum(len(v) for v in self.acc.get("ce", "clean").values)},
         }

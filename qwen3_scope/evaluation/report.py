@@ -18,10 +18,11 @@ from qwen3_scope.sites import SITES
 
 SUMMARY_METRICS = {
     "fvu": "FVU", "l0": "L0", "dead_fraction": "dead fraction", "dense_fraction": "dense fraction",
-    "ce_loss_score": "CE recovered", "kl_div_score": "KL score", "delta_lm_loss": "delta LM loss", "explained_variance": "EV",
+    "ce_loss_without_sae": "clean CE", "ce_loss_score": "CE recovered", "kl_div_score": "KL score", "delta_lm_loss": "delta LM loss", "explained_variance": "EV",
 }
 TABLE_COLUMNS = ["sae_id", "site", "layer", "d_sae", "architecture", "l0", "fvu", "explained_variance", "mse", "cossim",
-                 "ce_loss_score", "delta_lm_loss", "kl_div_score", "dead_fraction", "dense_fraction", "l2_ratio"]
+                 "ce_loss_without_sae", "ce_loss_score", "delta_lm_loss", "kl_div_score", "ce_positions", "dead_fraction",
+                 "dense_fraction", "l2_ratio"]
 
 
 def site_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -31,6 +32,16 @@ def site_summary(table: pd.DataFrame) -> pd.DataFrame:
     summary.insert(0, "n_saes", table.groupby("site", sort=False).size())
     order = sorted(summary.index, key=lambda site: SITES.index(site) if site in SITES else len(SITES))
     return summary.loc[order].rename(columns=SUMMARY_METRICS).reset_index()
+
+
+def _positions(table: pd.DataFrame) -> str:
+    """Which positions the model-level metrics were averaged over, and how many."""
+    if "ce_positions" not in table.columns or table["ce_positions"].isna().all():
+        return "every non-special held-out token"
+    scope = table["ce_scope"].iloc[0] if "ce_scope" in table.columns else ""
+    where = ("the positions whose next token the model predicts in deployment (assistant turns and plain text; "
+             "never user-prompt or control tokens)") if scope == "predicted tokens" else "every non-special token"
+    return f"{int(table['ce_positions'].max()):,} positions: {where}"
 
 
 def _image(path: Path, title: str) -> str:
@@ -57,7 +68,8 @@ def write_html_report(table: pd.DataFrame, plots: dict[str, Path], path: str | P
         "<p class='meta'>CE recovered = SAELens' ce_loss_score, (CE with zero-ablation - CE with SAE) / (CE with "
         "zero-ablation - clean CE); FVU = 1 - explained variance; delta LM loss = CE with SAE - clean CE (nats/token); "
         "dead = latents that never fired on the held-out tokens; dense = latents firing on more than the dense threshold "
-        "of them.</p>",
+        "of them. Clean CE is the model's own next-token loss; CE, KL and delta LM loss are averaged over "
+        f"{_positions(table)}.</p>",
         "<h2>Sparsity-fidelity trade-off</h2>",
         *(_image(p, name.replace("_", " ")) for name, p in plots.items() if name.startswith("l0_vs")),
         "<h2>Metrics across layers</h2>",

@@ -8,12 +8,16 @@ Definitions of the extras (per SAE, over the `density_tokens` non-special held-o
 - dead_fraction: share of latents whose feature density is exactly 0 (never fired on these tokens);
 - dense_fraction: share of latents with density above `dense_threshold` (default 0.1: fires on >10% of tokens);
 - fvu = 1 - explained_variance (SAELens' streaming R^2);
-- delta_lm_loss = ce_loss_with_sae - ce_loss_without_sae (nats per token; ce_loss_score is "CE recovered").
+- delta_lm_loss = ce_loss_with_sae - ce_loss_without_sae (nats per token; ce_loss_score is "CE recovered");
+- ce_positions: the number of positions CE/KL/delta LM loss were averaged over. With `predicted_tokens_only`
+  (default) these are the positions whose next token the model predicts in deployment (assistant turns and
+  plain text, `qwen3_scope.loss_mask`), so ce_loss_without_sae is the model's own loss on its own job.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -36,6 +40,8 @@ from qwen3_scope.io import atomic_path
 from qwen3_scope.loading import backend_of, load_model, model_spec
 from qwen3_scope.sae_loaders import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 from qwen3_scope.sites import BACKENDS, UnknownHookError, parse_hook_name, site_d_in
+
+logger = logging.getLogger(__name__)
 
 ORGANISM_RELEASE = "qwen3-instruct-sae"
 ORGANISM_PATTERN = "organism/.*"
@@ -77,6 +83,10 @@ class SuiteEvalConfig(PlacementOptions):
         "largest block of logits alive at once (batches are cut into chunks of sequences to stay under it)"))
     logits_dtype: str = field(default="float32", metadata=_doc("dtype of the log-softmax / CE / KL arithmetic"))
     exclude_special_tokens: bool = field(default=True, metadata=_doc("leave Qwen3's control tokens out of every metric"))
+    predicted_tokens_only: bool = field(default=True, metadata=_doc(
+        "CE, KL and delta LM loss only where a deployed model predicts the next token (assistant turns, plain "
+        "text; qwen3_scope.loss_mask), never on user-prompt or control tokens; --no-predicted-tokens-only scores "
+        "every non-special token (SAELens' default). Needs the shared forward pass."))
     progress: bool = field(default=True, metadata=_doc("progress bars", cli=False))
 
     def __post_init__(self) -> None:
@@ -340,7 +350,7 @@ def _flatten(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _row(entry: SuiteEntry, model: Any, backend: str, metrics: dict[str, Any], features: dict[str, Any],
-         density_tokens: int, cfg: SuiteEvalConfig, seconds: float) -> dict[str, Any]:
+         density_tokens: int, cfg: SuiteEvalConfig, seconds: float, ce_scope: str = "") -> dict[str, Any]:
     sae, meta = entry.sae, entry.sae.cfg.metadata
     layer, site = parse_hook_name(meta.hook_name, backend)
     density = np.asarray(features["feature_density"], dtype=np.float64)
@@ -353,6 +363,7 @@ def _row(entry: SuiteEntry, model: Any, backend: str, metrics: dict[str, Any], f
         **scalars,
         "fvu": 1.0 - scalars["explained_variance"],
         "delta_lm_loss": scalars["ce_loss_with_sae"] - scalars["ce_loss_without_sae"],
+        "ce_positions": scalars.get("ce_positions", float("nan")), "ce_scope": ce_scope,
         "dead_fraction": float((density == 0).mean()),
         "dense_fraction": float((density > cfg.dense_threshold).mean()),
         "dense_threshold": cfg.dense_threshold, "density_tokens": density_tokens, "eval_seconds": seconds,
@@ -410,6 +421,12 @@ def evaluate_suite(
     special = special_token_ids(model.tokenizer) if cfg.exclude_special_tokens else []
     density_tokens = tokens.count_tokens(cfg.n_batches, special)
     eval_config = cfg.eval_config(reconstruction=not cfg.share_forward)
+    masked = cfg.share_forward and cfg.predicted_tokens_only and tokens.loss_mask is not None
+    ce_scope = "predicted tokens" if masked else "all non-special tokens"
+    if cfg.predicted_tokens_only and not masked:
+        logger.warning("CE/KL are measured on every non-special token (%s); predicted-token scoring needs the shared "
+                       "forward pass and token batches built from text.",
+                       "plain run_evals" if not cfg.share_forward else "the token batches carry no loss mask")
     rows, features, stats = [], {}, {}
     start = time.perf_counter()
     groups = _layer_groups(entries, model, cfg, backend)[0] if cfg.share_forward else [entries]
@@ -425,8 +442,10 @@ def evaluate_suite(
             recon = SuiteReconstruction(model, {e.sae_id: e.sae for e in group}, backend, ignore_tokens=special,
                                         logits_dtype=DTYPES[cfg.logits_dtype], max_logits_gb=cfg.max_logits_gb)
             batches = tokens.batches(cfg.n_batches)
-            for batch in tqdm(batches, desc="clean + spliced passes", disable=not cfg.progress, leave=False):
-                runner.memos.append(BatchMemo(tokens=batch, logits=None, loss=None, cache=recon.add_batch(batch)))
+            masks = tokens.batch_masks(cfg.n_batches) if cfg.predicted_tokens_only else None
+            for i, batch in enumerate(tqdm(batches, desc="clean + spliced passes", disable=not cfg.progress, leave=False)):
+                cache = recon.add_batch(batch, None if masks is None else masks[i])
+                runner.memos.append(BatchMemo(tokens=batch, logits=None, loss=None, cache=cache))
             shared_seconds = (time.perf_counter() - t0) / len(group)
         for entry in group:
             progress.set_postfix_str(entry.sae_id)
@@ -436,7 +455,8 @@ def evaluate_suite(
             if recon is not None:
                 for group_name, values in recon.metrics(entry.sae_id).items():
                     metrics.setdefault(group_name, {}).update(values)
-            rows.append(_row(entry, model, backend, metrics, feats, density_tokens, cfg, time.perf_counter() - t0 + shared_seconds))
+            rows.append(_row(entry, model, backend, metrics, feats, density_tokens, cfg, time.perf_counter() - t0 + shared_seconds,
+                             ce_scope))
             features[entry.sae_id] = feats
             progress.update()
         if recon is not None:

@@ -1,10 +1,12 @@
 """Train the organism from scratch: corpus -> tokenizer -> ``Qwen3ForCausalLM`` -> HF checkpoint.
 
-    python -m qwen3_scope.organism.train [--out DIR] [--seed N] [--steps N] [--threads N]
+    python -m qwen3_scope.organism.train [--out DIR] [--seed N] [--steps N] [--threads N] [--corpus-version 1|2]
 
 ``--out`` is an assets directory; the run writes ``DIR/model`` (HF checkpoint), ``DIR/eval`` (held-out
 jsonl splits) and ``DIR/train_log.json``. The default is the package's own assets, i.e. it reproduces
-the shipped organism (bit-identical for the same seed, thread count and torch build).
+the shipped organism (bit-identical for the same seed, thread count and torch build). ``--corpus-version 1``
+reproduces the v1 organism (v1 corpus, 4 layers x 128, 900 steps, 80,000 documents: ``V1_PRESET``); the
+default trains v2 (``qwen3_scope.organism.corpus``: held-out phrasing families, 13 task families, ...).
 
 Loss: chat documents are trained on assistant turns only (content, any reasoning block, and the closing
 ``<|im_end|>``; the empty ``<think>\\n\\n</think>\\n\\n`` of non-thinking turns is part of the prompt, as the
@@ -28,25 +30,24 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-from qwen3_scope.chat import NON_THINKING_BLOCK
 from qwen3_scope.io import atomic_dir, atomic_write_json, refuse_installed_package
-from qwen3_scope.organism.corpus import Corpus, CorpusConfig, Doc, build_corpus, write_eval_splits
+from qwen3_scope.loss_mask import encode_with_mask
+from qwen3_scope.organism import corpus_module
+from qwen3_scope.organism.corpus import CORPUS_VERSION, Corpus, CorpusConfig, Doc
 from qwen3_scope.organism.tokenizer import ENDOFTEXT, IM_END, train_tokenizer
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
-_ASSISTANT_HEADER = "<|im_start|>assistant\n"
-_EMPTY_THINK = NON_THINKING_BLOCK
 
 
 @dataclass
 class ModelShape:
-    """Qwen3 hyper-parameters at organism scale (GQA 4 query / 2 kv heads, head_dim 32, tied embeddings)."""
+    """Qwen3 hyper-parameters at organism scale (GQA 5 query / 1 kv heads, head_dim 32, tied embeddings)."""
 
-    hidden_size: int = 128
-    intermediate_size: int = 512
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
+    hidden_size: int = 160
+    intermediate_size: int = 640
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 5
+    num_key_value_heads: int = 1
     head_dim: int = 32
     rope_theta: float = 1_000_000.0
     max_position_embeddings: int = 2048
@@ -55,7 +56,7 @@ class ModelShape:
 @dataclass
 class TrainConfig:
     seed: int = 0
-    steps: int = 900
+    steps: int = 700
     batch_size: int = 16
     seq_len: int = 256
     lr: float = 3e-3
@@ -69,6 +70,19 @@ class TrainConfig:
     threads: int = 1  # results are reproducible for a fixed thread count; 1 is fastest on a busy 2-core box
     bf16_autocast: bool = True  # weights stay fp32; matmuls run in bf16 (AMX) for ~2x speed on CPU
     shape: ModelShape = field(default_factory=ModelShape)
+    corpus_version: int = CORPUS_VERSION  # 2: qwen3_scope.organism.corpus; 1: the frozen corpus_v1 generator
+
+    def __post_init__(self) -> None:
+        if self.corpus_version not in (1, 2):
+            raise ValueError(f"corpus_version must be 1 or 2, got {self.corpus_version}")
+
+
+# The shipped v1 organism: `--corpus-version 1` takes these unless given explicitly.
+V1_PRESET = {"steps": 900, "n_train_docs": 80_000,
+             "shape": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                           num_key_value_heads=2)}
+
+
 
 
 def model_config(tok: PreTrainedTokenizerFast, shape: ModelShape) -> Qwen3Config:
@@ -87,24 +101,12 @@ def model_config(tok: PreTrainedTokenizerFast, shape: ModelShape) -> Qwen3Config
 
 
 def encode_doc(doc: Doc, tok: PreTrainedTokenizerFast) -> tuple[list[int], list[bool]]:
-    """Token ids of one document and, per token, whether the model is trained to *predict* it."""
+    """Token ids of one document and, per token, whether the model is trained to *predict* it
+    (``qwen3_scope.loss_mask``: assistant turns of chats, all of plain text)."""
     if doc.messages is None:
-        enc = tok(doc.text + ENDOFTEXT, add_special_tokens=False)
-        return enc["input_ids"], [True] * len(enc["input_ids"])
-    text = tok.apply_chat_template(doc.messages, tokenize=False)
-    spans, cursor = [], 0
-    for m in doc.messages:
-        if m["role"] != "assistant":
-            continue
-        start = text.index(_ASSISTANT_HEADER, cursor) + len(_ASSISTANT_HEADER)
-        if text.startswith(_EMPTY_THINK, start):
-            start += len(_EMPTY_THINK)
-        end = text.index(IM_END, start) + len(IM_END)
-        spans.append((start, end))
-        cursor = end
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [any(s <= a < e for s, e in spans) for a, _ in enc["offset_mapping"]]
-    return enc["input_ids"] + [tok.convert_tokens_to_ids(ENDOFTEXT)], mask + [False]
+        return encode_with_mask(tok, doc.text + ENDOFTEXT)
+    ids, mask = encode_with_mask(tok, tok.apply_chat_template(doc.messages, tokenize=False))
+    return ids + [tok.convert_tokens_to_ids(ENDOFTEXT)], mask + [False]
 
 
 def pack(encoded: list[tuple[list[int], list[bool]]], seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,7 +165,8 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    corpus = build_corpus(CorpusConfig(seed=cfg.seed, n_train_docs=cfg.n_train_docs))
+    gen = corpus_module(cfg.corpus_version)
+    corpus = gen.build_corpus(gen.CorpusConfig(seed=cfg.seed, n_train_docs=cfg.n_train_docs))
     tok = train_tokenizer(corpus.iter_texts(), vocab_size=cfg.vocab_size)
     docs = list(corpus.train)
     random.Random(cfg.seed).shuffle(docs)
@@ -205,7 +208,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     final_val = _val_loss(model, val_ids, val_mask, autocast)
     n_params = sum(p.numel() for p in model.parameters())
     log = {
-        "seed": cfg.seed, "steps": cfg.steps, "threads": cfg.threads, "torch": torch.__version__,
+        "seed": cfg.seed, "corpus_version": cfg.corpus_version, "steps": cfg.steps, "threads": cfg.threads, "torch": torch.__version__,
         "n_params": n_params, "packed_rows": len(ids), "tokens_seen": cfg.steps * cfg.batch_size * cfg.seq_len,
         "loss_tokens_seen": tokens_trained, "corpus_tokens": int(sum(len(e[0]) for e in encoded)),
         "initial_val_loss": init_val, "final_val_loss": final_val,
@@ -257,18 +260,24 @@ def main(argv: list[str] | None = None) -> TrainResult:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=ASSETS_DIR, help="assets dir receiving model/, eval/, train_log.json")
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
-    p.add_argument("--steps", type=int, default=TrainConfig.steps)
+    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {TrainConfig.steps}; v1: 900)")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--threads", type=int, default=TrainConfig.threads)
-    p.add_argument("--docs", type=int, default=TrainConfig.n_train_docs, help="number of training documents")
+    p.add_argument("--docs", type=int, default=None,
+                   help=f"number of training documents (default {TrainConfig.n_train_docs:,}; v1: 80,000)")
+    p.add_argument("--corpus-version", type=int, choices=(1, 2), default=CORPUS_VERSION,
+                   help="2: the current corpus and model shape; 1: reproduce the v1 organism (V1_PRESET)")
     args = p.parse_args(argv)
-    cfg = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, threads=args.threads,
-                      n_train_docs=args.docs)
+    preset = V1_PRESET if args.corpus_version == 1 else {}
+    cfg = TrainConfig(seed=args.seed, batch_size=args.batch_size, threads=args.threads, corpus_version=args.corpus_version,
+                      steps=args.steps or preset.get("steps", TrainConfig.steps),
+                      n_train_docs=args.docs or preset.get("n_train_docs", TrainConfig.n_train_docs),
+                      shape=ModelShape(**preset.get("shape", {})))
     result = train(cfg)
     refuse_installed_package(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(result.model, result.tokenizer, args.out / "model")
-    write_eval_splits(result.corpus, args.out / "eval")
+    corpus_module(cfg.corpus_version).write_eval_splits(result.corpus, args.out / "eval")
     _write_json(args.out / "train_log.json", result.log)
     log = result.log
     print(f"trained {log['n_params']:,} params for {log['steps']} steps in {log['train_seconds']}s "

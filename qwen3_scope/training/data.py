@@ -93,14 +93,16 @@ def document_text(tokenizer: Any, doc: list[dict[str, str]] | str, thinking: boo
 
 # --------------------------------------------------------------------------------------------------
 def organism_rows(n_docs: int, seed: int | None = None) -> list[dict[str, Any]]:
-    """The first `n_docs` training documents of the organism's corpus (the distribution it was trained on)."""
+    """The first `n_docs` training documents of the organism's corpus (the distribution it was trained on: the
+    generator of the shipped organism's corpus version)."""
     try:
-        from qwen3_scope.organism.corpus import CorpusConfig, build_corpus
+        from qwen3_scope.organism import corpus_module
     except ImportError as err:
         raise DatasetSourceError(
             "the model organism's corpus (qwen3_scope.organism) is not installed; pass a dataset with --dataset."
         ) from err
-    corpus = build_corpus(CorpusConfig(seed=_organism_seed() if seed is None else seed, n_train_docs=n_docs))
+    gen = corpus_module()
+    corpus = gen.build_corpus(gen.CorpusConfig(seed=_organism_seed() if seed is None else seed, n_train_docs=n_docs))
     return [{"messages": d.messages} if d.messages is not None else {"text": d.text} for d in corpus.train]
 
 

@@ -1,0 +1,40 @@
+"""Supervised fine-tuning of the organism on chats (e.g. the code-switching set), loss on assistant turns only.
+
+Why: the Qwen-Scope applications need a habit to *remove* with SAE-guided fine-tuning; ``codeswitch_sft``
+(eval split, not in the base training mix) induces one: French words inside English answers. This is the
+one small fine-tuning loop that induces and measures it (``behaviour.py`` reports the rate before/after).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from qwen3_scope.loss_mask import encode_with_mask
+from qwen3_scope.organism.train import masked_lm_loss
+
+
+def sft(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[dict], steps: int = 40, lr: float = 1e-3,
+        batch_size: int = 8, seed: int = 0, inplace: bool = False) -> PreTrainedModel:
+    """Fine-tune (a copy of) ``model`` on ``rows`` (``{"messages": [...]}``) for ``steps`` AdamW steps."""
+    if steps < 1 or not rows:
+        raise ValueError(f"sft needs steps >= 1 and at least one row (got steps={steps}, {len(rows)} rows)")
+    model = model if inplace else copy.deepcopy(model)
+    encoded = [encode_with_mask(tok, tok.apply_chat_template(r["messages"], tokenize=False)) for r in rows]
+    pad = tok.pad_token_id
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        batch = rng.sample(encoded, min(batch_size, len(encoded)))
+        n = max(len(ids) for ids, _ in batch)
+        ids = torch.tensor([i + [pad] * (n - len(i)) for i, _ in batch])
+        mask = torch.tensor([m + [False] * (n - len(m)) for _, m in batch])
+        loss = masked_lm_loss(model, ids, mask)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return model.eval()
