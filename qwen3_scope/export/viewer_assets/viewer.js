@@ -81,7 +81,9 @@ function render(k, feature) {
   root.innerHTML = "";
   const f = data.features[feature];
   if (!f) { root.appendChild(el("p", { class: "muted", text: "feature " + feature + " is out of range (0.." + (data.features.length - 1) + ")" })); return; }
-  location.hash = "sae=" + k + "&feature=" + feature;
+  // replaceState, not location.hash: a render must not fire `hashchange` (which would re-read the inputs and
+  // race with a feature the user has typed meanwhile)
+  history.replaceState(null, "", "#sae=" + k + "&feature=" + feature);
   const maxValue = f.acts.length ? f.acts[0].g[1] : 0;
   root.appendChild(el("h2", { id: "title", text: info.sae_id + " — feature " + f.i }));
   root.appendChild(el("p", { id: "summary", class: "muted",
