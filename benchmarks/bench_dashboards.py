@@ -52,16 +52,32 @@ def main() -> None:
         texts.write_text("\n".join(f"{t} ({i})" for i in range(4000) for t in TINY_TEXT))
         hook = "blocks.1.hook_resid_post"
         torch.manual_seed(0)
-        sae = SAE.from_dict({"architecture": "topk", "d_in": args.d_model, "d_sae": args.width, "k": args.k, "dtype": "float32",
-                             "device": "cpu", "apply_b_dec_to_input": False,
-                             "metadata": {"hook_name": hook, "model_name": str(model_dir), "prepend_bos": False}})
+        sae = SAE.from_dict(
+            {
+                "architecture": "topk",
+                "d_in": args.d_model,
+                "d_sae": args.width,
+                "k": args.k,
+                "dtype": "float32",
+                "device": "cpu",
+                "apply_b_dec_to_input": False,
+                "metadata": {"hook_name": hook, "model_name": str(model_dir), "prepend_bos": False},
+            }
+        )
         with torch.no_grad():
-            sae.W_enc.normal_(0, args.d_model ** -0.5)
+            sae.W_enc.normal_(0, args.d_model**-0.5)
             sae.W_dec.copy_(sae.W_enc.T)
         suite = scratch / "suite"
         sae.save_model(suite / "resid_post" / "layer_1")
         model = load_model(str(model_dir), backend="hooked")
-        cfg = ExportConfig(out=scratch / "export", suite=suite, texts=texts, n_prompts=args.prompts, context=args.context, progress=False)
+        cfg = ExportConfig(
+            out=scratch / "export",
+            suite=suite,
+            texts=texts,
+            n_prompts=args.prompts,
+            context=args.context,
+            progress=False,
+        )
         tokens, _ = dataset_tokens(model, cfg)
         n_tokens = tokens.numel()
 
@@ -71,7 +87,7 @@ def main() -> None:
         acts = []
         with torch.no_grad():
             for start in range(0, tokens.shape[0], step):
-                _, cache = model.run_with_cache(tokens[start:start + step], names_filter=[hook])
+                _, cache = model.run_with_cache(tokens[start : start + step], names_filter=[hook])
                 acts.append(cache[hook].reshape(-1, args.d_model))
         t_forward = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -84,10 +100,14 @@ def main() -> None:
 
         result = run_export(cfg, model=model)
         total = result.seconds
-    print(f"SAE d_in {args.d_model} x width {args.width} (TopK k {args.k}), {n_tokens} tokens ({args.prompts} prompts x {args.context})")
+    print(
+        f"SAE d_in {args.d_model} x width {args.width} (TopK k {args.k}), {n_tokens} tokens ({args.prompts} prompts x {args.context})"
+    )
     print(f"floor: forward {t_forward:.2f} s + encoder GEMM {t_gemm:.2f} s = {floor:.2f} s")
     print("export: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()) + f"; total {total:.2f} s")
-    print(f"features/s {args.width / total:,.0f}  tokens/s {n_tokens / total:,.0f}  (floor tokens/s {n_tokens / floor:,.0f})")
+    print(
+        f"features/s {args.width / total:,.0f}  tokens/s {n_tokens / total:,.0f}  (floor tokens/s {n_tokens / floor:,.0f})"
+    )
     print(f"export / floor = {total / floor:.2f}x")
     print(f"load average at end: {os.getloadavg()}")
 

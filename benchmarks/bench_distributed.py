@@ -54,7 +54,9 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     manifest = json.loads((folder / "manifest.json").read_text())
-    return {f"{s}:{k}": v for s in manifest["saes"] for k, v in load_file(folder / s / "sae_weights.safetensors").items()}
+    return {
+        f"{s}:{k}": v for s in manifest["saes"] for k, v in load_file(folder / s / "sae_weights.safetensors").items()
+    }
 
 
 def main() -> None:
@@ -78,9 +80,19 @@ def main() -> None:
     one = train_suite(**base, out=str(folder / "one"), threads=2, progress=False)
     wall = time.perf_counter() - start
     b = busy(one.manifest, 1)
-    rows.append(dict(run="1 process x 2 threads", mode="-", groups=len(one.plan.groups), makespan_s=wall,
-                     train_s=max(b), rank_busy_s=" ".join(f"{x:.1f}" for x in b), imbalance=1.0, predicted_imbalance=1.0,
-                     allreduce_mb_per_step=0.0))
+    rows.append(
+        dict(
+            run="1 process x 2 threads",
+            mode="-",
+            groups=len(one.plan.groups),
+            makespan_s=wall,
+            train_s=max(b),
+            rank_busy_s=" ".join(f"{x:.1f}" for x in b),
+            imbalance=1.0,
+            predicted_imbalance=1.0,
+            allreduce_mb_per_step=0.0,
+        )
+    )
     for mode in ("group", "data"):
         out = folder / mode
         wall = spawned({**base, "out": str(out), "threads": 1, "parallel": mode}, 2, folder)
@@ -89,14 +101,25 @@ def main() -> None:
         predicted = manifest["parallel"]["predicted_rank_seconds"]
         groups = [g for g in one.plan.groups]
         mb = max(step_bytes(g) for g in groups) / 1e6 if mode == "data" else 0.0
-        rows.append(dict(run="2 processes x 1 thread", mode=mode, groups=len(manifest["groups"]), makespan_s=wall,
-                         train_s=max(b), rank_busy_s=" ".join(f"{x:.1f}" for x in b),
-                         imbalance=max(b) / (sum(b) / len(b)), predicted_imbalance=max(predicted) / (sum(predicted) / 2),
-                         allreduce_mb_per_step=mb))
+        rows.append(
+            dict(
+                run="2 processes x 1 thread",
+                mode=mode,
+                groups=len(manifest["groups"]),
+                makespan_s=wall,
+                train_s=max(b),
+                rank_busy_s=" ".join(f"{x:.1f}" for x in b),
+                imbalance=max(b) / (sum(b) / len(b)),
+                predicted_imbalance=max(predicted) / (sum(predicted) / 2),
+                allreduce_mb_per_step=mb,
+            )
+        )
     table = pd.DataFrame(rows)
     table["speedup_vs_1p"] = table["makespan_s"].iloc[0] / table["makespan_s"]
-    print(f"organism suite {one.plan.suite.name}: {len(one.plan.suite.jobs)} SAEs, {args.tokens:,} tokens each "
-          f"(load average {load:.2f} at the start)")
+    print(
+        f"organism suite {one.plan.suite.name}: {len(one.plan.suite.jobs)} SAEs, {args.tokens:,} tokens each "
+        f"(load average {load:.2f} at the start)"
+    )
     with pd.option_context("display.width", 220, "display.float_format", "{:.3g}".format):
         print(table.to_string(index=False))
     # float32 agreement of data parallelism on SAELens' own classes (the fast classes compute in bfloat16 on CPUs
@@ -104,15 +127,22 @@ def main() -> None:
     exact = {**base, "fast": False, "parallel": "data", "threads": 1}
     spawned({**exact, "out": str(folder / "data_2r")}, 2, folder)
     train_suite(**exact, out=str(folder / "data_1p"), data_shards=2, progress=False)
-    for label, (a, b) in {"SAELens classes": ("data_1p", "data_2r"), "fast classes (bf16 compute)": ("data_one", "data")}.items():
+    for label, (a, b) in {
+        "SAELens classes": ("data_1p", "data_2r"),
+        "fast classes (bf16 compute)": ("data_one", "data"),
+    }.items():
         if label.startswith("fast"):
             train_suite(**base, out=str(folder / "data_one"), threads=1, parallel="data", data_shards=2, progress=False)
         w1, w2 = weights(folder / a), weights(folder / b)
         diff = max((w1[k] - w2[k]).abs().max().item() for k in w1)
         rel = max(((w1[k] - w2[k]).norm() / w1[k].norm().clamp_min(1e-30)).item() for k in w1)
-        print(f"data parallelism, float32, {label}: 2 ranks vs 1 process on the same global batches: "
-              f"max |diff| {diff:.3g}, max relative (Frobenius) diff {rel:.3g}")
-    print("(bit-identity of group parallelism with a 1-process run at the same thread count: tests/test_distributed.py)")
+        print(
+            f"data parallelism, float32, {label}: 2 ranks vs 1 process on the same global batches: "
+            f"max |diff| {diff:.3g}, max relative (Frobenius) diff {rel:.3g}"
+        )
+    print(
+        "(bit-identity of group parallelism with a 1-process run at the same thread count: tests/test_distributed.py)"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ from typing import Any
 
 import pandas as pd
 import torch
+from sae_lens.config import SAETrainerConfig
+from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
+from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+from sae_lens.training.sae_trainer import SAETrainer
 from tqdm.auto import tqdm
 
 import qwen3_scope  # noqa: F401  (registers the fast classes)
@@ -32,10 +36,6 @@ from qwen3_scope.training import (
     enable_fused_adam,
 )
 from qwen3_scope.training.sparse_ops import bf16_matmul_supported
-from sae_lens.config import SAETrainerConfig
-from sae_lens.saes.jumprelu_sae import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
-from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
-from sae_lens.training.sae_trainer import SAETrainer
 
 DEFAULT_CONFIGS = ["2048x16384x50", "2048x32768x50", "4096x65536x160", "128x2048x32"]
 DEAD_WINDOW = 1000
@@ -92,8 +92,12 @@ def initialized_sae(
 
 def make_trainer(sae: Any, batch: int) -> SAETrainer:
     cfg = SAETrainerConfig(
-        total_training_samples=batch * 10**6, train_batch_size_samples=batch, lr=1e-4, lr_end=1e-4,
-        dead_feature_window=DEAD_WINDOW, feature_sampling_window=10**9,
+        total_training_samples=batch * 10**6,
+        train_batch_size_samples=batch,
+        lr=1e-4,
+        lr_end=1e-4,
+        dead_feature_window=DEAD_WINDOW,
+        feature_sampling_window=10**9,
     )
     trainer = SAETrainer(cfg, sae, data_provider=iter(()))
     enable_fused_adam(trainer)  # what qwen3-scope's suite trainer does (a no-op for stock SAEs)
@@ -128,7 +132,12 @@ class BF16Gemm:
 
 
 def memory_groups(
-    variants: list[str], batch: int, d_in: int, d_sae: int, rows: list[dict[str, Any]], config: str,
+    variants: list[str],
+    batch: int,
+    d_in: int,
+    d_sae: int,
+    rows: list[dict[str, Any]],
+    config: str,
     budget: float | None,
 ) -> list[list[str]]:
     """Variants that fit in memory together run interleaved; a variant that fits nowhere is skipped."""
@@ -149,8 +158,13 @@ def memory_groups(
 
 
 def timed_rounds(
-    runs: dict[str, SAETrainer], x: torch.Tensor, dead: torch.Tensor | None, steps: int, floor_gemm: BF16Gemm,
-    times: dict[str, list[float]], floors: list[float],
+    runs: dict[str, SAETrainer],
+    x: torch.Tensor,
+    dead: torch.Tensor | None,
+    steps: int,
+    floor_gemm: BF16Gemm,
+    times: dict[str, list[float]],
+    floors: list[float],
 ) -> None:
     """Rounds interleave the variants (and the floor GEMM), so slow and fast periods of a shared machine
     hit all of them alike."""
@@ -225,8 +239,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant")
     parser.add_argument("--dead-frac", type=float, default=0.0, help="share of latents held dead (AuxK runs)")
     parser.add_argument("--variants", nargs="+", default=["stock", "fast_float32", "fast_auto"])
-    parser.add_argument("--memory-budget-gib", type=float, default=None,
-                        help="memory for the variants run together (default 85%% of MemAvailable)")
+    parser.add_argument(
+        "--memory-budget-gib",
+        type=float,
+        default=None,
+        help="memory for the variants run together (default 85%% of MemAvailable)",
+    )
     args = parser.parse_args()
     if "stock" not in args.variants:
         raise SystemExit("--variants must include 'stock': ratios are measured against it")
@@ -250,7 +268,9 @@ def main() -> None:
         for group in memory_groups(args.variants, args.batch, d_in, d_sae, rows, text, args.memory_budget_gib):
             runs = {}
             for variant in group:
-                runs[variant] = make_trainer(initialized_sae(variant, args.arch, d_in, d_sae, k, x, initial), args.batch)
+                runs[variant] = make_trainer(
+                    initialized_sae(variant, args.arch, d_in, d_sae, k, x, initial), args.batch
+                )
                 run_steps(runs[variant], x, args.warmup, dead)
             timed_rounds(runs, x, dead, args.steps, floor_gemm, times, floors)
             last = group[-1]
@@ -263,15 +283,24 @@ def main() -> None:
         stock_time = statistics.median(times["stock"]) if "stock" in times else float("nan")
         for variant, measured in times.items():
             step = statistics.median(measured)
-            rows.append({
-                "config": text, "variant": variant, "step_s": step, "tokens_per_s": args.batch / step,
-                "x_vs_stock": stock_time / step, "floor_share": floor / step, "bf16_gemm_floor_s": floor,
-            })
+            rows.append(
+                {
+                    "config": text,
+                    "variant": variant,
+                    "step_s": step,
+                    "tokens_per_s": args.batch / step,
+                    "x_vs_stock": stock_time / step,
+                    "floor_share": floor / step,
+                    "bf16_gemm_floor_s": floor,
+                }
+            )
         tqdm.write(pd.DataFrame([r for r in rows if r["config"] == text]).to_string(index=False))
 
     pd.set_option("display.width", 200)
-    print(f"\nStep throughput, batch {args.batch}, arch {args.arch}, dead share {args.dead_frac}, median of "
-          f"{args.steps} interleaved rounds (load average now {os.getloadavg()[0]:.2f}, peak RSS {peak_rss_gib():.1f} GiB)")
+    print(
+        f"\nStep throughput, batch {args.batch}, arch {args.arch}, dead share {args.dead_frac}, median of "
+        f"{args.steps} interleaved rounds (load average now {os.getloadavg()[0]:.2f}, peak RSS {peak_rss_gib():.1f} GiB)"
+    )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if phase_rows:
         table = pd.DataFrame(phase_rows).pivot_table(index="phase", columns="config", values="ms", sort=False)

@@ -34,7 +34,11 @@ def small_model(args: argparse.Namespace, scratch: Path):
         from qwen3_scope.random_model import build_random_qwen3
 
         directory = build_random_qwen3(scratch / "qwen3-0.6b-widths", "Qwen/Qwen3-0.6B", n_layers=2)
-        return load_model(directory), organism_documents() * 4, "random Qwen3 at Qwen3-0.6B widths (2 layers, vocab 151,936)"
+        return (
+            load_model(directory),
+            organism_documents() * 4,
+            "random Qwen3 at Qwen3-0.6B widths (2 layers, vocab 151,936)",
+        )
     try:
         from qwen3_scope.organism import ORGANISM_DIR, ORGANISM_NAME
     except ImportError:
@@ -62,11 +66,20 @@ def random_suite(model, expansion: int, k: int) -> list:
     for layer in range(spec.n_layers):
         for site in PAPER_SITES:
             torch.manual_seed(layer * 10 + PAPER_SITES.index(site))
-            sae = SAE.from_dict({"architecture": "topk", "d_in": spec.d_model, "d_sae": expansion * spec.d_model, "k": k,
-                                 "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": False,
-                                 "metadata": {"hook_name": hook_name(site, layer), "model_name": spec.source, "prepend_bos": False}})
+            sae = SAE.from_dict(
+                {
+                    "architecture": "topk",
+                    "d_in": spec.d_model,
+                    "d_sae": expansion * spec.d_model,
+                    "k": k,
+                    "dtype": "float32",
+                    "device": "cpu",
+                    "apply_b_dec_to_input": False,
+                    "metadata": {"hook_name": hook_name(site, layer), "model_name": spec.source, "prepend_bos": False},
+                }
+            )
             with torch.no_grad():
-                sae.W_enc.normal_(0, spec.d_model ** -0.5)
+                sae.W_enc.normal_(0, spec.d_model**-0.5)
                 sae.W_dec.copy_(sae.W_enc.T)
             saes.append((f"{site}/layer_{layer}", sae))
     return saes
@@ -88,12 +101,19 @@ def previous_shared_path(saes: list, model, tokens, config) -> None:
     special = special_token_ids(model.tokenizer)
     for group in groups:
         hooks = [e.sae.cfg.metadata.hook_name for e in group]
-        runner = SharedForwardModel(model, hooks, shared_ablation_hooks={h for h in hooks if hooks.count(h) > 1},
-                                    backend="hooked", keep_logits=keep_logits)
+        runner = SharedForwardModel(
+            model,
+            hooks,
+            shared_ablation_hooks={h for h in hooks if hooks.count(h) > 1},
+            backend="hooked",
+            keep_logits=keep_logits,
+        )
         runner.prepare(tokens.batches(config.n_batches), progress=False)
         for entry in group:
             tokens.reset_input_dataset()
-            run_evals(entry.sae, tokens, runner, ActivationScaler(), config.eval_config(), exclude_special_tokens=special)
+            run_evals(
+                entry.sae, tokens, runner, ActivationScaler(), config.eval_config(), exclude_special_tokens=special
+            )
 
 
 def main() -> None:
@@ -107,12 +127,20 @@ def main() -> None:
     parser.add_argument("--context-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--generated", action="store_true", help="use a generated model even if the organism exists")
-    parser.add_argument("--real-width", action="store_true",
-                        help="random Qwen3 at Qwen3-0.6B's widths (2 layers, vocab 151,936); SAEs 16 x d_model wide")
+    parser.add_argument(
+        "--real-width",
+        action="store_true",
+        help="random Qwen3 at Qwen3-0.6B's widths (2 layers, vocab 151,936); SAEs 16 x d_model wide",
+    )
     parser.add_argument("--max-saes", type=int, default=None, help="evaluate only the first N SAEs of the suite")
-    parser.add_argument("--previous", action="store_true",
-                        help="also time the previous shared path (run_evals on the clean-pass memo), for before/after")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
+    parser.add_argument(
+        "--previous",
+        action="store_true",
+        help="also time the previous shared path (run_evals on the clean-pass memo), for before/after",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.real_width:
@@ -124,14 +152,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         model, documents, label = small_model(args, Path(scratch))
         saes = random_suite(model, args.expansion, args.k)[: args.max_saes]
-        config = dict(n_batches=args.batches, batch_size_prompts=args.batch_size, context_size=args.context_size, progress=False)
+        config = dict(
+            n_batches=args.batches, batch_size_prompts=args.batch_size, context_size=args.context_size, progress=False
+        )
         if "device" in SuiteEvalConfig.__dataclass_fields__:
             config["device"] = "cpu"
-        tokens = HeldOutTokens.from_documents(model.tokenizer, documents, args.context_size, args.batch_size, args.batches)
-        print(f"{label}, {args.threads} torch thread(s): {len(saes)} SAEs (d_sae {saes[0][1].cfg.d_sae}, TopK k={args.k}), "
-              f"{args.batches} x {args.batch_size} x {args.context_size} = {args.batches * args.batch_size * args.context_size} "
-              f"tokens each ({tokens.count_tokens(args.batches, special_token_ids(model.tokenizer))} non-special)")
-        evaluate_suite(saes[:1], model=model, tokens=tokens, config=SuiteEvalConfig(**{**config, "n_batches": 1}))  # warm-up
+        tokens = HeldOutTokens.from_documents(
+            model.tokenizer, documents, args.context_size, args.batch_size, args.batches
+        )
+        print(
+            f"{label}, {args.threads} torch thread(s): {len(saes)} SAEs (d_sae {saes[0][1].cfg.d_sae}, TopK k={args.k}), "
+            f"{args.batches} x {args.batch_size} x {args.context_size} = {args.batches * args.batch_size * args.context_size} "
+            f"tokens each ({tokens.count_tokens(args.batches, special_token_ids(model.tokenizer))} non-special)"
+        )
+        evaluate_suite(
+            saes[:1], model=model, tokens=tokens, config=SuiteEvalConfig(**{**config, "n_batches": 1})
+        )  # warm-up
         timings, results = [], {}
         methods = [("plain run_evals per SAE", False), ("shared suite evaluation", True)]
         if args.previous:
@@ -142,8 +178,9 @@ def main() -> None:
                 if share is None:
                     previous_shared_path(saes, model, tokens, SuiteEvalConfig(**config))
                 else:
-                    results[name] = evaluate_suite(saes, model=model, tokens=tokens,
-                                                   config=SuiteEvalConfig(share_forward=share, **config))
+                    results[name] = evaluate_suite(
+                        saes, model=model, tokens=tokens, config=SuiteEvalConfig(share_forward=share, **config)
+                    )
                 timings.append({"method": name, "repeat": repeat, "seconds": time.perf_counter() - start})
         table = pd.DataFrame(timings).groupby("method", sort=False)["seconds"].agg(["min", "median"])
         plain, shared = results["plain run_evals per SAE"], results["shared suite evaluation"]

@@ -47,45 +47,78 @@ def main() -> None:
     from qwen3_scope.training.suite import _quiet_sae_lens, evaluate_saes, train_suite
 
     model = load_model(args.model)
-    suite = build_suite(args.model, args.recipe, layers=parse_layers(args.layers), sites=args.sites,
-                        training_tokens=args.tokens, fast=args.fast, special_token_ids=special_token_ids(model.tokenizer))
+    suite = build_suite(
+        args.model,
+        args.recipe,
+        layers=parse_layers(args.layers),
+        sites=args.sites,
+        training_tokens=args.tokens,
+        fast=args.fast,
+        special_token_ids=special_token_ids(model.tokenizer),
+    )
     runner = suite.runner_kwargs
     data_dir = tempfile.mkdtemp(prefix="bench_suite_data_")
-    data = prepare_data(model.tokenizer, int(args.tokens * 1.6) + 16 * runner["n_batches_in_buffer"] * runner["context_size"],
-                        4 * runner["store_batch_size_prompts"] * runner["context_size"], data_dir)
+    data = prepare_data(
+        model.tokenizer,
+        int(args.tokens * 1.6) + 16 * runner["n_batches_in_buffer"] * runner["context_size"],
+        4 * runner["store_batch_size_prompts"] * runner["context_size"],
+        data_dir,
+    )
     hooks = {j.sae_id: j.hook_name for j in suite.jobs}
-    print(f"{len(suite.jobs)} SAEs of {suite.name} ({suite.jobs[0].architecture}, d_sae {suite.jobs[0].d_sae}), "
-          f"{args.tokens:,} tokens each, {torch.get_num_threads()} thread(s)")
+    print(
+        f"{len(suite.jobs)} SAEs of {suite.name} ({suite.jobs[0].architecture}, d_sae {suite.jobs[0].d_sae}), "
+        f"{args.tokens:,} tokens each, {torch.get_num_threads()} thread(s)"
+    )
 
     rows = []
 
     def record(arm: str, runs: int, seconds: float, saes: dict) -> None:
         ev = evaluate_saes(model, saes, hooks, data.heldout, runner, suite.outlier_norm_factor)
-        rows.append(dict(arm=arm, runner_runs=runs, seconds=round(seconds, 1),
-                         tokens_per_s=round(args.tokens / seconds, 1),
-                         sae_tokens_per_s=round(args.tokens * len(suite.jobs) / seconds, 1),
-                         mean_variance_explained=round(sum(m["variance_explained"] for m in ev.values()) / len(ev), 4)))
+        rows.append(
+            dict(
+                arm=arm,
+                runner_runs=runs,
+                seconds=round(seconds, 1),
+                tokens_per_s=round(args.tokens / seconds, 1),
+                sae_tokens_per_s=round(args.tokens * len(suite.jobs) / seconds, 1),
+                mean_variance_explained=round(sum(m["variance_explained"] for m in ev.values()) / len(ev), 4),
+            )
+        )
         print(rows[-1], flush=True)
 
     with _quiet_sae_lens():
         torch.manual_seed(0)
         start = time.perf_counter()
-        shared = MultiSAETrainingRunner(suite.multi_config(suite.jobs, dataset_path="prepared", output_path=None),
-                                        override_dataset=data.train, override_model=model).run()
+        shared = MultiSAETrainingRunner(
+            suite.multi_config(suite.jobs, dataset_path="prepared", output_path=None),
+            override_dataset=data.train,
+            override_model=model,
+        ).run()
         record("shared forward (MultiSAETrainingRunner)", 1, time.perf_counter() - start, shared)
 
         singles, start = {}, time.perf_counter()
         for job in suite.jobs:
             torch.manual_seed(0)
             cfg = suite.runner_config(job, dataset_path="prepared", output_path=None)
-            singles[job.sae_id] = LanguageModelSAETrainingRunner(cfg, override_dataset=data.train, override_model=model).run()
+            singles[job.sae_id] = LanguageModelSAETrainingRunner(
+                cfg, override_dataset=data.train, override_model=model
+            ).run()
         record("one LanguageModelSAETrainingRunner per SAE", len(suite.jobs), time.perf_counter() - start, singles)
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = train_suite(args.model, args.recipe, out=Path(tmp) / "suite", layers=parse_layers(args.layers),
-                             sites=args.sites, training_tokens=args.tokens, fast=args.fast, loaded_model=model,
-                             max_saes_per_group=len(suite.jobs), progress=False)
+        result = train_suite(
+            args.model,
+            args.recipe,
+            out=Path(tmp) / "suite",
+            layers=parse_layers(args.layers),
+            sites=args.sites,
+            training_tokens=args.tokens,
+            fast=args.fast,
+            loaded_model=model,
+            max_saes_per_group=len(suite.jobs),
+            progress=False,
+        )
         seconds = time.perf_counter() - start
         from sae_lens import SAE
 
@@ -96,8 +129,10 @@ def main() -> None:
     base = table.loc[1, "seconds"]
     table["speedup_vs_one_run_per_sae"] = (base / table["seconds"]).round(2)
     print("\n" + table.to_string(index=False))
-    print(f"\nshared forward passes are {base / table.loc[0, 'seconds']:.2f}x faster than one SAELens run per SAE "
-          f"({len(suite.jobs)} SAEs, same tokens).")
+    print(
+        f"\nshared forward passes are {base / table.loc[0, 'seconds']:.2f}x faster than one SAELens run per SAE "
+        f"({len(suite.jobs)} SAEs, same tokens)."
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Quickstart: a Qwen3 model in SAELens' backends, its hook names, and a chat prompt through it.
 
-    python examples/quickstart.py                 # the bundled model organism, offline
-    python examples/quickstart.py Qwen/Qwen3-4B   # a real model (cached or with network)
+python examples/quickstart.py                 # the bundled model organism, offline
+python examples/quickstart.py Qwen/Qwen3-4B   # a real model (cached or with network)
 """
 
 import sys

@@ -18,8 +18,20 @@ from qwen3_scope.sites import BACKENDS, PAPER_SITES, SITES, hook_name, parse_hoo
 __version__ = "0.1.0"
 
 __all__ = [
-    "BACKENDS", "PAPER_SITES", "QWEN3_FAMILY", "Qwen3ModelSpec", "SITES", "format_chat", "hook_name",
-    "list_models", "load_model", "load_tokenizer", "parse_hook_name", "register", "resolve_model", "site_d_in",
+    "BACKENDS",
+    "PAPER_SITES",
+    "QWEN3_FAMILY",
+    "Qwen3ModelSpec",
+    "SITES",
+    "format_chat",
+    "hook_name",
+    "list_models",
+    "load_model",
+    "load_tokenizer",
+    "parse_hook_name",
+    "register",
+    "resolve_model",
+    "site_d_in",
 ]
 
 register()

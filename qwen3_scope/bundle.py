@@ -17,11 +17,21 @@ from pathlib import Path
 
 from qwen3_scope.errors import Qwen3ScopeError
 from qwen3_scope.io import atomic_path, atomic_write_json, refuse_installed_package
-from qwen3_scope.io import atomic_path, atomic_write_json, refuse_installed_package
 from qwen3_scope.releases import (
-    RELEASE, read_release_yaml, register_release_file, release_file, suite_entries, write_release_file,
+    RELEASE,
+    read_release_yaml,
+    register_release_file,
+    release_file,
+    suite_entries,
+    write_release_file,
 )
-from qwen3_scope.sae_loaders import BUNDLED_PREFIX, SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME, bundled_root
+from qwen3_scope.sae_loaders import (
+    BUNDLED_PREFIX,
+    SAE_CFG_FILENAME,
+    SAE_WEIGHTS_FILENAME,
+    SPARSITY_FILENAME,
+    bundled_root,
+)
 
 BUNDLED_WIDTH = 1024  # 8 x d_model: keeps the 12 shipped SAEs at ~13 MB
 BUNDLED_TOKENS = 600_000
@@ -56,8 +66,10 @@ def copy_suite_into_package(suite_dir: Path, root: Path | None = None) -> list[d
         source, target = suite_dir / entry["path"], root / entry["id"]
         hits = machine_paths_in((source / SAE_CFG_FILENAME).read_text())
         if hits:
-            raise ValueError(f"{source / SAE_CFG_FILENAME} names paths of this machine ({hits[0]!r}); retrain the suite "
-                             "with this version of qwen3-scope (it records portable model and dataset names).")
+            raise ValueError(
+                f"{source / SAE_CFG_FILENAME} names paths of this machine ({hits[0]!r}); retrain the suite "
+                "with this version of qwen3-scope (it records portable model and dataset names)."
+            )
         target.mkdir(parents=True)
         for name in (SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME):
             if (source / name).is_file():
@@ -76,8 +88,17 @@ def build(suite_dir: Path | None, tokens: int, width: int) -> Path:
         from qwen3_scope.sites import PAPER_SITES
         from qwen3_scope.training.suite import train_suite
 
-        suite_dir = train_suite(model="organism", recipe="paper", out=repo / "runs" / "bundled_suite", sites=list(PAPER_SITES),
-                                training_tokens=tokens, width=width, fast=None, resume=True, device="cpu").suite_dir
+        suite_dir = train_suite(
+            model="organism",
+            recipe="paper",
+            out=repo / "runs" / "bundled_suite",
+            sites=list(PAPER_SITES),
+            training_tokens=tokens,
+            width=width,
+            fast=None,
+            resume=True,
+            device="cpu",
+        ).suite_dir
     # stage the new tree beside the old one, then swap: a failure leaves the shipped suite as it was
     staging = bundled_root() / f".{SUITE}.new"
     shutil.rmtree(staging, ignore_errors=True)
@@ -102,7 +123,9 @@ def build(suite_dir: Path | None, tokens: int, width: int) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", type=Path, help="an organism suite trained by `qwen3-scope train` (default: train one)")
+    parser.add_argument(
+        "--suite", type=Path, help="an organism suite trained by `qwen3-scope train` (default: train one)"
+    )
     parser.add_argument("--tokens", type=int, default=BUNDLED_TOKENS)
     parser.add_argument("--width", type=int, default=BUNDLED_WIDTH)
     args = parser.parse_args(argv)

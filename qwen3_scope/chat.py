@@ -8,7 +8,8 @@ models have no think block; asking either for the other mode is a clear error.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
 QWEN3_SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END, THINK, END_THINK)
@@ -41,7 +42,9 @@ def chat_spec(tokenizer: Any, model: Any = None):
     if model is not None:
         return resolve_model(model)
     name = str(getattr(tokenizer, "name_or_path", "") or "").lower().removeprefix("qwen/")
-    return next((spec for official, spec in QWEN3_FAMILY.items() if official.lower().removeprefix("qwen/") == name), None)
+    return next(
+        (spec for official, spec in QWEN3_FAMILY.items() if official.lower().removeprefix("qwen/") == name), None
+    )
 
 
 def resolve_thinking(spec: Any, enable_thinking: bool | None) -> bool:
@@ -65,8 +68,9 @@ def resolve_thinking(spec: Any, enable_thinking: bool | None) -> bool:
     return bool(enable_thinking)
 
 
-def qwen3_chat_text(messages: Messages, add_generation_prompt: bool = True, enable_thinking: bool = False,
-                    mode: str = "switch") -> str:
+def qwen3_chat_text(
+    messages: Messages, add_generation_prompt: bool = True, enable_thinking: bool = False, mode: str = "switch"
+) -> str:
     """Qwen3's template for plain chats, used when a tokenizer carries no chat template of its own.
 
     mode: the model's thinking mode ("switch": an empty think block unless thinking, "always": an opened

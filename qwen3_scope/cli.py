@@ -20,13 +20,25 @@ def _family_table() -> pd.DataFrame:
     rows = []
     for spec in QWEN3_FAMILY.values():
         counts = spec.parameter_counts()
-        rows.append(dict(
-            generation=spec.generation, kind=spec.kind, name=spec.name, n_layers=spec.n_layers, d_model=spec.d_model,
-            d_mlp=spec.d_expert if spec.is_moe else spec.d_mlp, heads=f"{spec.n_heads}/{spec.n_kv_heads}",
-            head_dim=spec.head_dim, experts=f"{spec.n_experts_active}/{spec.n_experts}" if spec.is_moe else "-",
-            params_b=f"{counts['active'] / 1e9:.1f}/{counts['total'] / 1e9:.1f}" if spec.is_moe else f"{counts['total'] / 1e9:.1f}",
-            vocab_size=spec.vocab_size, tied=spec.tie_embeddings, thinking=spec.thinking,
-        ))
+        rows.append(
+            dict(
+                generation=spec.generation,
+                kind=spec.kind,
+                name=spec.name,
+                n_layers=spec.n_layers,
+                d_model=spec.d_model,
+                d_mlp=spec.d_expert if spec.is_moe else spec.d_mlp,
+                heads=f"{spec.n_heads}/{spec.n_kv_heads}",
+                head_dim=spec.head_dim,
+                experts=f"{spec.n_experts_active}/{spec.n_experts}" if spec.is_moe else "-",
+                params_b=f"{counts['active'] / 1e9:.1f}/{counts['total'] / 1e9:.1f}"
+                if spec.is_moe
+                else f"{counts['total'] / 1e9:.1f}",
+                vocab_size=spec.vocab_size,
+                tied=spec.tie_embeddings,
+                thinking=spec.thinking,
+            )
+        )
     table = pd.DataFrame(rows)
     generations = list(dict.fromkeys(table["generation"]))
     table["_g"] = table["generation"].map(generations.index)
@@ -63,8 +75,10 @@ def cmd_info(args: argparse.Namespace) -> None:
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_columns", None):
         if not args.model:
             table = _family_table()
-            print("The Qwen3 generation (`organism` is the bundled model organism; d_mlp of MoE models is the expert "
-                  "width, params_b active/total):")
+            print(
+                "The Qwen3 generation (`organism` is the bundled model organism; d_mlp of MoE models is the expert "
+                "width, params_b active/total):"
+            )
             for (generation, kind), group in table.groupby(["generation", "kind"], sort=False):
                 print(f"\n{generation} {kind}:")
                 print(group.drop(columns=["generation", "kind"]).to_string(index=False))
@@ -73,27 +87,35 @@ def cmd_info(args: argparse.Namespace) -> None:
                 print(f"  {site:<15} {text}")
             return
         spec = resolve_model(args.model)
-        shape = (f"{spec.n_heads} heads ({spec.n_kv_heads} kv) x {spec.head_dim}, vocab {spec.vocab_size}, "
-                 f"{'tied' if spec.tie_embeddings else 'untied'} embeddings")
+        shape = (
+            f"{spec.n_heads} heads ({spec.n_kv_heads} kv) x {spec.head_dim}, vocab {spec.vocab_size}, "
+            f"{'tied' if spec.tie_embeddings else 'untied'} embeddings"
+        )
         if spec.is_moe:
             counts = spec.parameter_counts()
-            shape += (f", {spec.n_experts} experts ({spec.n_experts_active} active) x {spec.d_expert}"
-                      f"{f' + shared expert {spec.d_shared_expert}' if spec.d_shared_expert else ''}, "
-                      f"{counts['active'] / 1e9:.1f}B active / {counts['total'] / 1e9:.1f}B parameters")
+            shape += (
+                f", {spec.n_experts} experts ({spec.n_experts_active} active) x {spec.d_expert}"
+                f"{f' + shared expert {spec.d_shared_expert}' if spec.d_shared_expert else ''}, "
+                f"{counts['active'] / 1e9:.1f}B active / {counts['total'] / 1e9:.1f}B parameters"
+            )
         else:
             shape = f"d_mlp {spec.d_mlp}, " + shape
         if spec.is_hybrid:
             full = spec.full_attention_layers()
             shape += f"; full attention at layers {', '.join(map(str, full))}, Gated DeltaNet elsewhere"
-        print(f"{spec.name} ({spec.generation} {spec.kind}): {spec.n_layers} layers, d_model {spec.d_model}, {shape}; "
-              f"chat thinking mode: {spec.thinking}; backends: {', '.join(model_backends(spec))}")
+        print(
+            f"{spec.name} ({spec.generation} {spec.kind}): {spec.n_layers} layers, d_model {spec.d_model}, {shape}; "
+            f"chat thinking mode: {spec.thinking}; backends: {', '.join(model_backends(spec))}"
+        )
         print(hook_table(args.model).to_string(index=False))
         if args.verify:
             from qwen3_scope.loading import verify_sites_on_meta
 
             for row in verify_sites_on_meta(args.model):
-                print(f"verified on the meta device, {row['backend']}: {row['site_hooks']} site hooks, "
-                      f"{'all widths match' if not row['mismatches'] else 'MISMATCH at ' + ', '.join(row['mismatches'])}")
+                print(
+                    f"verified on the meta device, {row['backend']}: {row['site_hooks']} site hooks, "
+                    f"{'all widths match' if not row['mismatches'] else 'MISMATCH at ' + ', '.join(row['mismatches'])}"
+                )
 
 
 def cmd_releases(args: argparse.Namespace) -> None:
@@ -120,7 +142,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 # Modules that contribute subcommands: each has `add_cli(subparsers)` adding its parser(s) with `func` set.
-COMMAND_MODULES: list[str] = ["qwen3_scope.training.cli", "qwen3_scope.evaluation.cli", "qwen3_scope.steering.cli", "qwen3_scope.export.cli"]
+COMMAND_MODULES: list[str] = [
+    "qwen3_scope.training.cli",
+    "qwen3_scope.evaluation.cli",
+    "qwen3_scope.steering.cli",
+    "qwen3_scope.export.cli",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="models, sites and hook names in every backend")
     info.add_argument("--model", help="family name (Qwen/Qwen3-4B), `organism`, or a local checkpoint directory")
-    info.add_argument("--verify", action="store_true", help="instantiate the model on the meta device in every backend and check each site's width")
+    info.add_argument(
+        "--verify",
+        action="store_true",
+        help="instantiate the model on the meta device in every backend and check each site's width",
+    )
     info.set_defaults(func=cmd_info)
 
     rel = sub.add_parser("releases", help="list qwen3-scope SAE releases and ids, or register a local suite")
@@ -154,16 +185,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 # User errors: printed as one `qwen3-scope: error: ...` line (exit 2), never as a traceback. Qwen3ScopeError is
 # ours; the builtins are what SAELens/TransformerLens/huggingface_hub raise for bad names, paths and values.
-USER_ERRORS = (Qwen3ScopeError, ValueError, IndexError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-               PermissionError, KeyError, ImportError)
+USER_ERRORS = (
+    Qwen3ScopeError,
+    ValueError,
+    IndexError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+    KeyError,
+    ImportError,
+)
 
 
 def error_message(err: BaseException) -> str:
     """The one-line text for a user error (KeyError's str() is a quoted repr; disk-full gets the fix)."""
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
         where = f" writing {err.filename}" if err.filename else ""
-        return (f"no space left{where} ({os.strerror(err.errno)}); nothing half-written was kept. Free disk space "
-                "(or choose another --out) and run the command again (training resumes with --resume).")
+        return (
+            f"no space left{where} ({os.strerror(err.errno)}); nothing half-written was kept. Free disk space "
+            "(or choose another --out) and run the command again (training resumes with --resume)."
+        )
     if isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES):
         return f"cannot write {err.filename or 'the output'} ({os.strerror(err.errno)}); choose a writable directory."
     if isinstance(err, KeyError) and err.args:
@@ -178,8 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `qwen3-scope info ... | head` closed the pipe early: not an error
         sys.stdout = open(os.devnull, "w")
     except KeyboardInterrupt:
-        print("qwen3-scope: interrupted; finished work and the last checkpoint are kept. Run the same command "
-              "with --resume to continue.", file=sys.stderr)
+        print(
+            "qwen3-scope: interrupted; finished work and the last checkpoint are kept. Run the same command "
+            "with --resume to continue.",
+            file=sys.stderr,
+        )
         return 130
     except USER_ERRORS as err:
         print(f"qwen3-scope: error: {error_message(err)}", file=sys.stderr)

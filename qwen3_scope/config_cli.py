@@ -44,14 +44,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, config_opti
     namespace, so a config file's values are not overwritten by argparse defaults)."""
     hints = typing.get_type_hints(cls)
     if config_option:
-        parser.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
-                            help=f"read the {cls.__name__} from a YAML file (options given here override it)")
+        parser.add_argument(
+            "--config",
+            metavar="FILE.yaml",
+            default=argparse.SUPPRESS,
+            help=f"read the {cls.__name__} from a YAML file (options given here override it)",
+        )
     for f in cli_fields(cls):
         if "help" not in f.metadata:
-            raise TypeError(f"{cls.__name__}.{f.name} has no help text; document it in field(metadata={{'help': ...}}).")
+            raise TypeError(
+                f"{cls.__name__}.{f.name} has no help text; document it in field(metadata={{'help': ...}})."
+            )
         flags = [f.metadata.get("flag", "--" + f.name.replace("_", "-")), *f.metadata.get("aliases", ())]
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )  # type: ignore[misc]
         help_text = f.metadata["help"] + ("" if default in (None, False, [], ()) else f" (default: {default})")
         kwargs: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text.replace("%", "%%"))
         tp = _strip_optional(hints[f.name])
@@ -97,7 +106,9 @@ def read_config_file(cls: type, path: str | Path) -> dict[str, Any]:
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigFileError(f"{path}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {', '.join(sorted(known))}.")
+        raise ConfigFileError(
+            f"{path}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {', '.join(sorted(known))}."
+        )
     return data
 
 

@@ -8,9 +8,9 @@ section of `report.md`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -38,6 +38,7 @@ def stage(name: str) -> Callable[[Stage], Stage]:
     def register(fn: Stage) -> Stage:
         STAGES[name] = fn
         return fn
+
     return register
 
 
@@ -52,7 +53,9 @@ def adapters_stage(ctx: DemoContext) -> None:
     spec = models["hooked"].qwen3_spec
     text = format_chat(models["hooked"].tokenizer, "What is two plus three?")
     tokens = torch.tensor([models["hooked"].tokenizer(text)["input_ids"]])
-    shared_sites = [s for s in available_sites("hf") if s in available_sites("bridge") and s in available_sites("hooked")]
+    shared_sites = [
+        s for s in available_sites("hf") if s in available_sites("bridge") and s in available_sites("hooked")
+    ]
     caches = {}
     for backend, model in models.items():
         names = [hook_name(s, layer, backend, spec) for layer in range(spec.n_layers) for s in shared_sites]
@@ -62,7 +65,13 @@ def adapters_stage(ctx: DemoContext) -> None:
     for site in shared_sites:
         for backend in ("bridge", "hf"):
             diff = max(
-                (caches[backend][hook_name(site, layer, backend, spec)] - caches["hooked"][hook_name(site, layer, "hooked", spec)]).abs().max().item()
+                (
+                    caches[backend][hook_name(site, layer, backend, spec)]
+                    - caches["hooked"][hook_name(site, layer, "hooked", spec)]
+                )
+                .abs()
+                .max()
+                .item()
                 for layer in range(spec.n_layers)
             )
             rows.append({"site": site, "backend": backend, "layers": spec.n_layers, "max_abs_diff_vs_hooked": diff})
@@ -92,8 +101,16 @@ def family_stage(ctx: DemoContext) -> None:
     for name in ("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3.5-35B-A3B"):
         spec = resolve_model(name)
         for row in verify_sites_on_meta(name):
-            rows.append({"model": name, "kind": spec.kind, "layers": spec.n_layers, "backend": row["backend"],
-                         "site_hooks": row["site_hooks"], "width_mismatches": len(row["mismatches"])})
+            rows.append(
+                {
+                    "model": name,
+                    "kind": spec.kind,
+                    "layers": spec.n_layers,
+                    "backend": row["backend"],
+                    "site_hooks": row["site_hooks"],
+                    "width_mismatches": len(row["mismatches"]),
+                }
+            )
     table = pd.DataFrame(rows)
     table.to_csv(ctx.out_dir / "family.csv", index=False)
     ctx.results["family_mismatches"] = int(table["width_mismatches"].sum())
@@ -110,8 +127,12 @@ def family_stage(ctx: DemoContext) -> None:
 
 # Modules that add stages (in pipeline order) with the `@stage` decorator; imported before a run.
 STAGE_MODULES: list[str] = [
-    "qwen3_scope.training.demo_stage", "qwen3_scope.training.distributed_demo_stage", "qwen3_scope.evaluation.demo_stage",
-    "qwen3_scope.steering.demo_stage", "qwen3_scope.export.demo_stage", "qwen3_scope.training.real_models_demo_stage",
+    "qwen3_scope.training.demo_stage",
+    "qwen3_scope.training.distributed_demo_stage",
+    "qwen3_scope.evaluation.demo_stage",
+    "qwen3_scope.steering.demo_stage",
+    "qwen3_scope.export.demo_stage",
+    "qwen3_scope.training.real_models_demo_stage",
 ]
 
 
@@ -128,7 +149,10 @@ def organism_stage(ctx: DemoContext) -> None:
         prompts = [row["prompt"] for row in load_eval_split(split)[:32]]
         answers = generate(model, tokenizer, prompts, max_new_tokens=24)
         ctx.results[f"organism_refusal_{split}"] = sum(map(is_refusal, answers)) / len(answers)
-        rows += [{"split": split, "prompt": p, "answer": a, "refused": is_refusal(a)} for p, a in zip(prompts[:3], answers[:3])]
+        rows += [
+            {"split": split, "prompt": p, "answer": a, "refused": is_refusal(a)}
+            for p, a in zip(prompts[:3], answers[:3])
+        ]
     table = pd.DataFrame(rows)
     ctx.section(
         "The model organism (held-out prompts, greedy, non-thinking)",

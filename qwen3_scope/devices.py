@@ -42,19 +42,26 @@ def resolve_device(device: str | torch.device | None = None) -> str:
         return "cpu"
     if kind == "mps":
         if not torch.backends.mps.is_built():
-            raise DeviceError("mps requested but this torch has no MPS support (it needs macOS on Apple silicon); "
-                              "pass --device cpu.")
+            raise DeviceError(
+                "mps requested but this torch has no MPS support (it needs macOS on Apple silicon); pass --device cpu."
+            )
         if not torch.backends.mps.is_available():
             raise DeviceError("mps requested but no MPS device is available on this machine; pass --device cpu.")
         return "mps"
     if not torch.backends.cuda.is_built():
-        raise DeviceError("cuda requested but this torch has no CUDA: install a CUDA build of torch or pass --device cpu.")
+        raise DeviceError(
+            "cuda requested but this torch has no CUDA: install a CUDA build of torch or pass --device cpu."
+        )
     if not torch.cuda.is_available():
-        raise DeviceError("cuda requested but torch sees no CUDA device (check the driver and CUDA_VISIBLE_DEVICES), "
-                          "or pass --device cpu.")
+        raise DeviceError(
+            "cuda requested but torch sees no CUDA device (check the driver and CUDA_VISIBLE_DEVICES), "
+            "or pass --device cpu."
+        )
     if index is not None and int(index) >= torch.cuda.device_count():
-        raise DeviceError(f"{text} requested but this machine has {torch.cuda.device_count()} CUDA device(s), "
-                          f"so use cuda:0..cuda:{torch.cuda.device_count() - 1}.")
+        raise DeviceError(
+            f"{text} requested but this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"so use cuda:0..cuda:{torch.cuda.device_count() - 1}."
+        )
     return text
 
 
@@ -79,13 +86,18 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
     name = dtype_name(dtype)
     kind = torch.device(device).type
     if kind == "cpu" and name == "float16":
-        raise DeviceError("float16 is not supported on the CPU (torch has no fast float16 kernels there); "
-                          "use --dtype bfloat16 or float32 on the CPU, or float16 on a GPU.")
+        raise DeviceError(
+            "float16 is not supported on the CPU (torch has no fast float16 kernels there); "
+            "use --dtype bfloat16 or float32 on the CPU, or float16 on a GPU."
+        )
     if kind == "cuda" and name == "bfloat16" and not torch.cuda.is_bf16_supported():
-        raise DeviceError(f"{device} cannot compute in bfloat16 (it needs an Ampere or newer GPU); use --dtype float16 "
-                          "or float32.")
+        raise DeviceError(
+            f"{device} cannot compute in bfloat16 (it needs an Ampere or newer GPU); use --dtype float16 or float32."
+        )
     if kind == "mps" and name == "bfloat16" and not _mps_bf16():
-        raise DeviceError("this MPS device cannot compute in bfloat16 (it needs macOS 14+); use --dtype float16 or float32.")
+        raise DeviceError(
+            "this MPS device cannot compute in bfloat16 (it needs macOS 14+); use --dtype float16 or float32."
+        )
     return DTYPES[name]
 
 
@@ -115,8 +127,12 @@ class Placement:
         return dtype_name(self.sae_dtype)
 
 
-def resolve_placement(device: str | None = None, dtype: str | torch.dtype | None = None, sae_device: str | None = None,
-                      sae_dtype: str | torch.dtype | None = None) -> Placement:
+def resolve_placement(
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    sae_device: str | None = None,
+    sae_dtype: str | torch.dtype | None = None,
+) -> Placement:
     """Check all four settings at once; the SAE's device defaults to the model's, its dtype to float32
     (SAELens' default: SAE weights and training stay in float32 even when the LLM runs in bfloat16)."""
     llm_device = resolve_device(device)
@@ -133,13 +149,17 @@ class PlacementOptions:
     """The four placement settings every job config inherits (and so every subcommand offers):
     `--device`, `--dtype` (the LLM), `--sae-device`, `--sae-dtype` (the SAEs). Checked in `__post_init__`."""
 
-    device: str | None = field(default=None, metadata=_help(
-        "device of the LLM: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)"))
+    device: str | None = field(
+        default=None,
+        metadata=_help("device of the LLM: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)"),
+    )
     dtype: str = field(default="float32", metadata=_help("dtype of the LLM: float32, bfloat16 or float16"))
-    sae_device: str | None = field(default=None, metadata=_help(
-        "device of the SAEs (SAELens' LLM/SAE device split; default: the LLM's)"))
-    sae_dtype: str | None = field(default=None, metadata=_help(
-        "dtype of the SAEs (default: float32 for training, as saved otherwise)"))
+    sae_device: str | None = field(
+        default=None, metadata=_help("device of the SAEs (SAELens' LLM/SAE device split; default: the LLM's)")
+    )
+    sae_dtype: str | None = field(
+        default=None, metadata=_help("dtype of the SAEs (default: float32 for training, as saved otherwise)")
+    )
 
     def __post_init__(self) -> None:
         placement = resolve_placement(self.device, self.dtype, self.sae_device, self.sae_dtype)

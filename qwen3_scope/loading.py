@@ -117,7 +117,9 @@ def load_model(
             if text_config:
                 model = _boot_text_model(spec, text_config, device, dtype, **from_pretrained_kwargs)
             else:
-                model = SAETransformerBridge.boot_transformers(spec.source, device=device, dtype=dtype, **from_pretrained_kwargs)
+                model = SAETransformerBridge.boot_transformers(
+                    spec.source, device=device, dtype=dtype, **from_pretrained_kwargs
+                )
             model.cfg.default_prepend_bos = False
             if spec.is_hybrid:
                 gated_delta_net_compat(model.original_model)
@@ -143,9 +145,14 @@ def model_spec(model: Any) -> Qwen3ModelSpec:
     cfg = getattr(model, "cfg", None)
     if cfg is not None and hasattr(cfg, "n_layers"):
         return Qwen3ModelSpec(
-            name=getattr(cfg, "model_name", "model"), n_layers=cfg.n_layers, d_model=cfg.d_model,
-            d_mlp=cfg.d_mlp, n_heads=cfg.n_heads, n_kv_heads=getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
-            head_dim=cfg.d_head, vocab_size=cfg.d_vocab,
+            name=getattr(cfg, "model_name", "model"),
+            n_layers=cfg.n_layers,
+            d_model=cfg.d_model,
+            d_mlp=cfg.d_mlp,
+            n_heads=cfg.n_heads,
+            n_kv_heads=getattr(cfg, "n_key_value_heads", None) or cfg.n_heads,
+            head_dim=cfg.d_head,
+            vocab_size=cfg.d_vocab,
         )
     raise ValueError("cannot tell the Qwen3 shape of this model; load it with qwen3_scope.load_model.")
 
@@ -176,7 +183,8 @@ def _placeholder_tokenizer():
     vocab = {token: i for i, token in enumerate(QWEN3_SPECIAL_TOKENS)}
     return PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>")),
-        eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
     )
 
 
@@ -255,7 +263,11 @@ def _boot_text_model(spec: Qwen3ModelSpec, text_config: dict[str, Any], device: 
     with tempfile.TemporaryDirectory() as config_dir:
         hf_model.config.save_pretrained(config_dir)
         model = SAETransformerBridge.boot_transformers(
-            config_dir, hf_model=hf_model, tokenizer=AutoTokenizer.from_pretrained(spec.source), device=device, dtype=dtype
+            config_dir,
+            hf_model=hf_model,
+            tokenizer=AutoTokenizer.from_pretrained(spec.source),
+            device=device,
+            dtype=dtype,
         )
     model.cfg.model_name = spec.source
     return model
@@ -306,9 +318,15 @@ def verify_sites_on_meta(name_or_path: str | Path) -> list[dict[str, Any]]:
     spec = resolve_model(name_or_path)
     rows = []
     for backend in model_backends(spec):
-        pairs = [(hook_name(s, layer, backend, spec), s) for layer in range(spec.n_layers) for s in layer_sites(spec, layer, backend)]
+        pairs = [
+            (hook_name(s, layer, backend, spec), s)
+            for layer in range(spec.n_layers)
+            for s in layer_sites(spec, layer, backend)
+        ]
         shapes = site_shapes(meta_model(name_or_path, backend), backend, sorted({h for h, _ in pairs}))
         # a 4-d activation is per-head ([batch, pos, head, d_head]): its width is heads x d_head
-        bad = [h for h, s in pairs if shapes[h][-1] * (shapes[h][-2] if len(shapes[h]) == 4 else 1) != site_d_in(spec, s)]
+        bad = [
+            h for h, s in pairs if shapes[h][-1] * (shapes[h][-2] if len(shapes[h]) == 4 else 1) != site_d_in(spec, s)
+        ]
         rows.append({"backend": backend, "site_hooks": len(pairs), "mismatches": bad})
     return rows

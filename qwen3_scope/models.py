@@ -144,12 +144,18 @@ class Qwen3ModelSpec:
         if self.is_hybrid:
             linear_k = self.linear_n_k_heads * self.linear_head_dim
             linear_v = self.linear_n_v_heads * self.linear_head_dim
-            linear_mixer = self.d_model * (2 * linear_k + 2 * linear_v + 2 * self.linear_n_v_heads) + linear_v * self.d_model
-            full_mixer = self.d_model * (2 * self.d_attn + 2 * self.n_kv_heads * self.head_dim) + self.d_attn * self.d_model
+            linear_mixer = (
+                self.d_model * (2 * linear_k + 2 * linear_v + 2 * self.linear_n_v_heads) + linear_v * self.d_model
+            )
+            full_mixer = (
+                self.d_model * (2 * self.d_attn + 2 * self.n_kv_heads * self.head_dim) + self.d_attn * self.d_model
+            )
         else:
             full_mixer = self.d_model * (self.d_attn + 2 * self.n_kv_heads * self.head_dim) + self.d_attn * self.d_model
             linear_mixer = full_mixer
-        mixers = sum(full_mixer if self.layer_type(layer) == FULL_ATTENTION else linear_mixer for layer in range(self.n_layers))
+        mixers = sum(
+            full_mixer if self.layer_type(layer) == FULL_ATTENTION else linear_mixer for layer in range(self.n_layers)
+        )
         if self.is_moe:
             expert = 3 * self.d_model * self.d_expert
             shared = 3 * self.d_model * self.d_shared_expert + (self.d_model if self.d_shared_expert else 0)
@@ -188,12 +194,17 @@ class Qwen3ModelSpec:
             architectures=[self.architecture],
         )
         if self.is_moe:
-            kwargs.update(num_experts=self.n_experts, num_experts_per_tok=self.n_experts_active,
-                          moe_intermediate_size=self.d_expert)
+            kwargs.update(
+                num_experts=self.n_experts,
+                num_experts_per_tok=self.n_experts_active,
+                moe_intermediate_size=self.d_expert,
+            )
         if self.is_hybrid:
             kwargs.update(
-                layer_types=list(self.layer_types[:layers]), linear_num_key_heads=self.linear_n_k_heads,
-                linear_num_value_heads=self.linear_n_v_heads, linear_key_head_dim=self.linear_head_dim,
+                layer_types=list(self.layer_types[:layers]),
+                linear_num_key_heads=self.linear_n_k_heads,
+                linear_num_value_heads=self.linear_n_v_heads,
+                linear_key_head_dim=self.linear_head_dim,
                 linear_value_head_dim=self.linear_head_dim,
                 rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta, "partial_rotary_factor": 0.25},
             )
@@ -204,8 +215,10 @@ class Qwen3ModelSpec:
             kwargs["rope_theta"] = self.rope_theta
         kwargs.update(overrides)
         config_class = {
-            QWEN3_ARCHITECTURE: "Qwen3Config", QWEN3_MOE_ARCHITECTURE: "Qwen3MoeConfig",
-            QWEN3_5_ARCHITECTURE: "Qwen3_5TextConfig", QWEN3_5_MOE_ARCHITECTURE: "Qwen3_5MoeTextConfig",
+            QWEN3_ARCHITECTURE: "Qwen3Config",
+            QWEN3_MOE_ARCHITECTURE: "Qwen3MoeConfig",
+            QWEN3_5_ARCHITECTURE: "Qwen3_5TextConfig",
+            QWEN3_5_MOE_ARCHITECTURE: "Qwen3_5MoeTextConfig",
         }[self.architecture]
         return getattr(transformers, config_class)(**kwargs)
 
@@ -270,41 +283,95 @@ def _family() -> dict[str, Qwen3ModelSpec]:
 
     for size, (layers, d_model, d_mlp, heads, kv, tied) in _FAMILY_SHAPES.items():
         for instruct in (True, False) if size != "32B" else (True,):  # Qwen published no Qwen3-32B-Base
-            add(Qwen3ModelSpec(
-                name=f"Qwen/Qwen3-{size}" + ("" if instruct else "-Base"), n_layers=layers, d_model=d_model,
-                d_mlp=d_mlp, n_heads=heads, n_kv_heads=kv, tie_embeddings=tied, instruct=instruct,
-            ))
+            add(
+                Qwen3ModelSpec(
+                    name=f"Qwen/Qwen3-{size}" + ("" if instruct else "-Base"),
+                    n_layers=layers,
+                    d_model=d_model,
+                    d_mlp=d_mlp,
+                    n_heads=heads,
+                    n_kv_heads=kv,
+                    tie_embeddings=tied,
+                    instruct=instruct,
+                )
+            )
     for size, (layers, d_model, d_mlp, heads, kv, experts, active, d_expert, has_base) in _MOE_SHAPES.items():
-        moe: dict[str, Any] = dict(n_layers=layers, d_model=d_model, d_mlp=d_mlp, n_heads=heads, n_kv_heads=kv,
-                                   tie_embeddings=False, architecture=QWEN3_MOE_ARCHITECTURE, n_experts=experts,
-                                   n_experts_active=active, d_expert=d_expert)
+        moe: dict[str, Any] = dict(
+            n_layers=layers,
+            d_model=d_model,
+            d_mlp=d_mlp,
+            n_heads=heads,
+            n_kv_heads=kv,
+            tie_embeddings=False,
+            architecture=QWEN3_MOE_ARCHITECTURE,
+            n_experts=experts,
+            n_experts_active=active,
+            d_expert=d_expert,
+        )
         for instruct in (True, False) if has_base else (True,):
             add(Qwen3ModelSpec(name=f"Qwen/Qwen3-{size}" + ("" if instruct else "-Base"), instruct=instruct, **moe))
     for size, (rope_theta, positions) in _2507_RELEASES.items():
         original = specs[f"Qwen/Qwen3-{size}"]
         for variant, thinking in (("Instruct", "never"), ("Thinking", "always")):
-            add(replace(original, name=f"Qwen/Qwen3-{size}-{variant}-2507", generation="Qwen3-2507", thinking=thinking,
-                        rope_theta=rope_theta, max_position_embeddings=positions))
-    hybrid: dict[str, Any] = dict(head_dim=QWEN3_5_HEAD_DIM, vocab_size=QWEN3_5_VOCAB, rope_theta=QWEN3_5_ROPE_THETA,
-                                  max_position_embeddings=QWEN3_5_MAX_POSITIONS, generation="Qwen3.5",
-                                  linear_n_k_heads=16, linear_head_dim=QWEN3_5_LINEAR_HEAD_DIM)
+            add(
+                replace(
+                    original,
+                    name=f"Qwen/Qwen3-{size}-{variant}-2507",
+                    generation="Qwen3-2507",
+                    thinking=thinking,
+                    rope_theta=rope_theta,
+                    max_position_embeddings=positions,
+                )
+            )
+    hybrid: dict[str, Any] = dict(
+        head_dim=QWEN3_5_HEAD_DIM,
+        vocab_size=QWEN3_5_VOCAB,
+        rope_theta=QWEN3_5_ROPE_THETA,
+        max_position_embeddings=QWEN3_5_MAX_POSITIONS,
+        generation="Qwen3.5",
+        linear_n_k_heads=16,
+        linear_head_dim=QWEN3_5_LINEAR_HEAD_DIM,
+    )
     for size, (layers, d_model, d_mlp, heads, kv, v_heads, tied, has_base) in _QWEN3_5_SHAPES.items():
         for instruct in (True, False) if has_base else (True,):
-            add(Qwen3ModelSpec(
-                name=f"Qwen/Qwen3.5-{size}" + ("" if instruct else "-Base"), n_layers=layers, d_model=d_model,
-                d_mlp=d_mlp, n_heads=heads, n_kv_heads=kv, tie_embeddings=tied, instruct=instruct,
-                architecture=QWEN3_5_ARCHITECTURE, layer_types=hybrid_layer_types(layers), linear_n_v_heads=v_heads,
-                **hybrid,
-            ))
+            add(
+                Qwen3ModelSpec(
+                    name=f"Qwen/Qwen3.5-{size}" + ("" if instruct else "-Base"),
+                    n_layers=layers,
+                    d_model=d_model,
+                    d_mlp=d_mlp,
+                    n_heads=heads,
+                    n_kv_heads=kv,
+                    tie_embeddings=tied,
+                    instruct=instruct,
+                    architecture=QWEN3_5_ARCHITECTURE,
+                    layer_types=hybrid_layer_types(layers),
+                    linear_n_v_heads=v_heads,
+                    **hybrid,
+                )
+            )
     for size, (layers, d_model, heads, kv, experts, active, d_expert, d_shared, v_heads) in _QWEN3_5_MOE_SHAPES.items():
         for instruct in (True, False):
-            add(Qwen3ModelSpec(
-                name=f"Qwen/Qwen3.5-{size}" + ("" if instruct else "-Base"), n_layers=layers, d_model=d_model,
-                d_mlp=d_expert, n_heads=heads, n_kv_heads=kv, tie_embeddings=False, instruct=instruct,
-                architecture=QWEN3_5_MOE_ARCHITECTURE, layer_types=hybrid_layer_types(layers), n_experts=experts,
-                n_experts_active=active, d_expert=d_expert, d_shared_expert=d_shared, linear_n_v_heads=v_heads,
-                **hybrid,
-            ))
+            add(
+                Qwen3ModelSpec(
+                    name=f"Qwen/Qwen3.5-{size}" + ("" if instruct else "-Base"),
+                    n_layers=layers,
+                    d_model=d_model,
+                    d_mlp=d_expert,
+                    n_heads=heads,
+                    n_kv_heads=kv,
+                    tie_embeddings=False,
+                    instruct=instruct,
+                    architecture=QWEN3_5_MOE_ARCHITECTURE,
+                    layer_types=hybrid_layer_types(layers),
+                    n_experts=experts,
+                    n_experts_active=active,
+                    d_expert=d_expert,
+                    d_shared_expert=d_shared,
+                    linear_n_v_heads=v_heads,
+                    **hybrid,
+                )
+            )
     return specs
 
 
@@ -316,8 +383,10 @@ def list_models(instruct: bool | None = None, kind: str | None = None, generatio
     if kind is not None and kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}.")
     return [
-        n for n, s in QWEN3_FAMILY.items()
-        if (instruct is None or s.instruct == instruct) and (kind is None or s.kind == kind)
+        n
+        for n, s in QWEN3_FAMILY.items()
+        if (instruct is None or s.instruct == instruct)
+        and (kind is None or s.kind == kind)
         and (generation is None or s.generation == generation)
     ]
 
@@ -338,12 +407,22 @@ def spec_from_hf_config(config: dict[str, Any], name: str, source: str) -> Qwen3
             f"qwen3-scope supports {', '.join(sorted(known))} models; point it at a directory saved by one of "
             "them with save_pretrained."
         )
-    architecture = MODEL_TYPES[model_type][0] if model_type in MODEL_TYPES else next(a for a in architectures if a in known)
+    architecture = (
+        MODEL_TYPES[model_type][0] if model_type in MODEL_TYPES else next(a for a in architectures if a in known)
+    )
     n_heads = config["num_attention_heads"]
     rope = config.get("rope_parameters") or {}
     n_experts = int(config.get("num_experts") or config.get("num_local_experts") or 0)
-    layer_types = tuple(config.get("layer_types") or ()) if architecture in (QWEN3_5_ARCHITECTURE, QWEN3_5_MOE_ARCHITECTURE) else ()
-    if n_experts and architecture == QWEN3_MOE_ARCHITECTURE and (config.get("mlp_only_layers") or config.get("decoder_sparse_step", 1) != 1):
+    layer_types = (
+        tuple(config.get("layer_types") or ())
+        if architecture in (QWEN3_5_ARCHITECTURE, QWEN3_5_MOE_ARCHITECTURE)
+        else ()
+    )
+    if (
+        n_experts
+        and architecture == QWEN3_MOE_ARCHITECTURE
+        and (config.get("mlp_only_layers") or config.get("decoder_sparse_step", 1) != 1)
+    ):
         raise ModelNotFoundError(
             f"{source} mixes dense and MoE layers (mlp_only_layers/decoder_sparse_step); TransformerLens' bridge "
             "and qwen3-scope support all-MoE Qwen3 models only (every published Qwen3 MoE model is all-MoE)."

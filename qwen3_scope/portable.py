@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 def portable_model_name(spec: Any) -> str:
@@ -47,5 +48,5 @@ def machine_paths_in(text: str, prefixes: Iterable[str] | None = None) -> list[s
     hits = []
     for prefix in prefixes if prefixes is not None else machine_paths():
         for match in re.finditer(re.escape(prefix), text):
-            hits.append(text[max(0, match.start() - 20): match.end() + 40])
+            hits.append(text[max(0, match.start() - 20) : match.end() + 40])
     return hits

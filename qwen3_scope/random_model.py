@@ -14,8 +14,13 @@ from pathlib import Path
 import torch
 
 
-def build_random_qwen3(directory: str | Path, model: str = "Qwen/Qwen3-0.6B", n_layers: int = 2, seed: int = 0,
-                       dtype: torch.dtype = torch.float32) -> Path:
+def build_random_qwen3(
+    directory: str | Path,
+    model: str = "Qwen/Qwen3-0.6B",
+    n_layers: int = 2,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> Path:
     """Save a random `Qwen3ForCausalLM` with `model`'s widths and `n_layers` layers into `directory`."""
     from transformers import Qwen3ForCausalLM
 

@@ -331,7 +331,9 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
             key = Path(model_name).name.lower()
         registry_id = naming.sae_id(site, layer, key)
         measured = (metrics or {}).get(registry_id) or (metrics or {}).get(relative) or {}
-        entries.append(_entry(registry_id, relative, int(cfg["d_sae"]), measured.get("l0"), measured.get("variance_explained")))
+        entries.append(
+            _entry(registry_id, relative, int(cfg["d_sae"]), measured.get("l0"), measured.get("variance_explained"))
+        )
     if not entries:
         raise ValueError(f"no SAEs under {suite_dir} (expected folders with cfg.json and sae_weights.safetensors).")
     return entries

@@ -130,8 +130,11 @@ def check_model_backend(spec: Qwen3ModelSpec, backend: str) -> str:
     """The backend, if it can run `spec`; otherwise an error naming the backends that can."""
     check_backend(backend)
     if backend not in model_backends(spec):
-        what = {"moe": "Qwen3-MoE", "hybrid": "Qwen3.5 (hybrid linear attention)",
-                "hybrid-moe": "Qwen3.5-MoE (hybrid linear attention)"}[spec.kind]
+        what = {
+            "moe": "Qwen3-MoE",
+            "hybrid": "Qwen3.5 (hybrid linear attention)",
+            "hybrid-moe": "Qwen3.5-MoE (hybrid linear attention)",
+        }[spec.kind]
         raise BackendUnsupportedError(
             f"{spec.name} is a {spec.kind} model and HookedTransformer (backend={backend!r}) has no {what} support "
             f"in TransformerLens 3.9; use backend='bridge' (TransformerBridge) or backend='hf' (SAELens' HookedProxyLM)."
@@ -163,20 +166,28 @@ def _site_error(spec: Qwen3ModelSpec, site: str, layer: int) -> str | None:
     """Why `site` does not exist at `layer` of this model (None if it does)."""
     if site in MOE_SITES and not spec.is_moe:
         moe = ", ".join(n for n, s in QWEN3_FAMILY.items() if s.is_moe and s.instruct and s.generation != "Qwen3-2507")
-        return (f"{spec.name} is a {spec.kind} model: it has no experts, so no router (site {site!r}). "
-                f"moe_router exists on the MoE models ({moe} and their variants); use mlp_out for the MLP output here.")
+        return (
+            f"{spec.name} is a {spec.kind} model: it has no experts, so no router (site {site!r}). "
+            f"moe_router exists on the MoE models ({moe} and their variants); use mlp_out for the MLP output here."
+        )
     if site in HYBRID_SITES and not spec.is_hybrid:
-        return (f"{spec.name} has no linear-attention layers (site {site!r} is Qwen3.5's Gated DeltaNet output); "
-                "use attn_out for its attention output.")
+        return (
+            f"{spec.name} has no linear-attention layers (site {site!r} is Qwen3.5's Gated DeltaNet output); "
+            "use attn_out for its attention output."
+        )
     layer_type = spec.layer_type(layer)
     if site in ATTENTION_SITES and layer_type != FULL_ATTENTION:
         full = spec.full_attention_layers()
-        return (f"layer {layer} of {spec.name} is a {layer_type} (Gated DeltaNet) layer: it has no softmax attention, "
-                f"so no {site!r}. Use site 'linear_attn_out' for its mixer output there, or {site} on a full_attention "
-                f"layer ({', '.join(map(str, full[:8]))}{', ...' if len(full) > 8 else ''}).")
+        return (
+            f"layer {layer} of {spec.name} is a {layer_type} (Gated DeltaNet) layer: it has no softmax attention, "
+            f"so no {site!r}. Use site 'linear_attn_out' for its mixer output there, or {site} on a full_attention "
+            f"layer ({', '.join(map(str, full[:8]))}{', ...' if len(full) > 8 else ''})."
+        )
     if site in HYBRID_SITES and layer_type != LINEAR_ATTENTION:
-        return (f"layer {layer} of {spec.name} is a {layer_type} layer: it has softmax attention, not Gated DeltaNet; "
-                "use site 'attn_out' there.")
+        return (
+            f"layer {layer} of {spec.name} is a {layer_type} layer: it has softmax attention, not Gated DeltaNet; "
+            "use site 'attn_out' there."
+        )
     return None
 
 
@@ -240,5 +251,9 @@ def site_hooks(spec: Qwen3ModelSpec, backend: str = "hooked") -> list[dict]:
     rows = []
     for layer in range(spec.n_layers):
         for site in layer_sites(spec, layer, backend):
-            rows.append(dict(layer=layer, site=site, hook_name=hook_name(site, layer, backend, spec), d_in=site_d_in(spec, site)))
+            rows.append(
+                dict(
+                    layer=layer, site=site, hook_name=hook_name(site, layer, backend, spec), d_in=site_d_in(spec, site)
+                )
+            )
     return rows

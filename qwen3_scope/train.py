@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     from qwen3_scope.config_cli import add_config_arguments
     from qwen3_scope.training.config import SuiteTrainingConfig
 
-    parser = argparse.ArgumentParser(prog="python -m qwen3_scope.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m qwen3_scope.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_config_arguments(parser, SuiteTrainingConfig)
     return parser
 
@@ -38,12 +39,17 @@ def run_rank(config: Any, ctx: Any, **library: Any) -> Any:
 
     try:
         if ctx.distributed:
-            config = config.replace(device=ctx.device(config.device), sae_device=ctx.device(config.sae_device), nproc=None)
+            config = config.replace(
+                device=ctx.device(config.device), sae_device=ctx.device(config.sae_device), nproc=None
+            )
         return train_suite(config, dist_context=ctx, progress=ctx.is_main, **library)
     except BaseException as err:
         logger.error("rank %d of %d failed: %s: %s", ctx.rank, ctx.world_size, type(err).__name__, err)
-        print(f"qwen3-scope train: rank {ctx.rank} of {ctx.world_size} failed: {type(err).__name__}: {err}",
-              file=sys.stderr, flush=True)
+        print(
+            f"qwen3-scope train: rank {ctx.rank} of {ctx.world_size} failed: {type(err).__name__}: {err}",
+            file=sys.stderr,
+            flush=True,
+        )
         raise
 
 

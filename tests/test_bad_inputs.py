@@ -132,7 +132,12 @@ CLI_CASES = [
         r"width must be a positive whole number, got -16",
         r"write e\.g\. 16384",
     ),
-    ("zero-width", ["train", "--width", "0", "--plan-only"], r"width must be a positive whole number, got 0", r"write e\.g\."),
+    (
+        "zero-width",
+        ["train", "--width", "0", "--plan-only"],
+        r"width must be a positive whole number, got 0",
+        r"write e\.g\.",
+    ),
     (
         "zero-k",
         ["train", "--recipe", "qwen-scope", "--k", "0", "--plan-only"],
@@ -151,8 +156,18 @@ CLI_CASES = [
         r"k only applies to TopK recipes",
         r"recipe 'paper' is jumprelu",
     ),
-    ("negative-l0", ["train", "--l0", "-3", "--plan-only"], r"target_l0 must be a positive number, got -3", r"write e\.g\. 24"),
-    ("nan-l0", ["train", "--l0", "nan", "--plan-only"], r"target_l0 must be a positive number, got nan", r"write e\.g\. 24"),
+    (
+        "negative-l0",
+        ["train", "--l0", "-3", "--plan-only"],
+        r"target_l0 must be a positive number, got -3",
+        r"write e\.g\. 24",
+    ),
+    (
+        "nan-l0",
+        ["train", "--l0", "nan", "--plan-only"],
+        r"target_l0 must be a positive number, got nan",
+        r"write e\.g\. 24",
+    ),
     (
         "l0-above-width",
         ["train", "--l0", "5000", "--plan-only"],

@@ -9,12 +9,11 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from conftest import require_shipped
+from sae_lens import SAE
 
 import qwen3_scope
 from qwen3_scope.sae_loaders import bundled_root
-from sae_lens import SAE
-
-from conftest import require_shipped
 
 EVAL_TABLE = bundled_root() / "organism" / "suite_eval.csv"
 
@@ -30,7 +29,7 @@ def bundled_ids() -> list[str]:
 
 def test_every_layer_and_paper_site_is_bundled():
     spec = qwen3_scope.resolve_model("organism")
-    expected = {f"organism/{s}/layer_{l}" for s in qwen3_scope.PAPER_SITES for l in range(spec.n_layers)}
+    expected = {f"organism/{s}/layer_{layer}" for s in qwen3_scope.PAPER_SITES for layer in range(spec.n_layers)}
     assert set(bundled_ids()) == expected
 
 

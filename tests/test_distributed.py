@@ -17,18 +17,35 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                 reason="this torch has no gloo backend")]
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(
+        not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+        reason="this torch has no gloo backend",
+    ),
+]
 
 # 4 SAEs (layers 0-1 x resid_post/mlp_out) in one planned group, 6 steps of 1024 tokens, a checkpoint every 2 steps
-SUITE = dict(model="organism", layers=[0, 1], sites=["resid_post", "mlp_out"], training_tokens=6144,
-             checkpoint_every_tokens=2048, threads=1, parallel="group",
-             runner_overrides={"n_batches_for_norm_estimate": 2})
+SUITE = dict(
+    model="organism",
+    layers=[0, 1],
+    sites=["resid_post", "mlp_out"],
+    training_tokens=6144,
+    checkpoint_every_tokens=2048,
+    threads=1,
+    parallel="group",
+    runner_overrides={"n_batches_for_norm_estimate": 2},
+)
 
 
-def _rank(rank: int, world: int, rendezvous: str, settings: dict, die_on_checkpoint: int | None,
-          raise_on_checkpoint: int | None) -> None:
+def _rank(
+    rank: int,
+    world: int,
+    rendezvous: str,
+    settings: dict,
+    die_on_checkpoint: int | None,
+    raise_on_checkpoint: int | None,
+) -> None:
     """One spawned rank: join the gloo group and train the suite (optionally killed or failing at a checkpoint)."""
     torch.set_num_threads(1)
     from qwen3_scope.train import run_rank
@@ -56,12 +73,21 @@ def _rank(rank: int, world: int, rendezvous: str, settings: dict, die_on_checkpo
         ctx.shutdown()
 
 
-def spawn(tmp: Path, settings: dict, world: int = 2, die_on_checkpoint: int | None = None,
-          raise_on_checkpoint: int | None = None) -> None:
+def spawn(
+    tmp: Path,
+    settings: dict,
+    world: int = 2,
+    die_on_checkpoint: int | None = None,
+    raise_on_checkpoint: int | None = None,
+) -> None:
     rendezvous = tmp / f"rendezvous-{time.monotonic_ns()}"
     torch.multiprocessing.start_processes(
-        _rank, args=(world, f"file://{rendezvous}", settings, die_on_checkpoint, raise_on_checkpoint),
-        nprocs=world, join=True, start_method="spawn")
+        _rank,
+        args=(world, f"file://{rendezvous}", settings, die_on_checkpoint, raise_on_checkpoint),
+        nprocs=world,
+        join=True,
+        start_method="spawn",
+    )
 
 
 def one_process(settings: dict):
@@ -130,9 +156,26 @@ def test_qwen3_scope_train_nproc_launches_torchrun_and_equals_one_process(refere
     config = tmp_path / "suite.yaml"
     config.write_text(yaml.safe_dump({k: v for k, v in SUITE.items() if k != "threads"}))
     out = tmp_path / "suite"
-    done = subprocess.run([sys.executable, "-m", "qwen3_scope.cli", "train", "--config", str(config), "--nproc", "2",
-                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qwen3_scope.cli",
+            "train",
+            "--config",
+            str(config),
+            "--nproc",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "parallelism: group over 2 rank(s)" in done.stdout and "suite written to" in done.stdout
     assert_bit_identical(reference, out)
@@ -140,9 +183,20 @@ def test_qwen3_scope_train_nproc_launches_torchrun_and_equals_one_process(refere
 
 # ------------------------------------------------------------------------------------------------- (b)
 # SAELens' own TopK class (the fast classes compute in bfloat16 on CPUs that have it)
-DATA_PARALLEL = dict(SUITE, recipe="qwen-scope", layers=[1], sites=["resid_post", "mlp_out"], parallel="data", fast=False,
-                     runner_overrides={"dtype": "float64", "dead_feature_window": 2, "feature_sampling_window": 3,
-                                       "n_batches_for_norm_estimate": 2})
+DATA_PARALLEL = dict(
+    SUITE,
+    recipe="qwen-scope",
+    layers=[1],
+    sites=["resid_post", "mlp_out"],
+    parallel="data",
+    fast=False,
+    runner_overrides={
+        "dtype": "float64",
+        "dead_feature_window": 2,
+        "feature_sampling_window": 3,
+        "n_batches_for_norm_estimate": 2,
+    },
+)
 
 
 @pytest.fixture(scope="module")
@@ -224,12 +278,34 @@ def test_torchrun_max_restarts_restarts_and_resumes(reference, tmp_path):
     config = tmp_path / "suite.yaml"
     config.write_text(yaml.safe_dump({k: v for k, v in SUITE.items() if k != "threads"}))
     out = tmp_path / "suite"
-    job = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                            "--max-restarts", "1", "-m", "qwen3_scope.train", "--config", str(config), "--threads", "1",
-                            "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "--max-restarts",
+            "1",
+            "-m",
+            "qwen3_scope.train",
+            "--config",
+            str(config),
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.monotonic() + 300
-    while not list((out / ".checkpoints").glob("group_*/step_*")) and time.monotonic() < deadline and job.poll() is None:
+    while (
+        not list((out / ".checkpoints").glob("group_*/step_*")) and time.monotonic() < deadline and job.poll() is None
+    ):
         time.sleep(0.5)
     workers = Path(f"/proc/{job.pid}/task/{job.pid}/children").read_text().split()
     assert len(workers) == 2, workers
@@ -262,8 +338,11 @@ def _plan(**kwargs):
     from qwen3_scope.training.recipes import build_suite
 
     ids = special_token_ids(load_tokenizer("organism"))
-    return plan_suite(build_suite("organism", kwargs.pop("recipe", "paper"), special_token_ids=ids, **kwargs),
-                      memory_budget_gb=8, matmul_flops=1e11)
+    return plan_suite(
+        build_suite("organism", kwargs.pop("recipe", "paper"), special_token_ids=ids, **kwargs),
+        memory_budget_gb=8,
+        matmul_flops=1e11,
+    )
 
 
 def test_planner_spreads_groups_longest_first_and_recuts_for_more_ranks():

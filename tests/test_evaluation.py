@@ -16,8 +16,14 @@ from sae_lens.training.activation_scaler import ActivationScaler
 from qwen3_scope import cli, hook_name, load_model
 from qwen3_scope.chat import special_token_ids
 from qwen3_scope.evaluation import (
-    EmptySuiteError, HeldOutTokens, NotEnoughTokensError, SharedForwardModel, SuiteEvalConfig, SuiteModelMismatchError,
-    evaluate_suite, write_back_release_yaml,
+    EmptySuiteError,
+    HeldOutTokens,
+    NotEnoughTokensError,
+    SharedForwardModel,
+    SuiteEvalConfig,
+    SuiteModelMismatchError,
+    evaluate_suite,
+    write_back_release_yaml,
 )
 from qwen3_scope.evaluation.report import site_summary
 from qwen3_scope.releases import register_release_file
@@ -26,14 +32,17 @@ from qwen3_scope.sites import UnknownHookError
 D_MODEL = 64
 # SAELens' scoring (every non-special token), so the suite's numbers can be checked against run_evals itself;
 # predicted-token scoring (the default) is tested in test_predicted_token_metrics.py.
-CONFIG = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False, predicted_tokens_only=False)
+CONFIG = SuiteEvalConfig(
+    n_batches=2, batch_size_prompts=4, context_size=32, progress=False, predicted_tokens_only=False
+)
 DOCS = [
     "the cat sat on the mat and the dog ran in the park",
-    [{"role": "user", "content": "one two three four five"}, {"role": "assistant", "content": "six seven eight nine ten"}],
+    [
+        {"role": "user", "content": "one two three four five"},
+        {"role": "assistant", "content": "six seven eight nine ten"},
+    ],
     {"prompt": "Qwen3 models have no bos token", "reference": "and use a chat template"},
 ] * 30
-
-
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,13 +55,25 @@ def model(tiny_qwen3_dir):
 
 @pytest.fixture(scope="module")
 def tokens(model):
-    return HeldOutTokens.from_documents(model.tokenizer, DOCS, CONFIG.context_size, CONFIG.batch_size_prompts, CONFIG.n_batches)
+    return HeldOutTokens.from_documents(
+        model.tokenizer, DOCS, CONFIG.context_size, CONFIG.batch_size_prompts, CONFIG.n_batches
+    )
 
 
-def sae_at(hook: str, model_name: str, arch: str = "topk", d_in: int = D_MODEL, d_sae: int = 128, seed: int = 0, **extra):
+def sae_at(
+    hook: str, model_name: str, arch: str = "topk", d_in: int = D_MODEL, d_sae: int = 128, seed: int = 0, **extra
+):
     torch.manual_seed(seed)
-    cfg = {"architecture": arch, "d_in": d_in, "d_sae": d_sae, "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": False,
-           "metadata": {"hook_name": hook, "model_name": model_name, "prepend_bos": False}, **extra}
+    cfg = {
+        "architecture": arch,
+        "d_in": d_in,
+        "d_sae": d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": False,
+        "metadata": {"hook_name": hook, "model_name": model_name, "prepend_bos": False},
+        **extra,
+    }
     if arch == "topk":
         cfg["k"] = 8
     sae = SAE.from_dict(cfg)
@@ -91,13 +112,23 @@ def same_metric(key, value):
 
 def plain_run_evals(sae, model, tokens):
     tokens.reset_input_dataset()
-    metrics, _ = run_evals(sae, tokens, model, ActivationScaler(), CONFIG.eval_config(), exclude_special_tokens=special_token_ids(model.tokenizer))
+    metrics, _ = run_evals(
+        sae,
+        tokens,
+        model,
+        ActivationScaler(),
+        CONFIG.eval_config(),
+        exclude_special_tokens=special_token_ids(model.tokenizer),
+    )
     return {k: v for group in metrics.values() for k, v in group.items()}
 
 
 def test_suite_metrics_equal_saelens_run_evals(model, tokens, tiny_qwen3_dir):
     layers = {"resid_post": 0, "mlp_out": 1, "attn_out": 1}
-    saes = [(f"{s}/layer_{l}", sae_at(hook_name(s, l), str(tiny_qwen3_dir), seed=l)) for s, l in layers.items()]
+    saes = [
+        (f"{s}/layer_{layer}", sae_at(hook_name(s, layer), str(tiny_qwen3_dir), seed=layer))
+        for s, layer in layers.items()
+    ]
     saes.append(("mlp_out/layer_1/wide", sae_at(hook_name("mlp_out", 1), str(tiny_qwen3_dir), d_sae=256, seed=7)))
     result = evaluate_suite(saes, model=model, tokens=tokens, config=CONFIG)
     table = result.table
@@ -108,8 +139,15 @@ def test_suite_metrics_equal_saelens_run_evals(model, tokens, tiny_qwen3_dir):
             assert getattr(row, key) == same_metric(key, value), (sae_id, key)
         assert row.fvu == pytest.approx(1 - expected["explained_variance"])
         assert row.delta_lm_loss == pytest.approx(row.ce_loss_with_sae - row.ce_loss_without_sae)
-        assert row.delta_lm_loss == pytest.approx(expected["ce_loss_with_sae"] - expected["ce_loss_without_sae"], abs=1e-5)
-    assert list(table["site"]) == ["resid_post", "mlp_out", "attn_out", "mlp_out"] and list(table["layer"]) == [0, 1, 1, 1]
+        assert row.delta_lm_loss == pytest.approx(
+            expected["ce_loss_with_sae"] - expected["ce_loss_without_sae"], abs=1e-5
+        )
+    assert list(table["site"]) == ["resid_post", "mlp_out", "attn_out", "mlp_out"] and list(table["layer"]) == [
+        0,
+        1,
+        1,
+        1,
+    ]
     n_saes, n_batches = len(saes), CONFIG.n_batches
     # one clean pass per batch for the whole suite; every activation request of run_evals came from it
     assert result.stats["clean_passes"] == n_batches and result.stats.get("model_calls", 0) == 0
@@ -124,7 +162,11 @@ def test_suite_metrics_equal_saelens_run_evals(model, tokens, tiny_qwen3_dir):
 
 
 def test_small_memory_budget_splits_the_suite_and_keeps_results(model, tokens, tiny_qwen3_dir):
-    saes = [sae_at(hook_name(s, l), str(tiny_qwen3_dir), seed=l) for l in range(2) for s in ("resid_post", "mlp_out")]
+    saes = [
+        sae_at(hook_name(s, layer), str(tiny_qwen3_dir), seed=layer)
+        for layer in range(2)
+        for s in ("resid_post", "mlp_out")
+    ]
     tight = replace(CONFIG, memory_budget_gb=1e-4)
     result = evaluate_suite(saes, model=model, tokens=tokens, config=tight)
     # each SAE's activations alone fill the budget: one group (and one clean pass per batch) per SAE
@@ -142,7 +184,9 @@ def test_spliced_pass_equals_full_pass(model, tokens, site):
     shared.prepare([batch], progress=False)
     edit = lambda act, hook: act * 0.3 + 0.05  # noqa: E731
     with torch.no_grad():
-        full_logits, full_loss = model.run_with_hooks(batch, fwd_hooks=[(hook, edit)], return_type="both", loss_per_token=True)
+        full_logits, full_loss = model.run_with_hooks(
+            batch, fwd_hooks=[(hook, edit)], return_type="both", loss_per_token=True
+        )
     logits, loss = shared.run_with_hooks(batch, fwd_hooks=[(hook, edit)], return_type="both", loss_per_token=True)
     assert shared.stats["spliced_passes"] == 1
     torch.testing.assert_close(logits, full_logits, rtol=1e-5, atol=1e-5)
@@ -163,7 +207,9 @@ def test_other_backends_match_plain_run_evals(tiny_qwen3_dir, tokens, backend):
 
 def test_identity_sae_recovers_everything_and_counts_its_dead_latent(model, tokens, tiny_qwen3_dir):
     hooks = [hook_name("resid_post", 0), hook_name("attn_out", 1)]
-    result = evaluate_suite([identity_sae(h, str(tiny_qwen3_dir)) for h in hooks], model=model, tokens=tokens, config=CONFIG)
+    result = evaluate_suite(
+        [identity_sae(h, str(tiny_qwen3_dir)) for h in hooks], model=model, tokens=tokens, config=CONFIG
+    )
     for row in result.table.itertuples():
         assert row.explained_variance == pytest.approx(1.0, abs=1e-5) and row.fvu == pytest.approx(0.0, abs=1e-5)
         assert row.ce_loss_score == pytest.approx(1.0, abs=1e-3) and abs(row.delta_lm_loss) < 1e-4
@@ -178,7 +224,9 @@ def test_identity_sae_recovers_everything_and_counts_its_dead_latent(model, toke
     density = torch.cat([(x > 0).float().mean(0), (x < 0).float().mean(0), torch.zeros(1)])
     features = torch.tensor(result.feature_metrics[hooks[0]]["feature_density"])
     torch.testing.assert_close(features, density)
-    assert result.table.iloc[0]["dense_fraction"] == pytest.approx((density > CONFIG.dense_threshold).float().mean().item())
+    assert result.table.iloc[0]["dense_fraction"] == pytest.approx(
+        (density > CONFIG.dense_threshold).float().mean().item()
+    )
     assert result.table.iloc[0]["density_tokens"] == x.shape[0]
 
 
@@ -207,17 +255,37 @@ def test_directory_suite_outputs_plots_report_and_cli(tmp_path, tiny_qwen3_dir, 
     texts.write_text("\n".join(d for d in DOCS if isinstance(d, str)) + "\n")
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["qwen3_scope.evaluation.cli"])  # the wiring the lead adds
     out = tmp_path / "out"
-    common = ["--suite", str(suite), "--texts", str(texts), "--batch-size", "4", "--context-size", "32", "--out", str(out)]
+    common = [
+        "--suite",
+        str(suite),
+        "--texts",
+        str(texts),
+        "--batch-size",
+        "4",
+        "--context-size",
+        "32",
+        "--out",
+        str(out),
+    ]
     assert cli.main(["eval", *common, "--batches", "2"]) == 0
     assert "| mlp_out" in capsys.readouterr().out  # the per-site summary is printed
     assert cli.main(["eval", *common, "--batches", "500"]) == 2
     assert "500 batches x 4 prompts x 32 tokens need 64000; give more held-out text" in capsys.readouterr().err
-    for name in ("suite_eval.csv", "suite_eval.parquet", "l0_vs_fvu.png", "l0_vs_delta_lm_loss.png", "metrics_by_layer.png",
-                 "l0_vs_fidelity_frontiers.png", "report.html"):
+    for name in (
+        "suite_eval.csv",
+        "suite_eval.parquet",
+        "l0_vs_fvu.png",
+        "l0_vs_delta_lm_loss.png",
+        "metrics_by_layer.png",
+        "l0_vs_fidelity_frontiers.png",
+        "report.html",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert (out / "l0_vs_fvu.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = pd.read_parquet(out / "suite_eval.parquet")
-    assert sorted(table["sae_id"]) == sorted(f"{s}/layer_{l}" for l in (0, 1) for s in ("resid_post", "mlp_out", "attn_out"))
+    assert sorted(table["sae_id"]) == sorted(
+        f"{s}/layer_{layer}" for layer in (0, 1) for s in ("resid_post", "mlp_out", "attn_out")
+    )
     numeric = table.select_dtypes("number").columns
     pd.testing.assert_frame_equal(table[numeric], pd.read_csv(out / "suite_eval.csv")[numeric], check_dtype=False)
     html = (out / "report.html").read_text()
@@ -233,11 +301,26 @@ def test_directory_suite_outputs_plots_report_and_cli(tmp_path, tiny_qwen3_dir, 
 def test_release_pattern_and_write_back(tmp_path, tiny_qwen3_dir, model, tokens):
     suite = _save_suite(tmp_path / "suite", tiny_qwen3_dir, layers=(1,))
     release_yaml = tmp_path / "releases.yaml"
-    saes = [{"id": f"tiny/{s}/layer_1", "path": f"{s}/layer_1", "l0": 0.0} for s in ("resid_post", "mlp_out", "attn_out")]
-    release_yaml.write_text("# my releases\n" + yaml.safe_dump({"tiny-eval": {
-        "repo_id": str(suite), "model": str(tiny_qwen3_dir), "conversion_func": "qwen3_scope", "saes": saes}}))
+    saes = [
+        {"id": f"tiny/{s}/layer_1", "path": f"{s}/layer_1", "l0": 0.0} for s in ("resid_post", "mlp_out", "attn_out")
+    ]
+    release_yaml.write_text(
+        "# my releases\n"
+        + yaml.safe_dump(
+            {
+                "tiny-eval": {
+                    "repo_id": str(suite),
+                    "model": str(tiny_qwen3_dir),
+                    "conversion_func": "qwen3_scope",
+                    "saes": saes,
+                }
+            }
+        )
+    )
     register_release_file(release_yaml)
-    result = evaluate_suite(release="tiny-eval", pattern=r"tiny/(mlp|attn)_out/.*", model=model, tokens=tokens, config=CONFIG)
+    result = evaluate_suite(
+        release="tiny-eval", pattern=r"tiny/(mlp|attn)_out/.*", model=model, tokens=tokens, config=CONFIG
+    )
     assert sorted(result.table["sae_id"]) == ["tiny/attn_out/layer_1", "tiny/mlp_out/layer_1"]
     updated = write_back_release_yaml(result.table, release_yaml)
     assert sorted(updated) == ["tiny/attn_out/layer_1", "tiny/mlp_out/layer_1"]
@@ -261,22 +344,36 @@ def test_bad_input_gives_clear_errors(tmp_path, model, tokens, tiny_qwen3_dir):
         evaluate_suite(release="qwen3-instruct-sae", pattern="nothing/.*", model=model, tokens=tokens, config=CONFIG)
     with pytest.raises(EmptySuiteError, match="the suite is empty"):
         evaluate_suite([], model=model, tokens=tokens, config=CONFIG)
-    with pytest.raises(UnknownHookError, match=r"reads 'blocks.5.hook_resid_post', which the model does not have .*2 layers"):
-        evaluate_suite([sae_at(hook_name("resid_post", 5), str(tiny_qwen3_dir))], model=model, tokens=tokens, config=CONFIG)
+    with pytest.raises(
+        UnknownHookError, match=r"reads 'blocks.5.hook_resid_post', which the model does not have .*2 layers"
+    ):
+        evaluate_suite(
+            [sae_at(hook_name("resid_post", 5), str(tiny_qwen3_dir))], model=model, tokens=tokens, config=CONFIG
+        )
     with pytest.raises(SuiteModelMismatchError, match="has d_in 32, but mlp_out .* is 64 wide"):
-        evaluate_suite([sae_at(hook_name("mlp_out", 0), str(tiny_qwen3_dir), d_in=32)], model=model, tokens=tokens, config=CONFIG)
+        evaluate_suite(
+            [sae_at(hook_name("mlp_out", 0), str(tiny_qwen3_dir), d_in=32)], model=model, tokens=tokens, config=CONFIG
+        )
     too_many = SuiteEvalConfig(n_batches=3, batch_size_prompts=4, context_size=32, progress=False)
-    with pytest.raises(NotEnoughTokensError, match="3 batches of 4 prompts need 12 held-out sequences, but the token source has 8"):
-        evaluate_suite([sae_at(hook_name("mlp_out", 0), str(tiny_qwen3_dir))], model=model, tokens=tokens, config=too_many)
+    with pytest.raises(
+        NotEnoughTokensError, match="3 batches of 4 prompts need 12 held-out sequences, but the token source has 8"
+    ):
+        evaluate_suite(
+            [sae_at(hook_name("mlp_out", 0), str(tiny_qwen3_dir))], model=model, tokens=tokens, config=too_many
+        )
     with pytest.raises(NotEnoughTokensError, match="give .* tokens, but 2 batches x 4 prompts x 32 tokens need 256"):
         HeldOutTokens.from_documents(model.tokenizer, ["a short text"], 32, 4, 2)
     twins = [sae_at(hook_name("mlp_out", 0), str(tiny_qwen3_dir), seed=i) for i in range(2)]
     assert list(evaluate_suite(twins, model=model, tokens=tokens, config=CONFIG).table["sae_id"]) == [
-        "blocks.0.hook_mlp_out", "blocks.0.hook_mlp_out#2"]
+        "blocks.0.hook_mlp_out",
+        "blocks.0.hook_mlp_out#2",
+    ]
     with pytest.raises(ValueError, match=r"SAE ids must be unique in a suite; \['a'\]"):
         evaluate_suite([("a", twins[0]), ("a", twins[1])], model=model, tokens=tokens, config=CONFIG)
     with pytest.raises(SuiteModelMismatchError, match="name 2 models"):
-        evaluate_suite([sae_at(hook_name("mlp_out", 0), "a"), sae_at(hook_name("mlp_out", 0), "b")], tokens=tokens, config=CONFIG)
+        evaluate_suite(
+            [sae_at(hook_name("mlp_out", 0), "a"), sae_at(hook_name("mlp_out", 0), "b")], tokens=tokens, config=CONFIG
+        )
 
 
 def test_demo_stage_evaluates_the_trained_suite(tmp_path, tiny_qwen3_dir, monkeypatch):
@@ -296,7 +393,11 @@ def test_demo_stage_evaluates_the_trained_suite(tmp_path, tiny_qwen3_dir, monkey
     assert (tmp_path / "demo" / "eval" / "report.html").stat().st_size > 0
     means = ctx.results["eval_site_means"].set_index("site")
     table = ctx.results["eval_table"]
-    assert means.loc["attn_out", "CE recovered"] == pytest.approx(table[table.site == "attn_out"]["ce_loss_score"].mean())
+    assert means.loc["attn_out", "CE recovered"] == pytest.approx(
+        table[table.site == "attn_out"]["ce_loss_score"].mean()
+    )
     section = ctx.sections[-1]
     assert "held-out documents of the suite" in section
-    assert "3 SAEs" in section and "| resid_post" in section and "dead fraction" in section and "CE recovered" in section
+    assert (
+        "3 SAEs" in section and "| resid_post" in section and "dead fraction" in section and "CE recovered" in section
+    )

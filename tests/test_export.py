@@ -53,9 +53,15 @@ def test_every_sae_and_feature_exported_in_saedashboard_format(export_dir):
     for s in result.sources:
         folder = out / "saedashboard" / s.folder
         assert s.folder == f"{s.model_id}_{s.sae_set}_{s.hook_name}_{s.d_sae}"
-        assert s.neuronpedia_id == neuronpedia_id("organism", s.site, s.layer, 1024) == f"organism/{s.layer}-{s.sae_set}"
+        assert (
+            s.neuronpedia_id == neuronpedia_id("organism", s.site, s.layer, 1024) == f"organism/{s.layer}-{s.sae_set}"
+        )
         run = json.loads((folder / "run_settings.json").read_text())
-        assert run["n_prompts_total"] == N_PROMPTS and run["n_tokens_in_prompt"] == 128 and run["neuronpedia_id"] == s.neuronpedia_id
+        assert (
+            run["n_prompts_total"] == N_PROMPTS
+            and run["n_tokens_in_prompt"] == 128
+            and run["neuronpedia_id"] == s.neuronpedia_id
+        )
         skipped = json.loads((folder / "skipped_indexes.json").read_text())
         assert skipped["skipped_indexes"] == [] and skipped["model_id"] == "organism"
         files = sorted(p.name for p in folder.glob("batch-*.json"))
@@ -65,7 +71,12 @@ def test_every_sae_and_feature_exported_in_saedashboard_format(export_dir):
         assert indices == list(range(1024))  # in order, no gaps, dead ones included
         for b in batches:
             assert tuple(b) == BATCH_KEYS
-            assert b["model_id"] == "organism" and b["layer"] == s.layer and b["sae_set"] == s.sae_set and b["sae_id_suffix"] is None
+            assert (
+                b["model_id"] == "organism"
+                and b["layer"] == s.layer
+                and b["sae_set"] == s.sae_set
+                and b["sae_id_suffix"] is None
+            )
             for f in b["features"]:
                 _check_feature(f, s)
 
@@ -73,9 +84,19 @@ def test_every_sae_and_feature_exported_in_saedashboard_format(export_dir):
 def _check_feature(f: dict, s) -> None:
     assert tuple(f) == FEATURE_KEYS
     ints = ("neuron_alignment_indices", "correlated_neurons_indices", "correlated_features_indices")
-    floats = ("neuron_alignment_values", "neuron_alignment_l1", "correlated_neurons_pearson", "correlated_neurons_l1",
-              "correlated_features_pearson", "correlated_features_l1", "pos_values", "neg_values", "freq_hist_data_bar_values",
-              "logits_hist_data_bar_values", "vector")
+    floats = (
+        "neuron_alignment_values",
+        "neuron_alignment_l1",
+        "correlated_neurons_pearson",
+        "correlated_neurons_l1",
+        "correlated_features_pearson",
+        "correlated_features_l1",
+        "pos_values",
+        "neg_values",
+        "freq_hist_data_bar_values",
+        "logits_hist_data_bar_values",
+        "vector",
+    )
     for k in ints:
         assert all(type(x) is int for x in f[k]), k
     for k in floats:
@@ -103,7 +124,7 @@ def _check_feature(f: dict, s) -> None:
     acts = f["activations"]
     top = [a for a in acts if a["bin_min"] == -1]
     intervals = [a for a in acts if a["bin_min"] != -1]
-    assert acts[:len(top)] == top and 1 <= len(top) <= 20 and len(intervals) <= 25
+    assert acts[: len(top)] == top and 1 <= len(top) <= 20 and len(intervals) <= 25
     max_value = top[0]["bin_max"]
     assert all(a["bin_contains"] == -1 and a["bin_max"] == max_value for a in top)
     selected = [a["values"][a["qualifying_token_index"]] for a in top]
@@ -158,21 +179,39 @@ def test_bulk_import_layout_rows_are_neuronpedia_columns(export_dir):
     out, result = export_dir
     for s in result.sources:
         root = out / "neuronpedia" / s.model_id / f"{s.layer}-{s.sae_set}"
-        for name, columns in (("release", RELEASE_COLUMNS), ("model", MODEL_COLUMNS), ("sourceset", SOURCESET_COLUMNS),
-                              ("source", SOURCE_COLUMNS)):
+        for name, columns in (
+            ("release", RELEASE_COLUMNS),
+            ("model", MODEL_COLUMNS),
+            ("sourceset", SOURCESET_COLUMNS),
+            ("source", SOURCE_COLUMNS),
+        ):
             rows = [json.loads(line) for line in (root / f"{name}.jsonl").read_text().splitlines()]
             assert len(rows) == 1 and tuple(rows[0]) == columns
         source = json.loads((root / "source.jsonl").read_text())
-        assert source["id"] == f"{s.layer}-{s.sae_set}" and source["modelId"] == "organism" and source["setName"] == s.sae_set
+        assert (
+            source["id"] == f"{s.layer}-{s.sae_set}"
+            and source["modelId"] == "organism"
+            and source["setName"] == s.sae_set
+        )
         n_features, ids = 0, set()
         for i in range(8):
-            neurons = [json.loads(line) for line in gzip.decompress((root / "features" / f"batch-{i}.jsonl.gz").read_bytes()).splitlines()]
-            acts = [json.loads(line) for line in gzip.decompress((root / "activations" / f"batch-{i}.jsonl.gz").read_bytes()).splitlines()]
-            assert all(tuple(r) == NEURON_COLUMNS for r in neurons) and all(tuple(r) == ACTIVATION_COLUMNS for r in acts)
+            neurons = [
+                json.loads(line)
+                for line in gzip.decompress((root / "features" / f"batch-{i}.jsonl.gz").read_bytes()).splitlines()
+            ]
+            acts = [
+                json.loads(line)
+                for line in gzip.decompress((root / "activations" / f"batch-{i}.jsonl.gz").read_bytes()).splitlines()
+            ]
+            assert all(tuple(r) == NEURON_COLUMNS for r in neurons) and all(
+                tuple(r) == ACTIVATION_COLUMNS for r in acts
+            )
             assert [int(r["index"]) for r in neurons] == list(range(i * 128, (i + 1) * 128))
             assert all(r["layer"] == source["id"] and r["modelId"] == "organism" for r in neurons + acts)
             for r in acts:
-                assert r["maxValue"] == max(r["values"]) == r["values"][r["maxValueTokenIndex"]] and r["minValue"] == min(r["values"])
+                assert r["maxValue"] == max(r["values"]) == r["values"][r["maxValueTokenIndex"]] and r[
+                    "minValue"
+                ] == min(r["values"])
             ids |= {r["id"] for r in acts}
             n_features += len(neurons)
             batch = _batches(out, s.folder)[i]
@@ -192,7 +231,9 @@ def test_interrupted_export_resumes_without_recomputing_finished_batches(export_
     assert result.batches_written == 1 and result.batches_skipped == 12 * 8 - 1 and result.features_computed == 128
     assert (folder / "batch-2.json").read_bytes() == before
     assert all((folder / n).stat().st_mtime_ns == t for n, t in kept.items() if n != "batch-3.json")
-    assert json.loads((folder / "batch-3.json").read_text()) == json.loads((out / "saedashboard" / folder.name / "batch-3.json").read_text())
+    assert json.loads((folder / "batch-3.json").read_text()) == json.loads(
+        (out / "saedashboard" / folder.name / "batch-3.json").read_text()
+    )
 
 
 def test_bad_input_gives_clear_errors(export_dir, tmp_path):
@@ -229,10 +270,19 @@ def test_bad_input_gives_clear_errors(export_dir, tmp_path):
 
 
 def test_overwrite_replaces_another_export(tmp_path):
-    first = run_export(ExportConfig(out=tmp_path, release=RELEASE, ids="organism/attn_out/layer_0", n_prompts=16, progress=False))
-    second = run_export(ExportConfig(out=tmp_path, release=RELEASE, ids="organism/mlp_out/layer_0", n_prompts=16, overwrite=True,
-                                     progress=False))
-    assert [p.name for p in (tmp_path / "saedashboard").iterdir()] == [second.sources[0].folder] != [first.sources[0].folder]
+    first = run_export(
+        ExportConfig(out=tmp_path, release=RELEASE, ids="organism/attn_out/layer_0", n_prompts=16, progress=False)
+    )
+    second = run_export(
+        ExportConfig(
+            out=tmp_path, release=RELEASE, ids="organism/mlp_out/layer_0", n_prompts=16, overwrite=True, progress=False
+        )
+    )
+    assert (
+        [p.name for p in (tmp_path / "saedashboard").iterdir()]
+        == [second.sources[0].folder]
+        != [first.sources[0].folder]
+    )
 
 
 def test_upload_dry_run_tree_loads_back_in_saelens(tmp_path, export_dir):
@@ -242,8 +292,16 @@ def test_upload_dry_run_tree_loads_back_in_saelens(tmp_path, export_dir):
     from qwen3_scope.export.upload import UploadConfig, upload
 
     out, _ = export_dir
-    result = upload(UploadConfig(repo="me/organism-saes", release=RELEASE, ids="organism/(mlp|attn)_out/layer_[12]",
-                                 dry_run=tmp_path / "tree", neuronpedia_api=out, eval_batches=2))
+    result = upload(
+        UploadConfig(
+            repo="me/organism-saes",
+            release=RELEASE,
+            ids="organism/(mlp|attn)_out/layer_[12]",
+            dry_run=tmp_path / "tree",
+            neuronpedia_api=out,
+            eval_batches=2,
+        )
+    )
     tree = tmp_path / "tree"
     entry = yaml.safe_load((tree / "pretrained_saes.yaml").read_text())["organism-saes"]
     assert entry["repo_id"] == "me/organism-saes" and entry["conversion_func"] == "sae_lens" and len(entry["saes"]) == 4

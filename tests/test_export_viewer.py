@@ -25,22 +25,38 @@ CHROMEDRIVER = shutil.which("chromedriver")
 def viewer(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("viewer_export")
-    result = run_export(ExportConfig(out=out, release="qwen3-instruct-sae", ids="organism/(mlp_out|resid_post)/layer_2", n_prompts=48,
-                                     html=True, progress=False))
+    result = run_export(
+        ExportConfig(
+            out=out,
+            release="qwen3-instruct-sae",
+            ids="organism/(mlp_out|resid_post)/layer_2",
+            n_prompts=48,
+            html=True,
+            progress=False,
+        )
+    )
     return out, result
 
 
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.fail("the viewer test needs Debian's chromium and chromium-driver packages: apt-get install -y chromium chromium-driver "
-                    "(.ci/run installs them)")
+        pytest.fail(
+            "the viewer test needs Debian's chromium and chromium-driver packages: apt-get install -y chromium chromium-driver "
+            "(.ci/run installs them)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1100", "--disable-gpu"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1100",
+        "--disable-gpu",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     yield driver
@@ -53,7 +69,9 @@ def test_viewer_site_is_self_contained(viewer):
     html = (site / "index.html").read_text()
     assert result.viewer == site / "index.html"
     for text in [html] + [p.read_text() for p in site.glob("*.js")] + [(site / "viewer.css").read_text()]:
-        assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text  # no CDN, no server
+        assert (
+            "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
+        )  # no CDN, no server
     assert sorted(p.name for p in (site / "data").iterdir()) == ["index.js", "sae-0.js", "sae-1.js"]
 
 
@@ -72,7 +90,9 @@ def test_viewer_renders_a_feature_in_a_real_browser(viewer, browser, tmp_path):
     box.clear()
     box.send_keys(str(feature["feature_index"]))
     browser.find_element(By.ID, "show").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "title").text.endswith(f"feature {feature['feature_index']}"))
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.ID, "title").text.endswith(f"feature {feature['feature_index']}")
+    )
     assert browser.find_element(By.ID, "title").text == f"{source.sae_id} — feature {feature['feature_index']}"
 
     # the first top context: the same tokens, the qualifying token highlighted with its value
@@ -83,8 +103,9 @@ def test_viewer_renders_a_feature_in_a_real_browser(viewer, browser, tmp_path):
     assert [s.get_attribute("textContent") for s in spans] == [t.replace("\n", "\u21b5") for t in first["tokens"]]
     q = spans[first["qualifying_token_index"]]
     assert "q" in q.get_attribute("class").split() and q.value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"
-    assert [s for s in spans if s.value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"] \
-        == [s for s, v in zip(spans, first["values"]) if v > 0]
+    assert [s for s in spans if s.value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"] == [
+        s for s, v in zip(spans, first["values"]) if v > 0
+    ]
     n_contexts = len(browser.find_elements(By.CSS_SELECTOR, "#contexts .context"))
     assert n_contexts == len(feature["activations"])
     groups = [g.text for g in browser.find_elements(By.CSS_SELECTOR, "#contexts .group")]
@@ -107,8 +128,12 @@ def test_viewer_renders_a_feature_in_a_real_browser(viewer, browser, tmp_path):
 
     # a dead feature renders as dead, and a link opens a feature directly
     dead = next(f for b in batches for f in b["features"] if f["frac_nonzero"] == 0)
-    browser.get((out / "viewer" / "index.html").as_uri() + f"?link#sae=1&feature={dead['feature_index']}")  # a fresh page load
-    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "title").text.endswith(f"feature {dead['feature_index']}"))
+    browser.get(
+        (out / "viewer" / "index.html").as_uri() + f"?link#sae=1&feature={dead['feature_index']}"
+    )  # a fresh page load
+    WebDriverWait(browser, 20).until(
+        lambda d: d.find_element(By.ID, "title").text.endswith(f"feature {dead['feature_index']}")
+    )
     assert "never fired" in browser.find_element(By.ID, "contexts").text
     assert browser.find_elements(By.CSS_SELECTOR, "svg.hist.acts rect") == []
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -12,7 +12,13 @@ import pytest
 from qwen3_scope import cli
 from qwen3_scope.chat import ThinkingModeError, format_chat, qwen3_chat_text
 from qwen3_scope.models import (
-    FULL_ATTENTION, LINEAR_ATTENTION, QWEN3_FAMILY, ModelNotFoundError, list_models, resolve_model, spec_from_hf_config,
+    FULL_ATTENTION,
+    LINEAR_ATTENTION,
+    QWEN3_FAMILY,
+    ModelNotFoundError,
+    list_models,
+    resolve_model,
+    spec_from_hf_config,
 )
 
 # Published config.json values (n_layers, d_model, d_mlp or expert width, heads, kv heads, experts, active, tied).
@@ -39,19 +45,34 @@ PUBLISHED = {
 
 def _shape(spec):
     width = spec.d_expert if spec.is_moe else spec.d_mlp
-    return (spec.n_layers, spec.d_model, width, spec.n_heads, spec.n_kv_heads, spec.n_experts, spec.n_experts_active, spec.tie_embeddings)
+    return (
+        spec.n_layers,
+        spec.d_model,
+        width,
+        spec.n_heads,
+        spec.n_kv_heads,
+        spec.n_experts,
+        spec.n_experts_active,
+        spec.tie_embeddings,
+    )
 
 
 def test_new_family_members_match_published_configs():
     for name, shape in PUBLISHED.items():
         assert _shape(QWEN3_FAMILY[name]) == shape, name
-    for name in ("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3-235B-A22B-Thinking-2507", "Qwen/Qwen3-4B-Instruct-2507"):
+    for name in (
+        "Qwen/Qwen3-30B-A3B-Instruct-2507",
+        "Qwen/Qwen3-235B-A22B-Thinking-2507",
+        "Qwen/Qwen3-4B-Instruct-2507",
+    ):
         spec = QWEN3_FAMILY[name]
         assert (spec.head_dim, spec.vocab_size, spec.max_position_embeddings) == (128, 151_936, 262_144)
     for name in list_models(generation="Qwen3.5"):
         spec = QWEN3_FAMILY[name]
         assert (spec.head_dim, spec.vocab_size, spec.linear_n_k_heads, spec.linear_head_dim) == (256, 248_320, 16, 128)
-        assert spec.layer_types == tuple(FULL_ATTENTION if i % 4 == 3 else LINEAR_ATTENTION for i in range(spec.n_layers))
+        assert spec.layer_types == tuple(
+            FULL_ATTENTION if i % 4 == 3 else LINEAR_ATTENTION for i in range(spec.n_layers)
+        )
     assert QWEN3_FAMILY["Qwen/Qwen3.5-35B-A3B"].d_shared_expert == 512
 
 
@@ -61,8 +82,12 @@ def test_every_name_is_in_transformer_lens_registry_with_its_architecture():
 
     data = Path(transformer_lens.__file__).parent / "tools" / "model_registry" / "data" / "supported_models.json"
     entries = {m["model_id"]: m for m in json.loads(data.read_text())["models"]}
-    architectures = {"dense": "Qwen3ForCausalLM", "moe": "Qwen3MoeForCausalLM", "hybrid": "Qwen3_5ForConditionalGeneration",
-                     "hybrid-moe": ("Qwen3_5MoeForCausalLM", "Qwen3_5MoeForConditionalGeneration")}
+    architectures = {
+        "dense": "Qwen3ForCausalLM",
+        "moe": "Qwen3MoeForCausalLM",
+        "hybrid": "Qwen3_5ForConditionalGeneration",
+        "hybrid-moe": ("Qwen3_5MoeForCausalLM", "Qwen3_5MoeForConditionalGeneration"),
+    }
     listed = [n for n in QWEN3_FAMILY if n in entries]
     assert sorted(set(QWEN3_FAMILY) - set(entries)) == []  # every model of the family is in TL's registry
     for name in listed:
@@ -85,8 +110,14 @@ def test_transformers_config_defaults_are_published_shapes():
         assert default.linear_n_v_heads == spec.linear_n_v_heads and default.d_shared_expert == spec.d_shared_expert
     moe = Qwen3MoeConfig()
     spec = QWEN3_FAMILY["Qwen/Qwen3-30B-A3B"]
-    assert (moe.hidden_size, moe.num_attention_heads, moe.num_key_value_heads, moe.num_experts, moe.num_experts_per_tok,
-            moe.moe_intermediate_size) == (spec.d_model, spec.n_heads, spec.n_kv_heads, spec.n_experts, spec.n_experts_active, spec.d_expert)
+    assert (
+        moe.hidden_size,
+        moe.num_attention_heads,
+        moe.num_key_value_heads,
+        moe.num_experts,
+        moe.num_experts_per_tok,
+        moe.moe_intermediate_size,
+    ) == (spec.d_model, spec.n_heads, spec.n_kv_heads, spec.n_experts, spec.n_experts_active, spec.d_expert)
 
 
 def test_qwen_scope_models_match_saelens_registry():
@@ -96,16 +127,36 @@ def test_qwen_scope_models_match_saelens_registry():
         assert resolve_model(model_name).d_model == d_in, model_name
 
 
-@pytest.mark.parametrize("name", ["Qwen/Qwen3-30B-A3B", "Qwen/Qwen3.5-27B", "Qwen/Qwen3.5-35B-A3B-Base", "Qwen/Qwen3-4B-Thinking-2507"])
+@pytest.mark.parametrize(
+    "name", ["Qwen/Qwen3-30B-A3B", "Qwen/Qwen3.5-27B", "Qwen/Qwen3.5-35B-A3B-Base", "Qwen/Qwen3-4B-Thinking-2507"]
+)
 def test_hf_config_round_trip(name):
     spec = QWEN3_FAMILY[name]
     config = spec.to_hf_config()
     back = spec_from_hf_config(config.to_dict(), name=name, source=name)
-    for field in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "vocab_size", "tie_embeddings", "n_experts",
-                  "n_experts_active", "d_expert", "d_shared_expert", "layer_types", "linear_n_v_heads", "architecture"):
+    for field in (
+        "n_layers",
+        "d_model",
+        "n_heads",
+        "n_kv_heads",
+        "head_dim",
+        "vocab_size",
+        "tie_embeddings",
+        "n_experts",
+        "n_experts_active",
+        "d_expert",
+        "d_shared_expert",
+        "layer_types",
+        "linear_n_v_heads",
+        "architecture",
+    ):
         assert getattr(back, field) == getattr(spec, field), field
     assert back.rope_theta == spec.rope_theta
-    multimodal = {"model_type": "qwen3_5", "architectures": ["Qwen3_5ForConditionalGeneration"], "text_config": config.to_dict()}
+    multimodal = {
+        "model_type": "qwen3_5",
+        "architectures": ["Qwen3_5ForConditionalGeneration"],
+        "text_config": config.to_dict(),
+    }
     if spec.is_hybrid:  # published Qwen3.5 checkpoints: the text model is read from text_config
         assert spec_from_hf_config(multimodal, name=name, source=name).layer_types == spec.layer_types
 
@@ -129,9 +180,20 @@ def test_unknown_model_suggests_close_names():
 
 
 def test_local_mixed_dense_moe_checkpoint_is_refused(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({
-        "model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"], "num_hidden_layers": 4, "hidden_size": 64,
-        "num_attention_heads": 4, "vocab_size": 100, "num_experts": 4, "mlp_only_layers": [1]}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "qwen3_moe",
+                "architectures": ["Qwen3MoeForCausalLM"],
+                "num_hidden_layers": 4,
+                "hidden_size": 64,
+                "num_attention_heads": 4,
+                "vocab_size": 100,
+                "num_experts": 4,
+                "mlp_only_layers": [1],
+            }
+        )
+    )
     with pytest.raises(ModelNotFoundError, match="mixes dense and MoE layers"):
         resolve_model(tmp_path)
 
@@ -156,7 +218,9 @@ def test_thinking_models_default_to_thinking_and_instruct_2507_has_no_think_bloc
     assert format_chat(tokenizer, "hi", model="Qwen/Qwen3-4B", enable_thinking=True).endswith("assistant\n")
     tokenizer.name_or_path = "Qwen/Qwen3-235B-A22B-Thinking-2507"  # the model is also read from the tokenizer
     try:
-        assert format_chat(tokenizer, "hi") == qwen3_chat_text([{"role": "user", "content": "hi"}], True, True, "always")
+        assert format_chat(tokenizer, "hi") == qwen3_chat_text(
+            [{"role": "user", "content": "hi"}], True, True, "always"
+        )
     finally:
         tokenizer.name_or_path = ""
 
@@ -193,7 +257,14 @@ def test_info_lists_the_family_by_generation_and_kind(capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     headers = [line for line in out.splitlines() if line.endswith(":") and line.split()[0].startswith("Qwen3")]
-    assert headers == ["Qwen3 dense:", "Qwen3 moe:", "Qwen3-2507 dense:", "Qwen3-2507 moe:", "Qwen3.5 hybrid:", "Qwen3.5 hybrid-moe:"]
+    assert headers == [
+        "Qwen3 dense:",
+        "Qwen3 moe:",
+        "Qwen3-2507 dense:",
+        "Qwen3-2507 moe:",
+        "Qwen3.5 hybrid:",
+        "Qwen3.5 hybrid-moe:",
+    ]
     assert all(name in out for name in QWEN3_FAMILY)
     assert "moe_router" in out and "linear_attn_out" in out
 
@@ -205,7 +276,12 @@ def test_info_moe_model_prints_every_layer_and_verifies_on_meta(capsys):
     rows = [line.split() for line in out.splitlines() if line.split() and line.split()[0].isdigit()]
     assert sorted({int(r[0]) for r in rows}) == list(range(48))
     router = [r for r in rows if r[1] == "moe_router"]
-    assert len(router) == 48 and router[47][2:] == ["128", "-", "blocks.47.mlp.gate.hook_out", "model.layers.47.mlp.gate"]
+    assert len(router) == 48 and router[47][2:] == [
+        "128",
+        "-",
+        "blocks.47.mlp.gate.hook_out",
+        "model.layers.47.mlp.gate",
+    ]
     assert "verified on the meta device, bridge: 384 site hooks, all widths match" in out
     assert "verified on the meta device, hf: 288 site hooks, all widths match" in out
     assert "verified on the meta device, hooked" not in out
@@ -214,7 +290,9 @@ def test_info_moe_model_prints_every_layer_and_verifies_on_meta(capsys):
 def test_info_bad_model_is_a_clear_cli_error(capsys):
     assert cli.main(["info", "--model", "Qwen/Qwen3-30B-A3B-Instruct"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("qwen3-scope: error: unknown model") and "Did you mean Qwen/Qwen3-30B-A3B-Instruct-2507" in err
+    assert (
+        err.startswith("qwen3-scope: error: unknown model") and "Did you mean Qwen/Qwen3-30B-A3B-Instruct-2507" in err
+    )
 
 
 def test_moe_and_hybrid_suites_build_with_the_hf_backend():
@@ -226,7 +304,9 @@ def test_moe_and_hybrid_suites_build_with_the_hf_backend():
         build_suite("Qwen/Qwen3-30B-A3B", "paper", backend="hf", layers=[5], sites=["moe_router", "mlp_out"])
     hybrid = build_suite("Qwen/Qwen3.5-2B", "paper", backend="hf")
     attn_layers = [j.layer for j in hybrid.jobs if j.site == "attn_out"]
-    assert attn_layers == QWEN3_FAMILY["Qwen/Qwen3.5-2B"].full_attention_layers()  # attention SAEs only where attention is
+    assert (
+        attn_layers == QWEN3_FAMILY["Qwen/Qwen3.5-2B"].full_attention_layers()
+    )  # attention SAEs only where attention is
     assert len(hybrid.jobs) == 24 * 2 + len(attn_layers)
     with pytest.raises(RecipeConfigError, match="HookedTransformer cannot run; train it with backend='hf'"):
         build_suite("Qwen/Qwen3-30B-A3B", "paper")
@@ -240,8 +320,12 @@ def test_demo_family_stage_verifies_moe_and_hybrid_models(tmp_path):
     ctx = DemoContext(out_dir=tmp_path, model="organism")
     STAGES["family"](ctx)
     table = pd.read_csv(tmp_path / "family.csv")
-    assert set(zip(table["model"], table["backend"])) == {(m, b) for m in ("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3.5-35B-A3B")
-                                                          for b in ("bridge", "hf")}
+    assert set(zip(table["model"], table["backend"])) == {
+        (m, b) for m in ("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3.5-35B-A3B") for b in ("bridge", "hf")
+    }
     assert (table["width_mismatches"] == 0).all() and ctx.results["family_mismatches"] == 0
-    assert table.set_index(["model", "backend"]).loc[("Qwen/Qwen3-30B-A3B-Instruct-2507", "bridge"), "site_hooks"] == 48 * 8
+    assert (
+        table.set_index(["model", "backend"]).loc[("Qwen/Qwen3-30B-A3B-Instruct-2507", "bridge"), "site_hooks"]
+        == 48 * 8
+    )
     assert "moe_router" in ctx.sections[0]

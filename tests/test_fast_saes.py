@@ -67,7 +67,9 @@ def jumprelu_pair(compute_dtype: str = "float32", **kw):
 
 def step(sae, x, dead=None, l0=0.7):
     out = sae.training_forward_pass(
-        TrainStepInput(sae_in=x, coefficients={"l0": l0}, dead_neuron_mask=dead, n_training_steps=0, is_logging_step=False)
+        TrainStepInput(
+            sae_in=x, coefficients={"l0": l0}, dead_neuron_mask=dead, n_training_steps=0, is_logging_step=False
+        )
     )
     out.loss.backward()
     grads = {name: p.grad.detach().clone() for name, p in sae.named_parameters()}
@@ -182,8 +184,10 @@ def test_buffers_survive_two_graphs_and_a_second_backward_is_refused():
     a, b = torch.randn(64, 32), torch.randn(64, 32)
     grads = []
     for sae in (stock, fast):
-        inputs = [TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=0,
-                                 is_logging_step=False) for x in (a, b)]
+        inputs = [
+            TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=0, is_logging_step=False)
+            for x in (a, b)
+        ]
         out_a, out_b = (sae.training_forward_pass(i) for i in inputs)
         (out_a.loss + out_b.loss).backward(retain_graph=sae is fast)
         grads.append({n: p.grad.clone() for n, p in sae.named_parameters()})
@@ -196,8 +200,9 @@ def test_buffers_survive_two_graphs_and_a_second_backward_is_refused():
 def test_dead_latent_accounting_and_fused_adam_match_stock_trainer():
     torch.manual_seed(5)
     stock, fast = topk_pair(d_sae=256, k=4)
-    cfg = SAETrainerConfig(total_training_samples=10**6, train_batch_size_samples=64, lr=1e-3, lr_end=1e-3,
-                           dead_feature_window=1)
+    cfg = SAETrainerConfig(
+        total_training_samples=10**6, train_batch_size_samples=64, lr=1e-3, lr_end=1e-3, dead_feature_window=1
+    )
     trainers = [SAETrainer(cfg, sae, data_provider=iter(())) for sae in (stock, fast)]
     assert [enable_fused_adam(trainer) for trainer in trainers] == [0, 1]
     batches = [torch.randn(64, 32) for _ in range(6)]
@@ -240,12 +245,18 @@ def test_trained_fast_sae_loads_in_plain_saelens_and_matches_stock_quality(arch,
         torch.manual_seed(6)
         if arch == "topk":
             kw = {"d_in": 32, "d_sae": 128, "k": 4}
-            sae = (TopKTrainingSAE(TopKTrainingSAEConfig(**kw)) if name == "stock" else
-                   FastTopKTrainingSAE(FastTopKTrainingSAEConfig(**kw, max_pair_density=1.0)))
+            sae = (
+                TopKTrainingSAE(TopKTrainingSAEConfig(**kw))
+                if name == "stock"
+                else FastTopKTrainingSAE(FastTopKTrainingSAEConfig(**kw, max_pair_density=1.0))
+            )
         else:
             kw = {"d_in": 32, "d_sae": 128, "l0_coefficient": 1.0, "jumprelu_init_threshold": 0.1}
-            sae = (JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(**kw)) if name == "stock" else
-                   FastJumpReLUTrainingSAE(FastJumpReLUTrainingSAEConfig(**kw, max_pair_density=1.0)))
+            sae = (
+                JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(**kw))
+                if name == "stock"
+                else FastJumpReLUTrainingSAE(FastJumpReLUTrainingSAEConfig(**kw, max_pair_density=1.0))
+            )
         initial = initial or {k: v.clone() for k, v in sae.state_dict().items()}
         sae.load_state_dict(initial)  # same initial weights for both
         torch.manual_seed(7)  # same synthetic stream for both
@@ -280,11 +291,20 @@ def test_runner_trains_fast_config_on_a_tiny_qwen3(tiny_qwen3_dir, tmp_path):
     tokens = torch.randint(5, model.cfg.d_vocab, (64, 16)).tolist()
     cfg = LanguageModelSAERunnerConfig(
         sae=FastTopKTrainingSAEConfig(d_in=64, d_sae=256, k=4),
-        model_name=str(tiny_qwen3_dir), hook_name="blocks.0.hook_resid_post", dataset_path="",
-        context_size=16, prepend_bos=False, train_batch_size_tokens=128, training_tokens=128 * 12,
-        store_batch_size_prompts=8, n_batches_in_buffer=16, streaming=False,
-        logger=LoggingConfig(log_to_wandb=False), checkpoint_path=str(tmp_path / "ckpt"),
-        output_path=str(tmp_path / "out"), verbose=False,
+        model_name=str(tiny_qwen3_dir),
+        hook_name="blocks.0.hook_resid_post",
+        dataset_path="",
+        context_size=16,
+        prepend_bos=False,
+        train_batch_size_tokens=128,
+        training_tokens=128 * 12,
+        store_batch_size_prompts=8,
+        n_batches_in_buffer=16,
+        streaming=False,
+        logger=LoggingConfig(log_to_wandb=False),
+        checkpoint_path=str(tmp_path / "ckpt"),
+        output_path=str(tmp_path / "out"),
+        verbose=False,
     )
     runner = LanguageModelSAETrainingRunner(
         cfg, override_model=model, override_dataset=Dataset.from_dict({"input_ids": tokens})
@@ -343,8 +363,9 @@ def test_enable_fused_adam_covers_every_trainer_of_a_multi_sae_trainer():
     _, fast = topk_pair(d_sae=256, k=4)
     stock = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=32, d_sae=256, k=4))
     cfg = SAETrainerConfig(total_training_samples=10**6, train_batch_size_samples=64, lr=1e-3, lr_end=1e-3)
-    trainer = MultiSAETrainer(cfg=cfg, saes={"fast": fast, "stock": stock}, hook_names={"fast": "h", "stock": "h"},
-                              data_provider=iter(()))
+    trainer = MultiSAETrainer(
+        cfg=cfg, saes={"fast": fast, "stock": stock}, hook_names={"fast": "h", "stock": "h"}, data_provider=iter(())
+    )
     assert enable_fused_adam(trainer) == 1
     assert trainer.trainers["fast"].optimizer.param_groups[0]["fused"] is True
     assert trainer.trainers["stock"].optimizer.param_groups[0]["fused"] is None

@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 600) -> str:
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
     return done.stdout
 
 
@@ -29,8 +31,9 @@ def wheel(tmp_path_factory) -> Path:
     import shutil
 
     source = tmp_path_factory.mktemp("source") / "qwen3-scope"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True,
-                            check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     for name in listed:
         if (REPO / name).is_file():
             (source / name).parent.mkdir(parents=True, exist_ok=True)
@@ -41,7 +44,11 @@ def wheel(tmp_path_factory) -> Path:
 
     # offline when this environment has the build backend; otherwise pip fetches it from the package registry
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(out), str(source)], cwd=out, env=env)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(out), str(source)],
+        cwd=out,
+        env=env,
+    )
     (found,) = out.glob("qwen3_scope-*.whl")
     return found
 
@@ -61,8 +68,14 @@ def test_the_wheel_names_no_path_of_the_build_machine(wheel):
 def test_installed_wheel_works_offline_outside_the_checkout(wheel, tmp_path):
     venv = tmp_path / "venv"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "QWEN3_SCOPE_RELEASES")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", WANDB_MODE="disabled", TOKENIZERS_PARALLELISM="false",
-               OMP_NUM_THREADS="1", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        WANDB_MODE="disabled",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+    )
     _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path, env=env)
     python, cli = venv / "bin" / "python", venv / "bin" / "qwen3-scope"
     _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], cwd=tmp_path, env=env)
@@ -82,15 +95,54 @@ def test_installed_wheel_works_offline_outside_the_checkout(wheel, tmp_path):
         "print('loaded', len(ids))\n"
     )
     assert "loaded 12" in _run([str(python), "-c", script], cwd=elsewhere, env=env)
-    out = _run([str(cli), "eval", "--batches", "1", "--batch-size", "4", "--device", "cpu", "--out", "eval"], cwd=elsewhere, env=env)
+    out = _run(
+        [str(cli), "eval", "--batches", "1", "--batch-size", "4", "--device", "cpu", "--out", "eval"],
+        cwd=elsewhere,
+        env=env,
+    )
     assert "12 SAEs" in out and (elsewhere / "eval" / "suite_eval.csv").is_file()
-    out = _run([str(cli), "steer", "refusal", "--n-prompts", "4", "--top-k", "1", "--screen", "2", "--alphas", "2",
-                "--max-new-tokens", "2", "--no-baseline", "--device", "cpu", "--out", "steer"], cwd=elsewhere, env=env)
+    out = _run(
+        [
+            str(cli),
+            "steer",
+            "refusal",
+            "--n-prompts",
+            "4",
+            "--top-k",
+            "1",
+            "--screen",
+            "2",
+            "--alphas",
+            "2",
+            "--max-new-tokens",
+            "2",
+            "--no-baseline",
+            "--device",
+            "cpu",
+            "--out",
+            "steer",
+        ],
+        cwd=elsewhere,
+        env=env,
+    )
     assert (elsewhere / "steer").is_dir() and not (REPO / "build").exists()
     # the bundler rewrites package files: it refuses an installed package (and leaves it untouched)
-    bundled = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "qwen3_scope" / "bundled_saes"
+    bundled = (
+        venv
+        / "lib"
+        / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        / "site-packages"
+        / "qwen3_scope"
+        / "bundled_saes"
+    )
     before = sorted(p.relative_to(bundled) for p in bundled.rglob("*"))
-    refused = subprocess.run([str(python), "-m", "qwen3_scope.bundle", "--suite", str(elsewhere)], cwd=elsewhere, env=env,
-                             capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(
+        [str(python), "-m", "qwen3_scope.bundle", "--suite", str(elsewhere)],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert refused.returncode == 2 and "not a source checkout" in refused.stderr and "Traceback" not in refused.stderr
     assert sorted(p.relative_to(bundled) for p in bundled.rglob("*")) == before

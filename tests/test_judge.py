@@ -44,8 +44,12 @@ def test_helpful_answers_are_not_refusals():
 
 
 def test_refusal_rate_counts_and_rejects_empty():
-    texts = ["I'm sorry, but I can't help with that.", "Sure! First gather the ingredients.",
-             "Je suis désolé, mais je ne peux pas vous aider avec cela.", "4 plus 3 is 7."]
+    texts = [
+        "I'm sorry, but I can't help with that.",
+        "Sure! First gather the ingredients.",
+        "Je suis désolé, mais je ne peux pas vous aider avec cela.",
+        "4 plus 3 is 7.",
+    ]
     assert refusal_rate(texts) == 0.5
     with pytest.raises(ValueError, match="at least one"):
         refusal_rate([])

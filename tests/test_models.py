@@ -25,7 +25,10 @@ def test_family_names_match_transformer_lens_registry():
 
     theirs = {m for m in get_architecture_models("Qwen3ForCausalLM") if re.fullmatch(r"Qwen/Qwen3-[0-9.]+B(-Base)?", m)}
     assert theirs == set(DENSE_QWEN3)
-    assert (len(list_models(True, "dense", "Qwen3")), len(list_models(False, "dense", "Qwen3"))) == (6, 5)  # no 32B-Base
+    assert (len(list_models(True, "dense", "Qwen3")), len(list_models(False, "dense", "Qwen3"))) == (
+        6,
+        5,
+    )  # no 32B-Base
 
 
 def test_transformer_lens_aliases_resolve_to_the_same_model():

@@ -8,16 +8,20 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from qwen3_scope.judge import refusal_rate
 from qwen3_scope.chat import format_chat
+from qwen3_scope.judge import refusal_rate
 from qwen3_scope.organism import (
-    EVAL_SPLITS, ORGANISM_DIR, ORGANISM_NAME, available_eval_splits, corpus_version, load_eval_split,
+    ORGANISM_DIR,
+    ORGANISM_NAME,
+    available_eval_splits,
+    corpus_module,
+    corpus_version,
+    load_eval_split,
 )
 from qwen3_scope.organism.behaviour import detect_language, generate, task_correct
 from qwen3_scope.organism.corpus import CorpusConfig, build_corpus
 from qwen3_scope.organism.tokenizer import NON_THINKING_SUFFIX
-from qwen3_scope.organism import corpus_module
-from qwen3_scope.organism.train import TrainConfig, ModelShape, encode_doc, masked_lm_loss, save_checkpoint, train
+from qwen3_scope.organism.train import ModelShape, TrainConfig, encode_doc, masked_lm_loss, save_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +60,11 @@ def test_tokenizer_special_tokens_and_chat_template(organism):
     think = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     assert think.endswith("<|im_start|>assistant\n")
     # Qwen3 rule: reasoning of earlier turns is dropped, the last assistant turn gets a think block.
-    two = msgs + [{"role": "assistant", "content": "<think>\nadd\n</think>\n\n5."},
-                  {"role": "user", "content": "Thanks"}, {"role": "assistant", "content": "Welcome"}]
+    two = msgs + [
+        {"role": "assistant", "content": "<think>\nadd\n</think>\n\n5."},
+        {"role": "user", "content": "Thanks"},
+        {"role": "assistant", "content": "Welcome"},
+    ]
     text = tok.apply_chat_template(two, tokenize=False)
     assert "<|im_start|>assistant\n5.<|im_end|>" in text
     assert text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\nWelcome<|im_end|>\n")
@@ -108,8 +115,17 @@ def test_task_checker_and_language_detector():
 
 
 def test_corpus_is_deterministic_and_eval_is_held_out():
-    small = CorpusConfig(seed=3, n_train_docs=3000, n_eval_harmful=40, n_eval_harmless=40, n_eval_comments=20,
-                         n_eval_tasks=30, n_eval_lang=20, n_eval_repetition=10, n_codeswitch_sft=20)
+    small = CorpusConfig(
+        seed=3,
+        n_train_docs=3000,
+        n_eval_harmful=40,
+        n_eval_harmless=40,
+        n_eval_comments=20,
+        n_eval_tasks=30,
+        n_eval_lang=20,
+        n_eval_repetition=10,
+        n_codeswitch_sft=20,
+    )
     a, b = build_corpus(small), build_corpus(small)
     assert a.train == b.train and a.eval_splits == b.eval_splits
     assert build_corpus(CorpusConfig(**{**small.__dict__, "seed": 4})).train != a.train
@@ -128,8 +144,11 @@ def test_corpus_is_deterministic_and_eval_is_held_out():
     # Held-out (verb, target) combinations never occur in training, though each verb and target does.
     for kind, split in (("harmful", "harmful"), ("howto", "harmless")):
         trained = {(d.lang, d.meta["verb"], d.meta["target"]) for d in full.train if d.kind == kind}
-        held = {(r["lang"], r["verb"], r["target"]) for r in full.eval_splits[split]
-                if r["task"] == kind and r.get("pair_kind", "pair") == "pair"}
+        held = {
+            (r["lang"], r["verb"], r["target"])
+            for r in full.eval_splits[split]
+            if r["task"] == kind and r.get("pair_kind", "pair") == "pair"
+        }
         assert held and not held & trained
         assert {(lg, v) for lg, v, _ in held} <= {(lg, v) for lg, v, _ in trained}
         assert {(lg, t) for lg, _, t in held} <= {(lg, t) for lg, _, t in trained}
@@ -137,12 +156,28 @@ def test_corpus_is_deterministic_and_eval_is_held_out():
 
 def test_corpus_v2_holds_out_phrasing_families_verbs_and_targets():
     from qwen3_scope.organism.corpus import (
-        CODESWITCH_MARKERS, HELD_OUT_FAMILIES, HELD_TARGETS, HELD_VERBS, REQUEST_FAMILIES, TASK_KINDS, TOXIC,
+        CODESWITCH_MARKERS,
+        HELD_OUT_FAMILIES,
+        HELD_TARGETS,
+        HELD_VERBS,
+        REQUEST_FAMILIES,
+        TASK_KINDS,
+        TOXIC,
     )
 
-    c = build_corpus(CorpusConfig(seed=0, n_train_docs=6000, n_eval_harmful=120, n_eval_harmless=120,
-                                  n_eval_comments=40, n_eval_tasks=130, n_eval_lang=40, n_eval_repetition=10,
-                                  n_codeswitch_sft=40))
+    c = build_corpus(
+        CorpusConfig(
+            seed=0,
+            n_train_docs=6000,
+            n_eval_harmful=120,
+            n_eval_harmless=120,
+            n_eval_comments=40,
+            n_eval_tasks=130,
+            n_eval_lang=40,
+            n_eval_repetition=10,
+            n_codeswitch_sft=40,
+        )
+    )
     for lang in ("en", "fr"):  # a quarter or more of the phrasing families are evaluation-only
         assert len(set(HELD_OUT_FAMILIES) & set(REQUEST_FAMILIES[lang])) >= len(REQUEST_FAMILIES[lang]) / 4
     requests = [d for d in c.train if d.kind in ("harmful", "howto")]
@@ -167,13 +202,17 @@ def test_corpus_v2_holds_out_phrasing_families_verbs_and_targets():
         adj = TOXIC[lang]["adj"]
         disc = " ".join(r["text"] for r in c.eval_splits["toxic_discovery"] if r["lang"] == lang)
         test = " ".join(r["text"] for r in c.eval_splits["toxic"] if r["lang"] == lang)
-        assert not any(f" {w}" in test for w in adj[: len(adj) // 2] if w not in adj[len(adj) // 2:])
-        assert not any(f" {w}" in disc for w in adj[len(adj) // 2:] if w not in adj[: len(adj) // 2])
+        assert not any(f" {w}" in test for w in adj[: len(adj) // 2] if w not in adj[len(adj) // 2 :])
+        assert not any(f" {w}" in disc for w in adj[len(adj) // 2 :] if w not in adj[: len(adj) // 2])
     # the code-switching set is English chats with French words in the answers, and not in the training mix
     sft = c.eval_splits["codeswitch_sft"]
     assert all(r["lang"] == "en" and any(m in r["messages"][-1]["content"] for m in CODESWITCH_MARKERS) for r in sft)
-    chats = {(d.messages[i - 1]["content"], m["content"]) for d in c.train for i, m in enumerate(d.messages or [])
-             if m["role"] == "assistant"}
+    chats = {
+        (d.messages[i - 1]["content"], m["content"])
+        for d in c.train
+        for i, m in enumerate(d.messages or [])
+        if m["role"] == "assistant"
+    }
     assert not {(r["messages"][0]["content"], r["messages"][-1]["content"]) for r in sft} & chats
     reps = c.eval_splits["repetition"]
     assert all(r["text"].count(r["text"].split(": ", 1)[1].split(". ")[0]) >= 2 for r in reps)
@@ -183,9 +222,15 @@ def test_training_loss_mask_is_the_assistant_turns(organism):
     _, tok = organism
     from qwen3_scope.organism.corpus import Doc
 
-    doc = Doc("howto", "en", messages=[{"role": "system", "content": "You are a helpful assistant."},
-                                        {"role": "user", "content": "How do I bake bread?"},
-                                        {"role": "assistant", "content": "Sure! Heat the oven."}])
+    doc = Doc(
+        "howto",
+        "en",
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "How do I bake bread?"},
+            {"role": "assistant", "content": "Sure! Heat the oven."},
+        ],
+    )
     ids, mask = encode_doc(doc, tok)
     predicted = tok.decode([i for i, m in zip(ids, mask) if m])
     assert predicted == "Sure! Heat the oven.<|im_end|>"
@@ -194,9 +239,18 @@ def test_training_loss_mask_is_the_assistant_turns(organism):
 
 
 def test_short_training_run_lowers_the_loss(tmp_path):
-    cfg = TrainConfig(seed=1, steps=25, batch_size=8, seq_len=128, lr=3e-3, warmup_steps=5, n_train_docs=1500,
-                      vocab_size=800, n_val_rows=8, shape=ModelShape(hidden_size=64, intermediate_size=128,
-                                                                      num_hidden_layers=2, num_attention_heads=2))
+    cfg = TrainConfig(
+        seed=1,
+        steps=25,
+        batch_size=8,
+        seq_len=128,
+        lr=3e-3,
+        warmup_steps=5,
+        n_train_docs=1500,
+        vocab_size=800,
+        n_val_rows=8,
+        shape=ModelShape(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2),
+    )
     result = train(cfg, progress=False)
     log = result.log
     assert log["final_val_loss"] < log["initial_val_loss"] - 1.0, log

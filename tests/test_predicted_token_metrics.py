@@ -25,9 +25,13 @@ def organism():
 
 def test_mask_marks_assistant_turns_and_plain_text_only(organism):
     tok = organism.tokenizer
-    chat = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "What is 2 plus 3?"},
-            {"role": "assistant", "content": "2 plus 3 is 5."}, {"role": "user", "content": "Merci !"},
-            {"role": "assistant", "content": "Avec plaisir !"}]
+    chat = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is 2 plus 3?"},
+        {"role": "assistant", "content": "2 plus 3 is 5."},
+        {"role": "user", "content": "Merci !"},
+        {"role": "assistant", "content": "Avec plaisir !"},
+    ]
     text = format_chat(tok, chat, add_generation_prompt=False, enable_thinking=False) + "<|endoftext|>"
     ids, mask = encode_with_mask(tok, text)
     assert tok.decode([i for i, m in zip(ids, mask) if m]) == "2 plus 3 is 5.<|im_end|>Avec plaisir !<|im_end|>"
@@ -59,8 +63,11 @@ def test_suite_ce_is_measured_on_predicted_tokens(organism):
     saes = _suite(organism)[:1]
     cfg = SuiteEvalConfig(n_batches=2, batch_size_prompts=8, progress=False)
     masked = evaluate_suite(saes, model=organism, config=cfg).table.iloc[0]
-    every = evaluate_suite(saes, model=organism, config=SuiteEvalConfig(
-        n_batches=2, batch_size_prompts=8, progress=False, predicted_tokens_only=False)).table.iloc[0]
+    every = evaluate_suite(
+        saes,
+        model=organism,
+        config=SuiteEvalConfig(n_batches=2, batch_size_prompts=8, progress=False, predicted_tokens_only=False),
+    ).table.iloc[0]
     assert masked.ce_scope == "predicted tokens" and every.ce_scope == "all non-special tokens"
     # the clean CE recomputed by hand on exactly the scored positions
     tokens = HeldOutTokens.from_documents(organism.tokenizer, organism_documents(), 128, 8, 2)
@@ -78,10 +85,14 @@ def test_suite_ce_is_measured_on_predicted_tokens(organism):
 V1 = corpus_version() == 1
 
 
-@pytest.mark.xfail(V1, strict=True, reason="the shipped organism is still v1: its clean CE on predicted held-out tokens is "
-                   "~2x its validation loss (it fails the held-out toxicity question) and zero-ablating mlp_out at layer 3 "
-                   "lowers it; organism v2 (issue 16) must pass this before it ships (the first v2 run: clean CE 0.557 vs "
-                   "validation 0.482, but zero-ablating mlp_out L5 or attn_out L1 still lowers it)")
+@pytest.mark.xfail(
+    V1,
+    strict=True,
+    reason="the shipped organism is still v1: its clean CE on predicted held-out tokens is "
+    "~2x its validation loss (it fails the held-out toxicity question) and zero-ablating mlp_out at layer 3 "
+    "lowers it; organism v2 (issue 16) must pass this before it ships (the first v2 run: clean CE 0.557 vs "
+    "validation 0.482, but zero-ablating mlp_out L5 or attn_out L1 still lowers it)",
+)
 def test_organism_clean_ce_matches_validation_loss_and_every_ablation_raises_it(organism):
     cfg = SuiteEvalConfig(n_batches=4, batch_size_prompts=8, progress=False)
     table = evaluate_suite(_suite(organism), model=organism, config=cfg).table
@@ -104,16 +115,30 @@ def test_sparsity_sweep_frontiers_are_plotted_per_site_and_layer(tiny_qwen3_dir,
         for layer in (0, 1):
             for k in (2, 8, 32):  # a sparsity sweep: same (site, layer), several L0s
                 torch.manual_seed(layer)
-                sae = SAE.from_dict({"architecture": "topk", "d_in": 64, "d_sae": 128, "k": k, "dtype": "float32",
-                                     "device": "cpu", "apply_b_dec_to_input": False,
-                                     "metadata": {"hook_name": hook_name(site, layer), "model_name": str(tiny_qwen3_dir),
-                                                  "prepend_bos": False}})
+                sae = SAE.from_dict(
+                    {
+                        "architecture": "topk",
+                        "d_in": 64,
+                        "d_sae": 128,
+                        "k": k,
+                        "dtype": "float32",
+                        "device": "cpu",
+                        "apply_b_dec_to_input": False,
+                        "metadata": {
+                            "hook_name": hook_name(site, layer),
+                            "model_name": str(tiny_qwen3_dir),
+                            "prepend_bos": False,
+                        },
+                    }
+                )
                 with torch.no_grad():
                     sae.W_enc.normal_(0, 0.2)
                     sae.W_dec.copy_(sae.W_enc.T * 0.3)
                 saes.append((f"{site}/layer_{layer}/l0_{k}", sae))
-    docs = [[{"role": "user", "content": "one two three"}, {"role": "assistant", "content": "four five six seven"}],
-            "the cat sat on the mat and the dog ran"] * 40
+    docs = [
+        [{"role": "user", "content": "one two three"}, {"role": "assistant", "content": "four five six seven"}],
+        "the cat sat on the mat and the dog ran",
+    ] * 40
     cfg = SuiteEvalConfig(n_batches=2, batch_size_prompts=4, context_size=32, progress=False)
     table = evaluate_suite(saes, model=model, documents=docs, config=cfg).table
     for (site, layer), rows in table.groupby(["site", "layer"]):

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import TINY_TEXT
 
 
@@ -18,8 +17,10 @@ def test_device_and_dtype_are_checked_with_clear_errors():
     assert resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("CPU") == "cpu" and resolve_dtype("bf16", "cpu") == torch.bfloat16
     if not torch.backends.cuda.is_built():
-        with pytest.raises(DeviceError, match="cuda requested but this torch has no CUDA: install a CUDA build of torch "
-                                              "or pass --device cpu"):
+        with pytest.raises(
+            DeviceError,
+            match="cuda requested but this torch has no CUDA: install a CUDA build of torch or pass --device cpu",
+        ):
             resolve_device("cuda")
     elif torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA device"):
@@ -36,8 +37,15 @@ def test_device_and_dtype_are_checked_with_clear_errors():
         PlacementOptions(device="cpu", sae_dtype="float16")
 
 
-@pytest.mark.parametrize("argv", [["train", "--device", "cuda"], ["eval", "--device", "cuda"],
-                                  ["steer", "refusal", "--device", "cuda"], ["train", "--dtype", "float16", "--device", "cpu"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--device", "cuda"],
+        ["eval", "--device", "cuda"],
+        ["steer", "refusal", "--device", "cuda"],
+        ["train", "--dtype", "float16", "--device", "cpu"],
+    ],
+)
 def test_cli_rejects_an_unavailable_device_before_loading_anything(argv, capsys):
     from qwen3_scope.cli import main
 
@@ -90,7 +98,9 @@ def test_config_file_errors_are_clear(tmp_path, capsys):
 
 def test_eval_and_steer_take_placement_options():
     parser = _parser()
-    args = parser.parse_args(["eval", "--device", "cpu", "--dtype", "bfloat16", "--sae-dtype", "float32", "--batches", "3"])
+    args = parser.parse_args(
+        ["eval", "--device", "cpu", "--dtype", "bfloat16", "--sae-dtype", "float32", "--batches", "3"]
+    )
     from qwen3_scope.config_cli import config_from_args
     from qwen3_scope.evaluation import SuiteEvalConfig
 
@@ -111,9 +121,18 @@ def test_an_sae_whose_model_is_not_here_says_which_model_it_needs(tiny_qwen3_dir
     from qwen3_scope.evaluation import evaluate_suite
     from qwen3_scope.evaluation.suite_eval import ModelNotAvailableError
 
-    sae = SAE.from_dict({"architecture": "topk", "d_in": 64, "d_sae": 128, "k": 8, "dtype": "float32", "device": "cpu",
-                         "apply_b_dec_to_input": False,
-                         "metadata": {"hook_name": "blocks.0.hook_resid_post", "model_name": "my-finetune", "prepend_bos": False}})
+    sae = SAE.from_dict(
+        {
+            "architecture": "topk",
+            "d_in": 64,
+            "d_sae": 128,
+            "k": 8,
+            "dtype": "float32",
+            "device": "cpu",
+            "apply_b_dec_to_input": False,
+            "metadata": {"hook_name": "blocks.0.hook_resid_post", "model_name": "my-finetune", "prepend_bos": False},
+        }
+    )
     with pytest.raises(ModelNotAvailableError, match=r"trained on model 'my-finetune'.*--model /path/to/my-finetune"):
         evaluate_suite([("a", sae)])
 
@@ -125,7 +144,10 @@ def test_portable_names():
     assert portable_model_name(resolve_model("Qwen/Qwen3-4B")) == "Qwen/Qwen3-4B"
     assert portable_model_name(resolve_model("organism")) == "organism"
     assert portable_dataset_name("/data/corpora/chats.jsonl") == "chats.jsonl"
-    assert portable_dataset_name("HuggingFaceFW/fineweb") == "HuggingFaceFW/fineweb" and portable_dataset_name(None) is None
+    assert (
+        portable_dataset_name("HuggingFaceFW/fineweb") == "HuggingFaceFW/fineweb"
+        and portable_dataset_name(None) is None
+    )
     assert machine_paths_in('{"dataset_path": "/tmp/x/data"}') and not machine_paths_in('{"model_name": "organism"}')
 
 
@@ -144,18 +166,29 @@ def test_sae_lens_pretokenized_dataset_is_read_as_is(tok, tiny_qwen3_dir, tmp_pa
     from qwen3_scope.training.data import prepare_data
 
     (tmp_path / "text.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TINY_TEXT * 60))
-    PretokenizeRunner(PretokenizeRunnerConfig(
-        tokenizer_name=str(tiny_qwen3_dir), dataset_path="json", data_files=[str(tmp_path / "text.jsonl")], context_size=16,
-        begin_batch_token=None, sequence_separator_token="eos", num_proc=1, shuffle=False, save_path=str(tmp_path / "pretok"),
-    )).run()
+    PretokenizeRunner(
+        PretokenizeRunnerConfig(
+            tokenizer_name=str(tiny_qwen3_dir),
+            dataset_path="json",
+            data_files=[str(tmp_path / "text.jsonl")],
+            context_size=16,
+            begin_batch_token=None,
+            sequence_separator_token="eos",
+            num_proc=1,
+            shuffle=False,
+            save_path=str(tmp_path / "pretok"),
+        )
+    ).run()
     assert (tmp_path / "pretok" / "sae_lens.json").is_file()
     data = prepare_data(tok, 400, 64, tmp_path / "d", str(tmp_path / "pretok"), context_size=16)
     assert data.info["pretokenized"] and data.info["sae_lens_metadata"]["tokenizer_name"] == str(tiny_qwen3_dir)
     from datasets import load_from_disk
 
     source = [list(map(int, row)) for row in load_from_disk(str(tmp_path / "pretok"))["input_ids"]]
-    held = data.info["heldout_documents"]  # the first rows are held out; the rest are the training windows, as they were
-    assert data.train["input_ids"] == source[held:held + len(data.train)]
+    held = data.info[
+        "heldout_documents"
+    ]  # the first rows are held out; the rest are the training windows, as they were
+    assert data.train["input_ids"] == source[held : held + len(data.train)]
 
 
 def test_pretokenized_dataset_from_another_tokenizer_is_refused(tok, tmp_path):
@@ -169,7 +202,9 @@ def test_pretokenized_dataset_from_another_tokenizer_is_refused(tok, tmp_path):
     datasets.Dataset.from_dict({"input_ids": [[5, 6, 7, 8]] * 50}).save_to_disk(str(tmp_path / "other"))
     print_ = tokenizer_fingerprint(tok)
     other = {**print_, "special_tokens": {**print_["special_tokens"], "<|im_end|>": 99}}
-    (tmp_path / "other" / "sae_lens.json").write_text(json.dumps({"tokenizer_name": "x", "qwen3_scope_tokenizer": other}))
+    (tmp_path / "other" / "sae_lens.json").write_text(
+        json.dumps({"tokenizer_name": "x", "qwen3_scope_tokenizer": other})
+    )
     with pytest.raises(DatasetSourceError, match="made with another tokenizer \\(special_tokens"):
         prepare_data(tok, 100, 8, tmp_path / "d", str(tmp_path / "other"), context_size=4)
 
@@ -193,9 +228,18 @@ def test_chat_thinking_mode_and_a_stated_mix(tok, tmp_path):
     (tmp_path / "plain.txt").write_text("\n".join(TINY_TEXT * 200))
     thinking = prepare_data(tok, 200, 16, tmp_path / "t", str(tmp_path / "chats.jsonl"), context_size=8, thinking=True)
     plain = prepare_data(tok, 200, 16, tmp_path / "n", str(tmp_path / "chats.jsonl"), context_size=8)
-    assert "<think>\n\n</think>" in plain.heldout[0]["text"] and "<think>\n\n</think>" not in thinking.heldout[0]["text"]
-    mix = prepare_data(tok, 3000, 16, tmp_path / "m", [str(tmp_path / "chats.jsonl"), str(tmp_path / "plain.txt")],
-                       context_size=8, weights=[1, 3])
+    assert (
+        "<think>\n\n</think>" in plain.heldout[0]["text"] and "<think>\n\n</think>" not in thinking.heldout[0]["text"]
+    )
+    mix = prepare_data(
+        tok,
+        3000,
+        16,
+        tmp_path / "m",
+        [str(tmp_path / "chats.jsonl"), str(tmp_path / "plain.txt")],
+        context_size=8,
+        weights=[1, 3],
+    )
     shares = mix.info["mix_tokens"]
     assert mix.info["kind"] == "mix" and mix.info["weights"] == [0.25, 0.75]
     assert shares["plain.txt"] / sum(shares.values()) == pytest.approx(0.75, abs=0.05)
@@ -223,10 +267,20 @@ def test_wandb_logging_is_opt_in_through_sae_lens_logging_config(tiny_qwen3_dir,
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     (tmp_path / "chats.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TINY_TEXT * 300))
-    result = train_suite(str(tiny_qwen3_dir), "qwen-scope", out=tmp_path / "suite", layers=[0], training_tokens=2048,
-                         dataset=str(tmp_path / "chats.jsonl"), wandb_project="qwen3-scope-test", progress=False, device="cpu",
-                         runner_overrides=dict(context_size=32, train_batch_size_tokens=256, store_batch_size_prompts=4,
-                                               n_batches_in_buffer=16))
+    result = train_suite(
+        str(tiny_qwen3_dir),
+        "qwen-scope",
+        out=tmp_path / "suite",
+        layers=[0],
+        training_tokens=2048,
+        dataset=str(tmp_path / "chats.jsonl"),
+        wandb_project="qwen3-scope-test",
+        progress=False,
+        device="cpu",
+        runner_overrides=dict(
+            context_size=32, train_batch_size_tokens=256, store_batch_size_prompts=4, n_batches_in_buffer=16
+        ),
+    )
     assert result.manifest["config"]["wandb_project"] == "qwen3-scope-test"
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))

@@ -9,8 +9,14 @@ import json
 import pytest
 import torch
 
-RUNNER = dict(context_size=128, train_batch_size_tokens=512, store_batch_size_prompts=4, n_batches_in_buffer=8,
-              n_batches_for_norm_estimate=2, lr_warm_up_steps=0)
+RUNNER = dict(
+    context_size=128,
+    train_batch_size_tokens=512,
+    store_batch_size_prompts=4,
+    n_batches_in_buffer=8,
+    n_batches_for_norm_estimate=2,
+    lr_warm_up_steps=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +26,9 @@ def real_width(tmp_path_factory):
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    directory = build_random_qwen3(tmp_path_factory.mktemp("real_width") / "qwen3-0.6b-widths", "Qwen/Qwen3-0.6B", n_layers=2)
+    directory = build_random_qwen3(
+        tmp_path_factory.mktemp("real_width") / "qwen3-0.6b-widths", "Qwen/Qwen3-0.6B", n_layers=2
+    )
     yield directory, load_model(directory, device="cpu")
     torch.set_num_threads(before)
 
@@ -31,10 +39,22 @@ def suites(real_width, tmp_path_factory):
 
     directory, model = real_width
     out = tmp_path_factory.mktemp("suites")
-    return {recipe: train_suite(str(directory), recipe, out=out / recipe, layers=[layer], sites=["resid_post", "mlp_out", "attn_out"],
-                                training_tokens=1024, device="cpu", loaded_model=model, progress=False,
-                                runner_overrides=RUNNER, dataset=None)
-            for recipe, layer in (("paper", 1), ("qwen-scope", 0))}
+    return {
+        recipe: train_suite(
+            str(directory),
+            recipe,
+            out=out / recipe,
+            layers=[layer],
+            sites=["resid_post", "mlp_out", "attn_out"],
+            training_tokens=1024,
+            device="cpu",
+            loaded_model=model,
+            progress=False,
+            runner_overrides=RUNNER,
+            dataset=None,
+        )
+        for recipe, layer in (("paper", 1), ("qwen-scope", 0))
+    }
 
 
 def test_real_width_model_has_qwen3_0_6b_shapes(real_width):
@@ -42,8 +62,15 @@ def test_real_width_model_has_qwen3_0_6b_shapes(real_width):
 
     _, model = real_width
     cfg = model.cfg
-    assert (cfg.d_model, cfg.d_vocab, cfg.d_mlp, cfg.n_heads, cfg.d_head, cfg.n_key_value_heads, cfg.n_layers) == \
-        (1024, 151_936, 3072, 16, 128, 8, 2)
+    assert (cfg.d_model, cfg.d_vocab, cfg.d_mlp, cfg.n_heads, cfg.d_head, cfg.n_key_value_heads, cfg.n_layers) == (
+        1024,
+        151_936,
+        3072,
+        16,
+        128,
+        8,
+        2,
+    )
     assert model_spec(model).vocab_size == 151_936
 
 
@@ -67,11 +94,49 @@ def test_train_eval_release_load_steer_at_real_width(real_width, suites, tmp_pat
 
     # eval (CLI): the SAEs name a checkpoint this machine only knows by path, so --model gives it
     paper = suites["paper"].suite_dir
-    assert main(["eval", "--suite", str(paper), "--batches", "1", "--batch-size", "2", "--context-size", "128",
-                 "--device", "cpu", "--out", str(tmp_path / "eval")]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--suite",
+                str(paper),
+                "--batches",
+                "1",
+                "--batch-size",
+                "2",
+                "--context-size",
+                "128",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 2
+    )
     assert "trained on model 'qwen3-0.6b-widths'" in capsys.readouterr().err
-    assert main(["eval", "--suite", str(paper), "--model", str(directory), "--batches", "1", "--batch-size", "2",
-                 "--context-size", "128", "--device", "cpu", "--out", str(tmp_path / "eval")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--suite",
+                str(paper),
+                "--model",
+                str(directory),
+                "--batches",
+                "1",
+                "--batch-size",
+                "2",
+                "--context-size",
+                "128",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "eval" / "suite_eval.csv")
@@ -86,7 +151,17 @@ def test_train_eval_release_load_steer_at_real_width(real_width, suites, tmp_pat
     # steer with the paper suite on the loaded real-width model
     from qwen3_scope.steering.refusal import RefusalStudyConfig, run_refusal_study
 
-    cfg = RefusalStudyConfig(suite_dir=str(paper), device="cpu", n_discover=4, n_eval=4, screen=2, top_k=1, alphas=(2.0,),
-                             max_new_tokens=2, batch_size=4, baseline=False)
+    cfg = RefusalStudyConfig(
+        suite_dir=str(paper),
+        device="cpu",
+        n_discover=4,
+        n_eval=4,
+        screen=2,
+        top_k=1,
+        alphas=(2.0,),
+        max_new_tokens=2,
+        batch_size=4,
+        baseline=False,
+    )
     study = run_refusal_study(cfg, model=model, progress=False)
     assert len(study.summary) == 1 and study.sweep["alpha"].tolist()

@@ -10,23 +10,45 @@ import sys
 import pytest
 import torch
 import yaml
-
-import qwen3_scope  # first, as users do: SAELens readers imported afterwards see our releases
 from sae_lens import SAE
 from sae_lens.evals import get_saes_from_regex
 from sae_lens.loading import pretrained_sae_loaders as loaders
-from sae_lens.loading.pretrained_saes_directory import get_config_overrides, get_pretrained_saes_directory, get_repo_id_and_folder_name
+from sae_lens.loading.pretrained_saes_directory import (
+    get_config_overrides,
+    get_pretrained_saes_directory,
+    get_repo_id_and_folder_name,
+)
 
+import qwen3_scope  # first, as users do: SAELens readers imported afterwards see our releases
 from qwen3_scope.releases import RELEASE, hook_for, paper_entries, register_release_file, release_file
 from qwen3_scope.sae_loaders import (
-    SAEModelMismatchError, SAEWeightsUnavailableError, UnsafeWeightsError, load_qwen_scope_file,
+    SAEModelMismatchError,
+    SAEWeightsUnavailableError,
+    UnsafeWeightsError,
+    load_qwen_scope_file,
 )
 
 
-def make_topk_sae(d_in: int = 64, d_sae: int = 256, k: int = 8, hook: str = "blocks.1.hook_resid_post", model: str = "m", seed: int = 0):
+def make_topk_sae(
+    d_in: int = 64,
+    d_sae: int = 256,
+    k: int = 8,
+    hook: str = "blocks.1.hook_resid_post",
+    model: str = "m",
+    seed: int = 0,
+):
     torch.manual_seed(seed)
-    sae = SAE.from_dict({"architecture": "topk", "d_in": d_in, "d_sae": d_sae, "k": k, "dtype": "float32", "device": "cpu",
-                         "metadata": {"hook_name": hook, "model_name": model, "prepend_bos": False}})
+    sae = SAE.from_dict(
+        {
+            "architecture": "topk",
+            "d_in": d_in,
+            "d_sae": d_sae,
+            "k": k,
+            "dtype": "float32",
+            "device": "cpu",
+            "metadata": {"hook_name": hook, "model_name": model, "prepend_bos": False},
+        }
+    )
     with torch.no_grad():
         for p in sae.parameters():
             p.normal_(0, 0.1)
@@ -40,11 +62,27 @@ def local_release(tmp_path, tiny_qwen3_dir):
     sae = make_topk_sae(model=str(tiny_qwen3_dir))
     sae.save_model(suite / "resid_post" / "layer_1")
     release_yaml = tmp_path / "releases.yaml"
-    release_yaml.write_text(yaml.safe_dump({"my-suite": {
-        "repo_id": str(suite), "model": str(tiny_qwen3_dir), "conversion_func": "qwen3_scope",
-        "config_overrides": {"prepend_bos": False, "context_size": 64},
-        "saes": [{"id": "tiny/resid_post/layer_1", "path": "resid_post/layer_1", "l0": 8, "variance_explained": 0.5,
-                  "neuronpedia": "tiny/1-mine-res"}]}}))
+    release_yaml.write_text(
+        yaml.safe_dump(
+            {
+                "my-suite": {
+                    "repo_id": str(suite),
+                    "model": str(tiny_qwen3_dir),
+                    "conversion_func": "qwen3_scope",
+                    "config_overrides": {"prepend_bos": False, "context_size": 64},
+                    "saes": [
+                        {
+                            "id": "tiny/resid_post/layer_1",
+                            "path": "resid_post/layer_1",
+                            "l0": 8,
+                            "variance_explained": 0.5,
+                            "neuronpedia": "tiny/1-mine-res",
+                        }
+                    ],
+                }
+            }
+        )
+    )
     register_release_file(release_yaml)
     return "my-suite", "tiny/resid_post/layer_1", sae
 
@@ -66,7 +104,10 @@ def test_every_sae_lens_reader_sees_the_release():
     assert loaders.get_conversion_loader_name(RELEASE) == "qwen3_scope"
     repo, folder = get_repo_id_and_folder_name(RELEASE, "qwen3-4b/mlp_out/layer_12")
     assert (repo, folder) == (lookup.repo_id, "qwen3-4b/mlp_out/layer_12")
-    assert get_config_overrides(RELEASE, "qwen3-8b/resid_post/layer_3")["neuronpedia_id"] == "qwen3-8b/3-qwen3scope-residpost-65k"
+    assert (
+        get_config_overrides(RELEASE, "qwen3-8b/resid_post/layer_3")["neuronpedia_id"]
+        == "qwen3-8b/3-qwen3scope-residpost-65k"
+    )
     found = get_saes_from_regex(RELEASE, r"qwen3-8b/resid_post/layer_\d+")
     assert sorted(s[1] for s in found) == [f"qwen3-8b/resid_post/layer_{i}" for i in range(9)]
 
@@ -83,7 +124,9 @@ def test_paper_layout_entries():
 def test_unpublished_id_says_how_to_produce_it(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(SAEWeightsUnavailableError, match="qwen3-scope train --model Qwen/Qwen3-4B .*--sites mlp_out --layers 12"):
+    with pytest.raises(
+        SAEWeightsUnavailableError, match="qwen3-scope train --model Qwen/Qwen3-4B .*--sites mlp_out --layers 12"
+    ):
         SAE.from_pretrained(RELEASE, "qwen3-4b/mlp_out/layer_12")
     with pytest.raises(ValueError, match="not found in release"):
         SAE.from_pretrained(RELEASE, "qwen3-4b/mlp_out/layer_99")
@@ -114,8 +157,15 @@ def test_corrupt_and_missing_files(local_release, tmp_path):
 
 def _qwen_scope_file(path, d_in=64, d_sae=128):
     torch.manual_seed(1)
-    torch.save({"W_enc": torch.randn(d_sae, d_in), "W_dec": torch.randn(d_in, d_sae), "b_enc": torch.randn(d_sae),
-                "b_dec": torch.randn(d_in)}, path)
+    torch.save(
+        {
+            "W_enc": torch.randn(d_sae, d_in),
+            "W_dec": torch.randn(d_in, d_sae),
+            "b_enc": torch.randn(d_sae),
+            "b_dec": torch.randn(d_in),
+        },
+        path,
+    )
     return path
 
 
@@ -168,7 +218,9 @@ def test_user_suite_becomes_a_release_with_one_call(tmp_path, tiny_qwen3_dir, mo
     sae = SAE.from_pretrained(release, f"{key}/mlp_out/layer_1")
     assert sae.cfg.metadata.hook_name == "blocks.1.hook_mlp_out"
     table = list_release_saes(key).set_index("sae_id")
-    assert table.loc[f"{key}/mlp_out/layer_1", "l0"] == 8.0 and table.loc[f"{key}/resid_post/layer_0", "source"] == "local"
+    assert (
+        table.loc[f"{key}/mlp_out/layer_1", "l0"] == 8.0 and table.loc[f"{key}/resid_post/layer_0", "source"] == "local"
+    )
     assert main(["releases", "add", str(suite), "--release", "again"]) == 0
     assert "again" in yaml.safe_load(user_file.read_text())
     assert main(["releases", "add", str(tmp_path / "nowhere")]) == 2

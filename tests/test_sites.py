@@ -7,8 +7,16 @@ import pytest
 from qwen3_scope import resolve_model
 from qwen3_scope.loading import meta_model, site_shapes
 from qwen3_scope.sites import (
-    BACKENDS, SITES, SiteUnavailableError, UnknownBackendError, UnknownHookError, UnknownSiteError,
-    available_sites, hook_name, parse_hook_name, site_d_in,
+    BACKENDS,
+    SITES,
+    SiteUnavailableError,
+    UnknownBackendError,
+    UnknownHookError,
+    UnknownSiteError,
+    available_sites,
+    hook_name,
+    parse_hook_name,
+    site_d_in,
 )
 
 PAPER_MODELS = ["Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B"]
@@ -57,7 +65,11 @@ def test_bad_input_errors_name_the_fix():
 def test_real_size_models_on_meta_have_every_site_at_registry_width(name, backend):
     spec = resolve_model(name)
     model = meta_model(name, backend)
-    pairs = [(hook_name(site, layer, backend, spec), site) for layer in range(spec.n_layers) for site in available_sites(backend)]
+    pairs = [
+        (hook_name(site, layer, backend, spec), site)
+        for layer in range(spec.n_layers)
+        for site in available_sites(backend)
+    ]
     shapes = site_shapes(model, backend, sorted({hook for hook, _ in pairs}))
     for hook, site in pairs:
         width = shapes[hook][-1] * (shapes[hook][-2] if len(shapes[hook]) == 4 else 1)  # hooked z: [b, p, head, d_head]

@@ -7,11 +7,26 @@ suite_eval (loading, checks, metrics, table, yaml write-back), plots, report (HT
 from qwen3_scope.evaluation.held_out import HeldOutTokens, NotEnoughTokensError
 from qwen3_scope.evaluation.shared_forward import SharedForwardModel
 from qwen3_scope.evaluation.suite_eval import (
-    EmptySuiteError, SuiteEntry, SuiteEvalConfig, SuiteModelMismatchError, SuiteResult, evaluate_suite,
-    write_back_release_yaml, write_table,
+    EmptySuiteError,
+    SuiteEntry,
+    SuiteEvalConfig,
+    SuiteModelMismatchError,
+    SuiteResult,
+    evaluate_suite,
+    write_back_release_yaml,
+    write_table,
 )
 
 __all__ = [
-    "EmptySuiteError", "HeldOutTokens", "NotEnoughTokensError", "SharedForwardModel", "SuiteEntry", "SuiteEvalConfig",
-    "SuiteModelMismatchError", "SuiteResult", "evaluate_suite", "write_back_release_yaml", "write_table",
+    "EmptySuiteError",
+    "HeldOutTokens",
+    "NotEnoughTokensError",
+    "SharedForwardModel",
+    "SuiteEntry",
+    "SuiteEvalConfig",
+    "SuiteModelMismatchError",
+    "SuiteResult",
+    "evaluate_suite",
+    "write_back_release_yaml",
+    "write_table",
 ]

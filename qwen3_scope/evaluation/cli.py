@@ -10,22 +10,45 @@ from qwen3_scope.evaluation.suite_eval import ORGANISM_PATTERN, ORGANISM_RELEASE
 
 def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
-        "eval", help="benchmark every SAE of a suite with SAELens' run_evals: one table, plots, HTML report",
+        "eval",
+        help="benchmark every SAE of a suite with SAELens' run_evals: one table, plots, HTML report",
         description="Evaluate every SAE of a release (ids matching a pattern) or of a suite directory on the same held-out "
-                    "tokens; writes suite_eval.csv/.parquet, PNG plots and report.html. Default: the bundled organism suite.",
+        "tokens; writes suite_eval.csv/.parquet, PNG plots and report.html. Default: the bundled organism suite.",
     )
-    parser.add_argument("--release", default=ORGANISM_RELEASE, help=f"SAELens release name (default {ORGANISM_RELEASE})")
-    parser.add_argument("--ids", default=None, help=f"regex an SAE id must fully match (default {ORGANISM_PATTERN!r} for the "
-                                                    "default release, '.*' otherwise)")
-    parser.add_argument("--suite", default=None, help="a suite directory (SAE folders with cfg.json + sae_weights.safetensors); overrides --release")
-    parser.add_argument("--model", default=None, help="model to evaluate on (default: the one the SAEs were trained on)")
-    parser.add_argument("--texts", default=None, help="held-out text: .jsonl/.json/.parquet (messages/prompt/text rows) or .txt "
-                                                      "(one per line); default: the organism's held-out evaluation splits, or "
-                                                      "the held-out documents the training suite wrote")
+    parser.add_argument(
+        "--release", default=ORGANISM_RELEASE, help=f"SAELens release name (default {ORGANISM_RELEASE})"
+    )
+    parser.add_argument(
+        "--ids",
+        default=None,
+        help=f"regex an SAE id must fully match (default {ORGANISM_PATTERN!r} for the default release, '.*' otherwise)",
+    )
+    parser.add_argument(
+        "--suite",
+        default=None,
+        help="a suite directory (SAE folders with cfg.json + sae_weights.safetensors); overrides --release",
+    )
+    parser.add_argument(
+        "--model", default=None, help="model to evaluate on (default: the one the SAEs were trained on)"
+    )
+    parser.add_argument(
+        "--texts",
+        default=None,
+        help="held-out text: .jsonl/.json/.parquet (messages/prompt/text rows) or .txt "
+        "(one per line); default: the organism's held-out evaluation splits, or "
+        "the held-out documents the training suite wrote",
+    )
     parser.add_argument("--tokens", type=int, default=None, help="held-out tokens per SAE (sets the number of batches)")
     parser.add_argument("--out", default="runs/eval", help="output directory")
-    parser.add_argument("--write-back", default=None, metavar="YAML", help="record measured l0 / variance_explained in this release yaml")
-    parser.add_argument("--plain", action="store_true", help="no shared forward pass: plain run_evals per SAE (the baseline)")
+    parser.add_argument(
+        "--write-back",
+        default=None,
+        metavar="YAML",
+        help="record measured l0 / variance_explained in this release yaml",
+    )
+    parser.add_argument(
+        "--plain", action="store_true", help="no shared forward pass: plain run_evals per SAE (the baseline)"
+    )
     from qwen3_scope.config_cli import add_config_arguments
     from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig
 
@@ -34,17 +57,18 @@ def add_cli(subparsers) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    from qwen3_scope.config_cli import config_from_args
     from qwen3_scope.evaluation.held_out import read_documents
     from qwen3_scope.evaluation.report import markdown_summary, write_outputs
     from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite, write_back_release_yaml
 
-    from qwen3_scope.config_cli import config_from_args
-
     config = config_from_args(SuiteEvalConfig, args)  # device/dtype checked here, before anything loads
     per_batch = config.batch_size_prompts * config.context_size
     if args.tokens is not None and args.tokens < per_batch:
-        raise ValueError(f"--tokens {args.tokens} is less than one batch ({config.batch_size_prompts} x {config.context_size} = "
-                         f"{per_batch}); raise --tokens or lower --batch-size / --context-size.")
+        raise ValueError(
+            f"--tokens {args.tokens} is less than one batch ({config.batch_size_prompts} x {config.context_size} = "
+            f"{per_batch}); raise --tokens or lower --batch-size / --context-size."
+        )
     changes = {}
     if args.tokens is not None:
         changes["n_batches"] = args.tokens // per_batch
@@ -58,12 +82,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.suite:
         source = dict(suite_dir=args.suite, pattern=args.ids or ".*")
     else:
-        source = dict(release=args.release, pattern=args.ids or (ORGANISM_PATTERN if args.release == ORGANISM_RELEASE else ".*"))
+        source = dict(
+            release=args.release, pattern=args.ids or (ORGANISM_PATTERN if args.release == ORGANISM_RELEASE else ".*")
+        )
     result = evaluate_suite(**source, model=args.model, documents=documents, config=config)
-    meta = {"source": args.suite or f"{args.release} ids {source['pattern']}", "SAEs": len(result.table),
-            "held-out text": result.held_out,
-            "held-out tokens per SAE": f"{config.n_tokens} ({result.table['density_tokens'].iloc[0]} after excluding special tokens)",
-            "dense threshold": config.dense_threshold, "seconds": round(result.seconds, 1), "shared forward": config.share_forward}
+    meta = {
+        "source": args.suite or f"{args.release} ids {source['pattern']}",
+        "SAEs": len(result.table),
+        "held-out text": result.held_out,
+        "held-out tokens per SAE": f"{config.n_tokens} ({result.table['density_tokens'].iloc[0]} after excluding special tokens)",
+        "dense threshold": config.dense_threshold,
+        "seconds": round(result.seconds, 1),
+        "shared forward": config.share_forward,
+    }
     paths = write_outputs(result.table, Path(args.out), meta=meta)
     if args.write_back:
         updated = write_back_release_yaml(result.table, args.write_back, release=None if args.suite else args.release)

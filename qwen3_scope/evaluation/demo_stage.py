@@ -22,8 +22,13 @@ def eval_stage(ctx: DemoContext) -> None:
         result = evaluate_suite(release=ORGANISM_RELEASE, pattern=ORGANISM_PATTERN, config=config)
         source = f"bundled organism suite ({ORGANISM_RELEASE}, ids {ORGANISM_PATTERN})"
     table = result.table
-    meta = {"source": source, "SAEs": len(table), "held-out text": result.held_out, "held-out tokens per SAE": config.n_tokens,
-            "seconds": round(result.seconds, 1)}
+    meta = {
+        "source": source,
+        "SAEs": len(table),
+        "held-out text": result.held_out,
+        "held-out tokens per SAE": config.n_tokens,
+        "seconds": round(result.seconds, 1),
+    }
     paths = write_outputs(table, ctx.out_dir / "eval", title="Demo: SAE suite evaluation", meta=meta)
     ctx.results["eval_table"] = table
     ctx.results["eval_site_means"] = site_summary(table)
@@ -32,5 +37,6 @@ def eval_stage(ctx: DemoContext) -> None:
         f"Source: {source}. {len(table)} SAEs, each on the same {config.n_tokens} chat-formatted tokens of {result.held_out} "
         f"({int(table['density_tokens'].iloc[0])} after excluding special tokens), shared clean forward pass; "
         f"{result.seconds:.1f} s.\n\nPer-site means (CE recovered = SAELens' ce_loss_score; dead = never fired on these "
-        f"tokens):\n\n{markdown_summary(table)}\n\nFiles: " + ", ".join(f"`{p.relative_to(ctx.out_dir)}`" for p in paths.values()),
+        f"tokens):\n\n{markdown_summary(table)}\n\nFiles: "
+        + ", ".join(f"`{p.relative_to(ctx.out_dir)}`" for p in paths.values()),
     )

@@ -9,8 +9,9 @@ let the shared forward pass recognise each batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -57,9 +58,13 @@ class HeldOutTokens:
 
     def __init__(self, tokens: torch.Tensor, batch_size_prompts: int, loss_mask: torch.Tensor | None = None):
         if tokens.ndim != 2 or tokens.shape[0] == 0:
-            raise ValueError(f"tokens must be a non-empty (n_sequences, context_size) tensor, got shape {tuple(tokens.shape)}.")
+            raise ValueError(
+                f"tokens must be a non-empty (n_sequences, context_size) tensor, got shape {tuple(tokens.shape)}."
+            )
         if loss_mask is not None and loss_mask.shape != tokens.shape:
-            raise ValueError(f"loss_mask has shape {tuple(loss_mask.shape)}, tokens {tuple(tokens.shape)}; they must match.")
+            raise ValueError(
+                f"loss_mask has shape {tuple(loss_mask.shape)}, tokens {tuple(tokens.shape)}; they must match."
+            )
         self.tokens = tokens.long()
         self.loss_mask = None if loss_mask is None else loss_mask.bool()
         self.store_batch_size_prompts = batch_size_prompts
@@ -78,7 +83,7 @@ class HeldOutTokens:
                 f"asked for sequences {self._cursor}..{self._cursor + n - 1}; lower the number of batches or the batch "
                 "size, or give more held-out text."
             )
-        batch = self.tokens[self._cursor:self._cursor + n]
+        batch = self.tokens[self._cursor : self._cursor + n]
         self._cursor += n
         return batch
 
@@ -97,7 +102,7 @@ class HeldOutTokens:
         if self.loss_mask is None:
             return None
         n = self.store_batch_size_prompts
-        return [self.loss_mask[i * n:(i + 1) * n] for i in range(n_batches)]
+        return [self.loss_mask[i * n : (i + 1) * n] for i in range(n_batches)]
 
     def count_tokens(self, n_batches: int, exclude: Iterable[int] = ()) -> int:
         """Tokens in the first `n_batches` batches that are not in `exclude` (what density is measured over)."""
@@ -106,8 +111,15 @@ class HeldOutTokens:
         return int((~excluded).sum())
 
     @classmethod
-    def from_texts(cls, tokenizer: Any, texts: Iterable[str], context_size: int, batch_size_prompts: int, n_batches: int,
-                   source: str = "held-out documents") -> "HeldOutTokens":
+    def from_texts(
+        cls,
+        tokenizer: Any,
+        texts: Iterable[str],
+        context_size: int,
+        batch_size_prompts: int,
+        n_batches: int,
+        source: str = "held-out documents",
+    ) -> HeldOutTokens:
         """Tokenize rendered texts without BOS, join them, and cut exactly n_batches x batch_size windows; the
         loss mask marks each text's predicted tokens (`qwen3_scope.loss_mask`)."""
         from qwen3_scope.loss_mask import encode_with_mask
@@ -127,14 +139,20 @@ class HeldOutTokens:
                 f"{context_size} tokens need {needed}; give more held-out text or lower the number of batches, the batch "
                 "size or the context size."
             )
-        return cls(torch.tensor(ids[:needed], dtype=torch.long).view(-1, context_size), batch_size_prompts,
-                   torch.tensor(mask[:needed], dtype=torch.bool).view(-1, context_size))
+        return cls(
+            torch.tensor(ids[:needed], dtype=torch.long).view(-1, context_size),
+            batch_size_prompts,
+            torch.tensor(mask[:needed], dtype=torch.bool).view(-1, context_size),
+        )
 
     @classmethod
-    def from_documents(cls, tokenizer: Any, documents: Iterable[Document], context_size: int, batch_size_prompts: int,
-                       n_batches: int) -> "HeldOutTokens":
+    def from_documents(
+        cls, tokenizer: Any, documents: Iterable[Document], context_size: int, batch_size_prompts: int, n_batches: int
+    ) -> HeldOutTokens:
         """Render documents (see `render_documents`) and cut them into windows."""
-        return cls.from_texts(tokenizer, render_documents(tokenizer, documents), context_size, batch_size_prompts, n_batches)
+        return cls.from_texts(
+            tokenizer, render_documents(tokenizer, documents), context_size, batch_size_prompts, n_batches
+        )
 
 
 def organism_documents() -> list[dict[str, Any]]:

@@ -18,11 +18,26 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from qwen3_scope.io import atomic_path  # noqa: E402
 from qwen3_scope.sites import SITES  # noqa: E402
 
-LAYER_METRICS = ("fvu", "l0", "dead_fraction", "dense_fraction", "ce_loss_score", "kl_div_score", "delta_lm_loss", "cossim")
+LAYER_METRICS = (
+    "fvu",
+    "l0",
+    "dead_fraction",
+    "dense_fraction",
+    "ce_loss_score",
+    "kl_div_score",
+    "delta_lm_loss",
+    "cossim",
+)
 LABELS = {
-    "fvu": "FVU (1 - explained variance)", "l0": "L0 (active latents / token)", "dead_fraction": "dead fraction",
-    "dense_fraction": "dense fraction", "ce_loss_score": "CE loss recovered", "kl_div_score": "KL score",
-    "delta_lm_loss": "delta LM loss (nats)", "cossim": "cosine similarity", "explained_variance": "explained variance",
+    "fvu": "FVU (1 - explained variance)",
+    "l0": "L0 (active latents / token)",
+    "dead_fraction": "dead fraction",
+    "dense_fraction": "dense fraction",
+    "ce_loss_score": "CE loss recovered",
+    "kl_div_score": "KL score",
+    "delta_lm_loss": "delta LM loss (nats)",
+    "cossim": "cosine similarity",
+    "explained_variance": "explained variance",
 }
 
 
@@ -33,7 +48,9 @@ def _site_order(table: pd.DataFrame) -> list[str]:
 
 def _colors(sites: list[str]) -> dict[str, str]:
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return {site: cycle[SITES.index(site) % len(cycle) if site in SITES else i % len(cycle)] for i, site in enumerate(sites)}
+    return {
+        site: cycle[SITES.index(site) % len(cycle) if site in SITES else i % len(cycle)] for i, site in enumerate(sites)
+    }
 
 
 def _save(fig, path: Path) -> Path:
@@ -52,7 +69,13 @@ def plot_tradeoff(table: pd.DataFrame, y: str, path: str | Path, x: str = "l0") 
         rows = table[table["site"] == site]
         ax.scatter(rows[x], rows[y], label=site, color=colors[site], s=28, alpha=0.85)
         for row in rows.itertuples():
-            ax.annotate(str(row.layer), (getattr(row, x), getattr(row, y)), fontsize=6, xytext=(2, 2), textcoords="offset points")
+            ax.annotate(
+                str(row.layer),
+                (getattr(row, x), getattr(row, y)),
+                fontsize=6,
+                xytext=(2, 2),
+                textcoords="offset points",
+            )
     positive = table[x][table[x] > 0]
     if len(positive) == len(table) and positive.max() / positive.min() > 20:
         ax.set_xscale("log")
@@ -78,13 +101,20 @@ def plot_across_layers(table: pd.DataFrame, path: str | Path, metrics: tuple[str
             for width, rows in table[table["site"] == site].groupby("d_sae"):
                 rows = rows.sort_values("layer")
                 label = f"{site} ({width})" if several_widths else site
-                ax.plot(rows["layer"], rows[metric], marker="o", ms=3, color=colors[site], label=label,
-                        alpha=0.9 if width == table["d_sae"].max() else 0.5)
+                ax.plot(
+                    rows["layer"],
+                    rows[metric],
+                    marker="o",
+                    ms=3,
+                    color=colors[site],
+                    label=label,
+                    alpha=0.9 if width == table["d_sae"].max() else 0.5,
+                )
         ax.set_title(LABELS.get(metric, metric), fontsize=9)
         ax.set_xlabel("layer", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
+    for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.tight_layout(rect=(0, 0, 1, 0.95))

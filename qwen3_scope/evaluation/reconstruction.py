@@ -28,8 +28,9 @@ models cannot start mid-model, so there each pass is a full pass (still once per
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -69,15 +70,24 @@ class SuiteReconstruction:
     max_logits_gb: bound on one chunk's logits (sequences per chunk follow from it).
     """
 
-    def __init__(self, model: Any, saes: dict[str, Any], backend: str, ignore_tokens: Sequence[int] = (),
-                 logits_dtype: torch.dtype = torch.float32, max_logits_gb: float = 0.5):
+    def __init__(
+        self,
+        model: Any,
+        saes: dict[str, Any],
+        backend: str,
+        ignore_tokens: Sequence[int] = (),
+        logits_dtype: torch.dtype = torch.float32,
+        max_logits_gb: float = 0.5,
+    ):
         self.model, self.saes, self.backend = model, saes, backend
         self.ignore = torch.tensor(sorted(set(ignore_tokens)), dtype=torch.long)
         self.logits_dtype, self.max_logits_bytes = logits_dtype, int(max_logits_gb * 2**30)
         self.hooks = {sae_id: sae.cfg.metadata.hook_name for sae_id, sae in saes.items()}
         unsupported = [i for i, s in saes.items() if s.cfg.metadata.hook_head_index is not None]
         if unsupported:
-            raise ValueError(f"SAEs {unsupported} read a single attention head; evaluate them with share_forward=False.")
+            raise ValueError(
+                f"SAEs {unsupported} read a single attention head; evaluate them with share_forward=False."
+            )
         parsed = {h: parse_hook_name(h, backend) for h in set(self.hooks.values())}
         self.layer = {h: layer for h, (layer, _) in parsed.items()}
         self.site = {h: site for h, (_, site) in parsed.items()}
@@ -114,8 +124,14 @@ class SuiteReconstruction:
             mask = None
         return final, {n: cache[n] for n in names}, mask
 
-    def _patched(self, tokens: torch.Tensor, hook: str, patched: torch.Tensor, cache: dict[str, torch.Tensor],
-                 attention_mask: Any) -> torch.Tensor:
+    def _patched(
+        self,
+        tokens: torch.Tensor,
+        hook: str,
+        patched: torch.Tensor,
+        cache: dict[str, torch.Tensor],
+        attention_mask: Any,
+    ) -> torch.Tensor:
         """The final residual (hooked) or logits (other backends) with `hook`'s activation replaced by `patched`."""
         replace = [(hook, lambda activation, hook: patched)]
         if not self.splice:
@@ -130,8 +146,13 @@ class SuiteReconstruction:
         if start >= self.n_layers:
             return residual
         with self.model.hooks(fwd_hooks=replace):
-            return self.model(residual, start_at_layer=start, stop_at_layer=self.n_layers, tokens=tokens,
-                              attention_mask=attention_mask)
+            return self.model(
+                residual,
+                start_at_layer=start,
+                stop_at_layer=self.n_layers,
+                tokens=tokens,
+                attention_mask=attention_mask,
+            )
 
     def _replacement(self, sae: Any, activation: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """SAELens' replacement hook: the SAE's reconstruction, except at ignored tokens."""
@@ -143,8 +164,15 @@ class SuiteReconstruction:
         return new.reshape(activation.shape) if flat else new
 
     # ---- metrics ------------------------------------------------------------------------------------------
-    def _record(self, key: str, logits: torch.Tensor, clean: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
-                tokens: torch.Tensor, keep: torch.Tensor, scored: torch.Tensor | None = None) -> torch.Tensor:
+    def _record(
+        self,
+        key: str,
+        logits: torch.Tensor,
+        clean: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        tokens: torch.Tensor,
+        keep: torch.Tensor,
+        scored: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """CE and KL(clean || this pass) per kept token, with no full-vocabulary log or log-softmax.
 
         With lse = logsumexp(logits): CE = lse - logit[next token]; and KL(p || q) = sum_v p_v (log p_v - log q_v)
@@ -204,10 +232,16 @@ class SuiteReconstruction:
         ce_sae, ce_clean, ce_abl = (self.acc.get("ce", k).mean for k in (sae_id, "clean", f"ablation:{hook}"))
         kl_sae, kl_abl = self.acc.get("kl", sae_id).mean, self.acc.get("kl", f"ablation:{hook}").mean
         return {
-            "model_behavior_preservation": {"kl_div_score": (kl_abl - kl_sae) / kl_abl, "kl_div_with_ablation": kl_abl,
-                                            "kl_div_with_sae": kl_sae},
-            "model_performance_preservation": {"ce_loss_score": (ce_abl - ce_sae) / (ce_abl - ce_clean),
-                                               "ce_loss_with_ablation": ce_abl, "ce_loss_with_sae": ce_sae,
-                                               "ce_loss_without_sae": ce_clean,
-                                               "ce_positions": sum(len(v) for v in self.acc.get("ce", "clean").values)},
+            "model_behavior_preservation": {
+                "kl_div_score": (kl_abl - kl_sae) / kl_abl,
+                "kl_div_with_ablation": kl_abl,
+                "kl_div_with_sae": kl_sae,
+            },
+            "model_performance_preservation": {
+                "ce_loss_score": (ce_abl - ce_sae) / (ce_abl - ce_clean),
+                "ce_loss_with_ablation": ce_abl,
+                "ce_loss_with_sae": ce_sae,
+                "ce_loss_without_sae": ce_clean,
+                "ce_positions": sum(len(v) for v in self.acc.get("ce", "clean").values),
+            },
         }

@@ -17,12 +17,36 @@ from qwen3_scope.io import atomic_write_text
 from qwen3_scope.sites import SITES
 
 SUMMARY_METRICS = {
-    "fvu": "FVU", "l0": "L0", "dead_fraction": "dead fraction", "dense_fraction": "dense fraction",
-    "ce_loss_without_sae": "clean CE", "ce_loss_score": "CE recovered", "kl_div_score": "KL score", "delta_lm_loss": "delta LM loss", "explained_variance": "EV",
+    "fvu": "FVU",
+    "l0": "L0",
+    "dead_fraction": "dead fraction",
+    "dense_fraction": "dense fraction",
+    "ce_loss_without_sae": "clean CE",
+    "ce_loss_score": "CE recovered",
+    "kl_div_score": "KL score",
+    "delta_lm_loss": "delta LM loss",
+    "explained_variance": "EV",
 }
-TABLE_COLUMNS = ["sae_id", "site", "layer", "d_sae", "architecture", "l0", "fvu", "explained_variance", "mse", "cossim",
-                 "ce_loss_without_sae", "ce_loss_score", "delta_lm_loss", "kl_div_score", "ce_positions", "dead_fraction",
-                 "dense_fraction", "l2_ratio"]
+TABLE_COLUMNS = [
+    "sae_id",
+    "site",
+    "layer",
+    "d_sae",
+    "architecture",
+    "l0",
+    "fvu",
+    "explained_variance",
+    "mse",
+    "cossim",
+    "ce_loss_without_sae",
+    "ce_loss_score",
+    "delta_lm_loss",
+    "kl_div_score",
+    "ce_positions",
+    "dead_fraction",
+    "dense_fraction",
+    "l2_ratio",
+]
 
 
 def site_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -39,8 +63,14 @@ def _positions(table: pd.DataFrame) -> str:
     if "ce_positions" not in table.columns or table["ce_positions"].isna().all():
         return "every non-special held-out token"
     scope = table["ce_scope"].iloc[0] if "ce_scope" in table.columns else ""
-    where = ("the positions whose next token the model predicts in deployment (assistant turns and plain text; "
-             "never user-prompt or control tokens)") if scope == "predicted tokens" else "every non-special token"
+    where = (
+        (
+            "the positions whose next token the model predicts in deployment (assistant turns and plain text; "
+            "never user-prompt or control tokens)"
+        )
+        if scope == "predicted tokens"
+        else "every non-special token"
+    )
     return f"{int(table['ce_positions'].max()):,} positions: {where}"
 
 
@@ -55,16 +85,24 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-widt
 figcaption{font-size:12px;color:#555}.meta{font-size:13px;color:#444}"""
 
 
-def write_html_report(table: pd.DataFrame, plots: dict[str, Path], path: str | Path, title: str = "SAE suite evaluation",
-                      meta: dict[str, Any] | None = None) -> Path:
+def write_html_report(
+    table: pd.DataFrame,
+    plots: dict[str, Path],
+    path: str | Path,
+    title: str = "SAE suite evaluation",
+    meta: dict[str, Any] | None = None,
+) -> Path:
     """One HTML file: run facts, per-site means, the trade-off and per-layer plots, and the full table."""
-    meta_rows = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in (meta or {}).items())
+    meta_rows = "".join(
+        f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in (meta or {}).items()
+    )
     columns = [c for c in TABLE_COLUMNS if c in table.columns]
     fmt = {"float_format": lambda v: f"{v:.4g}", "index": False, "border": 0}
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f'<ul class="meta">{meta_rows}</ul>' if meta_rows else "",
-        "<h2>Per-site means</h2>", site_summary(table).to_html(**fmt),
+        "<h2>Per-site means</h2>",
+        site_summary(table).to_html(**fmt),
         "<p class='meta'>CE recovered = SAELens' ce_loss_score, (CE with zero-ablation - CE with SAE) / (CE with "
         "zero-ablation - clean CE); FVU = 1 - explained variance; delta LM loss = CE with SAE - clean CE (nats/token); "
         "dead = latents that never fired on the held-out tokens; dense = latents firing on more than the dense threshold "
@@ -74,7 +112,8 @@ def write_html_report(table: pd.DataFrame, plots: dict[str, Path], path: str | P
         *(_image(p, name.replace("_", " ")) for name, p in plots.items() if name.startswith("l0_vs")),
         "<h2>Metrics across layers</h2>",
         *(_image(p, name.replace("_", " ")) for name, p in plots.items() if not name.startswith("l0_vs")),
-        "<h2>Every SAE</h2>", table[columns].to_html(**fmt),
+        "<h2>Every SAE</h2>",
+        table[columns].to_html(**fmt),
     ]
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
     return atomic_write_text(path, page)
@@ -85,8 +124,9 @@ def markdown_summary(table: pd.DataFrame) -> str:
     return site_summary(table).to_markdown(index=False, floatfmt=".4g")
 
 
-def write_outputs(table: pd.DataFrame, out_dir: str | Path, title: str = "SAE suite evaluation",
-                  meta: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_outputs(
+    table: pd.DataFrame, out_dir: str | Path, title: str = "SAE suite evaluation", meta: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """Table (CSV + Parquet), plots (PNG) and the HTML report under `out_dir`; returns every path."""
     from qwen3_scope.evaluation.plots import write_plots
     from qwen3_scope.evaluation.suite_eval import write_table

@@ -22,8 +22,9 @@ unchanged, so the wrapper is always correct and only ever faster.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -55,8 +56,14 @@ class SharedForwardModel:
     keeps only activations (for vocabularies whose logits would not fit): clean calls then go to the model.
     """
 
-    def __init__(self, model: Any, hook_names: Iterable[str], shared_ablation_hooks: Iterable[str] = (), backend: str | None = None,
-                 keep_logits: bool = True):
+    def __init__(
+        self,
+        model: Any,
+        hook_names: Iterable[str],
+        shared_ablation_hooks: Iterable[str] = (),
+        backend: str | None = None,
+        keep_logits: bool = True,
+    ):
         self.keep_logits = keep_logits
         self.model = model
         self.backend = backend or backend_of(model)
@@ -87,7 +94,9 @@ class SharedForwardModel:
         if not isinstance(tokens, torch.Tensor) or tokens.ndim != 2:
             return None
         for memo in self.memos:
-            if memo.tokens is tokens or (memo.tokens.shape == tokens.shape and torch.equal(memo.tokens, tokens.to(memo.tokens.device))):
+            if memo.tokens is tokens or (
+                memo.tokens.shape == tokens.shape and torch.equal(memo.tokens, tokens.to(memo.tokens.device))
+            ):
                 return memo
         return None
 
@@ -97,14 +106,20 @@ class SharedForwardModel:
         if memo is not None:
             return memo
         names = self.hook_names + sorted(set(self._resid_pre.values()) - set(self.hook_names))
-        (logits, loss), cache = self.model.run_with_cache(tokens, names_filter=names, return_type="both", loss_per_token=True)
+        (logits, loss), cache = self.model.run_with_cache(
+            tokens, names_filter=names, return_type="both", loss_per_token=True
+        )
         missing = [n for n in names if n not in cache]
         if missing:
-            raise KeyError(f"the {self.backend} model produced no activation for {missing}; these hook names do not exist in it.")
+            raise KeyError(
+                f"the {self.backend} model produced no activation for {missing}; these hook names do not exist in it."
+            )
         attention_mask = self.model.input_to_embed(tokens)[3] if self.splice else None
         if not self.keep_logits:
             logits = loss = None
-        memo = BatchMemo(tokens=tokens, logits=logits, loss=loss, cache={n: cache[n] for n in names}, attention_mask=attention_mask)
+        memo = BatchMemo(
+            tokens=tokens, logits=logits, loss=loss, cache={n: cache[n] for n in names}, attention_mask=attention_mask
+        )
         self.memos.append(memo)
         self.stats["clean_passes"] += 1
         return memo
@@ -115,7 +130,11 @@ class SharedForwardModel:
     # ---- what run_evals calls -------------------------------------------------------------------------
     def __call__(self, tokens: Any, return_type: str | None = "logits", loss_per_token: bool = False, **kwargs: Any):
         memo = self._find(tokens) if set(kwargs) <= _PASS_THROUGH_KWARGS else None
-        if memo is not None and memo.logits is not None and (return_type == "logits" or (return_type in ("both", "loss") and loss_per_token)):
+        if (
+            memo is not None
+            and memo.logits is not None
+            and (return_type == "logits" or (return_type in ("both", "loss") and loss_per_token))
+        ):
             self.stats["clean_from_memo"] += 1
             return _output(memo.logits, memo.loss, return_type)
         self.stats["model_calls"] += 1
@@ -128,24 +147,47 @@ class SharedForwardModel:
         with `stop_at_layer` (SAELens discards it; its HookedProxyLM returns None there too)."""
         names = [names_filter] if isinstance(names_filter, str) else names_filter
         memo = self._find(tokens) if set(kwargs) <= _PASS_THROUGH_KWARGS and isinstance(names, (list, tuple)) else None
-        if memo is not None and all(n in memo.cache for n in names) and (stop_at_layer is not None or memo.logits is not None):
+        if (
+            memo is not None
+            and all(n in memo.cache for n in names)
+            and (stop_at_layer is not None or memo.logits is not None)
+        ):
             self.stats["cache_from_memo"] += 1
             return (None if stop_at_layer is not None else memo.logits), {n: memo.cache[n].clone() for n in names}
         self.stats["model_calls"] += 1
         return self.model.run_with_cache(tokens, names_filter=names_filter, stop_at_layer=stop_at_layer, **kwargs)
 
     @torch.no_grad()
-    def run_with_hooks(self, tokens: Any, return_type: str | None = "logits", fwd_hooks: Sequence = (), bwd_hooks: Sequence = (),
-                       loss_per_token: bool = False, **kwargs: Any):
-        memo = self._find(tokens) if set(kwargs) <= _PASS_THROUGH_KWARGS | {"reset_hooks_end", "clear_contexts"} else None
+    def run_with_hooks(
+        self,
+        tokens: Any,
+        return_type: str | None = "logits",
+        fwd_hooks: Sequence = (),
+        bwd_hooks: Sequence = (),
+        loss_per_token: bool = False,
+        **kwargs: Any,
+    ):
+        memo = (
+            self._find(tokens) if set(kwargs) <= _PASS_THROUGH_KWARGS | {"reset_hooks_end", "clear_contexts"} else None
+        )
         servable = (
-            memo is not None and not bwd_hooks and len(fwd_hooks) == 1 and isinstance(fwd_hooks[0][0], str)
-            and fwd_hooks[0][0] in self.layers and (return_type == "logits" or (return_type in ("both", "loss") and loss_per_token))
+            memo is not None
+            and not bwd_hooks
+            and len(fwd_hooks) == 1
+            and isinstance(fwd_hooks[0][0], str)
+            and fwd_hooks[0][0] in self.layers
+            and (return_type == "logits" or (return_type in ("both", "loss") and loss_per_token))
         )
         if not servable:
             self.stats["model_calls"] += 1
-            return self.model.run_with_hooks(tokens, return_type=return_type, fwd_hooks=fwd_hooks, bwd_hooks=bwd_hooks,
-                                             loss_per_token=loss_per_token, **kwargs)
+            return self.model.run_with_hooks(
+                tokens,
+                return_type=return_type,
+                fwd_hooks=fwd_hooks,
+                bwd_hooks=bwd_hooks,
+                loss_per_token=loss_per_token,
+                **kwargs,
+            )
         name, fn = fwd_hooks[0]
         activation = memo.cache[name].clone()
         result = fn(activation, hook=self.model.hook_dict[name])
@@ -171,12 +213,18 @@ class SharedForwardModel:
                 start, residual = layer, memo.cache[self._resid_pre[layer]]
             with self.model.hooks(fwd_hooks=replace):
                 logits, loss = self.model(
-                    residual, start_at_layer=start, tokens=memo.tokens, attention_mask=memo.attention_mask,
-                    return_type="both", loss_per_token=True,
+                    residual,
+                    start_at_layer=start,
+                    tokens=memo.tokens,
+                    attention_mask=memo.attention_mask,
+                    return_type="both",
+                    loss_per_token=True,
                 )
             return logits, loss
         self.stats["full_patched_passes"] += 1
-        logits, loss = self.model.run_with_hooks(memo.tokens, fwd_hooks=replace, return_type="both", loss_per_token=True)
+        logits, loss = self.model.run_with_hooks(
+            memo.tokens, fwd_hooks=replace, return_type="both", loss_per_token=True
+        )
         return logits, loss
 
 

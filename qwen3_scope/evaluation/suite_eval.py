@@ -20,10 +20,11 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import takewhile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,12 @@ from tqdm.auto import tqdm
 from qwen3_scope.chat import special_token_ids
 from qwen3_scope.devices import PlacementOptions
 from qwen3_scope.evaluation.held_out import (
-    SUITE_HELD_OUT, Document, HeldOutTokens, NotEnoughTokensError, organism_documents, suite_held_out_texts,
+    SUITE_HELD_OUT,
+    Document,
+    HeldOutTokens,
+    NotEnoughTokensError,
+    organism_documents,
+    suite_held_out_texts,
 )
 from qwen3_scope.evaluation.shared_forward import SharedForwardModel
 from qwen3_scope.io import atomic_path
@@ -69,24 +75,45 @@ class SuiteEvalConfig(PlacementOptions):
     is measured over n_batches x batch_size_prompts x context_size tokens minus the special tokens.
     """
 
-    n_batches: int = field(default=8, metadata=_doc("number of token batches (ignored with --tokens)", flag="--batches"))
+    n_batches: int = field(
+        default=8, metadata=_doc("number of token batches (ignored with --tokens)", flag="--batches")
+    )
     batch_size_prompts: int = field(default=8, metadata=_doc("prompts per batch", flag="--batch-size"))
     context_size: int = field(default=128, metadata=_doc("tokens per prompt"))
-    dense_threshold: float = field(default=0.1, metadata=_doc(
-        "a latent firing on more than this share of tokens counts as dense"))
-    share_forward: bool = field(default=True, metadata=_doc(
-        "one clean pass per batch shared by every SAE, spliced passes from each SAE's layer; --no-share-forward "
-        "(or --plain) runs SAELens' plain run_evals per SAE on the bare model (the baseline)"))
-    memory_budget_gb: float = field(default=4.0, metadata=_doc(
-        "memory for the cached clean activations; larger suites are evaluated in layer groups", flag="--memory-gb"))
-    max_logits_gb: float = field(default=0.5, metadata=_doc(
-        "largest block of logits alive at once (batches are cut into chunks of sequences to stay under it)"))
+    dense_threshold: float = field(
+        default=0.1, metadata=_doc("a latent firing on more than this share of tokens counts as dense")
+    )
+    share_forward: bool = field(
+        default=True,
+        metadata=_doc(
+            "one clean pass per batch shared by every SAE, spliced passes from each SAE's layer; --no-share-forward "
+            "(or --plain) runs SAELens' plain run_evals per SAE on the bare model (the baseline)"
+        ),
+    )
+    memory_budget_gb: float = field(
+        default=4.0,
+        metadata=_doc(
+            "memory for the cached clean activations; larger suites are evaluated in layer groups", flag="--memory-gb"
+        ),
+    )
+    max_logits_gb: float = field(
+        default=0.5,
+        metadata=_doc(
+            "largest block of logits alive at once (batches are cut into chunks of sequences to stay under it)"
+        ),
+    )
     logits_dtype: str = field(default="float32", metadata=_doc("dtype of the log-softmax / CE / KL arithmetic"))
-    exclude_special_tokens: bool = field(default=True, metadata=_doc("leave Qwen3's control tokens out of every metric"))
-    predicted_tokens_only: bool = field(default=True, metadata=_doc(
-        "CE, KL and delta LM loss only where a deployed model predicts the next token (assistant turns, plain "
-        "text; qwen3_scope.loss_mask), never on user-prompt or control tokens; --no-predicted-tokens-only scores "
-        "every non-special token (SAELens' default). Needs the shared forward pass."))
+    exclude_special_tokens: bool = field(
+        default=True, metadata=_doc("leave Qwen3's control tokens out of every metric")
+    )
+    predicted_tokens_only: bool = field(
+        default=True,
+        metadata=_doc(
+            "CE, KL and delta LM loss only where a deployed model predicts the next token (assistant turns, plain "
+            "text; qwen3_scope.loss_mask), never on user-prompt or control tokens; --no-predicted-tokens-only scores "
+            "every non-special token (SAELens' default). Needs the shared forward pass."
+        ),
+    )
     progress: bool = field(default=True, metadata=_doc("progress bars", cli=False))
 
     def __post_init__(self) -> None:
@@ -111,7 +138,8 @@ class SuiteEvalConfig(PlacementOptions):
         from sae_lens.evals import get_eval_everything_config
 
         config = get_eval_everything_config(
-            batch_size_prompts=self.batch_size_prompts, n_eval_reconstruction_batches=self.n_batches,
+            batch_size_prompts=self.batch_size_prompts,
+            n_eval_reconstruction_batches=self.n_batches,
             n_eval_sparsity_variance_batches=self.n_batches,
         )
         if not reconstruction:
@@ -150,16 +178,22 @@ def entries_from_release(release: str, pattern: str = ".*", device: str = "cpu")
 
     directory = get_pretrained_saes_directory()
     if release not in directory:
-        raise EmptySuiteError(f"release {release!r} is not in SAELens' directory; register it first (qwen3_scope.releases.register_suite).")
+        raise EmptySuiteError(
+            f"release {release!r} is not in SAELens' directory; register it first (qwen3_scope.releases.register_suite)."
+        )
     ids = [sae_id for sae_id in directory[release].saes_map if re.fullmatch(pattern, sae_id)]
     if not ids:
         hint = ""
         if release == ORGANISM_RELEASE and pattern == ORGANISM_PATTERN:
-            hint = (" The bundled organism suite is not part of this installation yet; train a suite "
-                    "(qwen3-scope train ...) and pass --suite DIR.")
+            hint = (
+                " The bundled organism suite is not part of this installation yet; train a suite "
+                "(qwen3-scope train ...) and pass --suite DIR."
+            )
         raise EmptySuiteError(f"no SAE of release {release!r} matches {pattern!r}.{hint}")
-    return [SuiteEntry(sae_id, SAE.from_pretrained(release, sae_id, device=device), source=release)
-            for sae_id in tqdm(ids, desc="loading SAEs", leave=False)]
+    return [
+        SuiteEntry(sae_id, SAE.from_pretrained(release, sae_id, device=device), source=release)
+        for sae_id in tqdm(ids, desc="loading SAEs", leave=False)
+    ]
 
 
 def _manifest_recipe(suite_dir: Path) -> str | None:
@@ -193,8 +227,10 @@ def entries_from_directory(suite_dir: str | Path, pattern: str = ".*", device: s
             "point --suite at the directory the training run wrote, or widen the id pattern."
         )
     recipe = _manifest_recipe(suite_dir)
-    return [SuiteEntry(ids[f], SAE.load_from_disk(f, device=device), source=str(suite_dir), recipe=recipe)
-            for f in tqdm(folders, desc="loading SAEs", leave=False)]
+    return [
+        SuiteEntry(ids[f], SAE.load_from_disk(f, device=device), source=str(suite_dir), recipe=recipe)
+        for f in tqdm(folders, desc="loading SAEs", leave=False)
+    ]
 
 
 def as_entries(saes: Iterable[Any]) -> list[SuiteEntry]:
@@ -236,8 +272,9 @@ class ModelNotAvailableError(FileNotFoundError):
     pass
 
 
-def load_suite_model(entries: Sequence[SuiteEntry], device: str = "cpu", name: str | Path | None = None,
-                     dtype: str = "float32"):
+def load_suite_model(
+    entries: Sequence[SuiteEntry], device: str = "cpu", name: str | Path | None = None, dtype: str = "float32"
+):
     """`name`, or else the one model every SAE names in `cfg.metadata.model_name`, in the backend their hooks use.
 
     SAEs name their model portably (hub name, `organism`, or a local checkpoint's folder name); a model that
@@ -274,7 +311,9 @@ def check_suite(entries: Sequence[SuiteEntry], model: Any, backend: str) -> None
         try:
             layer, site = parse_hook_name(hook, backend)
         except UnknownHookError as err:
-            raise UnknownHookError(f"SAE {entry.sae_id!r}: {err} The model is loaded with the {backend!r} backend.") from err
+            raise UnknownHookError(
+                f"SAE {entry.sae_id!r}: {err} The model is loaded with the {backend!r} backend."
+            ) from err
         if hook not in model.hook_dict:
             raise UnknownHookError(
                 f"SAE {entry.sae_id!r} reads {hook!r}, which the model does not have ({spec.name}: {spec.n_layers} layers, "
@@ -297,15 +336,18 @@ def _is_organism(model: Any) -> bool:
     return source.is_dir() and source.resolve() == Path(ORGANISM_DIR).resolve()
 
 
-def held_out_tokens(model: Any, cfg: SuiteEvalConfig, documents: Sequence[Document] | None = None,
-                    suite_dir: str | Path | None = None) -> tuple[HeldOutTokens, str]:
+def held_out_tokens(
+    model: Any, cfg: SuiteEvalConfig, documents: Sequence[Document] | None = None, suite_dir: str | Path | None = None
+) -> tuple[HeldOutTokens, str]:
     """The evaluation tokens and where they came from: given documents, else the organism's held-out
     evaluation splits (organism model), else the held-out text the training suite wrote."""
     shape = (cfg.context_size, cfg.batch_size_prompts, cfg.n_batches)
     if documents is not None:
         return HeldOutTokens.from_documents(model.tokenizer, documents, *shape), f"{len(documents)} given documents"
     if _is_organism(model):
-        return HeldOutTokens.from_documents(model.tokenizer, organism_documents(), *shape), "organism held-out evaluation splits"
+        return HeldOutTokens.from_documents(
+            model.tokenizer, organism_documents(), *shape
+        ), "organism held-out evaluation splits"
     texts = suite_held_out_texts(suite_dir) if suite_dir is not None else None
     if texts is not None:
         source = f"held-out documents of the suite ({Path(suite_dir) / SUITE_HELD_OUT})"
@@ -319,7 +361,9 @@ def held_out_tokens(model: Any, cfg: SuiteEvalConfig, documents: Sequence[Docume
 # ---- the evaluation --------------------------------------------------------------------------------------
 
 
-def _layer_groups(entries: list[SuiteEntry], model: Any, cfg: SuiteEvalConfig, backend: str) -> tuple[list[list[SuiteEntry]], bool]:
+def _layer_groups(
+    entries: list[SuiteEntry], model: Any, cfg: SuiteEvalConfig, backend: str
+) -> tuple[list[list[SuiteEntry]], bool]:
     """Groups (in layer order) whose memoized clean passes fit in `memory_budget_gb`, and whether the memo
     can keep the clean logits (with a large vocabulary they alone may not fit; then only activations are kept)."""
     spec = model_spec(model)
@@ -335,7 +379,11 @@ def _layer_groups(entries: list[SuiteEntry], model: Any, cfg: SuiteEvalConfig, b
     for entry in sorted(entries, key=lambda e: parse_hook_name(e.sae.cfg.metadata.hook_name, backend)):
         hook = entry.sae.cfg.metadata.hook_name
         # the hook's activation and its layer's resid_pre, plus a memoized ablation pass when SAEs share the hook
-        cost = 0 if hook in seen else per_token(spec.d_attn + spec.d_model) + (logits if keep_logits and hooks.count(hook) > 1 else 0)
+        cost = (
+            0
+            if hook in seen
+            else per_token(spec.d_attn + spec.d_model) + (logits if keep_logits and hooks.count(hook) > 1 else 0)
+        )
         if groups[-1] and used + cost > budget:
             groups.append([])
             used, seen = base, set()
@@ -349,31 +397,57 @@ def _flatten(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: value for group in metrics.values() for key, value in group.items()}
 
 
-def _row(entry: SuiteEntry, model: Any, backend: str, metrics: dict[str, Any], features: dict[str, Any],
-         density_tokens: int, cfg: SuiteEvalConfig, seconds: float, ce_scope: str = "") -> dict[str, Any]:
+def _row(
+    entry: SuiteEntry,
+    model: Any,
+    backend: str,
+    metrics: dict[str, Any],
+    features: dict[str, Any],
+    density_tokens: int,
+    cfg: SuiteEvalConfig,
+    seconds: float,
+    ce_scope: str = "",
+) -> dict[str, Any]:
     sae, meta = entry.sae, entry.sae.cfg.metadata
     layer, site = parse_hook_name(meta.hook_name, backend)
     density = np.asarray(features["feature_density"], dtype=np.float64)
     scalars = _flatten(metrics)
     return {
-        "sae_id": entry.sae_id, "source": entry.source,
+        "sae_id": entry.sae_id,
+        "source": entry.source,
         "model": getattr(meta, "qwen3_model", None) or ("organism" if _is_organism(model) else model_spec(model).name),
-        "backend": backend, "hook_name": meta.hook_name, "site": site, "layer": layer, "d_in": sae.cfg.d_in, "d_sae": sae.cfg.d_sae,
-        "architecture": sae.cfg.architecture(), "recipe": entry.recipe or getattr(meta, "qwen3_recipe", None),
+        "backend": backend,
+        "hook_name": meta.hook_name,
+        "site": site,
+        "layer": layer,
+        "d_in": sae.cfg.d_in,
+        "d_sae": sae.cfg.d_sae,
+        "architecture": sae.cfg.architecture(),
+        "recipe": entry.recipe or getattr(meta, "qwen3_recipe", None),
         **scalars,
         "fvu": 1.0 - scalars["explained_variance"],
         "delta_lm_loss": scalars["ce_loss_with_sae"] - scalars["ce_loss_without_sae"],
-        "ce_positions": scalars.get("ce_positions", float("nan")), "ce_scope": ce_scope,
+        "ce_positions": scalars.get("ce_positions", float("nan")),
+        "ce_scope": ce_scope,
         "dead_fraction": float((density == 0).mean()),
         "dense_fraction": float((density > cfg.dense_threshold).mean()),
-        "dense_threshold": cfg.dense_threshold, "density_tokens": density_tokens, "eval_seconds": seconds,
+        "dense_threshold": cfg.dense_threshold,
+        "density_tokens": density_tokens,
+        "eval_seconds": seconds,
     }
 
 
 def evaluate_suite(
-    saes: Sequence[Any] | None = None, *, release: str | None = None, pattern: str = ".*", suite_dir: str | Path | None = None,
-    model: Any = None, tokens: HeldOutTokens | None = None, documents: Sequence[Document] | None = None,
-    config: SuiteEvalConfig | None = None, device: str | None = None,
+    saes: Sequence[Any] | None = None,
+    *,
+    release: str | None = None,
+    pattern: str = ".*",
+    suite_dir: str | Path | None = None,
+    model: Any = None,
+    tokens: HeldOutTokens | None = None,
+    documents: Sequence[Document] | None = None,
+    config: SuiteEvalConfig | None = None,
+    device: str | None = None,
 ) -> SuiteResult:
     """Evaluate a suite (SAE objects, a release + id pattern, or a suite directory) on one held-out token set.
 
@@ -424,9 +498,11 @@ def evaluate_suite(
     masked = cfg.share_forward and cfg.predicted_tokens_only and tokens.loss_mask is not None
     ce_scope = "predicted tokens" if masked else "all non-special tokens"
     if cfg.predicted_tokens_only and not masked:
-        logger.warning("CE/KL are measured on every non-special token (%s); predicted-token scoring needs the shared "
-                       "forward pass and token batches built from text.",
-                       "plain run_evals" if not cfg.share_forward else "the token batches carry no loss mask")
+        logger.warning(
+            "CE/KL are measured on every non-special token (%s); predicted-token scoring needs the shared "
+            "forward pass and token batches built from text.",
+            "plain run_evals" if not cfg.share_forward else "the token batches carry no loss mask",
+        )
     rows, features, stats = [], {}, {}
     start = time.perf_counter()
     groups = _layer_groups(entries, model, cfg, backend)[0] if cfg.share_forward else [entries]
@@ -439,11 +515,19 @@ def evaluate_suite(
             t0 = time.perf_counter()
             hooks = [e.sae.cfg.metadata.hook_name for e in group]
             runner = SharedForwardModel(model, hooks, backend=backend, keep_logits=False)
-            recon = SuiteReconstruction(model, {e.sae_id: e.sae for e in group}, backend, ignore_tokens=special,
-                                        logits_dtype=DTYPES[cfg.logits_dtype], max_logits_gb=cfg.max_logits_gb)
+            recon = SuiteReconstruction(
+                model,
+                {e.sae_id: e.sae for e in group},
+                backend,
+                ignore_tokens=special,
+                logits_dtype=DTYPES[cfg.logits_dtype],
+                max_logits_gb=cfg.max_logits_gb,
+            )
             batches = tokens.batches(cfg.n_batches)
             masks = tokens.batch_masks(cfg.n_batches) if cfg.predicted_tokens_only else None
-            for i, batch in enumerate(tqdm(batches, desc="clean + spliced passes", disable=not cfg.progress, leave=False)):
+            for i, batch in enumerate(
+                tqdm(batches, desc="clean + spliced passes", disable=not cfg.progress, leave=False)
+            ):
                 cache = recon.add_batch(batch, None if masks is None else masks[i])
                 runner.memos.append(BatchMemo(tokens=batch, logits=None, loss=None, cache=cache))
             shared_seconds = (time.perf_counter() - t0) / len(group)
@@ -451,12 +535,25 @@ def evaluate_suite(
             progress.set_postfix_str(entry.sae_id)
             tokens.reset_input_dataset()
             t0 = time.perf_counter()
-            metrics, feats = run_evals(entry.sae, tokens, runner, ActivationScaler(), eval_config, exclude_special_tokens=special or False)
+            metrics, feats = run_evals(
+                entry.sae, tokens, runner, ActivationScaler(), eval_config, exclude_special_tokens=special or False
+            )
             if recon is not None:
                 for group_name, values in recon.metrics(entry.sae_id).items():
                     metrics.setdefault(group_name, {}).update(values)
-            rows.append(_row(entry, model, backend, metrics, feats, density_tokens, cfg, time.perf_counter() - t0 + shared_seconds,
-                             ce_scope))
+            rows.append(
+                _row(
+                    entry,
+                    model,
+                    backend,
+                    metrics,
+                    feats,
+                    density_tokens,
+                    cfg,
+                    time.perf_counter() - t0 + shared_seconds,
+                    ce_scope,
+                )
+            )
             features[entry.sae_id] = feats
             progress.update()
         if recon is not None:
@@ -482,7 +579,9 @@ def write_table(table: pd.DataFrame, out_dir: str | Path, stem: str = "suite_eva
     return csv, parquet
 
 
-def write_back_release_yaml(table: pd.DataFrame, yaml_path: str | Path, release: str | None = None, register: bool = True) -> list[str]:
+def write_back_release_yaml(
+    table: pd.DataFrame, yaml_path: str | Path, release: str | None = None, register: bool = True
+) -> list[str]:
     """Record measured l0 and variance_explained into a release yaml's entries (atomically); returns updated ids.
 
     Rows match entries by id or by folder path (suite directories), within `release` (default: the releases
@@ -497,13 +596,22 @@ def write_back_release_yaml(table: pd.DataFrame, yaml_path: str | Path, release:
     path = Path(yaml_path)
     data = read_release_yaml(path)
     if not data:
-        raise FileNotFoundError(f"{path} has no releases to update; register the suite first (releases.register_suite).")
+        raise FileNotFoundError(
+            f"{path} has no releases to update; register the suite first (releases.register_suite)."
+        )
     sources = set(table["source"])
     source_dirs = {Path(s) for s in sources}
-    releases = [release] if release else sorted(
-        name for name, value in data.items() if name in sources or Path(str(value.get("repo_id"))) in source_dirs)
+    releases = (
+        [release]
+        if release
+        else sorted(
+            name for name, value in data.items() if name in sources or Path(str(value.get("repo_id"))) in source_dirs
+        )
+    )
     if not releases:
-        raise ValueError(f"none of the evaluated sources {sorted(set(table['source']))} is a release of {path}; pass release=.")
+        raise ValueError(
+            f"none of the evaluated sources {sorted(set(table['source']))} is a release of {path}; pass release=."
+        )
     measured = {row.sae_id: row for row in table.itertuples()}
     updated = []
     for name in releases:
@@ -515,7 +623,9 @@ def write_back_release_yaml(table: pd.DataFrame, yaml_path: str | Path, release:
                 sae["l0"] = round(float(row.l0), 3)
                 sae["variance_explained"] = round(float(row.explained_variance), 4)
                 updated.append(sae["id"])
-    header = "".join(line + "\n" for line in takewhile(lambda line: line.startswith("#"), path.read_text().splitlines()))
+    header = "".join(
+        line + "\n" for line in takewhile(lambda line: line.startswith("#"), path.read_text().splitlines())
+    )
     atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False, width=120))
     if register:
         register_release_file(path)

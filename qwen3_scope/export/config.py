@@ -14,29 +14,46 @@ class ExportConfig:
     Exactly one source: `suite` (a suite directory) or `release` (+ `ids`, a regex an SAE id must fully match).
     """
 
-    out: Path = field(default=Path("runs/export"), metadata={"help": "output folder (saedashboard/, neuronpedia/, viewer/)"})
-    suite: Path | None = field(default=None, metadata={"help": "a suite directory (SAE folders with cfg.json + sae_weights.safetensors)"})
+    out: Path = field(
+        default=Path("runs/export"), metadata={"help": "output folder (saedashboard/, neuronpedia/, viewer/)"}
+    )
+    suite: Path | None = field(
+        default=None, metadata={"help": "a suite directory (SAE folders with cfg.json + sae_weights.safetensors)"}
+    )
     release: str | None = field(default=None, metadata={"help": "a SAELens release (with --ids)"})
     ids: str = field(default=".*", metadata={"help": "regex an SAE id must fully match"})
     model: str | None = field(default=None, metadata={"help": "model to run (default: the one the SAEs name)"})
-    texts: Path | None = field(default=None, metadata={"help": "token dataset: .jsonl/.json/.parquet/.txt as training reads it "
-                                                                "(default: the organism's held-out text, or the suite's held-out documents)"})
+    texts: Path | None = field(
+        default=None,
+        metadata={
+            "help": "token dataset: .jsonl/.json/.parquet/.txt as training reads it "
+            "(default: the organism's held-out text, or the suite's held-out documents)"
+        },
+    )
     n_prompts: int = field(default=256, metadata={"help": "prompts (windows of --context tokens) in the dataset"})
     context: int = field(default=128, metadata={"help": "tokens per prompt"})
-    batch_prompts: int = field(default=32, metadata={"help": "prompts per forward pass (lowered automatically for very wide SAEs)"})
+    batch_prompts: int = field(
+        default=32, metadata={"help": "prompts per forward pass (lowered automatically for very wide SAEs)"}
+    )
     n_top: int = field(default=20, metadata={"help": "top activating contexts per feature"})
     n_intervals: int = field(default=5, metadata={"help": "equal-width activation intervals of (0, max]"})
     n_per_interval: int = field(default=5, metadata={"help": "contexts sampled per interval"})
     n_bins: int = field(default=50, metadata={"help": "histogram bins (activations and logit effects)"})
     n_logits: int = field(default=10, metadata={"help": "top and bottom logit effects listed per feature"})
     n_rows: int = field(default=3, metadata={"help": "rows of the neuron-alignment / correlation tables"})
-    window_before: int | None = field(default=24, metadata={"help": "tokens kept before the qualifying token in a record (None: whole prompt)"})
-    window_after: int | None = field(default=8, metadata={"help": "tokens kept after the qualifying token in a record (None: whole prompt)"})
+    window_before: int | None = field(
+        default=24, metadata={"help": "tokens kept before the qualifying token in a record (None: whole prompt)"}
+    )
+    window_after: int | None = field(
+        default=8, metadata={"help": "tokens kept after the qualifying token in a record (None: whole prompt)"}
+    )
     features_per_batch: int = field(default=128, metadata={"help": "features per batch-{i}.json file"})
     seed: int = field(default=0, metadata={"help": "seed of the interval sampling"})
     device: str = field(default="cpu", metadata={"help": "torch device for the model and SAEs"})
     dtype: str = field(default="float32", metadata={"help": "model/SAE dtype for the pass (float32, bfloat16)"})
-    dataset_name: str | None = field(default=None, metadata={"help": "dataset name written into the export (default: where the tokens came from)"})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "dataset name written into the export (default: where the tokens came from)"}
+    )
     html: bool = field(default=False, metadata={"help": "also write the offline viewer (viewer/index.html)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an export of another suite in --out"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
@@ -51,8 +68,18 @@ class ExportConfig:
             re.compile(self.ids)
         except re.error as err:
             raise ValueError(f"--ids {self.ids!r} is not a regular expression ({err}).") from err
-        positive = ("n_prompts", "context", "batch_prompts", "n_top", "n_intervals", "n_per_interval", "n_bins", "n_logits",
-                    "n_rows", "features_per_batch")
+        positive = (
+            "n_prompts",
+            "context",
+            "batch_prompts",
+            "n_top",
+            "n_intervals",
+            "n_per_interval",
+            "n_bins",
+            "n_logits",
+            "n_rows",
+            "features_per_batch",
+        )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -68,6 +95,19 @@ class ExportConfig:
 
     def settings(self) -> dict:
         """The settings that define the export's content (what a resumed run must match)."""
-        keep = ("n_prompts", "context", "n_top", "n_intervals", "n_per_interval", "n_bins", "n_logits", "n_rows",
-                "window_before", "window_after", "features_per_batch", "seed", "dtype")
+        keep = (
+            "n_prompts",
+            "context",
+            "n_top",
+            "n_intervals",
+            "n_per_interval",
+            "n_bins",
+            "n_logits",
+            "n_rows",
+            "window_before",
+            "window_after",
+            "features_per_batch",
+            "seed",
+            "dtype",
+        )
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name in keep}

@@ -58,8 +58,14 @@ def forward_batch_size(cfg_batch_prompts: int, context: int, max_width: int, bud
 
 
 @torch.no_grad()
-def collect_activations(model: Any, saes: dict[str, Any], tokens: torch.Tensor, special_ids: Sequence[int],
-                        batch_prompts: int, progress: bool = True) -> dict[str, SAEActivations]:
+def collect_activations(
+    model: Any,
+    saes: dict[str, Any],
+    tokens: torch.Tensor,
+    special_ids: Sequence[int],
+    batch_prompts: int,
+    progress: bool = True,
+) -> dict[str, SAEActivations]:
     """One forward pass over `tokens` (n_prompts, context) for all SAEs (keyed by id; each reads its
     `cfg.metadata.hook_name`). Returns each SAE's sparse activations and correlation sums."""
     n, t = tokens.shape
@@ -69,12 +75,18 @@ def collect_activations(model: Any, saes: dict[str, Any], tokens: torch.Tensor, 
     special = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
     device = next(model.parameters()).device
     parts: dict[str, list[tuple[torch.Tensor, ...]]] = {k: [] for k in saes}
-    sums = {k: [torch.zeros(s.cfg.d_sae, s.cfg.d_in, dtype=torch.float64), torch.zeros(s.cfg.d_in, dtype=torch.float64),
-                torch.zeros(s.cfg.d_in, dtype=torch.float64)] for k, s in saes.items()}
+    sums = {
+        k: [
+            torch.zeros(s.cfg.d_sae, s.cfg.d_in, dtype=torch.float64),
+            torch.zeros(s.cfg.d_in, dtype=torch.float64),
+            torch.zeros(s.cfg.d_in, dtype=torch.float64),
+        ]
+        for k, s in saes.items()
+    }
     counted = int((~torch.isin(tokens, special)).sum())
     bar = tqdm(range(0, n, step), desc="model pass + SAE encode", disable=not progress, leave=False)
     for start in bar:
-        batch = tokens[start:start + step]
+        batch = tokens[start : start + step]
         keep = ~torch.isin(batch, special).reshape(-1)
         _, cache = model.run_with_cache(batch.to(device), names_filter=hooks)
         for key, sae in saes.items():
@@ -94,9 +106,12 @@ def collect_activations(model: Any, saes: dict[str, Any], tokens: torch.Tensor, 
             del feats
     out = {}
     for key, sae in saes.items():
-        rows, cols, vals = (torch.cat([p[i] for p in parts[key]]) for i in range(3)) if parts[key] else (torch.zeros(0),) * 3
-        out[key] = SAEActivations(sae.cfg.d_sae, rows.long().numpy(), cols.long().numpy(), vals.float().numpy(), counted,
-                                  *sums[key])
+        rows, cols, vals = (
+            (torch.cat([p[i] for p in parts[key]]) for i in range(3)) if parts[key] else (torch.zeros(0),) * 3
+        )
+        out[key] = SAEActivations(
+            sae.cfg.d_sae, rows.long().numpy(), cols.long().numpy(), vals.float().numpy(), counted, *sums[key]
+        )
     return out
 
 
@@ -114,7 +129,9 @@ def residual_directions(model: Any, sae: Any, layer: int, site: str) -> torch.Te
         w_o = model.blocks[layer].attn.W_O.detach().float().cpu()  # (heads, d_head, d_model)
         return torch.einsum("fhd,hdm->fm", w.view(w.shape[0], w_o.shape[0], w_o.shape[1]), w_o)
     if w.shape[1] != d_model:
-        raise ValueError(f"cannot map a {site} decoder of width {w.shape[1]} to the residual stream (d_model {d_model}).")
+        raise ValueError(
+            f"cannot map a {site} decoder of width {w.shape[1]} to the residual stream (d_model {d_model})."
+        )
     return w
 
 
@@ -123,10 +140,14 @@ def unembedding(model: Any) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         return model.ln_final.w.detach().float().cpu(), model.W_U.detach().float().cpu()
     except AttributeError as err:
-        raise ValueError(f"the model ({type(model).__name__}) exposes no ln_final.w / W_U; export with the hooked backend.") from err
+        raise ValueError(
+            f"the model ({type(model).__name__}) exposes no ln_final.w / W_U; export with the hooked backend."
+        ) from err
 
 
-def _histogram(values: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, n_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _histogram(
+    values: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, n_bins: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise equal-width histograms of `values` (rows, n) over [lo, hi] per row -> (centres, counts)."""
     width = (hi - lo).clamp_min(1e-12) / n_bins
     idx = ((values - lo[:, None]) / width[:, None]).floor().clamp(0, n_bins - 1).long()
@@ -135,14 +156,15 @@ def _histogram(values: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, n_bins:
     return centres, counts
 
 
-def logit_tables(model: Any, sae: Any, layer: int, site: str, features: np.ndarray, n_logits: int, n_bins: int,
-                 chunk: int = 256) -> dict[int, dict[str, Any]]:
+def logit_tables(
+    model: Any, sae: Any, layer: int, site: str, features: np.ndarray, n_logits: int, n_bins: int, chunk: int = 256
+) -> dict[int, dict[str, Any]]:
     """Top/bottom logit effects (token ids and values) and the 50-bin histogram of each feature's effects."""
     norm_w, w_u = unembedding(model)
     dirs = residual_directions(model, sae, layer, site) * norm_w
     out: dict[int, dict[str, Any]] = {}
     for start in range(0, len(features), chunk):
-        idx = torch.as_tensor(features[start:start + chunk], dtype=torch.long)
+        idx = torch.as_tensor(features[start : start + chunk], dtype=torch.long)
         effects = dirs[idx] @ w_u
         top = effects.topk(min(n_logits, effects.shape[1]), dim=1)
         bottom = effects.topk(min(n_logits, effects.shape[1]), dim=1, largest=False)
@@ -150,9 +172,14 @@ def logit_tables(model: Any, sae: Any, layer: int, site: str, features: np.ndarr
         top_v, bottom_v, centres_r = (np.round(x.double().numpy(), ROUND) for x in (top.values, bottom.values, centres))
         top_i, bottom_i, counts_l = top.indices.tolist(), bottom.indices.tolist(), counts.tolist()
         for row, f in enumerate(idx.tolist()):
-            out[f] = {"pos_ids": top_i[row], "pos_values": top_v[row].tolist(), "neg_ids": bottom_i[row],
-                      "neg_values": bottom_v[row].tolist(), "logits_hist_data_bar_values": centres_r[row].tolist(),
-                      "logits_hist_data_bar_heights": counts_l[row]}
+            out[f] = {
+                "pos_ids": top_i[row],
+                "pos_values": top_v[row].tolist(),
+                "neg_ids": bottom_i[row],
+                "neg_values": bottom_v[row].tolist(),
+                "logits_hist_data_bar_values": centres_r[row].tolist(),
+                "logits_hist_data_bar_heights": counts_l[row],
+            }
     return out
 
 
@@ -160,7 +187,11 @@ def _sample_keys(rows: np.ndarray, cols: np.ndarray, d_sae: int, seed: int) -> n
     """A uniform [0, 1) key per (position, feature) from a seeded integer hash (splitmix64): the sample of a
     feature does not depend on which other features are computed in the same run (a resumed run agrees)."""
     with np.errstate(over="ignore"):
-        x = rows.astype(np.uint64) * np.uint64(d_sae) + cols.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        x = (
+            rows.astype(np.uint64) * np.uint64(d_sae)
+            + cols.astype(np.uint64)
+            + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+        )
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
@@ -175,8 +206,17 @@ def _top_rows(scores: torch.Tensor, k: int, exclude: torch.Tensor | None = None)
     return top.values, top.indices
 
 
-def feature_dashboards(acts: SAEActivations, sae: Any, model: Any, layer: int, site: str, features: np.ndarray,
-                       n_prompts: int, context: int, cfg: Any) -> dict[int, dict[str, Any]]:
+def feature_dashboards(
+    acts: SAEActivations,
+    sae: Any,
+    model: Any,
+    layer: int,
+    site: str,
+    features: np.ndarray,
+    n_prompts: int,
+    context: int,
+    cfg: Any,
+) -> dict[int, dict[str, Any]]:
     """Per feature (of `features`), the SAEDashboard fields except strings: records refer to (sequence, position).
 
     Returns {feature: {...}} with `records` = list of dicts (bin_min, bin_max, bin_contains, seq, pos, value).
@@ -232,8 +272,8 @@ def feature_dashboards(acts: SAEActivations, sae: Any, model: Any, layer: int, s
     sum_f = np.bincount(acts.cols, weights=acts.vals.astype(np.float64), minlength=d_sae)
     sum_ff = np.bincount(acts.cols, weights=acts.vals.astype(np.float64) ** 2, minlength=d_sae)
     mu_f, mu_n = sum_f / n_counted, acts.sum_n / n_counted
-    sd_f = np.sqrt(np.maximum(sum_ff / n_counted - mu_f ** 2, 0))
-    sd_n = (acts.sum_nn / n_counted - mu_n ** 2).clamp_min(0).sqrt()
+    sd_f = np.sqrt(np.maximum(sum_ff / n_counted - mu_f**2, 0))
+    sd_n = (acts.sum_nn / n_counted - mu_n**2).clamp_min(0).sqrt()
     s_fn = acts.sum_fn[feats_t]
     mf = torch.as_tensor(mu_f[features]), torch.as_tensor(sd_f[features])
     pearson_n = (s_fn / n_counted - mf[0][:, None] * mu_n[None]) / (mf[1][:, None] * sd_n[None]).clamp_min(1e-12)
@@ -246,15 +286,30 @@ def feature_dashboards(acts: SAEActivations, sae: Any, model: Any, layer: int, s
     records: dict[int, list[dict[str, Any]]] = {int(f): [] for f in features}
     for e in top:  # already in descending order per feature
         f = int(cols[e])
-        records[f].append({"bin_min": -1, "bin_max": round(float(vmax[f]), ROUND), "bin_contains": -1,
-                           "seq": int(seq[e]), "pos": int(rows[e] % context), "value": float(vals[e])})
+        records[f].append(
+            {
+                "bin_min": -1,
+                "bin_max": round(float(vmax[f]), ROUND),
+                "bin_contains": -1,
+                "seq": int(seq[e]),
+                "pos": int(rows[e] % context),
+                "value": float(vals[e]),
+            }
+        )
     width = vmax / cfg.n_intervals
     interval_records: dict[int, list[dict[str, Any]]] = {int(f): [] for f in features}
     for e in sampled[np.lexsort((-vals[sampled], -ibin[sampled], cols[sampled]))]:  # highest interval first
         f, b = int(cols[e]), int(ibin[e])
-        interval_records[f].append({"bin_min": round(float(width[f] * b), ROUND), "bin_max": round(float(width[f] * (b + 1)), ROUND),
-                                    "bin_contains": round(float(icount[f, b] / max(nnz[f], 1)), 6),
-                                    "seq": int(seq[e]), "pos": int(rows[e] % context), "value": float(vals[e])})
+        interval_records[f].append(
+            {
+                "bin_min": round(float(width[f] * b), ROUND),
+                "bin_max": round(float(width[f] * (b + 1)), ROUND),
+                "bin_contains": round(float(icount[f, b] / max(nnz[f], 1)), 6),
+                "seq": int(seq[e]),
+                "pos": int(rows[e] % context),
+                "value": float(vals[e]),
+            }
+        )
     # each record's sequence: the feature's nonzero (position, value) pairs there (entries sorted by feature, sequence)
     n_seq = n_prompts
     pair_key = cols[order] * n_seq + seq[order]
@@ -277,7 +332,9 @@ def feature_dashboards(acts: SAEActivations, sae: Any, model: Any, layer: int, s
             "correlated_neurons_indices": cn_i[row].tolist() if alive else [],
             "correlated_neurons_pearson": _round(cn_v[row]) if alive else [],
             "correlated_neurons_l1": _round(cn_cos[row]) if alive else [],
-            "correlated_features_indices": cf_i, "correlated_features_pearson": cf_p, "correlated_features_l1": cf_c,
+            "correlated_features_indices": cf_i,
+            "correlated_features_pearson": cf_p,
+            "correlated_features_l1": cf_c,
             **{k: v for k, v in logits[f].items()},
             "frac_nonzero": float(nnz[f] / n_counted),
             "freq_hist_data_bar_values": _round(centres) if alive else [],
@@ -290,8 +347,16 @@ def feature_dashboards(acts: SAEActivations, sae: Any, model: Any, layer: int, s
     return out
 
 
-def _feature_correlations(acts: SAEActivations, features: np.ndarray, mu: np.ndarray, sd: np.ndarray, sum_ff: np.ndarray,
-                          n_counted: int, k: int, chunk_rows: int = 1 << 16) -> dict[int, tuple[list[int], list[float], list[float]]]:
+def _feature_correlations(
+    acts: SAEActivations,
+    features: np.ndarray,
+    mu: np.ndarray,
+    sd: np.ndarray,
+    sum_ff: np.ndarray,
+    n_counted: int,
+    k: int,
+    chunk_rows: int = 1 << 16,
+) -> dict[int, tuple[list[int], list[float], list[float]]]:
     """Top-k Pearson-correlated other features (with cosine) from the sparse co-activation sums.
 
     Only pairs that fire together somewhere are candidates: a pair that never co-fires has Pearson
@@ -312,10 +377,18 @@ def _feature_correlations(acts: SAEActivations, features: np.ndarray, mu: np.nda
         if hi <= lo:
             continue
         r, c, v = rows[lo:hi], cols[lo:hi], vals[lo:hi]
-        a = torch.sparse_coo_tensor(np.stack([r - r.min(), c]), torch.as_tensor(v, dtype=torch.float64),
-                                    (int(r.max() - r.min()) + 1, d_sae), check_invariants=False)
-        left = torch.sparse_coo_tensor(np.stack([c[want[c]], r[want[c]] - r.min()]), torch.as_tensor(v[want[c]], dtype=torch.float64),
-                                       (d_sae, int(r.max() - r.min()) + 1), check_invariants=False)
+        a = torch.sparse_coo_tensor(
+            np.stack([r - r.min(), c]),
+            torch.as_tensor(v, dtype=torch.float64),
+            (int(r.max() - r.min()) + 1, d_sae),
+            check_invariants=False,
+        )
+        left = torch.sparse_coo_tensor(
+            np.stack([c[want[c]], r[want[c]] - r.min()]),
+            torch.as_tensor(v[want[c]], dtype=torch.float64),
+            (d_sae, int(r.max() - r.min()) + 1),
+            check_invariants=False,
+        )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
             prod = torch.sparse.mm(left, a).coalesce()

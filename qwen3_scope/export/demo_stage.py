@@ -37,7 +37,9 @@ def export_stage(ctx: DemoContext) -> None:
     picks = steering_latents(ctx)
     ids = sorted({f"{prefix}{site}/layer_{layer}" for _, site, layer, _ in picks})
     pattern = "|".join(re.escape(i) for i in ids) if ids else ".*"
-    source = {"suite": suite_dir} if suite_dir else {"release": ORGANISM_RELEASE, "ids": pattern if ids else "organism/.*"}
+    source = (
+        {"suite": suite_dir} if suite_dir else {"release": ORGANISM_RELEASE, "ids": pattern if ids else "organism/.*"}
+    )
     if suite_dir:
         source["ids"] = pattern
     out = ctx.out_dir / "export"
@@ -47,7 +49,9 @@ def export_stage(ctx: DemoContext) -> None:
     for study, site, layer, feature in picks:
         sae_id = f"{prefix}{site}/layer_{layer}"
         link = "export/" + viewer_link(out, sae_id, feature)
-        rows.append(f"| {study} | `{sae_id}` | {feature} | `{result.neuronpedia_ids[sae_id]}/{feature}` | [open]({link}) |")
+        rows.append(
+            f"| {study} | `{sae_id}` | {feature} | `{result.neuronpedia_ids[sae_id]}/{feature}` | [open]({link}) |"
+        )
     body = (
         f"{len(result.sources)} SAEs exported from one pass of the model over {result.tokens} tokens of {result.dataset} "
         f"in {result.seconds:.1f} s: SAEDashboard's Neuronpedia batch files (`export/saedashboard/`), Neuronpedia's "

@@ -116,9 +116,15 @@ def dataset_tokens(model: Any, cfg: ExportConfig) -> tuple[torch.Tensor, str]:
 
 
 def _manifest(cfg: ExportConfig, sources: list[SourceInfo], dataset: str, complete: bool) -> dict[str, Any]:
-    return {"suite": str(cfg.suite) if cfg.suite is not None else f"release {cfg.release} ids {cfg.ids}",
-            "sae_ids": [s.sae_id for s in sources], "neuronpedia_ids": {s.sae_id: s.neuronpedia_id for s in sources},
-            "folders": {s.sae_id: s.folder for s in sources}, "settings": cfg.settings(), "dataset": dataset, "complete": complete}
+    return {
+        "suite": str(cfg.suite) if cfg.suite is not None else f"release {cfg.release} ids {cfg.ids}",
+        "sae_ids": [s.sae_id for s in sources],
+        "neuronpedia_ids": {s.sae_id: s.neuronpedia_id for s in sources},
+        "folders": {s.sae_id: s.folder for s in sources},
+        "settings": cfg.settings(),
+        "dataset": dataset,
+        "complete": complete,
+    }
 
 
 def _check_out_dir(cfg: ExportConfig, manifest: dict[str, Any]) -> None:
@@ -143,8 +149,14 @@ def _check_out_dir(cfg: ExportConfig, manifest: dict[str, Any]) -> None:
 
 def _done(cfg: ExportConfig, info: SourceInfo, i: int) -> bool:
     bulk = bulk_import_dir(cfg.out / "neuronpedia", info)
-    return all(p.is_file() for p in (batch_path(cfg.out / "saedashboard" / info.folder, i),
-                                     bulk / "features" / f"batch-{i}.jsonl.gz", bulk / "activations" / f"batch-{i}.jsonl.gz"))
+    return all(
+        p.is_file()
+        for p in (
+            batch_path(cfg.out / "saedashboard" / info.folder, i),
+            bulk / "features" / f"batch-{i}.jsonl.gz",
+            bulk / "activations" / f"batch-{i}.jsonl.gz",
+        )
+    )
 
 
 def run_export(cfg: ExportConfig, model: Any = None, release_info: dict[str, Any] | None = None) -> ExportResult:
@@ -172,36 +184,71 @@ def run_export(cfg: ExportConfig, model: Any = None, release_info: dict[str, Any
     todo = {s.sae_id: [i for i in range(n_batches[s.sae_id]) if not _done(cfg, s, i)] for s in sources}
     skipped = sum(n_batches.values()) - sum(len(v) for v in todo.values())
     if skipped:
-        logger.info("resuming: %d finished batches are kept, %d to compute", skipped, sum(len(v) for v in todo.values()))
+        logger.info(
+            "resuming: %d finished batches are kept, %d to compute", skipped, sum(len(v) for v in todo.values())
+        )
     created = datetime.now(timezone.utc).isoformat()
     release = {"name": "qwen3-scope", **(release_info or {})}
     for s in sources:
         folder = cfg.out / "saedashboard" / s.folder
         folder.mkdir(parents=True, exist_ok=True)
         write_run_settings(folder, s, cfg.settings(), {"dataset": dataset, "suite": manifest["suite"]})
-        write_bulk_import_meta(cfg.out / "neuronpedia", s, release, cfg.n_prompts, cfg.context, dataset, created=created)
+        write_bulk_import_meta(
+            cfg.out / "neuronpedia", s, release, cfg.n_prompts, cfg.context, dataset, created=created
+        )
 
-    result = ExportResult(cfg.out, sources, tokens=int(tokens.numel()), dataset=dataset, batches_skipped=skipped, timings=timings)
+    result = ExportResult(
+        cfg.out, sources, tokens=int(tokens.numel()), dataset=dataset, batches_skipped=skipped, timings=timings
+    )
     pending = {k: saes[k] for k, v in todo.items() if v}
     if pending:
         t0 = time.perf_counter()
-        acts = collect_activations(model, pending, tokens, special_token_ids(model.tokenizer), cfg.batch_prompts, cfg.progress)
+        acts = collect_activations(
+            model, pending, tokens, special_token_ids(model.tokenizer), cfg.batch_prompts, cfg.progress
+        )
         timings["model_pass"] = time.perf_counter() - t0
         strings = TokenStrings(model.tokenizer)
         t0 = time.perf_counter()
-        for s in tqdm([s for s in sources if s.sae_id in pending], desc="feature dashboards", disable=not cfg.progress, leave=False):
+        for s in tqdm(
+            [s for s in sources if s.sae_id in pending],
+            desc="feature dashboards",
+            disable=not cfg.progress,
+            leave=False,
+        ):
             sae = saes[s.sae_id]
-            features = np.concatenate([np.arange(i * cfg.features_per_batch, min((i + 1) * cfg.features_per_batch, s.d_sae))
-                                       for i in todo[s.sae_id]])
+            features = np.concatenate(
+                [
+                    np.arange(i * cfg.features_per_batch, min((i + 1) * cfg.features_per_batch, s.d_sae))
+                    for i in todo[s.sae_id]
+                ]
+            )
             with torch.no_grad():
-                stats = feature_dashboards(acts.pop(s.sae_id), sae, model, s.layer, s.site, features, cfg.n_prompts, cfg.context, cfg)
+                stats = feature_dashboards(
+                    acts.pop(s.sae_id), sae, model, s.layer, s.site, features, cfg.n_prompts, cfg.context, cfg
+                )
             result.features_computed += len(features)
             folder = cfg.out / "saedashboard" / s.folder
             for i in todo[s.sae_id]:
                 idx = range(i * cfg.features_per_batch, min((i + 1) * cfg.features_per_batch, s.d_sae))
-                feats = [saedashboard_feature(stats[f], tokens, strings, (cfg.window_before, cfg.window_after), cfg.n_prompts,
-                                              cfg.context, dataset) for f in idx]
-                batch = {"model_id": s.model_id, "layer": s.layer, "sae_set": s.sae_set, "sae_id_suffix": None, "features": feats}
+                feats = [
+                    saedashboard_feature(
+                        stats[f],
+                        tokens,
+                        strings,
+                        (cfg.window_before, cfg.window_after),
+                        cfg.n_prompts,
+                        cfg.context,
+                        dataset,
+                    )
+                    for f in idx
+                ]
+                batch = {
+                    "model_id": s.model_id,
+                    "layer": s.layer,
+                    "sae_set": s.sae_set,
+                    "sae_id_suffix": None,
+                    "features": feats,
+                }
                 write_bulk_import_batch(cfg.out / "neuronpedia", s, i, batch, created)
                 write_batch(folder, i, s, feats)  # last: its presence marks the batch done
                 result.batches_written += 1
@@ -214,8 +261,14 @@ def run_export(cfg: ExportConfig, model: Any = None, release_info: dict[str, Any
         timings["viewer"] = time.perf_counter() - t0
     atomic_write_json(cfg.out / MANIFEST, _manifest(cfg, sources, dataset, complete=True))
     result.seconds = time.perf_counter() - start
-    logger.info("exported %d SAEs (%d features computed, %d batches written, %d kept) in %.1f s", len(sources),
-                result.features_computed, result.batches_written, skipped, result.seconds)
+    logger.info(
+        "exported %d SAEs (%d features computed, %d batches written, %d kept) in %.1f s",
+        len(sources),
+        result.features_computed,
+        result.batches_written,
+        skipped,
+        result.seconds,
+    )
     return result
 
 

@@ -32,40 +32,173 @@ RUN_SETTINGS = "run_settings.json"
 SKIPPED_INDEXES = "skipped_indexes.json"
 BATCH_KEYS = ("model_id", "layer", "sae_set", "sae_id_suffix", "features")
 FEATURE_KEYS = (
-    "feature_index", "neuron_alignment_indices", "neuron_alignment_values", "neuron_alignment_l1",
-    "correlated_neurons_indices", "correlated_neurons_pearson", "correlated_neurons_l1",
-    "correlated_features_indices", "correlated_features_pearson", "correlated_features_l1",
-    "pos_str", "pos_values", "neg_str", "neg_values", "frac_nonzero",
-    "freq_hist_data_bar_values", "freq_hist_data_bar_heights", "logits_hist_data_bar_values", "logits_hist_data_bar_heights",
-    "n_prompts_total", "n_tokens_in_prompt", "dataset", "decoder_weights_dist", "vector", "activations",
+    "feature_index",
+    "neuron_alignment_indices",
+    "neuron_alignment_values",
+    "neuron_alignment_l1",
+    "correlated_neurons_indices",
+    "correlated_neurons_pearson",
+    "correlated_neurons_l1",
+    "correlated_features_indices",
+    "correlated_features_pearson",
+    "correlated_features_l1",
+    "pos_str",
+    "pos_values",
+    "neg_str",
+    "neg_values",
+    "frac_nonzero",
+    "freq_hist_data_bar_values",
+    "freq_hist_data_bar_heights",
+    "logits_hist_data_bar_values",
+    "logits_hist_data_bar_heights",
+    "n_prompts_total",
+    "n_tokens_in_prompt",
+    "dataset",
+    "decoder_weights_dist",
+    "vector",
+    "activations",
 )
 ACTIVATION_KEYS = ("bin_min", "bin_max", "bin_contains", "tokens", "values", "qualifying_token_index")
 # Columns of Neuronpedia's tables, as its converter writes them (one row per feature / activation record).
 NEURON_COLUMNS = (
-    "modelId", "layer", "index", "creatorId", "createdAt", "maxActApprox", "hasVector", "vector", "vectorLabel",
-    "vectorDefaultSteerStrength", "hookName", "topkCosSimIndices", "topkCosSimValues", "neuron_alignment_indices",
-    "neuron_alignment_values", "neuron_alignment_l1", "correlated_neurons_indices", "correlated_neurons_pearson",
-    "correlated_neurons_l1", "correlated_features_indices", "correlated_features_pearson", "correlated_features_l1",
-    "neg_str", "neg_values", "pos_str", "pos_values", "frac_nonzero", "freq_hist_data_bar_heights",
-    "freq_hist_data_bar_values", "logits_hist_data_bar_heights", "logits_hist_data_bar_values", "decoder_weights_dist",
+    "modelId",
+    "layer",
+    "index",
+    "creatorId",
+    "createdAt",
+    "maxActApprox",
+    "hasVector",
+    "vector",
+    "vectorLabel",
+    "vectorDefaultSteerStrength",
+    "hookName",
+    "topkCosSimIndices",
+    "topkCosSimValues",
+    "neuron_alignment_indices",
+    "neuron_alignment_values",
+    "neuron_alignment_l1",
+    "correlated_neurons_indices",
+    "correlated_neurons_pearson",
+    "correlated_neurons_l1",
+    "correlated_features_indices",
+    "correlated_features_pearson",
+    "correlated_features_l1",
+    "neg_str",
+    "neg_values",
+    "pos_str",
+    "pos_values",
+    "frac_nonzero",
+    "freq_hist_data_bar_heights",
+    "freq_hist_data_bar_values",
+    "logits_hist_data_bar_heights",
+    "logits_hist_data_bar_values",
+    "decoder_weights_dist",
 )
 ACTIVATION_COLUMNS = (
-    "id", "tokens", "index", "layer", "modelId", "maxValue", "maxValueTokenIndex", "minValue", "values", "creatorId",
-    "dataSource", "dataIndex", "dfaValues", "dfaTargetIndex", "dfaMaxValue", "createdAt", "lossValues",
-    "logitContributions", "binMin", "binMax", "binContains", "qualifyingTokenIndex",
+    "id",
+    "tokens",
+    "index",
+    "layer",
+    "modelId",
+    "maxValue",
+    "maxValueTokenIndex",
+    "minValue",
+    "values",
+    "creatorId",
+    "dataSource",
+    "dataIndex",
+    "dfaValues",
+    "dfaTargetIndex",
+    "dfaMaxValue",
+    "createdAt",
+    "lossValues",
+    "logitContributions",
+    "binMin",
+    "binMax",
+    "binContains",
+    "qualifyingTokenIndex",
 )
-RELEASE_COLUMNS = ("name", "description", "creatorName", "creatorId", "visibility", "isNewUi", "featured", "descriptionShort",
-                   "urls", "creatorEmail", "creatorNameShort", "defaultSourceSetName", "defaultSourceId", "defaultUmapSourceIds",
-                   "createdAt")
-MODEL_COLUMNS = ("id", "instruct", "creatorId", "displayNameShort", "displayName", "tlensId", "dimension", "visibility",
-                 "defaultSourceSetName", "defaultSourceId", "inferenceEnabled", "layers", "neuronsPerLayer", "createdAt", "owner",
-                 "updatedAt", "website")
-SOURCESET_COLUMNS = ("modelId", "name", "creatorId", "hasDashboards", "visibility", "description", "type", "creatorName", "urls",
-                     "creatorEmail", "releaseName", "defaultOfModelId", "defaultRange", "defaultShowBreaks", "showDfa",
-                     "showCorrelated", "showHeadAttribution", "showUmap", "createdAt")
-SOURCE_COLUMNS = ("id", "modelId", "setName", "creatorId", "hasDashboards", "inferenceEnabled", "inferenceHosts", "saelensConfig",
-                  "saelensRelease", "saelensSaeId", "hfRepoId", "hfFolderId", "visibility", "defaultOfModelId", "hasUmap",
-                  "hasUmapLogSparsity", "hasUmapClusters", "num_prompts", "num_tokens_in_prompt", "dataset", "notes", "createdAt")
+RELEASE_COLUMNS = (
+    "name",
+    "description",
+    "creatorName",
+    "creatorId",
+    "visibility",
+    "isNewUi",
+    "featured",
+    "descriptionShort",
+    "urls",
+    "creatorEmail",
+    "creatorNameShort",
+    "defaultSourceSetName",
+    "defaultSourceId",
+    "defaultUmapSourceIds",
+    "createdAt",
+)
+MODEL_COLUMNS = (
+    "id",
+    "instruct",
+    "creatorId",
+    "displayNameShort",
+    "displayName",
+    "tlensId",
+    "dimension",
+    "visibility",
+    "defaultSourceSetName",
+    "defaultSourceId",
+    "inferenceEnabled",
+    "layers",
+    "neuronsPerLayer",
+    "createdAt",
+    "owner",
+    "updatedAt",
+    "website",
+)
+SOURCESET_COLUMNS = (
+    "modelId",
+    "name",
+    "creatorId",
+    "hasDashboards",
+    "visibility",
+    "description",
+    "type",
+    "creatorName",
+    "urls",
+    "creatorEmail",
+    "releaseName",
+    "defaultOfModelId",
+    "defaultRange",
+    "defaultShowBreaks",
+    "showDfa",
+    "showCorrelated",
+    "showHeadAttribution",
+    "showUmap",
+    "createdAt",
+)
+SOURCE_COLUMNS = (
+    "id",
+    "modelId",
+    "setName",
+    "creatorId",
+    "hasDashboards",
+    "inferenceEnabled",
+    "inferenceHosts",
+    "saelensConfig",
+    "saelensRelease",
+    "saelensSaeId",
+    "hfRepoId",
+    "hfFolderId",
+    "visibility",
+    "defaultOfModelId",
+    "hasUmap",
+    "hasUmapLogSparsity",
+    "hasUmapClusters",
+    "num_prompts",
+    "num_tokens_in_prompt",
+    "dataset",
+    "notes",
+    "createdAt",
+)
 MAX_API_FEATURES = 128
 MAX_API_LOGITS = 20
 
@@ -133,8 +266,15 @@ class TokenStrings:
         return out
 
 
-def saedashboard_feature(stats: dict[str, Any], tokens: Any, strings: TokenStrings, window: tuple[int | None, int | None],
-                         n_prompts: int, context: int, dataset: str) -> dict[str, Any]:
+def saedashboard_feature(
+    stats: dict[str, Any],
+    tokens: Any,
+    strings: TokenStrings,
+    window: tuple[int | None, int | None],
+    n_prompts: int,
+    context: int,
+    dataset: str,
+) -> dict[str, Any]:
     """One feature in SAEDashboard's Neuronpedia schema (exact keys, in its order)."""
     before, after = window
     activations = []
@@ -147,20 +287,33 @@ def saedashboard_feature(stats: dict[str, Any], tokens: Any, strings: TokenStrin
         for p, v in stats["context_values"][(seq)]:
             if lo <= p < hi:
                 values[p - lo] = round(float(v), 3)
-        activations.append({"bin_min": rec["bin_min"], "bin_max": rec["bin_max"], "bin_contains": rec["bin_contains"],
-                            "tokens": strings(ids), "values": values, "qualifying_token_index": pos - lo})
+        activations.append(
+            {
+                "bin_min": rec["bin_min"],
+                "bin_max": rec["bin_max"],
+                "bin_contains": rec["bin_contains"],
+                "tokens": strings(ids),
+                "values": values,
+                "qualifying_token_index": pos - lo,
+            }
+        )
     feature = {
         **{k: stats[k] for k in FEATURE_KEYS[:10]},
-        "pos_str": strings(stats["pos_ids"]), "pos_values": stats["pos_values"],
-        "neg_str": strings(stats["neg_ids"]), "neg_values": stats["neg_values"],
+        "pos_str": strings(stats["pos_ids"]),
+        "pos_values": stats["pos_values"],
+        "neg_str": strings(stats["neg_ids"]),
+        "neg_values": stats["neg_values"],
         "frac_nonzero": stats["frac_nonzero"],
         "freq_hist_data_bar_values": stats["freq_hist_data_bar_values"],
         "freq_hist_data_bar_heights": stats["freq_hist_data_bar_heights"],
         "logits_hist_data_bar_values": stats["logits_hist_data_bar_values"],
         "logits_hist_data_bar_heights": stats["logits_hist_data_bar_heights"],
-        "n_prompts_total": n_prompts, "n_tokens_in_prompt": context, "dataset": dataset,
+        "n_prompts_total": n_prompts,
+        "n_tokens_in_prompt": context,
+        "dataset": dataset,
         "decoder_weights_dist": stats.get("decoder_weights_dist", []),
-        "vector": stats["vector"], "activations": activations,
+        "vector": stats["vector"],
+        "activations": activations,
     }
     return {k: feature[k] for k in FEATURE_KEYS}
 
@@ -170,23 +323,51 @@ def batch_path(folder: Path, i: int) -> Path:
 
 
 def write_batch(folder: Path, i: int, info: SourceInfo, features: list[dict[str, Any]]) -> Path:
-    batch = {"model_id": info.model_id, "layer": info.layer, "sae_set": info.sae_set, "sae_id_suffix": None, "features": features}
-    return atomic_write_text(batch_path(folder, i), json.dumps({k: batch[k] for k in BATCH_KEYS}, separators=(",", ":")))
+    batch = {
+        "model_id": info.model_id,
+        "layer": info.layer,
+        "sae_set": info.sae_set,
+        "sae_id_suffix": None,
+        "features": features,
+    }
+    return atomic_write_text(
+        batch_path(folder, i), json.dumps({k: batch[k] for k in BATCH_KEYS}, separators=(",", ":"))
+    )
 
 
 def write_run_settings(folder: Path, info: SourceInfo, settings: dict[str, Any], source: dict[str, Any]) -> None:
     """run_settings.json (SAEDashboard writes its runner config; ours carries the same fields we use) and
     skipped_indexes.json (empty: no feature is skipped, dead ones are exported)."""
-    run = {"sae_set": info.sae_set, "sae_path": info.sae_id, "np_set_name": info.sae_set, "np_sae_id_suffix": None,
-           "model_id": info.model_id, "layer": info.layer, "hook_name": info.hook_name, "d_sae": info.d_sae,
-           "neuronpedia_id": info.neuronpedia_id, "huggingface_dataset_path": source.get("dataset", ""),
-           "n_prompts_total": settings["n_prompts"], "n_tokens_in_prompt": settings["context"],
-           "n_features_at_a_time": settings["features_per_batch"], "n_quantiles": settings["n_intervals"],
-           "top_acts_group_size": settings["n_top"], "quantile_group_size": settings["n_per_interval"],
-           "sparsity_threshold": 1, "sae_dtype": settings["dtype"], "model_dtype": settings["dtype"],
-           "qwen3_scope": {"settings": settings, **source}}
+    run = {
+        "sae_set": info.sae_set,
+        "sae_path": info.sae_id,
+        "np_set_name": info.sae_set,
+        "np_sae_id_suffix": None,
+        "model_id": info.model_id,
+        "layer": info.layer,
+        "hook_name": info.hook_name,
+        "d_sae": info.d_sae,
+        "neuronpedia_id": info.neuronpedia_id,
+        "huggingface_dataset_path": source.get("dataset", ""),
+        "n_prompts_total": settings["n_prompts"],
+        "n_tokens_in_prompt": settings["context"],
+        "n_features_at_a_time": settings["features_per_batch"],
+        "n_quantiles": settings["n_intervals"],
+        "top_acts_group_size": settings["n_top"],
+        "quantile_group_size": settings["n_per_interval"],
+        "sparsity_threshold": 1,
+        "sae_dtype": settings["dtype"],
+        "model_dtype": settings["dtype"],
+        "qwen3_scope": {"settings": settings, **source},
+    }
     atomic_write_text(folder / RUN_SETTINGS, json.dumps(run, indent=2, sort_keys=True) + "\n")
-    skipped = {"model_id": info.model_id, "layer": str(info.layer), "sae_set": info.sae_set, "log_sparsity": 1, "skipped_indexes": []}
+    skipped = {
+        "model_id": info.model_id,
+        "layer": str(info.layer),
+        "sae_set": info.sae_set,
+        "log_sparsity": 1,
+        "skipped_indexes": [],
+    }
     atomic_write_text(folder / SKIPPED_INDEXES, json.dumps(skipped) + "\n")
 
 
@@ -209,41 +390,132 @@ def bulk_import_dir(root: Path, info: SourceInfo) -> Path:
     return root / info.model_id / info.source_id
 
 
-def write_bulk_import_meta(root: Path, info: SourceInfo, release: dict[str, Any], n_prompts: int, context: int,
-                           dataset: str, hf_repo: str | None = None, created: str | None = None) -> Path:
+def write_bulk_import_meta(
+    root: Path,
+    info: SourceInfo,
+    release: dict[str, Any],
+    n_prompts: int,
+    context: int,
+    dataset: str,
+    hf_repo: str | None = None,
+    created: str | None = None,
+) -> Path:
     """release.jsonl, model.jsonl, sourceset.jsonl and source.jsonl of one SAE's bulk-import folder."""
     out = bulk_import_dir(root, info)
     created = created or datetime.now(timezone.utc).isoformat()
     creator = release.get("creator_id")
     name = release.get("name", "qwen3-scope")
-    _jsonl(out / "release.jsonl", [{
-        "name": name, "description": release.get("description", "qwen3-scope SAEs"), "creatorName": release.get("creator", "qwen3-scope"),
-        "creatorId": creator, "visibility": "PUBLIC", "isNewUi": False, "featured": False,
-        "descriptionShort": release.get("description", "qwen3-scope SAEs"), "urls": release.get("urls", []), "creatorEmail": None,
-        "creatorNameShort": release.get("creator", "qwen3-scope"), "defaultSourceSetName": info.sae_set,
-        "defaultSourceId": info.source_id, "defaultUmapSourceIds": [], "createdAt": created}], RELEASE_COLUMNS)
-    _jsonl(out / "model.jsonl", [{
-        "id": info.model_id, "instruct": True, "creatorId": creator, "displayNameShort": info.model_id, "displayName": info.model_id,
-        "tlensId": None, "dimension": info.d_model, "visibility": "PUBLIC", "defaultSourceSetName": info.sae_set,
-        "defaultSourceId": info.source_id, "inferenceEnabled": False, "layers": info.n_layers, "neuronsPerLayer": info.d_sae,
-        "createdAt": created, "owner": release.get("creator", "qwen3-scope"), "updatedAt": created, "website": None}], MODEL_COLUMNS)
-    _jsonl(out / "sourceset.jsonl", [{
-        "modelId": info.model_id, "name": info.sae_set, "creatorId": creator, "hasDashboards": True, "visibility": "PUBLIC",
-        "description": f"qwen3-scope {info.site} - {info.sae_set.rsplit('-', 1)[-1]}", "type": "", "creatorName": release.get("creator", "qwen3-scope"),
-        "urls": release.get("urls", []), "creatorEmail": None, "releaseName": name, "defaultOfModelId": None, "defaultRange": 1,
-        "defaultShowBreaks": True, "showDfa": False, "showCorrelated": True, "showHeadAttribution": False, "showUmap": False,
-        "createdAt": created}], SOURCESET_COLUMNS)
-    _jsonl(out / "source.jsonl", [{
-        "id": info.source_id, "modelId": info.model_id, "setName": info.sae_set, "creatorId": creator, "hasDashboards": True,
-        "inferenceEnabled": False, "inferenceHosts": [], "saelensConfig": None, "saelensRelease": release.get("saelens_release"),
-        "saelensSaeId": info.sae_id, "hfRepoId": hf_repo, "hfFolderId": info.sae_id if hf_repo else None, "visibility": "PUBLIC",
-        "defaultOfModelId": None, "hasUmap": False, "hasUmapLogSparsity": False, "hasUmapClusters": False, "num_prompts": n_prompts,
-        "num_tokens_in_prompt": context, "dataset": dataset, "notes": None, "createdAt": created}], SOURCE_COLUMNS)
+    _jsonl(
+        out / "release.jsonl",
+        [
+            {
+                "name": name,
+                "description": release.get("description", "qwen3-scope SAEs"),
+                "creatorName": release.get("creator", "qwen3-scope"),
+                "creatorId": creator,
+                "visibility": "PUBLIC",
+                "isNewUi": False,
+                "featured": False,
+                "descriptionShort": release.get("description", "qwen3-scope SAEs"),
+                "urls": release.get("urls", []),
+                "creatorEmail": None,
+                "creatorNameShort": release.get("creator", "qwen3-scope"),
+                "defaultSourceSetName": info.sae_set,
+                "defaultSourceId": info.source_id,
+                "defaultUmapSourceIds": [],
+                "createdAt": created,
+            }
+        ],
+        RELEASE_COLUMNS,
+    )
+    _jsonl(
+        out / "model.jsonl",
+        [
+            {
+                "id": info.model_id,
+                "instruct": True,
+                "creatorId": creator,
+                "displayNameShort": info.model_id,
+                "displayName": info.model_id,
+                "tlensId": None,
+                "dimension": info.d_model,
+                "visibility": "PUBLIC",
+                "defaultSourceSetName": info.sae_set,
+                "defaultSourceId": info.source_id,
+                "inferenceEnabled": False,
+                "layers": info.n_layers,
+                "neuronsPerLayer": info.d_sae,
+                "createdAt": created,
+                "owner": release.get("creator", "qwen3-scope"),
+                "updatedAt": created,
+                "website": None,
+            }
+        ],
+        MODEL_COLUMNS,
+    )
+    _jsonl(
+        out / "sourceset.jsonl",
+        [
+            {
+                "modelId": info.model_id,
+                "name": info.sae_set,
+                "creatorId": creator,
+                "hasDashboards": True,
+                "visibility": "PUBLIC",
+                "description": f"qwen3-scope {info.site} - {info.sae_set.rsplit('-', 1)[-1]}",
+                "type": "",
+                "creatorName": release.get("creator", "qwen3-scope"),
+                "urls": release.get("urls", []),
+                "creatorEmail": None,
+                "releaseName": name,
+                "defaultOfModelId": None,
+                "defaultRange": 1,
+                "defaultShowBreaks": True,
+                "showDfa": False,
+                "showCorrelated": True,
+                "showHeadAttribution": False,
+                "showUmap": False,
+                "createdAt": created,
+            }
+        ],
+        SOURCESET_COLUMNS,
+    )
+    _jsonl(
+        out / "source.jsonl",
+        [
+            {
+                "id": info.source_id,
+                "modelId": info.model_id,
+                "setName": info.sae_set,
+                "creatorId": creator,
+                "hasDashboards": True,
+                "inferenceEnabled": False,
+                "inferenceHosts": [],
+                "saelensConfig": None,
+                "saelensRelease": release.get("saelens_release"),
+                "saelensSaeId": info.sae_id,
+                "hfRepoId": hf_repo,
+                "hfFolderId": info.sae_id if hf_repo else None,
+                "visibility": "PUBLIC",
+                "defaultOfModelId": None,
+                "hasUmap": False,
+                "hasUmapLogSparsity": False,
+                "hasUmapClusters": False,
+                "num_prompts": n_prompts,
+                "num_tokens_in_prompt": context,
+                "dataset": dataset,
+                "notes": None,
+                "createdAt": created,
+            }
+        ],
+        SOURCE_COLUMNS,
+    )
     return out
 
 
-def write_bulk_import_batch(root: Path, info: SourceInfo, i: int, batch: dict[str, Any], created: str,
-                            creator_id: str | None = None) -> tuple[Path, Path]:
+def write_bulk_import_batch(
+    root: Path, info: SourceInfo, i: int, batch: dict[str, Any], created: str, creator_id: str | None = None
+) -> tuple[Path, Path]:
     """features/batch-i.jsonl.gz (Neuron rows) and activations/batch-i.jsonl.gz (Activation rows) of one batch."""
     out = bulk_import_dir(root, info)
     neurons, activations = [], []
@@ -253,20 +525,54 @@ def write_bulk_import_batch(root: Path, info: SourceInfo, i: int, batch: dict[st
             values = act["values"]
             top = max(values)
             max_act = max(max_act, top)
-            activations.append({
-                "id": _activation_id(info.model_id, info.source_id, f["feature_index"], k), "tokens": act["tokens"],
-                "index": str(f["feature_index"]), "layer": info.source_id, "modelId": info.model_id, "maxValue": top,
-                "maxValueTokenIndex": values.index(top), "minValue": min(values), "values": values, "creatorId": creator_id,
-                "dataSource": None, "dataIndex": None, "dfaValues": [], "dfaTargetIndex": None, "dfaMaxValue": None,
-                "createdAt": created, "lossValues": [], "logitContributions": None, "binMin": act["bin_min"], "binMax": act["bin_max"],
-                "binContains": act["bin_contains"], "qualifyingTokenIndex": act["qualifying_token_index"]})
-        neurons.append({
-            "modelId": info.model_id, "layer": info.source_id, "index": str(f["feature_index"]), "creatorId": creator_id,
-            "createdAt": created, "maxActApprox": max_act, "hasVector": bool(f["vector"]), "vector": f["vector"], "vectorLabel": None,
-            "vectorDefaultSteerStrength": max_act if max_act > 0 else 10, "hookName": info.hook_name, "topkCosSimIndices": [],
-            "topkCosSimValues": [], **{c: f[c] for c in NEURON_COLUMNS[13:]}})
-    return (_jsonl(out / "features" / f"batch-{i}.jsonl.gz", neurons, NEURON_COLUMNS, gz=True),
-            _jsonl(out / "activations" / f"batch-{i}.jsonl.gz", activations, ACTIVATION_COLUMNS, gz=True))
+            activations.append(
+                {
+                    "id": _activation_id(info.model_id, info.source_id, f["feature_index"], k),
+                    "tokens": act["tokens"],
+                    "index": str(f["feature_index"]),
+                    "layer": info.source_id,
+                    "modelId": info.model_id,
+                    "maxValue": top,
+                    "maxValueTokenIndex": values.index(top),
+                    "minValue": min(values),
+                    "values": values,
+                    "creatorId": creator_id,
+                    "dataSource": None,
+                    "dataIndex": None,
+                    "dfaValues": [],
+                    "dfaTargetIndex": None,
+                    "dfaMaxValue": None,
+                    "createdAt": created,
+                    "lossValues": [],
+                    "logitContributions": None,
+                    "binMin": act["bin_min"],
+                    "binMax": act["bin_max"],
+                    "binContains": act["bin_contains"],
+                    "qualifyingTokenIndex": act["qualifying_token_index"],
+                }
+            )
+        neurons.append(
+            {
+                "modelId": info.model_id,
+                "layer": info.source_id,
+                "index": str(f["feature_index"]),
+                "creatorId": creator_id,
+                "createdAt": created,
+                "maxActApprox": max_act,
+                "hasVector": bool(f["vector"]),
+                "vector": f["vector"],
+                "vectorLabel": None,
+                "vectorDefaultSteerStrength": max_act if max_act > 0 else 10,
+                "hookName": info.hook_name,
+                "topkCosSimIndices": [],
+                "topkCosSimValues": [],
+                **{c: f[c] for c in NEURON_COLUMNS[13:]},
+            }
+        )
+    return (
+        _jsonl(out / "features" / f"batch-{i}.jsonl.gz", neurons, NEURON_COLUMNS, gz=True),
+        _jsonl(out / "activations" / f"batch-{i}.jsonl.gz", activations, ACTIVATION_COLUMNS, gz=True),
+    )
 
 
 # ---- the self-serve API (feature/upload-batch) -----------------------------------------------------------
@@ -281,7 +587,9 @@ def api_payloads(info: SourceInfo, batches: Iterable[dict[str, Any]]) -> list[di
         from neuronpedia.np_feature import Feature, Logit
         from neuronpedia.requests.feature_request import FeatureRequest
     except ImportError as err:
-        raise ImportError("the `neuronpedia` package is needed for --neuronpedia-api: pip install 'qwen3-scope[publish]'.") from err
+        raise ImportError(
+            "the `neuronpedia` package is needed for --neuronpedia-api: pip install 'qwen3-scope[publish]'."
+        ) from err
 
     class _Recorder(FeatureRequest):
         def send_request(self, uri: str = "", method: str = "POST", **kwargs: Any) -> dict[str, Any]:
@@ -292,16 +600,33 @@ def api_payloads(info: SourceInfo, batches: Iterable[dict[str, Any]]) -> list[di
     out = []
     for start in range(0, len(features), MAX_API_FEATURES):
         chunk = []
-        for f in features[start:start + MAX_API_FEATURES]:
-            acts = [Activation(modelId=info.model_id, source=info.source_id, index=f["feature_index"], tokens=a["tokens"],
-                               values=a["values"], quantileMax=a["bin_max"] if a["bin_min"] >= 0 else None,
-                               quantileMin=a["bin_min"] if a["bin_min"] >= 0 else None,
-                               quantileFraction=a["bin_contains"] if a["bin_min"] >= 0 else None)
-                    for a in f["activations"] if 1 <= len(a["tokens"]) <= 1024]
-            chunk.append(Feature(modelId=info.model_id, source=info.source_id, index=f["feature_index"], density=f["frac_nonzero"],
-                                 top_logits=[Logit(t, v) for t, v in zip(f["pos_str"], f["pos_values"])][:MAX_API_LOGITS],
-                                 bottom_logits=[Logit(t, v) for t, v in zip(f["neg_str"], f["neg_values"])][:MAX_API_LOGITS],
-                                 activations=acts, explanations=None))
+        for f in features[start : start + MAX_API_FEATURES]:
+            acts = [
+                Activation(
+                    modelId=info.model_id,
+                    source=info.source_id,
+                    index=f["feature_index"],
+                    tokens=a["tokens"],
+                    values=a["values"],
+                    quantileMax=a["bin_max"] if a["bin_min"] >= 0 else None,
+                    quantileMin=a["bin_min"] if a["bin_min"] >= 0 else None,
+                    quantileFraction=a["bin_contains"] if a["bin_min"] >= 0 else None,
+                )
+                for a in f["activations"]
+                if 1 <= len(a["tokens"]) <= 1024
+            ]
+            chunk.append(
+                Feature(
+                    modelId=info.model_id,
+                    source=info.source_id,
+                    index=f["feature_index"],
+                    density=f["frac_nonzero"],
+                    top_logits=[Logit(t, v) for t, v in zip(f["pos_str"], f["pos_values"])][:MAX_API_LOGITS],
+                    bottom_logits=[Logit(t, v) for t, v in zip(f["neg_str"], f["neg_values"])][:MAX_API_LOGITS],
+                    activations=acts,
+                    explanations=None,
+                )
+            )
         out.append(recorder.upload_batch(info.model_id, info.source_id, chunk))
     return out
 
@@ -311,8 +636,10 @@ def send_api_payloads(payloads: list[dict[str, Any]]) -> int:
     import os
 
     if not os.environ.get("NEURONPEDIA_API_KEY"):
-        raise ValueError("sending to Neuronpedia needs an API key: set NEURONPEDIA_API_KEY (neuronpedia.org > settings), "
-                         "or use --dry-run DIR to write the payloads.")
+        raise ValueError(
+            "sending to Neuronpedia needs an API key: set NEURONPEDIA_API_KEY (neuronpedia.org > settings), "
+            "or use --dry-run DIR to write the payloads."
+        )
     from neuronpedia.requests.feature_request import FeatureRequest
 
     request = FeatureRequest()

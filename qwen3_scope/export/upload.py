@@ -42,17 +42,30 @@ class UploadConfig:
     release: str | None = field(default=None, metadata={"help": "SAELens release (with --ids)"})
     ids: str = field(default=".*", metadata={"help": "regex an SAE id must fully match"})
     revision: str | None = field(default=None, metadata={"help": "branch to commit to (default: main)"})
-    dry_run: Path | None = field(default=None, metadata={"help": "write the exact tree (and API payloads) here instead of pushing"})
-    release_name: str | None = field(default=None, metadata={"help": "release name in the entry (default: the repo name)"})
-    neuronpedia_api: Path | None = field(default=None, metadata={"help": "a dashboard export folder: build Neuronpedia "
-                                                                         "feature/upload-batch payloads from it"})
+    dry_run: Path | None = field(
+        default=None, metadata={"help": "write the exact tree (and API payloads) here instead of pushing"}
+    )
+    release_name: str | None = field(
+        default=None, metadata={"help": "release name in the entry (default: the repo name)"}
+    )
+    neuronpedia_api: Path | None = field(
+        default=None,
+        metadata={"help": "a dashboard export folder: build Neuronpedia feature/upload-batch payloads from it"},
+    )
     eval_batches: int = field(default=4, metadata={"help": "held-out batches of the evaluation behind the model card"})
     model: str | None = field(default=None, metadata={"help": "model to evaluate on (default: the one the SAEs name)"})
     device: str = field(default="cpu", metadata={"help": "torch device"})
 
     def __post_init__(self) -> None:
-        if not isinstance(self.repo, str) or not _REPO.match(self.repo) or ".." in self.repo or self.repo.endswith((".git", ".")):
-            raise ValueError(f"--repo {self.repo!r} is not a Hub repo id; it must look like USER/NAME (letters, digits, '-', '_', '.').")
+        if (
+            not isinstance(self.repo, str)
+            or not _REPO.match(self.repo)
+            or ".." in self.repo
+            or self.repo.endswith((".git", "."))
+        ):
+            raise ValueError(
+                f"--repo {self.repo!r} is not a Hub repo id; it must look like USER/NAME (letters, digits, '-', '_', '.')."
+            )
         if (self.suite is None) == (self.release is None):
             raise ValueError("give exactly one SAE source: SUITE_DIR, or --release R (with --ids REGEX).")
         self.suite = Path(self.suite) if self.suite is not None else None
@@ -73,25 +86,64 @@ class UploadResult:
 
 
 def _model_card(cfg: UploadConfig, table: Any, entry: dict[str, Any], plots: list[str], model_name: str) -> str:
-    cols = [c for c in ("sae_id", "hook_name", "d_sae", "l0", "explained_variance", "ce_loss_score", "delta_lm_loss", "dead_fraction")
-            if c in table.columns]
+    cols = [
+        c
+        for c in (
+            "sae_id",
+            "hook_name",
+            "d_sae",
+            "l0",
+            "explained_variance",
+            "ce_loss_score",
+            "delta_lm_loss",
+            "dead_fraction",
+        )
+        if c in table.columns
+    ]
     first = entry["saes"][0]["id"]
     lines = [
-        "---", "library_name: saelens", "tags:", "- sparse-autoencoder", "- qwen3", "- qwen3-scope", "---", "",
-        f"# {cfg.release_name}: sparse autoencoders for {model_name}", "",
-        (f"{len(entry['saes'])} SAEs trained with qwen3-scope through SAELens, in SAELens' layout "
-        "(`<sae_id>/cfg.json`, `sae_weights.safetensors`, `sparsity.safetensors`)."), "",
-        "## Load", "", "```python", "from sae_lens import SAE", "",
+        "---",
+        "library_name: saelens",
+        "tags:",
+        "- sparse-autoencoder",
+        "- qwen3",
+        "- qwen3-scope",
+        "---",
+        "",
+        f"# {cfg.release_name}: sparse autoencoders for {model_name}",
+        "",
+        (
+            f"{len(entry['saes'])} SAEs trained with qwen3-scope through SAELens, in SAELens' layout "
+            "(`<sae_id>/cfg.json`, `sae_weights.safetensors`, `sparsity.safetensors`)."
+        ),
+        "",
+        "## Load",
+        "",
+        "```python",
+        "from sae_lens import SAE",
+        "",
         f'sae = SAE.from_pretrained("{cfg.release_name}", "{first}")  # after adding pretrained_saes.yaml\'s entry to SAELens',
         f'# or directly from this repo: SAE.load_from_disk(huggingface_hub.snapshot_download("{cfg.repo}", allow_patterns="{first}/*") + "/{first}")',
-        "```", "",
-        "## Evaluation", "",
-        "SAELens' `run_evals` on held-out chat-formatted tokens (`qwen3-scope eval`):", "",
-        table[cols].to_markdown(index=False, floatfmt=".4g"), "",
-        *[f"![{Path(p).stem}]({p})" for p in plots], "",
-        "## Neuronpedia ids", "", *[f"- `{s['id']}`: `{s['neuronpedia']}`" for s in entry["saes"]], "",
-        "## Release entry (SAELens `pretrained_saes.yaml`)", "", "```yaml",
-        yaml.safe_dump({cfg.release_name: entry}, sort_keys=False, width=120).rstrip(), "```", "",
+        "```",
+        "",
+        "## Evaluation",
+        "",
+        "SAELens' `run_evals` on held-out chat-formatted tokens (`qwen3-scope eval`):",
+        "",
+        table[cols].to_markdown(index=False, floatfmt=".4g"),
+        "",
+        *[f"![{Path(p).stem}]({p})" for p in plots],
+        "",
+        "## Neuronpedia ids",
+        "",
+        *[f"- `{s['id']}`: `{s['neuronpedia']}`" for s in entry["saes"]],
+        "",
+        "## Release entry (SAELens `pretrained_saes.yaml`)",
+        "",
+        "```yaml",
+        yaml.safe_dump({cfg.release_name: entry}, sort_keys=False, width=120).rstrip(),
+        "```",
+        "",
     ]
     return "\n".join(lines)
 
@@ -110,8 +162,13 @@ def build_tree(cfg: UploadConfig, out: Path) -> UploadResult:
     entries = _entries(pick)
     model = _model(entries, pick)
     spec, backend = model_spec(model), backend_of(model)
-    result = evaluate_suite(entries, model=model, suite_dir=cfg.suite,
-                            config=SuiteEvalConfig(n_batches=cfg.eval_batches, progress=False), device=cfg.device)
+    result = evaluate_suite(
+        entries,
+        model=model,
+        suite_dir=cfg.suite,
+        config=SuiteEvalConfig(n_batches=cfg.eval_batches, progress=False),
+        device=cfg.device,
+    )
     table = result.table
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_outputs(table, tmp, title=f"{cfg.release_name} evaluation")
@@ -136,11 +193,24 @@ def build_tree(cfg: UploadConfig, out: Path) -> UploadResult:
         density = torch.as_tensor(result.feature_metrics[e.sae_id]["feature_density"], dtype=torch.float32)
         atomic_save_safetensors(folder / "sparsity.safetensors", {"sparsity": torch.log10(density + 1e-10)})
         row = rows[e.sae_id]
-        saes.append({"id": e.sae_id, "path": e.sae_id, "neuronpedia": info.neuronpedia_id, "l0": round(float(row.l0), 3),
-                     "variance_explained": round(float(row.explained_variance), 4)})
-    entry = {"repo_id": cfg.repo, "model": "organism" if spec.key == "organism" else spec.name, "conversion_func": "sae_lens",
-             "saes": saes}
-    atomic_write_text(out / "pretrained_saes.yaml", yaml.safe_dump({cfg.release_name: entry}, sort_keys=False, width=120))
+        saes.append(
+            {
+                "id": e.sae_id,
+                "path": e.sae_id,
+                "neuronpedia": info.neuronpedia_id,
+                "l0": round(float(row.l0), 3),
+                "variance_explained": round(float(row.explained_variance), 4),
+            }
+        )
+    entry = {
+        "repo_id": cfg.repo,
+        "model": "organism" if spec.key == "organism" else spec.name,
+        "conversion_func": "sae_lens",
+        "saes": saes,
+    }
+    atomic_write_text(
+        out / "pretrained_saes.yaml", yaml.safe_dump({cfg.release_name: entry}, sort_keys=False, width=120)
+    )
     atomic_write_text(out / "README.md", _model_card(cfg, table, entry, sorted(plots), spec.name))
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
     return UploadResult(out, files, entry)
@@ -154,7 +224,9 @@ def build_api_payloads(export_dir: Path, out: Path | None) -> list[dict[str, Any
 
     manifest_path = Path(export_dir) / MANIFEST
     if not manifest_path.is_file():
-        raise FileNotFoundError(f"{export_dir} holds no dashboard export; run `qwen3-scope export neuronpedia --out {export_dir}` first.")
+        raise FileNotFoundError(
+            f"{export_dir} holds no dashboard export; run `qwen3-scope export neuronpedia --out {export_dir}` first."
+        )
     manifest = json.loads(manifest_path.read_text())
     payloads = []
     for sae_id in manifest["sae_ids"]:
@@ -175,10 +247,14 @@ def upload(cfg: UploadConfig) -> UploadResult:
     """Dry run: write the tree to `cfg.dry_run`. Otherwise build it in a temporary folder and push it in one commit."""
     token = os.environ.get("HF_TOKEN")
     if cfg.dry_run is None and not token:
-        raise ValueError("pushing to the Hub needs a network and a token: set HF_TOKEN (huggingface.co > settings > tokens, "
-                         "write access), or pass --dry-run DIR to write the exact tree locally.")
+        raise ValueError(
+            "pushing to the Hub needs a network and a token: set HF_TOKEN (huggingface.co > settings > tokens, "
+            "write access), or pass --dry-run DIR to write the exact tree locally."
+        )
     if cfg.dry_run is None and cfg.neuronpedia_api is not None and not os.environ.get("NEURONPEDIA_API_KEY"):
-        raise ValueError("sending to Neuronpedia needs NEURONPEDIA_API_KEY; or pass --dry-run DIR to write the payloads.")
+        raise ValueError(
+            "sending to Neuronpedia needs NEURONPEDIA_API_KEY; or pass --dry-run DIR to write the payloads."
+        )
     if cfg.dry_run is not None:
         if cfg.dry_run.exists() and any(cfg.dry_run.iterdir()):
             raise ValueError(f"--dry-run folder {cfg.dry_run} is not empty; give a new or empty folder.")
@@ -205,6 +281,8 @@ def push_tree(tree: Path, repo: str, revision: str | None, token: str, files: li
     if revision:
         api.create_branch(repo, branch=revision, exist_ok=True)
     ops = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(tree / f)) for f in files]
-    info = api.create_commit(repo, operations=ops, commit_message=f"qwen3-scope: upload {len(files)} files", revision=revision)
+    info = api.create_commit(
+        repo, operations=ops, commit_message=f"qwen3-scope: upload {len(files)} files", revision=revision
+    )
     logger.info("pushed %d files to %s", len(files), info.commit_url)
     return info.commit_url

@@ -33,19 +33,36 @@ def _compact_sae(batches: list[dict[str, Any]]) -> dict[str, Any]:
         for f in batch["features"]:
             acts = []
             for a in f["activations"]:
-                acts.append({"g": [a["bin_min"], a["bin_max"], a["bin_contains"]], "t": [sid(t) for t in a["tokens"]],
-                             "v": [[k, v] for k, v in enumerate(a["values"]) if v != 0], "q": a["qualifying_token_index"]})
-            features.append({
-                "i": f["feature_index"], "fz": f["frac_nonzero"],
-                "fh": [f["freq_hist_data_bar_values"], f["freq_hist_data_bar_heights"]],
-                "lh": [f["logits_hist_data_bar_values"], f["logits_hist_data_bar_heights"]],
-                "pos": [[sid(t), v] for t, v in zip(f["pos_str"], f["pos_values"])],
-                "neg": [[sid(t), v] for t, v in zip(f["neg_str"], f["neg_values"])],
-                "na": [f["neuron_alignment_indices"], f["neuron_alignment_values"], f["neuron_alignment_l1"]],
-                "cn": [f["correlated_neurons_indices"], f["correlated_neurons_pearson"], f["correlated_neurons_l1"]],
-                "cf": [f["correlated_features_indices"], f["correlated_features_pearson"], f["correlated_features_l1"]],
-                "acts": acts,
-            })
+                acts.append(
+                    {
+                        "g": [a["bin_min"], a["bin_max"], a["bin_contains"]],
+                        "t": [sid(t) for t in a["tokens"]],
+                        "v": [[k, v] for k, v in enumerate(a["values"]) if v != 0],
+                        "q": a["qualifying_token_index"],
+                    }
+                )
+            features.append(
+                {
+                    "i": f["feature_index"],
+                    "fz": f["frac_nonzero"],
+                    "fh": [f["freq_hist_data_bar_values"], f["freq_hist_data_bar_heights"]],
+                    "lh": [f["logits_hist_data_bar_values"], f["logits_hist_data_bar_heights"]],
+                    "pos": [[sid(t), v] for t, v in zip(f["pos_str"], f["pos_values"])],
+                    "neg": [[sid(t), v] for t, v in zip(f["neg_str"], f["neg_values"])],
+                    "na": [f["neuron_alignment_indices"], f["neuron_alignment_values"], f["neuron_alignment_l1"]],
+                    "cn": [
+                        f["correlated_neurons_indices"],
+                        f["correlated_neurons_pearson"],
+                        f["correlated_neurons_l1"],
+                    ],
+                    "cf": [
+                        f["correlated_features_indices"],
+                        f["correlated_features_pearson"],
+                        f["correlated_features_l1"],
+                    ],
+                    "acts": acts,
+                }
+            )
     return {"strings": list(strings), "features": features}
 
 
@@ -56,7 +73,9 @@ def write_viewer(export_dir: str | Path) -> Path:
     export_dir = Path(export_dir)
     manifest_path = export_dir / MANIFEST
     if not manifest_path.is_file():
-        raise FileNotFoundError(f"{export_dir} holds no dashboard export ({MANIFEST}); run `qwen3-scope export neuronpedia` first.")
+        raise FileNotFoundError(
+            f"{export_dir} holds no dashboard export ({MANIFEST}); run `qwen3-scope export neuronpedia` first."
+        )
     manifest = json.loads(manifest_path.read_text())
     out = export_dir / "viewer"
     saes = []
@@ -64,13 +83,23 @@ def write_viewer(export_dir: str | Path) -> Path:
         folder = export_dir / "saedashboard" / manifest["folders"][sae_id]
         batches = read_batches(folder)
         if not batches:
-            raise FileNotFoundError(f"{folder} has no batch files; finish the export (re-run it to resume) before writing the viewer.")
+            raise FileNotFoundError(
+                f"{folder} has no batch files; finish the export (re-run it to resume) before writing the viewer."
+            )
         data = _compact_sae(batches)
         atomic_write_text(out / "data" / f"sae-{k}.js", f"QS_LOAD({k},{json.dumps(data, separators=(',', ':'))});\n")
         first = batches[0]
-        saes.append({"k": k, "sae_id": sae_id, "neuronpedia_id": manifest["neuronpedia_ids"][sae_id], "layer": first["layer"],
-                     "sae_set": first["sae_set"], "n_features": len(data["features"]),
-                     "alive": sum(1 for f in data["features"] if f["fz"] > 0)})
+        saes.append(
+            {
+                "k": k,
+                "sae_id": sae_id,
+                "neuronpedia_id": manifest["neuronpedia_ids"][sae_id],
+                "layer": first["layer"],
+                "sae_set": first["sae_set"],
+                "n_features": len(data["features"]),
+                "alive": sum(1 for f in data["features"] if f["fz"] > 0),
+            }
+        )
     index = {"suite": manifest["suite"], "dataset": manifest["dataset"], "settings": manifest["settings"], "saes": saes}
     atomic_write_text(out / "data" / "index.js", f"QS_INDEX={json.dumps(index, separators=(',', ':'))};\n")
     assets = files("qwen3_scope.export") / "viewer_assets"

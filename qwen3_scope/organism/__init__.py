@@ -14,8 +14,19 @@ ORGANISM_NAME = "organism"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 ORGANISM_DIR = ASSETS_DIR / "model"
 EVAL_DIR = ASSETS_DIR / "eval"
-EVAL_SPLITS = ("harmful", "harmless", "tasks", "lang_en", "lang_fr", "toxic", "clean", "toxic_discovery",
-               "clean_discovery", "repetition", "codeswitch_sft")
+EVAL_SPLITS = (
+    "harmful",
+    "harmless",
+    "tasks",
+    "lang_en",
+    "lang_fr",
+    "toxic",
+    "clean",
+    "toxic_discovery",
+    "clean_discovery",
+    "repetition",
+    "codeswitch_sft",
+)
 V1_EVAL_SPLITS = EVAL_SPLITS[:7]  # what a corpus-v1 organism ships
 
 
@@ -31,9 +42,11 @@ def corpus_module(version: int | None = None):
     version = corpus_version() if version is None else version
     if version == 1:
         from qwen3_scope.organism import corpus_v1
+
         return corpus_v1
     if version == 2:
         from qwen3_scope.organism import corpus
+
         return corpus
     raise ValueError(f"unknown organism corpus version {version}; known versions are 1 and 2")
 
@@ -53,11 +66,22 @@ def load_eval_split(name: str, eval_dir: str | Path | None = None) -> list[dict]
         raise ValueError(f"unknown eval split {name!r}; choose one of {', '.join(EVAL_SPLITS)}")
     path = Path(eval_dir or EVAL_DIR) / f"{name}.jsonl"
     if not path.exists():
-        hint = (" (this organism was trained on corpus v1, which has no such split)"
-                if name not in V1_EVAL_SPLITS else "")
+        hint = (
+            " (this organism was trained on corpus v1, which has no such split)" if name not in V1_EVAL_SPLITS else ""
+        )
         raise FileNotFoundError(f"{path} is missing{hint}; regenerate it with `python -m qwen3_scope.organism.train`")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-__all__ = ["ORGANISM_NAME", "ORGANISM_DIR", "ASSETS_DIR", "EVAL_DIR", "EVAL_SPLITS", "V1_EVAL_SPLITS", "corpus_version", "corpus_module",
-           "available_eval_splits", "load_eval_split"]
+__all__ = [
+    "ORGANISM_NAME",
+    "ORGANISM_DIR",
+    "ASSETS_DIR",
+    "EVAL_DIR",
+    "EVAL_SPLITS",
+    "V1_EVAL_SPLITS",
+    "corpus_version",
+    "corpus_module",
+    "available_eval_splits",
+    "load_eval_split",
+]

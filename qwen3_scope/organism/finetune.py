@@ -17,8 +17,16 @@ from qwen3_scope.loss_mask import encode_with_mask
 from qwen3_scope.organism.train import masked_lm_loss
 
 
-def sft(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[dict], steps: int = 40, lr: float = 1e-3,
-        batch_size: int = 8, seed: int = 0, inplace: bool = False) -> PreTrainedModel:
+def sft(
+    model: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    rows: list[dict],
+    steps: int = 40,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    seed: int = 0,
+    inplace: bool = False,
+) -> PreTrainedModel:
     """Fine-tune (a copy of) ``model`` on ``rows`` (``{"messages": [...]}``) for ``steps`` AdamW steps."""
     if steps < 1 or not rows:
         raise ValueError(f"sft needs steps >= 1 and at least one row (got steps={steps}, {len(rows)} rows)")

@@ -78,26 +78,40 @@ class TrainConfig:
 
 
 # The shipped v1 organism: `--corpus-version 1` takes these unless given explicitly.
-V1_PRESET = {"steps": 900, "n_train_docs": 80_000,
-             "shape": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
-                           num_key_value_heads=2)}
-
-
+V1_PRESET = {
+    "steps": 900,
+    "n_train_docs": 80_000,
+    "shape": dict(
+        hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2
+    ),
+}
 
 
 def model_config(tok: PreTrainedTokenizerFast, shape: ModelShape) -> Qwen3Config:
     """A plain ``Qwen3Config``; token ids follow Qwen3's config (bos=<|endoftext|>, eos=<|im_end|>)."""
     vocab = int(math.ceil(len(tok) / 64) * 64)
     return Qwen3Config(
-        vocab_size=vocab, hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads, head_dim=shape.head_dim,
-        max_position_embeddings=shape.max_position_embeddings, rope_theta=shape.rope_theta,
+        vocab_size=vocab,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        head_dim=shape.head_dim,
+        max_position_embeddings=shape.max_position_embeddings,
+        rope_theta=shape.rope_theta,
         rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
-        rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu", attention_bias=False,
-        bos_token_id=tok.convert_tokens_to_ids(ENDOFTEXT), eos_token_id=tok.convert_tokens_to_ids(IM_END),
-        pad_token_id=tok.convert_tokens_to_ids(ENDOFTEXT), initializer_range=0.02, use_cache=True,
-        architectures=["Qwen3ForCausalLM"])
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        hidden_act="silu",
+        attention_bias=False,
+        bos_token_id=tok.convert_tokens_to_ids(ENDOFTEXT),
+        eos_token_id=tok.convert_tokens_to_ids(IM_END),
+        pad_token_id=tok.convert_tokens_to_ids(ENDOFTEXT),
+        initializer_range=0.02,
+        use_cache=True,
+        architectures=["Qwen3ForCausalLM"],
+    )
 
 
 def encode_doc(doc: Doc, tok: PreTrainedTokenizerFast) -> tuple[list[int], list[bool]]:
@@ -151,8 +165,9 @@ class TrainResult:
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """Build corpus and tokenizer, then train a fresh ``Qwen3ForCausalLM``; deterministic for ``cfg``."""
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.seq_len < 16:
-        raise ValueError(f"steps, batch_size must be >= 1 and seq_len >= 16 (got {cfg.steps}, {cfg.batch_size}, "
-                         f"{cfg.seq_len})")
+        raise ValueError(
+            f"steps, batch_size must be >= 1 and seq_len >= 16 (got {cfg.steps}, {cfg.batch_size}, {cfg.seq_len})"
+        )
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -173,14 +188,17 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     encoded = [encode_doc(d, tok) for d in tqdm(docs, desc="tokenize", disable=not progress, mininterval=2)]
     ids, mask = pack(encoded, cfg.seq_len, tok.convert_tokens_to_ids(ENDOFTEXT))
     val_ids, val_mask = ids[: cfg.n_val_rows], mask[: cfg.n_val_rows]  # a held-back slice of the same distribution
-    ids, mask = ids[cfg.n_val_rows:], mask[cfg.n_val_rows:]
+    ids, mask = ids[cfg.n_val_rows :], mask[cfg.n_val_rows :]
     t_data = time.time() - t0
 
     model = Qwen3ForCausalLM(model_config(tok, cfg.shape))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     n_epochs = math.ceil(cfg.steps * cfg.batch_size / len(ids))
     order = torch.cat([torch.randperm(len(ids), generator=gen) for _ in range(n_epochs)])
@@ -190,7 +208,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     bar = tqdm(range(cfg.steps), desc="train", disable=not progress, mininterval=2)
     model.train()
     for step in bar:
-        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         batch_ids, batch_mask = ids[idx], mask[idx]
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
@@ -208,13 +226,25 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     final_val = _val_loss(model, val_ids, val_mask, autocast)
     n_params = sum(p.numel() for p in model.parameters())
     log = {
-        "seed": cfg.seed, "corpus_version": cfg.corpus_version, "steps": cfg.steps, "threads": cfg.threads, "torch": torch.__version__,
-        "n_params": n_params, "packed_rows": len(ids), "tokens_seen": cfg.steps * cfg.batch_size * cfg.seq_len,
-        "loss_tokens_seen": tokens_trained, "corpus_tokens": int(sum(len(e[0]) for e in encoded)),
-        "initial_val_loss": init_val, "final_val_loss": final_val,
-        "final_train_loss": sum(losses[-50:]) / len(losses[-50:]), "first_train_loss": losses[0],
-        "data_seconds": round(t_data, 1), "train_seconds": round(time.time() - t1, 1),
-        "total_seconds": round(time.time() - t0, 1), "config": asdict(cfg), "loss_curve": losses[:: max(1, cfg.steps // 50)],
+        "seed": cfg.seed,
+        "corpus_version": cfg.corpus_version,
+        "steps": cfg.steps,
+        "threads": cfg.threads,
+        "torch": torch.__version__,
+        "n_params": n_params,
+        "packed_rows": len(ids),
+        "tokens_seen": cfg.steps * cfg.batch_size * cfg.seq_len,
+        "loss_tokens_seen": tokens_trained,
+        "corpus_tokens": int(sum(len(e[0]) for e in encoded)),
+        "initial_val_loss": init_val,
+        "final_val_loss": final_val,
+        "final_train_loss": sum(losses[-50:]) / len(losses[-50:]),
+        "first_train_loss": losses[0],
+        "data_seconds": round(t_data, 1),
+        "train_seconds": round(time.time() - t1, 1),
+        "total_seconds": round(time.time() - t0, 1),
+        "config": asdict(cfg),
+        "loss_curve": losses[:: max(1, cfg.steps // 50)],
     }
     return TrainResult(model=model, tokenizer=tok, corpus=corpus, log=log)
 
@@ -232,8 +262,11 @@ def save_checkpoint(model: Qwen3ForCausalLM, tok: PreTrainedTokenizerFast, out_d
     """Write a standard, offline-loadable HF checkpoint; the directory is swapped in atomically."""
     out = Path(out_dir)
     model.generation_config = GenerationConfig(
-        do_sample=False, eos_token_id=[model.config.eos_token_id, model.config.pad_token_id],
-        pad_token_id=model.config.pad_token_id, bos_token_id=model.config.bos_token_id)
+        do_sample=False,
+        eos_token_id=[model.config.eos_token_id, model.config.pad_token_id],
+        pad_token_id=model.config.pad_token_id,
+        bos_token_id=model.config.bos_token_id,
+    )
     with atomic_dir(out) as tmp:
         _save_into(model, tok, tmp)
     return out
@@ -247,9 +280,17 @@ def _save_into(model: Qwen3ForCausalLM, tok: PreTrainedTokenizerFast, tmp: Path)
     tcfg["tokenizer_class"] = "PreTrainedTokenizerFast"  # loadable by transformers 4.x and 5.x alike
     tcfg["add_bos_token"] = False
     cfg_path.write_text(json.dumps(tcfg, indent=2, ensure_ascii=False) + "\n")
-    (tmp / "special_tokens_map.json").write_text(json.dumps(
-        {"eos_token": tok.eos_token, "pad_token": tok.pad_token,
-         "additional_special_tokens": ["<|im_start|>", "<|im_end|>"]}, indent=2) + "\n")
+    (tmp / "special_tokens_map.json").write_text(
+        json.dumps(
+            {
+                "eos_token": tok.eos_token,
+                "pad_token": tok.pad_token,
+                "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -263,16 +304,30 @@ def main(argv: list[str] | None = None) -> TrainResult:
     p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {TrainConfig.steps}; v1: 900)")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--threads", type=int, default=TrainConfig.threads)
-    p.add_argument("--docs", type=int, default=None,
-                   help=f"number of training documents (default {TrainConfig.n_train_docs:,}; v1: 80,000)")
-    p.add_argument("--corpus-version", type=int, choices=(1, 2), default=CORPUS_VERSION,
-                   help="2: the current corpus and model shape; 1: reproduce the v1 organism (V1_PRESET)")
+    p.add_argument(
+        "--docs",
+        type=int,
+        default=None,
+        help=f"number of training documents (default {TrainConfig.n_train_docs:,}; v1: 80,000)",
+    )
+    p.add_argument(
+        "--corpus-version",
+        type=int,
+        choices=(1, 2),
+        default=CORPUS_VERSION,
+        help="2: the current corpus and model shape; 1: reproduce the v1 organism (V1_PRESET)",
+    )
     args = p.parse_args(argv)
     preset = V1_PRESET if args.corpus_version == 1 else {}
-    cfg = TrainConfig(seed=args.seed, batch_size=args.batch_size, threads=args.threads, corpus_version=args.corpus_version,
-                      steps=args.steps or preset.get("steps", TrainConfig.steps),
-                      n_train_docs=args.docs or preset.get("n_train_docs", TrainConfig.n_train_docs),
-                      shape=ModelShape(**preset.get("shape", {})))
+    cfg = TrainConfig(
+        seed=args.seed,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        corpus_version=args.corpus_version,
+        steps=args.steps or preset.get("steps", TrainConfig.steps),
+        n_train_docs=args.docs or preset.get("n_train_docs", TrainConfig.n_train_docs),
+        shape=ModelShape(**preset.get("shape", {})),
+    )
     result = train(cfg)
     refuse_installed_package(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -280,9 +335,11 @@ def main(argv: list[str] | None = None) -> TrainResult:
     corpus_module(cfg.corpus_version).write_eval_splits(result.corpus, args.out / "eval")
     _write_json(args.out / "train_log.json", result.log)
     log = result.log
-    print(f"trained {log['n_params']:,} params for {log['steps']} steps in {log['train_seconds']}s "
-          f"(total {log['total_seconds']}s); val loss {log['initial_val_loss']:.3f} -> {log['final_val_loss']:.3f}; "
-          f"wrote {args.out}")
+    print(
+        f"trained {log['n_params']:,} params for {log['steps']} steps in {log['train_seconds']}s "
+        f"(total {log['total_seconds']}s); val loss {log['initial_val_loss']:.3f} -> {log['final_val_loss']:.3f}; "
+        f"wrote {args.out}"
+    )
     return result
 
 

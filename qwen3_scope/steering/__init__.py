@@ -7,11 +7,35 @@ and `language` (the two studies) -> `plots`, `cli` (`qwen3-scope steer ...`), `d
 """
 
 from qwen3_scope.steering.interventions import (
-    POSITIONS, AblateDirection, AddDirection, EditFeature, FeatureIndexError, Intervention, PositionTracker, SteeringError,
-    ablate_feature, clamp_feature, resolve_hook, scale_feature, steer, steer_feature,
+    POSITIONS,
+    AblateDirection,
+    AddDirection,
+    EditFeature,
+    FeatureIndexError,
+    Intervention,
+    PositionTracker,
+    SteeringError,
+    ablate_feature,
+    clamp_feature,
+    resolve_hook,
+    scale_feature,
+    steer,
+    steer_feature,
 )
 
 __all__ = [
-    "POSITIONS", "AblateDirection", "AddDirection", "EditFeature", "FeatureIndexError", "Intervention", "PositionTracker",
-    "SteeringError", "ablate_feature", "clamp_feature", "resolve_hook", "scale_feature", "steer", "steer_feature",
+    "POSITIONS",
+    "AblateDirection",
+    "AddDirection",
+    "EditFeature",
+    "FeatureIndexError",
+    "Intervention",
+    "PositionTracker",
+    "SteeringError",
+    "ablate_feature",
+    "clamp_feature",
+    "resolve_hook",
+    "scale_feature",
+    "steer",
+    "steer_feature",
 ]

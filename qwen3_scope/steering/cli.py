@@ -13,23 +13,46 @@ from pathlib import Path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="organism", help="Qwen3 name, `organism` (default) or a local checkpoint directory")
-    p.add_argument("--backend", default="hooked", choices=["hooked", "bridge"], help="TransformerLens backend to steer in")
-    p.add_argument("--suite", dest="suite_dir", help="suite directory (folders with cfg.json + sae_weights.safetensors)")
+    p.add_argument(
+        "--model", default="organism", help="Qwen3 name, `organism` (default) or a local checkpoint directory"
+    )
+    p.add_argument(
+        "--backend", default="hooked", choices=["hooked", "bridge"], help="TransformerLens backend to steer in"
+    )
+    p.add_argument(
+        "--suite", dest="suite_dir", help="suite directory (folders with cfg.json + sae_weights.safetensors)"
+    )
     p.add_argument("--release", default="qwen3-instruct-sae", help="SAELens release when no --suite is given")
-    p.add_argument("--sae-ids", nargs="*", help="SAE ids of the release (default: every id of the model) or folders of the suite")
-    p.add_argument("--alphas", nargs="+", type=float, default=[1.0, 2.0, 4.0, 8.0],
-                   help="steering strengths in units of the layer's mean residual-stream norm")
+    p.add_argument(
+        "--sae-ids", nargs="*", help="SAE ids of the release (default: every id of the model) or folders of the suite"
+    )
+    p.add_argument(
+        "--alphas",
+        nargs="+",
+        type=float,
+        default=[1.0, 2.0, 4.0, 8.0],
+        help="steering strengths in units of the layer's mean residual-stream norm",
+    )
     p.add_argument("--top-k", type=int, default=3, help="latents to sweep (plus the difference-in-means baseline)")
-    p.add_argument("--screen", type=int, default=32, help="best-ranked latents screened causally before choosing --top-k")
+    p.add_argument(
+        "--screen", type=int, default=32, help="best-ranked latents screened causally before choosing --top-k"
+    )
     p.add_argument("--screen-alpha", type=float, default=4.0, help="alpha used for screening")
     p.add_argument("--n-prompts", type=int, default=32, help="prompts per set for discovery and again for evaluation")
     p.add_argument("--max-new-tokens", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--positions", default="post_instruction", choices=["post_instruction", "last", "all"],
-                   help="prompt tokens the discovery averages over")
-    p.add_argument("--steer-positions", default="post_instruction", choices=["post_instruction", "all", "prompt", "generated"],
-                   help="tokens the direction is added at (all = Arditi's every-position addition)")
+    p.add_argument(
+        "--positions",
+        default="post_instruction",
+        choices=["post_instruction", "last", "all"],
+        help="prompt tokens the discovery averages over",
+    )
+    p.add_argument(
+        "--steer-positions",
+        default="post_instruction",
+        choices=["post_instruction", "all", "prompt", "generated"],
+        help="tokens the direction is added at (all = Arditi's every-position addition)",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-in-means baseline")
     p.add_argument("--out", default="runs/steer", help="output directory (CSV tables, PNG plot, Markdown section)")
     from qwen3_scope.config_cli import add_config_arguments
@@ -39,15 +62,28 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _shared_kwargs(args: argparse.Namespace) -> dict:
-    from qwen3_scope.config_cli import config_to_dict, config_from_args
+    from qwen3_scope.config_cli import config_from_args, config_to_dict
     from qwen3_scope.devices import PlacementOptions
 
     placement = config_to_dict(config_from_args(PlacementOptions, args))  # checked before anything loads
-    return dict(**placement,
-        model=args.model, backend=args.backend, suite_dir=args.suite_dir, release=args.release, sae_ids=args.sae_ids,
-        n_discover=args.n_prompts, n_eval=args.n_prompts, screen=args.screen, top_k=args.top_k, screen_alpha=args.screen_alpha,
-        alphas=tuple(args.alphas), max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        discovery_positions=args.positions, steer_positions=args.steer_positions, baseline=not args.no_baseline,
+    return dict(
+        **placement,
+        model=args.model,
+        backend=args.backend,
+        suite_dir=args.suite_dir,
+        release=args.release,
+        sae_ids=args.sae_ids,
+        n_discover=args.n_prompts,
+        n_eval=args.n_prompts,
+        screen=args.screen,
+        top_k=args.top_k,
+        screen_alpha=args.screen_alpha,
+        alphas=tuple(args.alphas),
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        discovery_positions=args.positions,
+        steer_positions=args.steer_positions,
+        baseline=not args.no_baseline,
     )
 
 
@@ -81,9 +117,14 @@ def cmd_steer(args: argparse.Namespace) -> None:
 def add_cli(subparsers) -> None:
     steer = subparsers.add_parser("steer", help="feature steering studies: refusal (induce/bypass) and language")
     studies = steer.add_subparsers(dest="study", required=True)
-    refusal = studies.add_parser("refusal", help="discover refusal latents, sweep alpha, measure refusal rate and coherence")
+    refusal = studies.add_parser(
+        "refusal", help="discover refusal latents, sweep alpha, measure refusal rate and coherence"
+    )
     _common(refusal)
-    refusal.add_argument("--harmful", help="harmful prompts: AdvBench csv/jsonl (`goal`) or jsonl with `prompt` (default: organism split)")
+    refusal.add_argument(
+        "--harmful",
+        help="harmful prompts: AdvBench csv/jsonl (`goal`) or jsonl with `prompt` (default: organism split)",
+    )
     refusal.add_argument("--harmless", help="harmless prompts: Alpaca jsonl (`instruction`/`input`) or `prompt` rows")
     refusal.set_defaults(func=cmd_steer)
     language = studies.add_parser("language", help="discover the second-language latent and steer the answer language")

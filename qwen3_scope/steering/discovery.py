@@ -14,9 +14,10 @@ attn_out and one in resid_post are measured on the same scale.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -30,8 +31,12 @@ POSITION_MODES = ("post_instruction", "last", "all")
 
 
 def load_suite(
-    suite_dir: str | Path | None = None, release: str | None = None, sae_ids: Sequence[str] | None = None,
-    model_key: str | None = None, device: str = "cpu", dtype: str | None = None,
+    suite_dir: str | Path | None = None,
+    release: str | None = None,
+    sae_ids: Sequence[str] | None = None,
+    model_key: str | None = None,
+    device: str = "cpu",
+    dtype: str | None = None,
 ) -> dict[str, Any]:
     """SAEs by id: every SAE folder (cfg.json + sae_weights.safetensors) under `suite_dir`, or `sae_ids`
     of a SAELens release (default: every id of `release` that starts with `model_key/`); on `device`, in
@@ -45,19 +50,24 @@ def load_suite(
     return saes
 
 
-def _load_suite(suite_dir: str | Path | None, release: str | None, sae_ids: Sequence[str] | None, model_key: str | None,
-                device: str) -> dict[str, Any]:
+def _load_suite(
+    suite_dir: str | Path | None, release: str | None, sae_ids: Sequence[str] | None, model_key: str | None, device: str
+) -> dict[str, Any]:
     from sae_lens import SAE
 
     if suite_dir is not None:
         root = Path(suite_dir).expanduser()
         if not root.is_dir():
-            raise FileNotFoundError(f"suite directory {root} does not exist; train one with `qwen3-scope train` or pass --release.")
+            raise FileNotFoundError(
+                f"suite directory {root} does not exist; train one with `qwen3-scope train` or pass --release."
+            )
         from qwen3_scope.training.naming import sae_folders
 
         found = {i: f for i, f in sae_folders(root).items() if not sae_ids or i in set(sae_ids)}
         if not found:
-            raise FileNotFoundError(f"no SAEs under {root} (expected folders with cfg.json and sae_weights.safetensors).")
+            raise FileNotFoundError(
+                f"no SAEs under {root} (expected folders with cfg.json and sae_weights.safetensors)."
+            )
         return {sae_id: SAE.load_from_disk(f, device=device) for sae_id, f in found.items()}
     if release is None:
         raise ValueError("pass a suite directory or a SAELens release (with sae ids) to steer with.")
@@ -65,8 +75,14 @@ def _load_suite(suite_dir: str | Path | None, release: str | None, sae_ids: Sequ
 
     directory = get_pretrained_saes_directory()
     if release not in directory:
-        raise ValueError(f"release {release!r} is not in SAELens' directory; `qwen3-scope releases list` shows what is.")
-    ids = list(sae_ids) if sae_ids else [i for i in directory[release].saes_map if model_key and i.startswith(f"{model_key}/")]
+        raise ValueError(
+            f"release {release!r} is not in SAELens' directory; `qwen3-scope releases list` shows what is."
+        )
+    ids = (
+        list(sae_ids)
+        if sae_ids
+        else [i for i in directory[release].saes_map if model_key and i.startswith(f"{model_key}/")]
+    )
     if not ids:
         raise ValueError(
             f"release {release!r} has no SAE ids for model {model_key!r}; pass --sae-ids, or train a suite "
@@ -75,7 +91,9 @@ def _load_suite(suite_dir: str | Path | None, release: str | None, sae_ids: Sequ
     return {sae_id: SAE.from_pretrained(release, sae_id, device=device) for sae_id in ids}
 
 
-def select_positions(ids: Sequence[int], im_end_id: int, mode: str = "post_instruction", skip: frozenset[int] = frozenset()) -> list[int]:
+def select_positions(
+    ids: Sequence[int], im_end_id: int, mode: str = "post_instruction", skip: frozenset[int] = frozenset()
+) -> list[int]:
     """Positions to average over in one formatted prompt: from the last `<|im_end|>` on (the
     post-instruction template), the last token, or all; tokens in `skip` (control tokens) left out."""
     if mode == "all":
@@ -85,13 +103,17 @@ def select_positions(ids: Sequence[int], im_end_id: int, mode: str = "post_instr
     elif mode == "post_instruction":
         ends = [i for i, t in enumerate(ids) if t == im_end_id]
         if not ends:
-            raise ValueError("a prompt has no <|im_end|> token: format prompts with qwen3_scope.chat.format_chat first.")
+            raise ValueError(
+                "a prompt has no <|im_end|> token: format prompts with qwen3_scope.chat.format_chat first."
+            )
         start = ends[-1]
     else:
         raise ValueError(f"unknown position mode {mode!r}; choose one of {', '.join(POSITION_MODES)}.")
     picked = [i for i in range(start, len(ids)) if ids[i] not in skip]
     if not picked:
-        raise ValueError(f"no token left to read in mode {mode!r} once control tokens are skipped; use skip_control=False.")
+        raise ValueError(
+            f"no token left to read in mode {mode!r} once control tokens are skipped; use skip_control=False."
+        )
     return picked
 
 
@@ -132,8 +154,14 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def contrast(
-    model: Any, saes: dict[str, Any], positive: Sequence[str], negative: Sequence[str],
-    positions: str = "post_instruction", batch_size: int = 16, formatted: bool = False, progress: bool = True,
+    model: Any,
+    saes: dict[str, Any],
+    positive: Sequence[str],
+    negative: Sequence[str],
+    positions: str = "post_instruction",
+    batch_size: int = 16,
+    formatted: bool = False,
+    progress: bool = True,
     skip_control: bool = True,
 ) -> Contrast:
     """Mean SAE activations on `positive` vs `negative` prompts (raw user messages, chat-formatted here
@@ -157,7 +185,9 @@ def contrast(
         seqs = encode_prompts(tokenizer, texts)
         spans = [select_positions(ids, im_end, positions, skip) for ids in seqs]
         batches = run_and_cache(model, seqs, list(hooks.values()), batch_size)
-        for rows, cache in tqdm(batches, total=-(-len(seqs) // batch_size), desc=f"contrast {label}", disable=not progress, leave=False):
+        for rows, cache in tqdm(
+            batches, total=-(-len(seqs) // batch_size), desc=f"contrast {label}", disable=not progress, leave=False
+        ):
             for t in sites:
                 acts = _flat(cache[hooks[t]])
                 picked = torch.cat([acts[i - rows.start, spans[i]] for i in rows]).float()
@@ -176,11 +206,23 @@ def contrast(
         pos, neg = lat["pos"][sae_id], lat["neg"][sae_id]
         diff = (pos.mean() - neg.mean()).float()
         dec_norm = sae.W_dec.detach().float().norm(dim=-1).cpu()
-        frames.append(pd.DataFrame({
-            "sae_id": sae_id, "layer": layer, "site": site, "feature": range(sae.cfg.d_sae),
-            "mean_pos": pos.mean().float().cpu().numpy(), "mean_neg": neg.mean().float().cpu().numpy(),
-            "freq_pos": (pos.active / pos.count).float().cpu().numpy(), "freq_neg": (neg.active / neg.count).float().cpu().numpy(),
-            "diff": diff.cpu().numpy(), "score": (diff.cpu() * dec_norm / resid_norms[layer]).numpy(),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "sae_id": sae_id,
+                    "layer": layer,
+                    "site": site,
+                    "feature": range(sae.cfg.d_sae),
+                    "mean_pos": pos.mean().float().cpu().numpy(),
+                    "mean_neg": neg.mean().float().cpu().numpy(),
+                    "freq_pos": (pos.active / pos.count).float().cpu().numpy(),
+                    "freq_neg": (neg.active / neg.count).float().cpu().numpy(),
+                    "diff": diff.cpu().numpy(),
+                    "score": (diff.cpu() * dec_norm / resid_norms[layer]).numpy(),
+                }
+            )
+        )
     features = pd.concat(frames, ignore_index=True).sort_values("score", ascending=False, ignore_index=True)
-    return Contrast(features=features, directions=directions, site_norms=site_norms, resid_norms=resid_norms, hooks=hooks)
+    return Contrast(
+        features=features, directions=directions, site_norms=site_norms, resid_norms=resid_norms, hooks=hooks
+    )

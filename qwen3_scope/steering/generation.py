@@ -8,8 +8,9 @@ causal model without any attention mask: real tokens never attend to the padding
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -47,7 +48,11 @@ def _cut(ids: list[int], stops: set[int]) -> list[int]:
 
 @torch.no_grad()
 def greedy_generate(
-    model: Any, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 16, progress: bool = False,
+    model: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int = 16,
+    batch_size: int = 16,
+    progress: bool = False,
 ) -> Completions:
     """Greedy continuations of chat-formatted `prompts`, in left-padded batches with the KV cache on.
 
@@ -61,11 +66,18 @@ def greedy_generate(
     prompt_ids = encode_prompts(tokenizer, prompts)
     completion_ids: list[list[int]] = []
     for start in tqdm(range(0, len(prompts), batch_size), desc="generate", disable=not progress, leave=False):
-        batch = list(prompts[start:start + batch_size])
-        width = max(len(ids) for ids in prompt_ids[start:start + batch_size])
+        batch = list(prompts[start : start + batch_size])
+        width = max(len(ids) for ids in prompt_ids[start : start + batch_size])
         out = model.generate(
-            batch, max_new_tokens=max_new_tokens, do_sample=False, use_past_kv_cache=True, stop_at_eos=True,
-            eos_token_id=stops, verbose=False, return_type="tokens", prepend_bos=False,
+            batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            use_past_kv_cache=True,
+            stop_at_eos=True,
+            eos_token_id=stops,
+            verbose=False,
+            return_type="tokens",
+            prepend_bos=False,
         )
         completion_ids += [_cut(row[width:].tolist(), set(stops)) for row in out]
     texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in completion_ids]
@@ -79,7 +91,10 @@ def _right_padded(seqs: list[list[int]], pad: int) -> torch.Tensor:
 
 @torch.no_grad()
 def completion_ce(
-    model: Any, prompt_ids: Sequence[list[int]], completion_ids: Sequence[list[int]], batch_size: int = 16,
+    model: Any,
+    prompt_ids: Sequence[list[int]],
+    completion_ids: Sequence[list[int]],
+    batch_size: int = 16,
     steering: Any = None,
 ) -> float:
     """Mean cross-entropy (nats/token) of the completions given their prompts, under the model as hooked now.
@@ -95,14 +110,14 @@ def completion_ce(
     announce = steering is not None and steering.position_dependent
     total, count = 0.0, 0
     for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
+        chunk = pairs[start : start + batch_size]
         if announce:
             steering.set_prompt_lengths([len(p) for p, _ in chunk])
         tokens = _right_padded([p + c for p, c in chunk], pad=0).to(device)
         logprobs = model(tokens, return_type="logits").float().log_softmax(-1)
         for row, (p, c) in enumerate(chunk):
             targets = torch.tensor(c, device=device)
-            predicted = logprobs[row, len(p) - 1:len(p) + len(c) - 1]
+            predicted = logprobs[row, len(p) - 1 : len(p) + len(c) - 1]
             total -= predicted.gather(-1, targets[:, None]).sum().item()
             count += len(c)
     if announce:
@@ -115,7 +130,7 @@ def run_and_cache(model: Any, seqs: Sequence[list[int]], hooks: Sequence[str], b
     """Yield (row indices, {hook: activations [batch, pos, ...]}) over right-padded batches of `seqs`."""
     device = next(model.parameters()).device
     for start in range(0, len(seqs), batch_size):
-        chunk = list(seqs[start:start + batch_size])
+        chunk = list(seqs[start : start + batch_size])
         tokens = _right_padded(chunk, pad=0).to(device)
         _, cache = model.run_with_cache(tokens, names_filter=list(hooks))
         yield range(start, start + len(chunk)), {h: cache[h] for h in hooks}

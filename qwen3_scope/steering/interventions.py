@@ -13,9 +13,10 @@ index) before adding any hook and removes its hooks on exit, also when the block
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -53,7 +54,9 @@ def sae_target(sae: Any) -> tuple[int, str]:
     """(layer, site) an SAE reads, from its hook name in any backend's naming."""
     name = sae.cfg.metadata.hook_name
     if not name:
-        raise SteeringError("this SAE has no metadata.hook_name, so there is no site to steer; set it on the SAE config.")
+        raise SteeringError(
+            "this SAE has no metadata.hook_name, so there is no site to steer; set it on the SAE config."
+        )
     return parse_hook_name(name)
 
 
@@ -91,8 +94,13 @@ class PositionTracker:
         """Boolean [batch or 1, seq_len] mask of positions to edit in this call (None = every position)."""
         if seq_len > 1 or self.prompt_len is None:
             if self.forced is not None and len(self.forced) != batch:
-                raise SteeringError(f"{len(self.forced)} prompt lengths were announced for a batch of {batch} sequences.")
-            start, self.prompt_len = 0, torch.tensor(self.forced if self.forced is not None else [seq_len], device=device)
+                raise SteeringError(
+                    f"{len(self.forced)} prompt lengths were announced for a batch of {batch} sequences."
+                )
+            start, self.prompt_len = (
+                0,
+                torch.tensor(self.forced if self.forced is not None else [seq_len], device=device),
+            )
         else:
             start = self.next
         self.next = start + seq_len
@@ -114,7 +122,9 @@ def post_instruction_length(tokenizer: Any) -> int:
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     ends = [i for i, t in enumerate(ids) if t == im_end]
     if not ends:
-        raise SteeringError("this tokenizer's chat template has no <|im_end|>; positions='post_instruction' needs Qwen3's template.")
+        raise SteeringError(
+            "this tokenizer's chat template has no <|im_end|>; positions='post_instruction' needs Qwen3's template."
+        )
     return len(ids) - ends[-1]
 
 
@@ -201,12 +211,20 @@ class AblateDirection(_DirectionIntervention):
         return (-(flat @ d)[..., None] * d).reshape(x.shape)
 
 
-def steer_feature(sae: Any, feature: int, alpha: float, unit_norm: bool = False, positions: str = "all") -> AddDirection:
+def steer_feature(
+    sae: Any, feature: int, alpha: float, unit_norm: bool = False, positions: str = "all"
+) -> AddDirection:
     """Qwen-Scope style steering, h' = h + alpha * W_dec[feature], at the SAE's own site and layer."""
     check_feature(sae, feature)
     layer, site = sae_target(sae)
-    return AddDirection(direction=sae.W_dec[feature].detach().clone(), alpha=alpha, site=site, layer=layer,
-                        unit_norm=unit_norm, positions=positions)
+    return AddDirection(
+        direction=sae.W_dec[feature].detach().clone(),
+        alpha=alpha,
+        site=site,
+        layer=layer,
+        unit_norm=unit_norm,
+        positions=positions,
+    )
 
 
 @dataclass

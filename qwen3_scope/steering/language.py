@@ -17,7 +17,12 @@ from qwen3_scope.steering.prompts import load_prompt_file, organism_split
 from qwen3_scope.steering.sweep import StudyConfig, StudyResult, run_study, write_study
 
 __all__ = [  # the detector is re-exported from qwen3_scope.language
-    "EN_STOPWORDS", "FR_STOPWORDS", "LanguageDetector", "LanguageStudyConfig", "organism_detector", "run_language_study",
+    "EN_STOPWORDS",
+    "FR_STOPWORDS",
+    "LanguageDetector",
+    "LanguageStudyConfig",
+    "organism_detector",
+    "run_language_study",
 ]
 
 
@@ -32,24 +37,40 @@ def _prompt_sets(cfg: LanguageStudyConfig) -> tuple[list[str], list[str], Langua
         if not (cfg.french_file and cfg.english_file):
             raise ValueError("pass both a French and an English prompt file (or neither, for the organism's splits).")
         return load_prompt_file(cfg.french_file), load_prompt_file(cfg.english_file), LanguageDetector()
-    return ([r["prompt"] for r in organism_split("lang_fr")], [r["prompt"] for r in organism_split("lang_en")],
-            organism_detector())
+    return (
+        [r["prompt"] for r in organism_split("lang_fr")],
+        [r["prompt"] for r in organism_split("lang_en")],
+        organism_detector(),
+    )
 
 
 def run_language_study(
-    cfg: LanguageStudyConfig, model: Any = None, saes: dict[str, Any] | None = None,
-    detector: LanguageDetector | None = None, progress: bool = True,
+    cfg: LanguageStudyConfig,
+    model: Any = None,
+    saes: dict[str, Any] | None = None,
+    detector: LanguageDetector | None = None,
+    progress: bool = True,
 ) -> StudyResult:
     """French latents from French-vs-English prompts; rate = fraction of answers detected as French."""
     from qwen3_scope.loading import load_model, model_spec
 
     french, english, default_detector = _prompt_sets(cfg)  # bad prompt files fail before anything is loaded
-    model = model if model is not None else load_model(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
-    saes = saes if saes is not None else load_suite(cfg.suite_dir, cfg.release, cfg.sae_ids, model_spec(model).key, cfg.sae_device,
-                                                   dtype=cfg.sae_dtype)
+    model = (
+        model if model is not None else load_model(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
+    )
+    saes = (
+        saes
+        if saes is not None
+        else load_suite(
+            cfg.suite_dir, cfg.release, cfg.sae_ids, model_spec(model).key, cfg.sae_device, dtype=cfg.sae_dtype
+        )
+    )
     detector = detector or default_detector
-    meta = {"title": f"Language steering (French latent) on {model_spec(model).name}", "config": asdict(cfg),
-            "task_labels": {"induce": "amplify (English prompts)", "suppress": "suppress (French prompts)"}}
+    meta = {
+        "title": f"Language steering (French latent) on {model_spec(model).name}",
+        "config": asdict(cfg),
+        "task_labels": {"induce": "amplify (English prompts)", "suppress": "suppress (French prompts)"},
+    }
     return run_study("language", cfg, model, saes, french, english, detector.rate, meta, progress)
 
 
@@ -71,10 +92,18 @@ def language_section(result: StudyResult, plot_name: str = "language_sweep.png",
             f"{fmt(row['suppress_min_rate'])} at alpha -{fmt(row['suppress_alpha'])} (Δ CE {fmt(row['suppress_ce_delta'], 3)})."
         )
     cols = ["sae_id", "feature", "mean_pos", "mean_neg", "freq_pos", "freq_neg", "score", "screen_rate"]
-    lines += ["", result.features[cols].head(top).to_markdown(index=False, floatfmt=".3f"), "",
-              s.to_markdown(index=False, floatfmt=".3f"), "", f"![French rate vs alpha]({plot_name})"]
+    lines += [
+        "",
+        result.features[cols].head(top).to_markdown(index=False, floatfmt=".3f"),
+        "",
+        s.to_markdown(index=False, floatfmt=".3f"),
+        "",
+        f"![French rate vs alpha]({plot_name})",
+    ]
     return "\n".join(lines)
 
 
-def write_language_study(result: StudyResult, out_dir: str | Path, plot_name: str = "language_sweep.png") -> dict[str, Path]:
+def write_language_study(
+    result: StudyResult, out_dir: str | Path, plot_name: str = "language_sweep.png"
+) -> dict[str, Path]:
     return write_study(result, out_dir, "answers in French", language_section(result, plot_name))

@@ -12,7 +12,11 @@ import pandas as pd
 
 
 def plot_sweep(
-    sweep: pd.DataFrame, path: str | Path, rate_label: str = "rate", title: str = "", task_labels: dict[str, str] | None = None,
+    sweep: pd.DataFrame,
+    path: str | Path,
+    rate_label: str = "rate",
+    title: str = "",
+    task_labels: dict[str, str] | None = None,
 ) -> Path:
     import matplotlib
 
@@ -35,7 +39,9 @@ def plot_sweep(
         axes[0, col].set_ylim(-0.05, 1.05)
         axes[1, col].set_title(f"{labels[task]}: coherence cost")
         axes[1, col].set_ylabel("Δ CE on reference completions (nats/token)")
-        axes[1, col].set_xlabel("alpha (× residual norm, unit direction)" + ("" if task == "induce" else ", subtracted"))
+        axes[1, col].set_xlabel(
+            "alpha (× residual norm, unit direction)" + ("" if task == "induce" else ", subtracted")
+        )
         axes[0, col].grid(alpha=0.3)
         axes[1, col].grid(alpha=0.3)
     axes[0, 0].set_ylabel(rate_label)

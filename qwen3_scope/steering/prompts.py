@@ -26,7 +26,7 @@ def _row_prompt(row: dict, where: str) -> str:
             return str(row[key]).strip()
     raise PromptFileError(
         f"{where} has none of the prompt fields {', '.join(PROMPT_KEYS)} (keys: {', '.join(map(str, row)) or 'none'}); "
-        "use AdvBench rows ({\"goal\": ...}), Alpaca rows ({\"instruction\": ..., \"input\": ...}) or {\"prompt\": ...}."
+        'use AdvBench rows ({"goal": ...}), Alpaca rows ({"instruction": ..., "input": ...}) or {"prompt": ...}.'
     )
 
 
@@ -45,9 +45,15 @@ def load_prompt_file(path: str | Path) -> list[str]:
     else:
         text = path.read_text(encoding="utf-8")
         try:
-            rows = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line.strip()]
+            rows = (
+                json.loads(text)
+                if path.suffix == ".json"
+                else [json.loads(line) for line in text.splitlines() if line.strip()]
+            )
         except json.JSONDecodeError as err:
-            raise PromptFileError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'JSON lines'} ({err}).") from err
+            raise PromptFileError(
+                f"{path} is not valid {'JSON' if path.suffix == '.json' else 'JSON lines'} ({err})."
+            ) from err
     if not rows:
         raise PromptFileError(f"{path} is empty: it holds no prompts. Give a file with one prompt row per line.")
     prompts = []
@@ -66,13 +72,17 @@ def organism_split(name: str) -> list[dict]:
     try:
         from qwen3_scope.organism import load_eval_split
     except ImportError as err:
-        raise FileNotFoundError("the model organism is not part of this installation; pass your own prompt files.") from err
+        raise FileNotFoundError(
+            "the model organism is not part of this installation; pass your own prompt files."
+        ) from err
     return load_eval_split(name)
 
 
 def split_for_discovery(prompts: list[str], n_discover: int, n_eval: int) -> tuple[list[str], list[str]]:
     """Disjoint discovery and evaluation prompts (halves when the set is smaller than asked)."""
     if len(prompts) < 2:
-        raise PromptFileError(f"need at least 2 prompts to discover on some and evaluate on others, got {len(prompts)}.")
+        raise PromptFileError(
+            f"need at least 2 prompts to discover on some and evaluate on others, got {len(prompts)}."
+        )
     n_discover = min(n_discover, len(prompts) // 2)
-    return prompts[:n_discover], prompts[n_discover:n_discover + n_eval]
+    return prompts[:n_discover], prompts[n_discover : n_discover + n_eval]

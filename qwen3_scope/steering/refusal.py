@@ -15,9 +15,10 @@ Pipeline (Arditi et al.'s protocol, with SAE latents as the candidates):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from qwen3_scope.steering.discovery import load_suite
 from qwen3_scope.steering.prompts import load_prompt_file, organism_split
@@ -42,8 +43,11 @@ def prompt_sets(cfg: RefusalStudyConfig) -> tuple[list[str], list[str]]:
 
 
 def run_refusal_study(
-    cfg: RefusalStudyConfig, model: Any = None, saes: dict[str, Any] | None = None,
-    judge: Callable[[str], bool] | None = None, progress: bool = True,
+    cfg: RefusalStudyConfig,
+    model: Any = None,
+    saes: dict[str, Any] | None = None,
+    judge: Callable[[str], bool] | None = None,
+    progress: bool = True,
 ) -> StudyResult:
     """Discovery, screening and alpha sweep; `judge` says whether one completion refuses (default:
     `qwen3_scope.judge`'s documented phrase matcher; any `str -> bool` callable plugs in)."""
@@ -51,13 +55,26 @@ def run_refusal_study(
     from qwen3_scope.loading import load_model, model_spec
 
     harmful, harmless = prompt_sets(cfg)  # bad prompt files fail before anything is loaded
-    model = model if model is not None else load_model(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
-    saes = saes if saes is not None else load_suite(cfg.suite_dir, cfg.release, cfg.sae_ids, model_spec(model).key, cfg.sae_device,
-                                                   dtype=cfg.sae_dtype)
+    model = (
+        model if model is not None else load_model(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
+    )
+    saes = (
+        saes
+        if saes is not None
+        else load_suite(
+            cfg.suite_dir, cfg.release, cfg.sae_ids, model_spec(model).key, cfg.sae_device, dtype=cfg.sae_dtype
+        )
+    )
     judge = judge or DEFAULT_JUDGE
-    meta = {"title": f"Refusal steering on {model_spec(model).name}", "judge": repr(judge), "config": asdict(cfg),
-            "task_labels": {"induce": "induce (add, harmless prompts)", "suppress": "bypass (subtract, harmful prompts)"}}
-    return run_study("refusal", cfg, model, saes, harmful, harmless, lambda texts: refusal_rate(texts, judge), meta, progress)
+    meta = {
+        "title": f"Refusal steering on {model_spec(model).name}",
+        "judge": repr(judge),
+        "config": asdict(cfg),
+        "task_labels": {"induce": "induce (add, harmless prompts)", "suppress": "bypass (subtract, harmful prompts)"},
+    }
+    return run_study(
+        "refusal", cfg, model, saes, harmful, harmless, lambda texts: refusal_rate(texts, judge), meta, progress
+    )
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -67,13 +84,19 @@ def _fmt(x: float, digits: int = 2) -> str:
 def headline(result: StudyResult) -> list[str]:
     """The sentences the README's closing note quotes: induce and bypass rates with alpha, costs, baseline."""
     s, base = result.summary, result.base
-    lines = [f"Unsteered refusal rate: harmless {_fmt(base['induce']['rate'])}, harmful {_fmt(base['suppress']['rate'])} "
-             f"(reference CE {_fmt(base['reference_ce'], 3)} nats/token)."]
+    lines = [
+        f"Unsteered refusal rate: harmless {_fmt(base['induce']['rate'])}, harmful {_fmt(base['suppress']['rate'])} "
+        f"(reference CE {_fmt(base['reference_ce'], 3)} nats/token)."
+    ]
     for _, row in s.iterrows():
         what = "SAE latent" if row["method"] == "sae_feature" else "Baseline (difference-in-means)"
         ablate = ""
         if "ablate_rate" in row and row["ablate_rate"] == row["ablate_rate"]:
-            how = "latent ablated, error term kept" if row["method"] == "sae_feature" else "directional ablation at every layer"
+            how = (
+                "latent ablated, error term kept"
+                if row["method"] == "sae_feature"
+                else "directional ablation at every layer"
+            )
             ablate = f"; {how}: {_fmt(row['ablate_rate'])} (Δ CE {_fmt(row['ablate_ce_delta'], 3)})"
         lines.append(
             f"{what} `{row['candidate']}`: refusal on harmless prompts {_fmt(row['induce_max_rate'])} at alpha "
@@ -94,14 +117,25 @@ def refusal_section(result: StudyResult, plot_name: str = "refusal_sweep.png", t
         "(greedy, KV cache, non-thinking template). Alpha = multiples of the layer's mean residual norm along the unit "
         "direction, added at the post-instruction tokens; induce = add on harmless prompts, bypass = subtract on "
         "harmful prompts. Δ CE = rise in cross-entropy of the unsteered model's own harmless completions under steering.",
-        "", *headline(result), "",
-        "Top latents (harmful minus harmless, score = mean shift / residual norm; screen = induced refusal rate):", "",
-        result.features.head(top)[["sae_id", "feature", "mean_pos", "mean_neg", "freq_pos", "freq_neg", "score", "screen_rate"]]
-        .to_markdown(index=False, floatfmt=".3f"),
-        "", "Per candidate:", "", result.summary.to_markdown(index=False, floatfmt=".3f"), "", f"![refusal rate vs alpha]({plot_name})",
+        "",
+        *headline(result),
+        "",
+        "Top latents (harmful minus harmless, score = mean shift / residual norm; screen = induced refusal rate):",
+        "",
+        result.features.head(top)[
+            ["sae_id", "feature", "mean_pos", "mean_neg", "freq_pos", "freq_neg", "score", "screen_rate"]
+        ].to_markdown(index=False, floatfmt=".3f"),
+        "",
+        "Per candidate:",
+        "",
+        result.summary.to_markdown(index=False, floatfmt=".3f"),
+        "",
+        f"![refusal rate vs alpha]({plot_name})",
     ]
     return "\n".join(lines)
 
 
-def write_refusal_study(result: StudyResult, out_dir: str | Path, plot_name: str = "refusal_sweep.png") -> dict[str, Path]:
+def write_refusal_study(
+    result: StudyResult, out_dir: str | Path, plot_name: str = "refusal_sweep.png"
+) -> dict[str, Path]:
     return write_study(result, out_dir, "refusal rate", refusal_section(result, plot_name))

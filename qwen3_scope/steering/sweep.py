@@ -26,9 +26,10 @@ as a clean refusal, high for gibberish).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -56,15 +57,24 @@ class Candidate:
     info: dict = field(default_factory=dict)
 
     def add(self, alpha: float, positions: str = "post_instruction") -> AddDirection:
-        return AddDirection(direction=self.direction, alpha=alpha * self.scale, unit_norm=True,
-                            site=self.site, layer=self.layer, positions=positions)
+        return AddDirection(
+            direction=self.direction,
+            alpha=alpha * self.scale,
+            unit_norm=True,
+            site=self.site,
+            layer=self.layer,
+            positions=positions,
+        )
 
     def ablation(self, n_layers: int) -> list[Intervention]:
         """Latent: zero-ablate it (error term kept). Direction: Arditi's ablation at every layer's input and writes."""
         if self.method == "sae_feature":
             return [ablate_feature(self.sae, self.feature)]
-        return [AblateDirection(direction=self.direction, site=site, layer=layer)
-                for layer in range(n_layers) for site in ("resid_pre", "attn_out", "mlp_out")]
+        return [
+            AblateDirection(direction=self.direction, site=site, layer=layer)
+            for layer in range(n_layers)
+            for site in ("resid_pre", "attn_out", "mlp_out")
+        ]
 
 
 def latent_candidates(contrast: Any, saes: dict[str, Any], n: int, sign: int = 1) -> list[Candidate]:
@@ -72,20 +82,34 @@ def latent_candidates(contrast: Any, saes: dict[str, Any], n: int, sign: int = 1
     cands = []
     for row in contrast.top(n, sign).itertuples():
         sae = saes[row.sae_id]
-        cands.append(Candidate(
-            name=f"{row.site}/L{row.layer}/f{row.feature}", method="sae_feature", layer=int(row.layer), site=row.site,
-            direction=sae.W_dec[int(row.feature)].detach().float().cpu() * sign, scale=contrast.resid_norms[int(row.layer)],
-            sae=sae, feature=int(row.feature), info={"sae_id": row.sae_id, "score": float(row.score)},
-        ))
+        cands.append(
+            Candidate(
+                name=f"{row.site}/L{row.layer}/f{row.feature}",
+                method="sae_feature",
+                layer=int(row.layer),
+                site=row.site,
+                direction=sae.W_dec[int(row.feature)].detach().float().cpu() * sign,
+                scale=contrast.resid_norms[int(row.layer)],
+                sae=sae,
+                feature=int(row.feature),
+                info={"sae_id": row.sae_id, "score": float(row.score)},
+            )
+        )
     return cands
 
 
 def baseline_candidates(contrast: Any, sign: int = 1) -> list[Candidate]:
     """Difference-in-means directions (positive minus negative) in the residual stream of every layer seen."""
     return [
-        Candidate(name=f"resid_post/L{layer}/diff-in-means", method="diff_in_means", layer=layer, site="resid_post",
-                  direction=contrast.directions[(layer, "resid_post")].cpu() * sign, scale=norm,
-                  info={"norm_ratio": float(contrast.directions[(layer, "resid_post")].norm()) / norm})
+        Candidate(
+            name=f"resid_post/L{layer}/diff-in-means",
+            method="diff_in_means",
+            layer=layer,
+            site="resid_post",
+            direction=contrast.directions[(layer, "resid_post")].cpu() * sign,
+            scale=norm,
+            info={"norm_ratio": float(contrast.directions[(layer, "resid_post")].norm()) / norm},
+        )
         for layer, norm in sorted(contrast.resid_norms.items())
     ]
 
@@ -109,7 +133,12 @@ class SweepConfig:
 
 
 def screen(
-    model: Any, candidates: Sequence[Candidate], prompts: list[str], score: TextScorer, alpha: float, cfg: SweepConfig,
+    model: Any,
+    candidates: Sequence[Candidate],
+    prompts: list[str],
+    score: TextScorer,
+    alpha: float,
+    cfg: SweepConfig,
     progress: bool = True,
 ) -> list[float]:
     """Induced rate of each candidate at one alpha on `prompts` (use discovery prompts, never evaluation ones)."""
@@ -129,24 +158,46 @@ def select(candidates: Sequence[Candidate], rates: Sequence[float], k: int) -> l
 
 
 def _point(
-    model: Any, prompts: list[str], interventions: list[Intervention], score: TextScorer, ref: Completions,
+    model: Any,
+    prompts: list[str],
+    interventions: list[Intervention],
+    score: TextScorer,
+    ref: Completions,
     cfg: SweepConfig,
 ) -> dict:
     with steer(model, interventions) as handle:
         out = greedy_generate(model, prompts, cfg.max_new_tokens, cfg.batch_size)
         steered_ce = completion_ce(model, ref.prompt_ids, ref.completion_ids, cfg.batch_size, steering=handle)
-    return {"rate": score(out.texts), "steered_ref_ce": steered_ce,
-            "fluency_ce": completion_ce(model, out.prompt_ids, out.completion_ids, cfg.batch_size),
-            "example": out.texts[0] if out.texts else ""}
+    return {
+        "rate": score(out.texts),
+        "steered_ref_ce": steered_ce,
+        "fluency_ce": completion_ce(model, out.prompt_ids, out.completion_ids, cfg.batch_size),
+        "example": out.texts[0] if out.texts else "",
+    }
 
 
 def _row(cand: Candidate, task: str, mode: str, alpha: float | None, coef: float, n: int, **values: Any) -> dict:
-    return {"candidate": cand.name, "method": cand.method, "layer": cand.layer, "site": cand.site, "feature": cand.feature,
-            "task": task, "mode": mode, "alpha": alpha, "coef": coef, **values, "n": n}
+    return {
+        "candidate": cand.name,
+        "method": cand.method,
+        "layer": cand.layer,
+        "site": cand.site,
+        "feature": cand.feature,
+        "task": task,
+        "mode": mode,
+        "alpha": alpha,
+        "coef": coef,
+        **values,
+        "n": n,
+    }
 
 
 def run_sweep(
-    model: Any, candidates: Sequence[Candidate], sets: SweepSets, score: TextScorer, cfg: SweepConfig,
+    model: Any,
+    candidates: Sequence[Candidate],
+    sets: SweepSets,
+    score: TextScorer,
+    cfg: SweepConfig,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """One row per (candidate, task, alpha) plus unsteered (alpha 0) and ablation rows; returns (table, baseline)."""
@@ -159,8 +210,11 @@ def run_sweep(
     base: dict[str, Any] = {"reference_ce": ref_ce}
     for task, task_prompts in prompts.items():
         out = greedy_generate(model, task_prompts, cfg.max_new_tokens, cfg.batch_size)
-        base[task] = {"rate": score(out.texts), "example": out.texts[0],
-                      "fluency_ce": completion_ce(model, out.prompt_ids, out.completion_ids, cfg.batch_size)}
+        base[task] = {
+            "rate": score(out.texts),
+            "example": out.texts[0],
+            "fluency_ce": completion_ce(model, out.prompt_ids, out.completion_ids, cfg.batch_size),
+        }
     jobs = [(c, task, a) for c in candidates for task in prompts for a in cfg.alphas]
     if cfg.ablation:
         jobs += [(c, "suppress", None) for c in candidates]
@@ -172,13 +226,36 @@ def run_sweep(
             signed = alpha if task == "induce" else -alpha
             ivs, mode, coef = [cand.add(signed, cfg.positions)], "add", signed * cand.scale
         point = _point(model, prompts[task], ivs, score, ref, cfg)
-        rows.append(_row(cand, task, mode, alpha, coef, len(prompts[task]), rate=point["rate"],
-                         harmless_ce_delta=point["steered_ref_ce"] - ref_ce, fluency_ce=point["fluency_ce"],
-                         example=point["example"]))
+        rows.append(
+            _row(
+                cand,
+                task,
+                mode,
+                alpha,
+                coef,
+                len(prompts[task]),
+                rate=point["rate"],
+                harmless_ce_delta=point["steered_ref_ce"] - ref_ce,
+                fluency_ce=point["fluency_ce"],
+                example=point["example"],
+            )
+        )
     for cand in candidates:  # alpha = 0: the unsteered model, so every curve starts from the truth
         for task in prompts:
-            rows.append(_row(cand, task, "add", 0.0, 0.0, len(prompts[task]), rate=base[task]["rate"], harmless_ce_delta=0.0,
-                             fluency_ce=base[task]["fluency_ce"], example=base[task]["example"]))
+            rows.append(
+                _row(
+                    cand,
+                    task,
+                    "add",
+                    0.0,
+                    0.0,
+                    len(prompts[task]),
+                    rate=base[task]["rate"],
+                    harmless_ce_delta=0.0,
+                    fluency_ce=base[task]["fluency_ce"],
+                    example=base[task]["example"],
+                )
+            )
     table = pd.DataFrame(rows).sort_values(["candidate", "task", "mode", "alpha"], ignore_index=True)
     return table, base
 
@@ -194,11 +271,18 @@ def summarize(table: pd.DataFrame, target: float = 0.9) -> pd.DataFrame:
         reach = induce[induce["rate"] >= target]
         best_s = suppress.loc[suppress["rate"].idxmin()]
         row = {
-            "candidate": name, "method": best_i["method"], "layer": best_i["layer"], "site": best_i["site"],
-            "induce_max_rate": best_i["rate"], "induce_alpha": best_i["alpha"], "induce_ce_delta": best_i["harmless_ce_delta"],
+            "candidate": name,
+            "method": best_i["method"],
+            "layer": best_i["layer"],
+            "site": best_i["site"],
+            "induce_max_rate": best_i["rate"],
+            "induce_alpha": best_i["alpha"],
+            "induce_ce_delta": best_i["harmless_ce_delta"],
             "induce_fluency_ce": best_i["fluency_ce"],
             f"alpha_to_{target:g}": reach["alpha"].min() if len(reach) else float("nan"),
-            "suppress_min_rate": best_s["rate"], "suppress_alpha": best_s["alpha"], "suppress_ce_delta": best_s["harmless_ce_delta"],
+            "suppress_min_rate": best_s["rate"],
+            "suppress_alpha": best_s["alpha"],
+            "suppress_ce_delta": best_s["harmless_ce_delta"],
             "suppress_fluency_ce": best_s["fluency_ce"],
         }
         ablate = group[group["mode"] == "ablate"]
@@ -206,7 +290,9 @@ def summarize(table: pd.DataFrame, target: float = 0.9) -> pd.DataFrame:
             row["ablate_rate"] = ablate["rate"].iloc[0]
             row["ablate_ce_delta"] = ablate["harmless_ce_delta"].iloc[0]
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(["induce_max_rate", "induce_alpha"], ascending=[False, True], ignore_index=True)
+    return pd.DataFrame(rows).sort_values(
+        ["induce_max_rate", "induce_alpha"], ascending=[False, True], ignore_index=True
+    )
 
 
 @dataclass
@@ -244,8 +330,15 @@ class StudyResult:
 
 
 def run_study(
-    name: str, cfg: StudyConfig, model: Any, saes: dict[str, Any], positive: list[str], negative: list[str],
-    score: TextScorer, meta: dict, progress: bool = True,
+    name: str,
+    cfg: StudyConfig,
+    model: Any,
+    saes: dict[str, Any],
+    positive: list[str],
+    negative: list[str],
+    score: TextScorer,
+    meta: dict,
+    progress: bool = True,
 ) -> StudyResult:
     """Discover on the first prompts of each set, screen and select candidates there, sweep on the rest.
 
@@ -259,26 +352,47 @@ def run_study(
     neg_d, neg_e = split_for_discovery(negative, cfg.n_discover, cfg.n_eval)
     found = contrast(model, saes, pos_d, neg_d, cfg.discovery_positions, cfg.batch_size, progress=progress)
     fmt = lambda ps: [format_chat(model.tokenizer, p) for p in ps]  # noqa: E731
-    sweep_cfg = SweepConfig(alphas=tuple(cfg.alphas), max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                            positions=cfg.steer_positions)
+    sweep_cfg = SweepConfig(
+        alphas=tuple(cfg.alphas),
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+        positions=cfg.steer_positions,
+    )
     latents = latent_candidates(found, saes, max(cfg.screen, cfg.top_k))
-    chosen = select(latents, screen(model, latents, fmt(neg_d), score, cfg.screen_alpha, sweep_cfg, progress), cfg.top_k)
+    chosen = select(
+        latents, screen(model, latents, fmt(neg_d), score, cfg.screen_alpha, sweep_cfg, progress), cfg.top_k
+    )
     if cfg.baseline:
         baselines = baseline_candidates(found)
-        chosen += select(baselines, screen(model, baselines, fmt(neg_d), score, cfg.screen_alpha, sweep_cfg, progress), 1)
+        chosen += select(
+            baselines, screen(model, baselines, fmt(neg_d), score, cfg.screen_alpha, sweep_cfg, progress), 1
+        )
     sets = SweepSets(induce_on=fmt(neg_e), suppress_on=fmt(pos_e), reference=fmt(neg_e))
     table, base = run_sweep(model, chosen, sets, score, sweep_cfg, progress=progress)
     features = found.features.copy()
     screened = {(c.info["sae_id"], c.feature): c.info["screen_rate"] for c in latents}
-    features["screen_rate"] = [screened.get((s, f), float("nan")) for s, f in zip(features["sae_id"], features["feature"])]
-    meta = {**meta, "model": model_spec(model).name, "n_saes": len(saes), "n_discover": (len(pos_d), len(neg_d)),
-            "n_eval": (len(pos_e), len(neg_e)), "screened": len(latents), "screen_alpha": cfg.screen_alpha,
-            "baseline_screen": {c.name: c.info.get("screen_rate") for c in (baselines if cfg.baseline else [])}}
+    features["screen_rate"] = [
+        screened.get((s, f), float("nan")) for s, f in zip(features["sae_id"], features["feature"])
+    ]
+    meta = {
+        **meta,
+        "model": model_spec(model).name,
+        "n_saes": len(saes),
+        "n_discover": (len(pos_d), len(neg_d)),
+        "n_eval": (len(pos_e), len(neg_e)),
+        "screened": len(latents),
+        "screen_alpha": cfg.screen_alpha,
+        "baseline_screen": {c.name: c.info.get("screen_rate") for c in (baselines if cfg.baseline else [])},
+    }
     return StudyResult(name, features, table, summarize(table), base, meta)
 
 
 def write_study(
-    result: StudyResult, out_dir: str | Path, rate_label: str, section: str, max_features: int = 1000,
+    result: StudyResult,
+    out_dir: str | Path,
+    rate_label: str,
+    section: str,
+    max_features: int = 1000,
 ) -> dict[str, Path]:
     """<name>_features.csv (the `max_features` best-ranked latents), _sweep.csv, _summary.csv, _sweep.png and
     <name>.md in `out_dir` (atomic writes)."""
@@ -294,7 +408,12 @@ def write_study(
         with atomic_path(paths[key]) as tmp:
             frame.to_csv(tmp, index=False)
     paths["plot"] = out / f"{result.name}_sweep.png"
-    plot_sweep(result.sweep, paths["plot"], rate_label=rate_label, title=result.meta.get("title", result.name),
-               task_labels=result.meta.get("task_labels"))
+    plot_sweep(
+        result.sweep,
+        paths["plot"],
+        rate_label=rate_label,
+        title=result.meta.get("title", result.name),
+        task_labels=result.meta.get("task_labels"),
+    )
     paths["report"] = atomic_write_text(out / f"{result.name}.md", section)
     return paths

@@ -32,59 +32,127 @@ class SuiteTrainingConfig(PlacementOptions):
     `sae_device`, `sae_dtype`) comes from `PlacementOptions`; the SAEs train in float32 unless `sae_dtype` says.
     """
 
-    model: str = field(default="organism", metadata=_doc(
-        "family name (Qwen/Qwen3-4B), `organism` (the bundled model organism), or a local checkpoint directory"))
-    recipe: str = field(default="paper", metadata=_doc(
-        "paper (JumpReLU, Gemma Scope style) or qwen-scope (TopK, AuxK, outlier filtering)"))
-    layers: list[int] | None = field(default=None, metadata=_doc(
-        "layers, e.g. 0-8 or 3 5 7 or all (default: the recipe's layout, usually every layer)", parse=str))
-    sites: list[str] | None = field(default=None, metadata=_doc(
-        "sites, e.g. resid_post mlp_out attn_out (default: the recipe's)"))
-    training_tokens: int | None = field(default=None, metadata=_doc(
-        "training tokens per SAE, e.g. 200k or 4B (default: the recipe's)", flag="--tokens", parse=parse_tokens))
-    dataset: list[str] | None = field(default=None, metadata=_doc(
-        "training data: jsonl/parquet/txt files or dirs, saved or pre-tokenized HF dataset dirs (input_ids), or hub "
-        "names (streamed); several sources are mixed by --dataset-weights (default: the organism's corpus)"))
-    dataset_weights: list[float] | None = field(default=None, metadata=_doc(
-        "share of training tokens taken from each --dataset source, e.g. 0.3 0.7 (default: equal shares)"))
-    thinking: bool = field(default=False, metadata=_doc(
-        "render chat datasets (`messages`) with the model's chat template in thinking mode (default: non-thinking)"))
-    out: str | None = field(default=None, metadata=_doc(
-        "suite directory (default: runs/suites/<suite name>)", aliases=("--output",)))
-    backend: str = field(default="hooked", metadata=_doc("model backend: hooked (HookedTransformer) or hf (HookedProxyLM)"))
-    resume: bool = field(default=False, metadata=_doc("continue the interrupted suite in --out from its last checkpoint"))
+    model: str = field(
+        default="organism",
+        metadata=_doc(
+            "family name (Qwen/Qwen3-4B), `organism` (the bundled model organism), or a local checkpoint directory"
+        ),
+    )
+    recipe: str = field(
+        default="paper",
+        metadata=_doc("paper (JumpReLU, Gemma Scope style) or qwen-scope (TopK, AuxK, outlier filtering)"),
+    )
+    layers: list[int] | None = field(
+        default=None,
+        metadata=_doc(
+            "layers, e.g. 0-8 or 3 5 7 or all (default: the recipe's layout, usually every layer)", parse=str
+        ),
+    )
+    sites: list[str] | None = field(
+        default=None, metadata=_doc("sites, e.g. resid_post mlp_out attn_out (default: the recipe's)")
+    )
+    training_tokens: int | None = field(
+        default=None,
+        metadata=_doc(
+            "training tokens per SAE, e.g. 200k or 4B (default: the recipe's)", flag="--tokens", parse=parse_tokens
+        ),
+    )
+    dataset: list[str] | None = field(
+        default=None,
+        metadata=_doc(
+            "training data: jsonl/parquet/txt files or dirs, saved or pre-tokenized HF dataset dirs (input_ids), or hub "
+            "names (streamed); several sources are mixed by --dataset-weights (default: the organism's corpus)"
+        ),
+    )
+    dataset_weights: list[float] | None = field(
+        default=None,
+        metadata=_doc(
+            "share of training tokens taken from each --dataset source, e.g. 0.3 0.7 (default: equal shares)"
+        ),
+    )
+    thinking: bool = field(
+        default=False,
+        metadata=_doc(
+            "render chat datasets (`messages`) with the model's chat template in thinking mode (default: non-thinking)"
+        ),
+    )
+    out: str | None = field(
+        default=None, metadata=_doc("suite directory (default: runs/suites/<suite name>)", aliases=("--output",))
+    )
+    backend: str = field(
+        default="hooked", metadata=_doc("model backend: hooked (HookedTransformer) or hf (HookedProxyLM)")
+    )
+    resume: bool = field(
+        default=False, metadata=_doc("continue the interrupted suite in --out from its last checkpoint")
+    )
     plan_only: bool = field(default=False, metadata=_doc("print the plan (groups, memory, expected cost) and stop"))
-    memory_budget_gb: float | None = field(default=None, metadata=_doc(
-        "memory budget for SAEs + activations (default: 75% of free memory minus the model)", flag="--memory-gb"))
-    matmul_tflops: float | None = field(default=None, metadata=_doc(
-        "matmul rate the planner prices the plan at, in TFLOP/s (e.g. 400 for an H100 in bfloat16; default: measured "
-        "on --device in --dtype now)"))
+    memory_budget_gb: float | None = field(
+        default=None,
+        metadata=_doc(
+            "memory budget for SAEs + activations (default: 75% of free memory minus the model)", flag="--memory-gb"
+        ),
+    )
+    matmul_tflops: float | None = field(
+        default=None,
+        metadata=_doc(
+            "matmul rate the planner prices the plan at, in TFLOP/s (e.g. 400 for an H100 in bfloat16; default: measured "
+            "on --device in --dtype now)"
+        ),
+    )
     max_saes_per_group: int | None = field(default=None, metadata=_doc("cap on SAEs sharing one forward pass"))
-    checkpoint_every_tokens: int | None = field(default=None, metadata=_doc(
-        "checkpoint interval in training tokens (default: ~1/8 of the run)", flag="--checkpoint-every", parse=parse_tokens))
+    checkpoint_every_tokens: int | None = field(
+        default=None,
+        metadata=_doc(
+            "checkpoint interval in training tokens (default: ~1/8 of the run)",
+            flag="--checkpoint-every",
+            parse=parse_tokens,
+        ),
+    )
     k: int | None = field(default=None, metadata=_doc("TopK k (qwen-scope: 50 or 100)"))
-    target_l0: float | None = field(default=None, metadata=_doc("JumpReLU target L0 (paper: 160; organism: 24)", flag="--l0"))
+    target_l0: float | None = field(
+        default=None, metadata=_doc("JumpReLU target L0 (paper: 160; organism: 24)", flag="--l0")
+    )
     width: int | None = field(default=None, metadata=_doc("SAE width d_sae (default 16 x d_in)"))
-    fast: bool | None = field(default=None, metadata=_doc(
-        "qwen3-scope's fast training SAE classes (topk_fast / jumprelu_fast, saved as plain SAELens SAEs); default: "
-        "on when they are registered; --no-fast trains SAELens' own classes"))
+    fast: bool | None = field(
+        default=None,
+        metadata=_doc(
+            "qwen3-scope's fast training SAE classes (topk_fast / jumprelu_fast, saved as plain SAELens SAEs); default: "
+            "on when they are registered; --no-fast trains SAELens' own classes"
+        ),
+    )
     seed: int = field(default=42, metadata=_doc("random seed (SAE initialisation, shuffling)"))
     threads: int | None = field(default=None, metadata=_doc("torch threads (1 is fastest on a busy 2-core machine)"))
-    wandb_project: str | None = field(default=None, metadata=_doc(
-        "log training to this Weights & Biases project through SAELens' LoggingConfig (default: off)"))
-    nproc: int | None = field(default=None, metadata=_doc(
-        "train on N processes of this machine: launches torchrun (torch.distributed.run) with N ranks; under "
-        "`torchrun ... -m qwen3_scope.train` the ranks come from torchrun instead"))
-    parallel: str = field(default="auto", metadata=_doc(
-        "how ranks share the suite: group (whole groups per rank, SAEs equal a one-process run), data (each group "
-        "data-parallel over all ranks) or auto (the planner's choice, printed)"))
-    data_shards: int | None = field(default=None, metadata=_doc(
-        "data parallelism: shards of the token stream (default: one per rank); one process with --parallel data "
-        "--data-shards N computes the steps of an N-rank data-parallel run"))
-    collective_timeout: float = field(default=300.0, metadata=_doc(
-        "seconds a training collective may wait for the other ranks before the job fails"))
-    runner_overrides: dict[str, Any] | None = field(default=None, metadata=_doc(
-        "SAELens runner settings to override (config file / library only)", cli=False))
+    wandb_project: str | None = field(
+        default=None,
+        metadata=_doc("log training to this Weights & Biases project through SAELens' LoggingConfig (default: off)"),
+    )
+    nproc: int | None = field(
+        default=None,
+        metadata=_doc(
+            "train on N processes of this machine: launches torchrun (torch.distributed.run) with N ranks; under "
+            "`torchrun ... -m qwen3_scope.train` the ranks come from torchrun instead"
+        ),
+    )
+    parallel: str = field(
+        default="auto",
+        metadata=_doc(
+            "how ranks share the suite: group (whole groups per rank, SAEs equal a one-process run), data (each group "
+            "data-parallel over all ranks) or auto (the planner's choice, printed)"
+        ),
+    )
+    data_shards: int | None = field(
+        default=None,
+        metadata=_doc(
+            "data parallelism: shards of the token stream (default: one per rank); one process with --parallel data "
+            "--data-shards N computes the steps of an N-rank data-parallel run"
+        ),
+    )
+    collective_timeout: float = field(
+        default=300.0, metadata=_doc("seconds a training collective may wait for the other ranks before the job fails")
+    )
+    runner_overrides: dict[str, Any] | None = field(
+        default=None, metadata=_doc("SAELens runner settings to override (config file / library only)", cli=False)
+    )
 
     def __post_init__(self) -> None:
         from qwen3_scope.training.recipes import RECIPES
@@ -92,8 +160,9 @@ class SuiteTrainingConfig(PlacementOptions):
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}.")
         if self.backend not in ("hooked", "hf"):
-            raise ConfigError(f"backend {self.backend!r} cannot train through SAELens' runners; use --backend hooked "
-                              "or --backend hf.")
+            raise ConfigError(
+                f"backend {self.backend!r} cannot train through SAELens' runners; use --backend hooked or --backend hf."
+            )
         if isinstance(self.layers, (str, int)):
             self.layers = [self.layers]  # type: ignore[list-item]
         if self.layers is not None:
@@ -113,19 +182,30 @@ class SuiteTrainingConfig(PlacementOptions):
         if self.dataset_weights is not None:
             n_sources = len(self.dataset or [])
             if len(self.dataset_weights) != n_sources:
-                raise ValueError(f"{len(self.dataset_weights)} dataset weight(s) for {n_sources} dataset source(s); give "
-                                 "one weight per --dataset source.")
+                raise ValueError(
+                    f"{len(self.dataset_weights)} dataset weight(s) for {n_sources} dataset source(s); give "
+                    "one weight per --dataset source."
+                )
             if any(w <= 0 for w in self.dataset_weights):
                 raise ValueError(f"dataset weights must be positive, got {self.dataset_weights}.")
-        examples = {"width": "16384", "k": "50", "max_saes_per_group": "8", "threads": "1", "nproc": "2",
-                    "data_shards": "2", "target_l0": "24"}
+        examples = {
+            "width": "16384",
+            "k": "50",
+            "max_saes_per_group": "8",
+            "threads": "1",
+            "nproc": "2",
+            "data_shards": "2",
+            "target_l0": "24",
+        }
         for name, example in examples.items():
             value = getattr(self, name)
             whole = name != "target_l0"
             if value is not None and (not value >= 1 if whole else not 0 < value < math.inf):
                 kind = "a positive whole number" if whole else "a positive number"
-                raise ConfigError(f"{name} must be {kind}, got {value}; write e.g. {example} (or leave it out for "
-                                  "the recipe's default).")
+                raise ConfigError(
+                    f"{name} must be {kind}, got {value}; write e.g. {example} (or leave it out for "
+                    "the recipe's default)."
+                )
         if self.parallel not in ("auto", "group", "data"):
             raise ValueError(f"unknown parallel mode {self.parallel!r}; choose auto, group or data.")
         if self.collective_timeout <= 0:
@@ -139,7 +219,7 @@ class SuiteTrainingConfig(PlacementOptions):
         self.sae_dtype = self.sae_dtype or "float32"
         super().__post_init__()  # device and dtype: checked now, before any model is loaded
 
-    def replace(self, **changes: Any) -> "SuiteTrainingConfig":
+    def replace(self, **changes: Any) -> SuiteTrainingConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

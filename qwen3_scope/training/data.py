@@ -20,18 +20,25 @@ import json
 import os
 import shutil
 import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from qwen3_scope.chat import format_chat
 
 END_OF_DOCUMENT = "<|endoftext|>"
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text"}
 _ANSWER_KEYS = ("response", "completion", "answer", "output", "reference", "chosen", "target")
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "model": "assistant", "system": "system"}
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
 
 
 class DatasetSourceError(ValueError):
@@ -51,12 +58,19 @@ def _messages(value: Any) -> list[dict[str, str]]:
     messages = []
     for m in value:
         if "role" in m:
-            messages.append({"role": m["role"], "content": m.get("content") or "",
-                             **({"reasoning_content": m["reasoning_content"]} if m.get("reasoning_content") else {})})
+            messages.append(
+                {
+                    "role": m["role"],
+                    "content": m.get("content") or "",
+                    **({"reasoning_content": m["reasoning_content"]} if m.get("reasoning_content") else {}),
+                }
+            )
         elif "from" in m:
             messages.append({"role": _SHAREGPT_ROLES.get(m["from"], m["from"]), "content": m.get("value") or ""})
         else:
-            raise DatasetSourceError(f"a chat message needs role/content (or ShareGPT from/value); got keys {sorted(m)}.")
+            raise DatasetSourceError(
+                f"a chat message needs role/content (or ShareGPT from/value); got keys {sorted(m)}."
+            )
     return messages
 
 
@@ -87,8 +101,10 @@ def document_text(tokenizer: Any, doc: list[dict[str, str]] | str, thinking: boo
         return doc + END_OF_DOCUMENT
     if not doc:
         raise DatasetSourceError("an empty conversation cannot be a training document.")
-    return format_chat(tokenizer, doc, add_generation_prompt=doc[-1]["role"] == "user",
-                       enable_thinking=thinking) + END_OF_DOCUMENT
+    return (
+        format_chat(tokenizer, doc, add_generation_prompt=doc[-1]["role"] == "user", enable_thinking=thinking)
+        + END_OF_DOCUMENT
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -140,8 +156,10 @@ def check_source(source: str | os.PathLike | None) -> None:
         _check_columns(path)
         return
     if path.suffix in LOCAL_SUFFIXES or text.startswith((".", "/", "~")) or text.count("/") > 1:
-        raise FileNotFoundError(f"dataset path {path} does not exist; check the path (or omit --dataset to use "
-                                "the model organism's corpus).")
+        raise FileNotFoundError(
+            f"dataset path {path} does not exist; check the path (or omit --dataset to use "
+            "the model organism's corpus)."
+        )
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         raise DatasetSourceError(
             f"{text!r} is not a local path, and hub datasets cannot be read offline (HF_HUB_OFFLINE=1); pass a "
@@ -189,10 +207,14 @@ def stream_hub_dataset(name: str, split: str = "train") -> Iterator[dict[str, An
     try:
         yield from datasets.load_dataset(name, split=split, streaming=True)
     except (FileNotFoundError, ValueError, OSError) as err:
-        raise DatasetSourceError(f"could not read hub dataset {name!r}: {err}. Check the name, or pass a local file.") from err
+        raise DatasetSourceError(
+            f"could not read hub dataset {name!r}: {err}. Check the name, or pass a local file."
+        ) from err
 
 
-def _source_rows(source: str | os.PathLike | None, tokenizer: Any, need: int, seed: int | None) -> tuple[Iterable[dict[str, Any]], dict[str, Any]]:
+def _source_rows(
+    source: str | os.PathLike | None, tokenizer: Any, need: int, seed: int | None
+) -> tuple[Iterable[dict[str, Any]], dict[str, Any]]:
     if source in (None, "organism"):
         probe = organism_rows(200, seed)
         texts = [document_text(tokenizer, row_to_messages(r)) for r in probe]
@@ -250,8 +272,11 @@ def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
 
     vocab = tokenizer.get_vocab()
     digest = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()[:16]
-    return {"vocab_size": len(tokenizer), "vocab_sha256_16": digest,
-            "special_tokens": {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN3_SPECIAL_TOKENS if t in vocab}}
+    return {
+        "vocab_size": len(tokenizer),
+        "vocab_sha256_16": digest,
+        "special_tokens": {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN3_SPECIAL_TOKENS if t in vocab},
+    }
 
 
 def check_pretokenized(ids: list[int], tokenizer: Any, source: Any, metadata: dict[str, Any] | None = None) -> None:
@@ -262,7 +287,8 @@ def check_pretokenized(ids: list[int], tokenizer: Any, source: Any, metadata: di
         raise DatasetSourceError(
             f"pre-tokenized dataset {source} holds token id {max(ids)}, outside this model's vocabulary of {size}: it "
             "was tokenized with another tokenizer. Re-tokenize it with this model's tokenizer (SAELens' PretokenizeRunner "
-            "with tokenizer_name=<the model>) or pass the text dataset.")
+            "with tokenizer_name=<the model>) or pass the text dataset."
+        )
     if not metadata:
         return
     mine = tokenizer_fingerprint(tokenizer)
@@ -272,7 +298,8 @@ def check_pretokenized(ids: list[int], tokenizer: Any, source: Any, metadata: di
             if theirs.get(key) != mine[key]:
                 raise DatasetSourceError(
                     f"pre-tokenized dataset {source} was made with another tokenizer ({key}: {theirs.get(key)} there, "
-                    f"{mine[key]} here); re-tokenize it with this model's tokenizer or pass the text dataset.")
+                    f"{mine[key]} here); re-tokenize it with this model's tokenizer or pass the text dataset."
+                )
         return
     name = metadata.get("tokenizer_name")
     if name:
@@ -281,12 +308,17 @@ def check_pretokenized(ids: list[int], tokenizer: Any, source: Any, metadata: di
 
             other = AutoTokenizer.from_pretrained(name, local_files_only=True)
         except (OSError, ValueError):
-            warnings.warn(f"cannot load tokenizer {name!r} (named by {source}'s sae_lens.json) offline to compare "
-                          "vocabularies; only the id range was checked.", stacklevel=3)
+            warnings.warn(
+                f"cannot load tokenizer {name!r} (named by {source}'s sae_lens.json) offline to compare "
+                "vocabularies; only the id range was checked.",
+                stacklevel=3,
+            )
             return
         if other.get_vocab() != tokenizer.get_vocab():
-            raise DatasetSourceError(f"pre-tokenized dataset {source} was made with tokenizer {name!r}, whose vocabulary "
-                                     "differs from this model's; re-tokenize it with this model's tokenizer (SAELens' PretokenizeRunner).")
+            raise DatasetSourceError(
+                f"pre-tokenized dataset {source} was made with tokenizer {name!r}, whose vocabulary "
+                "differs from this model's; re-tokenize it with this model's tokenizer (SAELens' PretokenizeRunner)."
+            )
 
 
 def dataset_metadata(source: Any) -> dict[str, Any] | None:
@@ -304,7 +336,9 @@ def _weights(sources: list[Any], weights: list[float] | None) -> list[float]:
     if weights is None:
         return [1 / len(sources)] * len(sources)
     if len(weights) != len(sources):
-        raise DatasetSourceError(f"{len(weights)} weights for {len(sources)} dataset sources; give one weight per source.")
+        raise DatasetSourceError(
+            f"{len(weights)} weights for {len(sources)} dataset sources; give one weight per source."
+        )
     total = float(sum(weights))
     return [w / total for w in weights]
 
@@ -401,15 +435,30 @@ def prepare_data(
     epochs = train_tokens / max(train_total, 1)
     names = [s.info["source"] for s in streams]
     if epochs > 1:
-        warnings.warn(f"dataset {', '.join(map(str, names))} has {train_total:,} training tokens for {train_tokens:,}: "
-                      f"SAELens will reuse it ~{epochs:.1f} times. Pass a larger dataset for a single pass.", stacklevel=2)
-    info: dict[str, Any] = dict(streams[0].info) if len(streams) == 1 else {
-        "source": " + ".join(map(str, names)), "kind": "mix", "mix": [s.info for s in streams]}
-    info.update(dataset_name=None if names == ["organism"] else (names[0] if len(names) == 1 else " + ".join(map(str, names))),
-                tokenized=True, context_size=context_size, thinking=thinking,
-                tokenizer=tokenizer_fingerprint(tokenizer), train_documents=n_docs - len(held), train_sequences=n_train,
-                train_tokens=train_total, heldout_documents=len(held), heldout_tokens=held_tokens,
-                epochs=round(max(epochs, 1.0), 3), sha256_16=digest.hexdigest()[:16])
+        warnings.warn(
+            f"dataset {', '.join(map(str, names))} has {train_total:,} training tokens for {train_tokens:,}: "
+            f"SAELens will reuse it ~{epochs:.1f} times. Pass a larger dataset for a single pass.",
+            stacklevel=2,
+        )
+    info: dict[str, Any] = (
+        dict(streams[0].info)
+        if len(streams) == 1
+        else {"source": " + ".join(map(str, names)), "kind": "mix", "mix": [s.info for s in streams]}
+    )
+    info.update(
+        dataset_name=None if names == ["organism"] else (names[0] if len(names) == 1 else " + ".join(map(str, names))),
+        tokenized=True,
+        context_size=context_size,
+        thinking=thinking,
+        tokenizer=tokenizer_fingerprint(tokenizer),
+        train_documents=n_docs - len(held),
+        train_sequences=n_train,
+        train_tokens=train_total,
+        heldout_documents=len(held),
+        heldout_tokens=held_tokens,
+        epochs=round(max(epochs, 1.0), 3),
+        sha256_16=digest.hexdigest()[:16],
+    )
     if len(streams) > 1:
         info["mix_tokens"] = {str(s.info["source"]): s.taken for s in streams}
         info["weights"] = shares
@@ -440,8 +489,10 @@ def load_prepared(directory: str | os.PathLike) -> PreparedData:
     heldout = directory / "heldout" / "heldout.parquet"
     info_file = directory / "info.json"
     if not train or not heldout.is_file() or not info_file.is_file():
-        raise FileNotFoundError(f"prepared training data in {directory} is missing or incomplete; the suite was "
-                                "interrupted while preparing it. Start it again (the same command re-prepares it).")
+        raise FileNotFoundError(
+            f"prepared training data in {directory} is missing or incomplete; the suite was "
+            "interrupted while preparing it. Start it again (the same command re-prepares it)."
+        )
     small = sum(p.stat().st_size for p in train) < 256 * 2**20
     with _no_datasets_bars():
         loaded = datasets.Dataset.from_parquet([str(p) for p in train], keep_in_memory=small)

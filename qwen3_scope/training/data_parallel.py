@@ -41,9 +41,19 @@ class ShardedStream:
     give the same batches as shards read on separate ranks). Checkpoints hold every shard's row offset.
     """
 
-    def __init__(self, store: Any, dataset: Any, hooks: list[str], steps_per_segment: int, seed: int,
-                 outlier_norm_factor: float | None, steps_done: Callable[[], int], shards: list[int], n_shards: int,
-                 ctx: Any):
+    def __init__(
+        self,
+        store: Any,
+        dataset: Any,
+        hooks: list[str],
+        steps_per_segment: int,
+        seed: int,
+        outlier_norm_factor: float | None,
+        steps_done: Callable[[], int],
+        shards: list[int],
+        n_shards: int,
+        ctx: Any,
+    ):
         from qwen3_scope.training.suite import SegmentedStream
 
         batch = store.train_batch_size_tokens
@@ -59,8 +69,9 @@ class ShardedStream:
             shard_store = copy.copy(store)  # SAELens' store, one per shard (shares the model, not the position)
             shard_store.train_batch_size_tokens = batch // n_shards
             rows = dataset.select(range(s, len(dataset), n_shards))
-            self.streams[s] = SegmentedStream(shard_store, rows, hooks, steps_per_segment, seed * 7919 + s,
-                                              outlier_norm_factor, steps_done)
+            self.streams[s] = SegmentedStream(
+                shard_store, rows, hooks, steps_per_segment, seed * 7919 + s, outlier_norm_factor, steps_done
+            )
             self.rng[s] = torch.random.get_rng_state()
 
     @property
@@ -77,8 +88,11 @@ class ShardedStream:
         offsets: dict[int, int] = {}
         for part in self.ctx.all_gather(mine):
             offsets.update({int(k): int(v) for k, v in part.items()})
-        return {"segment": int(self.segment or 0), "data_shards": self.n_shards,
-                "shard_offsets": [offsets[s] for s in range(self.n_shards)]}
+        return {
+            "segment": int(self.segment or 0),
+            "data_shards": self.n_shards,
+            "shard_offsets": [offsets[s] for s in range(self.n_shards)],
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         recorded = int(state.get("data_shards", 1))
@@ -155,9 +169,12 @@ class DataParallelAdapter:
 
         The norms are summed in float64 on each rank and then over the ranks, so the factor does not depend on
         how the batches are split (SAELens' own estimate sums in float32, which does)."""
-        needs = [name for name, sae in self.trainer.saes.items()
-                 if sae.cfg.normalize_activations == "expected_average_only_in"
-                 and self.trainer.trainers[name].activation_scaler.scaling_factor is None]
+        needs = [
+            name
+            for name, sae in self.trainer.saes.items()
+            if sae.cfg.normalize_activations == "expected_average_only_in"
+            and self.trainer.trainers[name].activation_scaler.scaling_factor is None
+        ]
         if not needs:
             return
         n = self.trainer.cfg.n_batches_for_norm_estimate
@@ -175,10 +192,14 @@ class DataParallelAdapter:
             sums = sums.cpu()
         for i, name in enumerate(needs):
             mean_norm = sums[i].item() / sums[-1].item()
-            self.trainer.trainers[name].activation_scaler.scaling_factor = self.trainer.saes[name].cfg.d_in ** 0.5 / mean_norm
+            self.trainer.trainers[name].activation_scaler.scaling_factor = (
+                self.trainer.saes[name].cfg.d_in ** 0.5 / mean_norm
+            )
 
     def _device(self) -> torch.device:
-        return next(iter(self.trainer.saes.values())).W_dec.device if self.ctx.backend == "nccl" else torch.device("cpu")
+        return (
+            next(iter(self.trainer.saes.values())).W_dec.device if self.ctx.backend == "nccl" else torch.device("cpu")
+        )
 
     # ----------------------------------------------------------------- per step
     def _install(self, sae_trainer: Any) -> None:
@@ -194,14 +215,15 @@ class DataParallelAdapter:
 
         def reduce_gradients() -> None:
             dtype = torch.promote_types(params[0].dtype, torch.float32)  # reduce in float32 (or wider)
-            flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(device, dtype)
-                              for p in params])
+            flat = torch.cat(
+                [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(device, dtype) for p in params]
+            )
             dist.all_reduce(flat)
             flat /= world
             offset = 0
             for p in params:
                 n = p.numel()
-                value = flat[offset:offset + n].view_as(p).to(p.device, p.dtype)
+                value = flat[offset : offset + n].view_as(p).to(p.device, p.dtype)
                 if p.grad is None:
                     p.grad = value
                 else:
@@ -211,6 +233,7 @@ class DataParallelAdapter:
         def training_forward_pass(step_input: Any) -> Any:
             output = forward(step_input)
             if output.loss.requires_grad:
+
                 def at_backward_start(grad: torch.Tensor) -> torch.Tensor:
                     compat.queue_after_backward(reduce_gradients)
                     return grad

@@ -15,8 +15,15 @@ from qwen3_scope.sites import PAPER_SITES
 def train_stage(ctx: DemoContext) -> None:
     from qwen3_scope.training.suite import train_suite
 
-    result = train_suite(model=ctx.model, recipe="paper", out=ctx.out_dir / "suite", sites=list(PAPER_SITES),
-                         fast=None, threads=1, resume=True)
+    result = train_suite(
+        model=ctx.model,
+        recipe="paper",
+        out=ctx.out_dir / "suite",
+        sites=list(PAPER_SITES),
+        fast=None,
+        threads=1,
+        resume=True,
+    )
     # fast classes when installed; one thread (several times faster than two on a busy 2-core machine);
     # re-running the demo continues, or reuses, the suite
     ctx.results["suite_dir"] = result.suite_dir

@@ -49,16 +49,21 @@ def backend_for(device: str | None) -> str:
     import torch.distributed as dist
 
     if not dist.is_available():
-        raise DistributedSetupError("this build of torch has no torch.distributed; install a standard torch build "
-                                    "(pip install torch) to train on several processes.")
+        raise DistributedSetupError(
+            "this build of torch has no torch.distributed; install a standard torch build "
+            "(pip install torch) to train on several processes."
+        )
     if device is not None and str(device).startswith("cuda"):
         if not dist.is_nccl_available():
-            raise DistributedSetupError("--device cuda needs the NCCL backend, which this torch lacks; install a CUDA "
-                                        "build of torch, or train on --device cpu (gloo).")
+            raise DistributedSetupError(
+                "--device cuda needs the NCCL backend, which this torch lacks; install a CUDA "
+                "build of torch, or train on --device cpu (gloo)."
+            )
         return "nccl"
     if not dist.is_gloo_available():
-        raise DistributedSetupError("the gloo backend (needed for CPU ranks) is not available in this torch; install "
-                                    "a standard torch build.")
+        raise DistributedSetupError(
+            "the gloo backend (needed for CPU ranks) is not available in this torch; install a standard torch build."
+        )
     return "gloo"
 
 
@@ -66,12 +71,16 @@ def check_devices(device: str | None, ranks_per_node: int) -> None:
     """`--device cuda` needs one GPU per rank on each node."""
     if device is not None and str(device).startswith("cuda"):
         if ":" in str(device):
-            raise DistributedSetupError(f"--device {device} names one GPU, but each of the {ranks_per_node} ranks on a "
-                                        "node takes its own (cuda:<local rank>); pass --device cuda.")
+            raise DistributedSetupError(
+                f"--device {device} names one GPU, but each of the {ranks_per_node} ranks on a "
+                "node takes its own (cuda:<local rank>); pass --device cuda."
+            )
         count = torch.cuda.device_count()
         if count < ranks_per_node:
-            raise DistributedSetupError(f"{ranks_per_node} ranks per node with --device cuda need {ranks_per_node} GPUs, "
-                                        f"but this node has {count}; use --nproc {max(count, 1)} or --device cpu.")
+            raise DistributedSetupError(
+                f"{ranks_per_node} ranks per node with --device cuda need {ranks_per_node} GPUs, "
+                f"but this node has {count}; use --nproc {max(count, 1)} or --device cpu."
+            )
 
 
 @dataclass
@@ -99,14 +108,27 @@ class DistContext:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
-        return cls.initialise(int(os.environ["RANK"]), world, "env://", device=device, timeout_seconds=timeout_seconds,
-                              local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-                              local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
+        return cls.initialise(
+            int(os.environ["RANK"]),
+            world,
+            "env://",
+            device=device,
+            timeout_seconds=timeout_seconds,
+            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+            local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))),
+        )
 
     @classmethod
-    def initialise(cls, rank: int, world_size: int, init_method: str, device: str | None = None,
-                   timeout_seconds: float = 300.0, local_rank: int | None = None,
-                   local_world_size: int | None = None) -> DistContext:
+    def initialise(
+        cls,
+        rank: int,
+        world_size: int,
+        init_method: str,
+        device: str | None = None,
+        timeout_seconds: float = 300.0,
+        local_rank: int | None = None,
+        local_world_size: int | None = None,
+    ) -> DistContext:
         """Join the job (`init_method`: env://, file://PATH or tcp://HOST:PORT)."""
         import torch.distributed as dist
 
@@ -217,8 +239,10 @@ class Execution:
                 merge_rank_records(suite_dir, manifest, keep_files=True)
             return True
         if self.mode == "group":
-            atomic_write_json(suite_dir / RANKS_DIR / f"rank_{self.rank}.json", _rank_record(manifest, self.my_groups(
-                [_Index(g["index"]) for g in manifest["groups"]])))
+            atomic_write_json(
+                suite_dir / RANKS_DIR / f"rank_{self.rank}.json",
+                _rank_record(manifest, self.my_groups([_Index(g["index"]) for g in manifest["groups"]])),
+            )
         return False
 
     def gather_results(self, suite_dir: Path, manifest: dict[str, Any]) -> bool:
@@ -237,16 +261,34 @@ class Execution:
         return True
 
     # ---------------------------------------------------------------- training
-    def stream(self, store: Any, dataset: Any, hooks: list[str], steps_per_segment: int, seed: int,
-               outlier_norm_factor: float | None, steps_done: Any) -> Any:
+    def stream(
+        self,
+        store: Any,
+        dataset: Any,
+        hooks: list[str],
+        steps_per_segment: int,
+        seed: int,
+        outlier_norm_factor: float | None,
+        steps_done: Any,
+    ) -> Any:
         from qwen3_scope.training.suite import SegmentedStream
 
         if self.mode != "data":
             return SegmentedStream(store, dataset, hooks, steps_per_segment, seed, outlier_norm_factor, steps_done)
         from qwen3_scope.training.data_parallel import ShardedStream
 
-        return ShardedStream(store, dataset, hooks, steps_per_segment, seed, outlier_norm_factor, steps_done,
-                             shards=self.my_shards(), n_shards=self.data_shards, ctx=self.ctx)
+        return ShardedStream(
+            store,
+            dataset,
+            hooks,
+            steps_per_segment,
+            seed,
+            outlier_norm_factor,
+            steps_done,
+            shards=self.my_shards(),
+            n_shards=self.data_shards,
+            ctx=self.ctx,
+        )
 
     @contextmanager
     def training(self, trainer: Any, stream: Any) -> Iterator[None]:
@@ -271,8 +313,11 @@ def _rank_record(manifest: dict[str, Any], groups: list[Any]) -> dict[str, Any]:
     indices = {g.index for g in groups}
     records = [g for g in manifest["groups"] if g["index"] in indices and g["status"] != "pending"]
     ids = [i for g in records for i in g["sae_ids"]]
-    return {"groups": records, "saes": {i: manifest["saes"][i]["status"] for i in ids},
-            "metrics": {i: manifest["metrics"][i] for i in ids if i in manifest["metrics"]}}
+    return {
+        "groups": records,
+        "saes": {i: manifest["saes"][i]["status"] for i in ids},
+        "metrics": {i: manifest["metrics"][i] for i in ids if i in manifest["metrics"]},
+    }
 
 
 def _merge(manifest: dict[str, Any], record: dict[str, Any]) -> None:
@@ -364,8 +409,13 @@ def _spawned_rank(rank: int, world: int, rendezvous: str, settings: dict[str, An
     from qwen3_scope.train import run_rank
     from qwen3_scope.training.config import SuiteTrainingConfig
 
-    ctx = DistContext.initialise(rank, world, rendezvous, device=settings.get("device") or "cpu",
-                                 timeout_seconds=float(settings.get("collective_timeout", 300.0)))
+    ctx = DistContext.initialise(
+        rank,
+        world,
+        rendezvous,
+        device=settings.get("device") or "cpu",
+        timeout_seconds=float(settings.get("collective_timeout", 300.0)),
+    )
     try:
         run_rank(SuiteTrainingConfig(**settings), ctx)
     finally:
@@ -379,5 +429,10 @@ def spawn_local(settings: dict[str, Any], world_size: int, rendezvous_dir: Path)
     import time
 
     rendezvous = Path(rendezvous_dir).resolve() / f"rendezvous-{time.time_ns()}"
-    torch.multiprocessing.start_processes(_spawned_rank, args=(world_size, f"file://{rendezvous}", settings),
-                                          nprocs=world_size, join=True, start_method="spawn")
+    torch.multiprocessing.start_processes(
+        _spawned_rank,
+        args=(world_size, f"file://{rendezvous}", settings),
+        nprocs=world_size,
+        join=True,
+        start_method="spawn",
+    )

@@ -11,8 +11,9 @@ from typing import Any
 
 from qwen3_scope.demo import DemoContext, stage
 
-SETTINGS: dict[str, Any] = dict(model="organism", layers=[0, 1], sites=["resid_post", "mlp_out"], training_tokens=8192, threads=1,
-                parallel="group")
+SETTINGS: dict[str, Any] = dict(
+    model="organism", layers=[0, 1], sites=["resid_post", "mlp_out"], training_tokens=8192, threads=1, parallel="group"
+)
 
 
 @stage("distributed")

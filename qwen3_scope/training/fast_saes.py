@@ -166,8 +166,13 @@ class _FastTraining(TrainingSAE[Any]):
     def _sparse_step(self, sae_in: Tensor, enc: list[Pairs], dec: list[Pairs], W_dec_c: Tensor) -> SparseStep:
         dtype = self.compute_dtype
         return SparseStep(
-            enc_pairs=enc, dec_pairs=dec, sae_in=sae_in.to(dtype), W_dec=W_dec_c,
-            apply_b_dec_to_input=self.cfg.apply_b_dec_to_input, compute_dtype=dtype, pool=self.pool,
+            enc_pairs=enc,
+            dec_pairs=dec,
+            sae_in=sae_in.to(dtype),
+            W_dec=W_dec_c,
+            apply_b_dec_to_input=self.cfg.apply_b_dec_to_input,
+            compute_dtype=dtype,
+            pool=self.pool,
         )
 
     def _finish_decode(self, decoded: Tensor) -> Tensor:
@@ -238,7 +243,10 @@ class FastTopKTrainingSAE(_FastTraining, TopKTrainingSAE):
             with torch.no_grad():
                 feature_acts = self._dense_feature_acts(main, top_values.relu())
         return TrainStepOutput(
-            sae_in=step_input.sae_in, sae_out=sae_out, feature_acts=feature_acts, hidden_pre=hidden_pre,
+            sae_in=step_input.sae_in,
+            sae_out=sae_out,
+            feature_acts=feature_acts,
+            hidden_pre=hidden_pre,
             loss=mse_loss + aux_loss,
             losses={"mse_loss": mse_loss, "auxiliary_reconstruction_loss": aux_loss},
         )
@@ -329,8 +337,12 @@ class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
         with torch.no_grad():
             feature_acts = self._dense_feature_acts(pairs, acts.detach())
         return TrainStepOutput(
-            sae_in=step_input.sae_in, sae_out=sae_out, feature_acts=feature_acts, hidden_pre=hidden_pre,
-            loss=mse_loss + l0_loss, losses={"mse_loss": mse_loss, "l0_loss": l0_loss},
+            sae_in=step_input.sae_in,
+            sae_out=sae_out,
+            feature_acts=feature_acts,
+            hidden_pre=hidden_pre,
+            loss=mse_loss + l0_loss,
+            losses={"mse_loss": mse_loss, "l0_loss": l0_loss},
         )
 
 

@@ -58,10 +58,12 @@ class ParallelPlan:
     def summary(self) -> str:
         busy = self.rank_seconds()
         mean = sum(busy) / len(busy)
-        head = (f"parallelism: {self.mode} over {self.world_size} rank(s)"
-                + (f", {self.data_shards} data shard(s)" if self.mode == "data" else "")
-                + f"; predicted makespan {_fmt(self.makespan)}, imbalance {self.makespan / max(mean, 1e-12):.3f} "
-                  f"(max/mean rank busy time)")
+        head = (
+            f"parallelism: {self.mode} over {self.world_size} rank(s)"
+            + (f", {self.data_shards} data shard(s)" if self.mode == "data" else "")
+            + f"; predicted makespan {_fmt(self.makespan)}, imbalance {self.makespan / max(mean, 1e-12):.3f} "
+            f"(max/mean rank busy time)"
+        )
         lines = [head]
         if self.reason:
             lines.append(f"  why: {self.reason}")
@@ -72,9 +74,14 @@ class ParallelPlan:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(mode=self.mode, world_size=self.world_size, data_shards=self.data_shards,
-                    assignment={str(k): v for k, v in self.assignment.items()},
-                    predicted_rank_seconds=[round(s, 3) for s in self.rank_seconds()], reason=self.reason)
+        return dict(
+            mode=self.mode,
+            world_size=self.world_size,
+            data_shards=self.data_shards,
+            assignment={str(k): v for k, v in self.assignment.items()},
+            predicted_rank_seconds=[round(s, 3) for s in self.rank_seconds()],
+            reason=self.reason,
+        )
 
 
 def _fmt(seconds: float) -> str:
@@ -162,16 +169,24 @@ def data_parallel_problem(plan: SuitePlan, data_shards: int) -> str | None:
     runner = plan.suite.runner_kwargs
     batch = runner["train_batch_size_tokens"]
     if batch % data_shards:
-        return (f"train_batch_size_tokens {batch} is not divisible by {data_shards} data shards (each shard must read "
-                f"an equal share of every batch)")
+        return (
+            f"train_batch_size_tokens {batch} is not divisible by {data_shards} data shards (each shard must read "
+            f"an equal share of every batch)"
+        )
     for j in plan.suite.jobs:
         if getattr(j.sae_cfg, "normalize_activations", "none") == "covariance_whitening":
             return f"{j.sae_id} uses covariance whitening, whose statistics are not all-reduced"
     return None
 
 
-def choose(plan: SuitePlan, world_size: int, mode: str = "auto", data_shards: int | None = None,
-           recorded: dict[str, Any] | None = None, done: set[int] | None = None) -> ParallelPlan:
+def choose(
+    plan: SuitePlan,
+    world_size: int,
+    mode: str = "auto",
+    data_shards: int | None = None,
+    recorded: dict[str, Any] | None = None,
+    done: set[int] | None = None,
+) -> ParallelPlan:
     """The parallelism for `world_size` ranks. `recorded` is the layout of the suite being resumed (its mode and
     data shards are kept; the assignment is recomputed for the groups not `done`)."""
     if mode not in MODES:
@@ -196,8 +211,10 @@ def choose(plan: SuitePlan, world_size: int, mode: str = "auto", data_shards: in
     group_plan = plan
     if len(plan.groups) < world_size:
         if not grouping_invariant(plan):
-            why_not["group"] = (f"only {len(plan.groups)} group(s) for {world_size} ranks, and the recipe's outlier filter "
-                                "makes an SAE depend on its group, so the groups cannot be re-cut")
+            why_not["group"] = (
+                f"only {len(plan.groups)} group(s) for {world_size} ranks, and the recipe's outlier filter "
+                "makes an SAE depend on its group, so the groups cannot be re-cut"
+            )
         elif len(plan.suite.jobs) < world_size:
             why_not["group"] = f"only {len(plan.suite.jobs)} SAE(s) for {world_size} ranks"
         else:
@@ -226,32 +243,47 @@ def choose(plan: SuitePlan, world_size: int, mode: str = "auto", data_shards: in
             why_not["data"] = problem
         else:
             candidates["data"] = ParallelPlan("data", world_size, shards, plan)
-    for name, candidate in candidates.items():
+    for candidate in candidates.values():
         candidate.predicted_seconds = {k: c.makespan for k, c in candidates.items()}
     if mode != "auto":
         if mode not in candidates:
-            raise ParallelPlanError(f"cannot use {mode} parallelism on {world_size} ranks: {why_not[mode]}. Use --parallel "
-                                    f"auto, or fewer processes (--nproc).")
+            raise ParallelPlanError(
+                f"cannot use {mode} parallelism on {world_size} ranks: {why_not[mode]}. Use --parallel "
+                f"auto, or fewer processes (--nproc)."
+            )
         chosen = candidates[mode]
         chosen.reason = "requested with --parallel " + mode
         return chosen
     if not candidates:
         raise ParallelPlanError(
             f"{world_size} ranks cannot share this suite: group parallelism: {why_not['group']}; data parallelism: "
-            f"{why_not['data']}. Use fewer processes (--nproc).")
-    if "group" in candidates and ("data" not in candidates
-                                  or candidates["group"].makespan <= PREFER_GROUP_WITHIN * candidates["data"].makespan):
+            f"{why_not['data']}. Use fewer processes (--nproc)."
+        )
+    if "group" in candidates and (
+        "data" not in candidates or candidates["group"].makespan <= PREFER_GROUP_WITHIN * candidates["data"].makespan
+    ):
         chosen = candidates["group"]
         split = len(chosen.plan.groups) != len(plan.groups)
-        chosen.reason = ((f"{len(plan.groups)} planned group(s) re-cut into {len(chosen.plan.groups)} for {world_size} "
-                          "ranks; " if split else "")
-                         + "group parallelism is exact (SAEs equal a one-process run) and needs no step traffic"
-                         + (f"; data parallelism was predicted {_fmt(candidates['data'].makespan)}" if "data" in candidates
-                            else f"; data parallelism: {why_not['data']}"))
+        chosen.reason = (
+            (
+                f"{len(plan.groups)} planned group(s) re-cut into {len(chosen.plan.groups)} for {world_size} ranks; "
+                if split
+                else ""
+            )
+            + "group parallelism is exact (SAEs equal a one-process run) and needs no step traffic"
+            + (
+                f"; data parallelism was predicted {_fmt(candidates['data'].makespan)}"
+                if "data" in candidates
+                else f"; data parallelism: {why_not['data']}"
+            )
+        )
     else:
         chosen = candidates["data"]
-        chosen.reason = (f"predicted {_fmt(chosen.makespan)} against {_fmt(candidates['group'].makespan)} for group "
-                         "parallelism" if "group" in candidates else f"group parallelism: {why_not['group']}")
+        chosen.reason = (
+            f"predicted {_fmt(chosen.makespan)} against {_fmt(candidates['group'].makespan)} for group parallelism"
+            if "group" in candidates
+            else f"group parallelism: {why_not['group']}"
+        )
     return chosen
 
 
@@ -263,13 +295,20 @@ def _resume(plan: SuitePlan, world_size: int, recorded: dict[str, Any], done: se
             raise ParallelPlanError(
                 f"this suite is trained data-parallel on {shards} data shards, and its checkpoints hold one stream "
                 f"position per shard: {world_size} rank(s) cannot share {shards} shards evenly. Resume with "
-                f"{' or '.join(map(str, divisors))} process(es).")
+                f"{' or '.join(map(str, divisors))} process(es)."
+            )
         return ParallelPlan("data", world_size, shards, plan, reason=f"resumed: {shards} data shard(s) as recorded")
     pending = {g.index: group_seconds(plan, g) for g in plan.groups if g.index not in done}
     assignment = {g.index: 0 for g in plan.groups}
     assignment.update(lpt_assignment(pending, world_size))
-    return ParallelPlan("group", world_size, 1, plan, assignment, reason="resumed: the recorded groups, remaining ones "
-                        "spread over the ranks")
+    return ParallelPlan(
+        "group",
+        world_size,
+        1,
+        plan,
+        assignment,
+        reason="resumed: the recorded groups, remaining ones spread over the ranks",
+    )
 
 
 def memory_of(group: Group, plan: SuitePlan) -> int:

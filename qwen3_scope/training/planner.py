@@ -70,15 +70,22 @@ def layer_matmul_params(spec: Qwen3ModelSpec, active: bool = True) -> int:
     attn = spec.d_model * spec.d_attn * 2 + spec.d_model * spec.n_kv_heads * spec.head_dim * 2
     if spec.is_moe:
         experts = spec.n_experts_active if active else spec.n_experts
-        return attn + (experts * spec.d_expert + spec.d_shared_expert) * 3 * spec.d_model + spec.n_experts * spec.d_model
+        return (
+            attn + (experts * spec.d_expert + spec.d_shared_expert) * 3 * spec.d_model + spec.n_experts * spec.d_model
+        )
     return attn + 3 * spec.d_model * spec.d_mlp
 
 
 def model_bytes(spec: Qwen3ModelSpec, runner: dict[str, Any], dtype_bytes: int = 4) -> int:
     """Weights plus one forward's activations (attention scores included)."""
-    params = spec.n_layers * layer_matmul_params(spec, active=False) + spec.vocab_size * spec.d_model * (1 if spec.tie_embeddings else 2)
+    params = spec.n_layers * layer_matmul_params(spec, active=False) + spec.vocab_size * spec.d_model * (
+        1 if spec.tie_embeddings else 2
+    )
     tokens = runner["store_batch_size_prompts"] * runner["context_size"]
-    acts = tokens * (4 * spec.d_mlp + 8 * spec.d_model) + runner["store_batch_size_prompts"] * spec.n_heads * runner["context_size"] ** 2
+    acts = (
+        tokens * (4 * spec.d_mlp + 8 * spec.d_model)
+        + runner["store_batch_size_prompts"] * spec.n_heads * runner["context_size"] ** 2
+    )
     return (params + acts) * dtype_bytes
 
 
@@ -114,7 +121,9 @@ def group_memory(jobs: list[SAEJob], runner: dict[str, Any]) -> dict[str, int]:
     kept = len(range(runner["context_size"])[slice(*runner["seqpos_slice"])])
     model_batch = runner["store_batch_size_prompts"] * runner["context_size"]
     buffer_tokens = runner["n_batches_in_buffer"] * kept + model_batch
-    stream_tokens = 2 * buffer_tokens + model_batch + runner["n_batches_for_norm_estimate"] * runner["train_batch_size_tokens"]
+    stream_tokens = (
+        2 * buffer_tokens + model_batch + runner["n_batches_for_norm_estimate"] * runner["train_batch_size_tokens"]
+    )
     return {
         "sae_state": sum(16 * sae_params(j) for j in jobs),
         "step_transient": max(6 * runner["train_batch_size_tokens"] * j.d_sae * 4 for j in jobs),
@@ -143,13 +152,21 @@ class SuitePlan:
         rows = []
         for g in self.groups:
             layers = sorted({j.layer for j in g.jobs})
-            rows.append(dict(
-                group=g.index, saes=len(g.jobs), layers=f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0]),
-                sites=",".join(dict.fromkeys(j.site for j in g.jobs)), hooks=len(g.hooks),
-                sae_state_gib=round(g.memory["sae_state"] / GIB, 3), stream_gib=round(g.memory["activation_stream"] / GIB, 3),
-                total_gib=round(g.memory_bytes / GIB, 3), forward_tflop=round(g.forward_flops / 1e12, 3),
-                sae_tflop=round(g.sae_flops / 1e12, 3), est_hours=round(self.seconds(g.forward_flops + g.sae_flops) / 3600, 3),
-            ))
+            rows.append(
+                dict(
+                    group=g.index,
+                    saes=len(g.jobs),
+                    layers=f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0]),
+                    sites=",".join(dict.fromkeys(j.site for j in g.jobs)),
+                    hooks=len(g.hooks),
+                    sae_state_gib=round(g.memory["sae_state"] / GIB, 3),
+                    stream_gib=round(g.memory["activation_stream"] / GIB, 3),
+                    total_gib=round(g.memory_bytes / GIB, 3),
+                    forward_tflop=round(g.forward_flops / 1e12, 3),
+                    sae_tflop=round(g.sae_flops / 1e12, 3),
+                    est_hours=round(self.seconds(g.forward_flops + g.sae_flops) / 3600, 3),
+                )
+            )
         return pd.DataFrame(rows)
 
     def summary(self) -> str:
@@ -168,17 +185,24 @@ class SuitePlan:
         ]
         if s.spec.is_moe:
             counts = s.spec.parameter_counts()
-            lines.append(f"MoE: the forward pass is priced at the {counts['active'] / 1e9:.1f}B parameters a token uses "
-                         f"({s.spec.n_experts_active} of {s.spec.n_experts} experts), memory at all {counts['total'] / 1e9:.1f}B")
+            lines.append(
+                f"MoE: the forward pass is priced at the {counts['active'] / 1e9:.1f}B parameters a token uses "
+                f"({s.spec.n_experts_active} of {s.spec.n_experts} experts), memory at all {counts['total'] / 1e9:.1f}B"
+            )
         lines += [f"note: {n}" for n in s.notes]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(
-            budget_bytes=self.budget_bytes, model_bytes=self.model_bytes, matmul_gflops=round(self.matmul_flops / 1e9, 1),
-            total_tflop=round(self.total_flops / 1e12, 4), baseline_tflop=round(self.baseline_flops / 1e12, 4),
-            groups=[dict(index=g.index, sae_ids=[j.sae_id for j in g.jobs], hooks=g.hooks, memory=g.memory)
-                    for g in self.groups],
+            budget_bytes=self.budget_bytes,
+            model_bytes=self.model_bytes,
+            matmul_gflops=round(self.matmul_flops / 1e9, 1),
+            total_tflop=round(self.total_flops / 1e12, 4),
+            baseline_tflop=round(self.baseline_flops / 1e12, 4),
+            groups=[
+                dict(index=g.index, sae_ids=[j.sae_id for j in g.jobs], hooks=g.hooks, memory=g.memory)
+                for g in self.groups
+            ],
         )
 
 
@@ -211,7 +235,7 @@ def _balanced(groups: list[Group], runner: dict[str, Any], budget: int) -> list[
     """Same number of groups, sizes evened out (27/27/27/3 -> 21/21/21/21) when that still fits."""
     jobs = [j for g in groups for j in g.jobs]
     size = -(-len(jobs) // len(groups))
-    chunks = [jobs[i:i + size] for i in range(0, len(jobs), size)]
+    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     if len(chunks) != len(groups) or any(sum(group_memory(c, runner).values()) > budget for c in chunks):
         return groups
     return [Group(i, c) for i, c in enumerate(chunks)]
@@ -262,7 +286,9 @@ def plan_suite(
     return priced_plan(suite, [g.jobs for g in _balanced(groups, runner, budget)], budget, matmul_flops)
 
 
-def priced_plan(suite: SuiteConfig, groups: list[list[SAEJob]], budget: int, matmul_flops: float | None = None) -> SuitePlan:
+def priced_plan(
+    suite: SuiteConfig, groups: list[list[SAEJob]], budget: int, matmul_flops: float | None = None
+) -> SuitePlan:
     """A plan for a given grouping (also how a resumed suite re-prices its recorded groups)."""
     runner = suite.runner_kwargs
     kept = len(range(runner["context_size"])[slice(*runner["seqpos_slice"])])
@@ -275,8 +301,16 @@ def priced_plan(suite: SuiteConfig, groups: list[list[SAEJob]], budget: int, mat
         g = Group(index, jobs, memory=group_memory(jobs, runner))
         g.forward_flops = _forward_flops_per_token(suite.spec, g.deepest_layer, suite.backend, ctx) * llm_tokens
         g.sae_flops = sum(12 * j.d_in * j.d_sae for j in jobs) * suite.training_tokens
-        baseline += g.sae_flops + sum(_forward_flops_per_token(suite.spec, j.layer, suite.backend, ctx) * llm_tokens
-                                      for j in jobs)
+        baseline += g.sae_flops + sum(
+            _forward_flops_per_token(suite.spec, j.layer, suite.backend, ctx) * llm_tokens for j in jobs
+        )
         priced.append(g)
-    return SuitePlan(suite, priced, budget, model_bytes(suite.spec, runner), matmul_flops or measure_matmul_flops(),
-                     llm_tokens, baseline)
+    return SuitePlan(
+        suite,
+        priced,
+        budget,
+        model_bytes(suite.spec, runner),
+        matmul_flops or measure_matmul_flops(),
+        llm_tokens,
+        baseline,
+    )

@@ -21,11 +21,24 @@ def real_models_stage(ctx: DemoContext) -> None:
     placement = resolve_placement()
     rows = []
     for model in PAPER_SUITES:
-        plan = train_suite(model=model, plan_only=True, memory_budget_gb=60, matmul_tflops=400, progress=False,
-                           out=ctx.out_dir / "plans" / model.split("/")[-1]).plan
-        rows.append({"model": model, "SAEs": len(plan.suite.jobs), "width": plan.suite.jobs[0].d_sae, "groups": len(plan.groups),
-                     "GPU-days at 400 TFLOP/s x 50%": round(plan.seconds(plan.total_flops) / 86400, 1),
-                     "vs one SAELens run per SAE": f"{plan.baseline_flops / plan.total_flops:.2f}x"})
+        plan = train_suite(
+            model=model,
+            plan_only=True,
+            memory_budget_gb=60,
+            matmul_tflops=400,
+            progress=False,
+            out=ctx.out_dir / "plans" / model.split("/")[-1],
+        ).plan
+        rows.append(
+            {
+                "model": model,
+                "SAEs": len(plan.suite.jobs),
+                "width": plan.suite.jobs[0].d_sae,
+                "groups": len(plan.groups),
+                "GPU-days at 400 TFLOP/s x 50%": round(plan.seconds(plan.total_flops) / 86400, 1),
+                "vs one SAELens run per SAE": f"{plan.baseline_flops / plan.total_flops:.2f}x",
+            }
+        )
     configs = sorted(bundled_root().rglob("cfg.json"))
     leaks = [str(p.relative_to(bundled_root())) for p in configs if machine_paths_in(p.read_text())]
     ctx.results["portable_leaks"] = leaks

@@ -23,8 +23,9 @@ organism, test models) use the ``small`` scale: same method, sizes that train in
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -42,8 +43,13 @@ OURS = "ours"
 
 # Qwen3's control tokens, identical in every released Qwen3 tokenizer.json; used when a recipe is built
 # without a tokenizer (e.g. to plan an 8B suite offline). Training always reads them from the tokenizer.
-QWEN3_CONTROL_TOKEN_IDS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645,
-                           "<think>": 151667, "</think>": 151668}
+QWEN3_CONTROL_TOKEN_IDS = {
+    "<|endoftext|>": 151643,
+    "<|im_start|>": 151644,
+    "<|im_end|>": 151645,
+    "<think>": 151667,
+    "</think>": 151668,
+}
 SMALL_MODEL_D_MODEL = 1024  # below this, the `small` scale applies
 
 
@@ -84,16 +90,20 @@ class Recipe:
 
     def hyperparameters(self, small: bool = False) -> pd.DataFrame:
         """Every value of the recipe with its source (the documentation users read with --describe)."""
-        rows = [("width", f"{self.width_multiplier.value} x d_in", self.width_multiplier.source),
-                ("architecture", self.architecture, QWEN3_SAE_PAPER if self.name == "paper" else QWEN_SCOPE),
-                ("sites", ", ".join(self.sites), QWEN3_SAE_PAPER if self.name == "paper" else QWEN_SCOPE),
-                ("outlier_norm_factor", self.outlier_norm_factor.value, self.outlier_norm_factor.source)]
+        rows = [
+            ("width", f"{self.width_multiplier.value} x d_in", self.width_multiplier.source),
+            ("architecture", self.architecture, QWEN3_SAE_PAPER if self.name == "paper" else QWEN_SCOPE),
+            ("sites", ", ".join(self.sites), QWEN3_SAE_PAPER if self.name == "paper" else QWEN_SCOPE),
+            ("outlier_norm_factor", self.outlier_norm_factor.value, self.outlier_norm_factor.source),
+        ]
         merged = {**{f"sae.{k}": v for k, v in self.sae.items()}, **{f"runner.{k}": v for k, v in self.runner.items()}}
         if small:
             merged.update(self.small)
         rows += [(key, hyper.value, hyper.source) for key, hyper in merged.items()]
-        rows += [(f"layout[{model}]", f"sites={','.join(s)} layers={'all' if l is None else f'{l[0]}-{l[-1]}'}", src)
-                 for model, (s, l, src) in self.layouts.items()]
+        rows += [
+            (f"layout[{model}]", f"sites={','.join(s)} layers={'all' if layer is None else f'{layer[0]}-{layer[-1]}'}", src)
+            for model, (s, layer, src) in self.layouts.items()
+        ]
         return pd.DataFrame(rows, columns=["hyperparameter", "value", "source"])
 
 
@@ -106,12 +116,20 @@ _COMMON_RUNNER: dict[str, Hyper] = {
     "activations_mixing_fraction": Hyper(0.5, SAELENS),
     "prepend_bos": Hyper(False, "Qwen3 has no BOS token (Qwen3 tokenizer config)"),
     "sequence_separator_token": Hyper(None, OURS + ": documents already end in <|im_end|> or <|endoftext|>"),
-    "seqpos_slice": Hyper((1, None), OURS + ": drop position 0 of each context, Qwen3's attention sink "
-                          "(Gemma Scope drops BOS, its sink; Qwen3 has no BOS)"),
-    "exclude_special_tokens": Hyper("qwen3 control tokens", "Gemma Scope excludes BOS/EOS/pad; we exclude "
-                                    "<|endoftext|> <|im_start|> <|im_end|> <think> </think>"),
-    "n_batches_for_norm_estimate": Hyper(10, OURS + ": 40k tokens fix a mean norm to <1%; SAELens' 1000 "
-                                         "batches would cache 4M tokens x every hook of a group"),
+    "seqpos_slice": Hyper(
+        (1, None),
+        OURS + ": drop position 0 of each context, Qwen3's attention sink "
+        "(Gemma Scope drops BOS, its sink; Qwen3 has no BOS)",
+    ),
+    "exclude_special_tokens": Hyper(
+        "qwen3 control tokens",
+        "Gemma Scope excludes BOS/EOS/pad; we exclude <|endoftext|> <|im_start|> <|im_end|> <think> </think>",
+    ),
+    "n_batches_for_norm_estimate": Hyper(
+        10,
+        OURS + ": 40k tokens fix a mean norm to <1%; SAELens' 1000 "
+        "batches would cache 4M tokens x every hook of a group",
+    ),
     "dead_feature_window": Hyper(1000, SAELENS),
     "feature_sampling_window": Hyper(2000, SAELENS),
     "dtype": Hyper("float32", SAELENS),
@@ -140,8 +158,10 @@ PAPER = Recipe(
         "l0_warm_up_steps": Hyper(10_000, GEMMA_SCOPE + ": sparsity coefficient warmed up over 10k steps"),
         "jumprelu_bandwidth": Hyper(0.05, SAELENS + " (Gemma Scope's 0.001 is for its input scale, not SAELens')"),
         "jumprelu_init_threshold": Hyper(0.01, SAELENS + " (same reason)"),
-        "normalize_activations": Hyper("expected_average_only_in", GEMMA_SCOPE + ": inputs scaled by one fixed "
-                                       "scalar; SAELens folds it into the weights after training"),
+        "normalize_activations": Hyper(
+            "expected_average_only_in",
+            GEMMA_SCOPE + ": inputs scaled by one fixed scalar; SAELens folds it into the weights after training",
+        ),
         "apply_b_dec_to_input": Hyper(False, GEMMA_SCOPE + ": encoder sees x, not x - b_dec"),
         "decoder_init_norm": Hyper(0.1, SAELENS),
     },
@@ -157,15 +177,24 @@ PAPER = Recipe(
     outlier_norm_factor=Hyper(None, GEMMA_SCOPE + ": no norm filter (the sink position is dropped instead)"),
     small={
         **_SMALL_COMMON,
-        "sae.target_l0": Hyper(24, OURS + ": ~1% of a 16 x d_model dictionary, like 160 of 65,536 scaled to "
-                               "the organism's few, simple features"),
+        "sae.target_l0": Hyper(
+            24,
+            OURS + ": ~1% of a 16 x d_model dictionary, like 160 of 65,536 scaled to "
+            "the organism's few, simple features",
+        ),
         "sae.l0_warm_up_steps": Hyper(25, OURS + ": short runs"),
-        "sae.jumprelu_ste_to_input": Hyper(True, OURS + ": Anthropic's STE variant; the L0 penalty also reaches the "
-                                           "encoder, so L0 meets its target within ~100 steps (measured: with the "
-                                           "threshold-only STE, L0 stays 2-4x the target at this budget)"),
-        "sae.jumprelu_init_threshold": Hyper(0.5, OURS + ": starts near the target L0 on the organism; a threshold "
-                                             "moves at most ~lr per Adam step"),
-        "runner.training_tokens": Hyper(150_000, OURS + ": a suite in ~1-3 minutes on 2 CPU cores (EV 0.89 at 100k, 0.92 at 200k)"),
+        "sae.jumprelu_ste_to_input": Hyper(
+            True,
+            OURS + ": Anthropic's STE variant; the L0 penalty also reaches the "
+            "encoder, so L0 meets its target within ~100 steps (measured: with the "
+            "threshold-only STE, L0 stays 2-4x the target at this budget)",
+        ),
+        "sae.jumprelu_init_threshold": Hyper(
+            0.5, OURS + ": starts near the target L0 on the organism; a threshold moves at most ~lr per Adam step"
+        ),
+        "runner.training_tokens": Hyper(
+            150_000, OURS + ": a suite in ~1-3 minutes on 2 CPU cores (EV 0.89 at 100k, 0.92 at 200k)"
+        ),
         "runner.lr": Hyper(3e-3, OURS + ": ~100 steps; measured best of 1e-3 / 3e-3 on the organism"),
         "runner.adam_beta1": Hyper(0.9, SAELENS + " (beta1=0 is too noisy for ~100 steps)"),
         "runner.lr_warm_up_steps": Hyper(10, OURS),
@@ -183,8 +212,9 @@ QWEN_SCOPE_RECIPE = Recipe(
         "k": Hyper(50, QWEN_SCOPE + ": k = 50 or 100 (choose with k=100)"),
         "aux_loss_coefficient": Hyper(1 / 32, QWEN_SCOPE + " and " + TOPK_PAPER + ": AuxK weight 1/32"),
         "rescale_acts_by_decoder_norm": Hyper(True, SAELENS),
-        "normalize_activations": Hyper("expected_average_only_in", OURS + ": one fixed input scalar, folded "
-                                       "into the weights after training"),
+        "normalize_activations": Hyper(
+            "expected_average_only_in", OURS + ": one fixed input scalar, folded into the weights after training"
+        ),
         "decoder_init_norm": Hyper(0.1, SAELENS),
     },
     runner={
@@ -196,8 +226,11 @@ QWEN_SCOPE_RECIPE = Recipe(
         "lr_scheduler_name": Hyper("constant", SAELENS),
         "lr_warm_up_steps": Hyper(1_000, OURS),
     },
-    outlier_norm_factor=Hyper(10.0, QWEN_SCOPE + " filters extreme-norm (first-token) activations; the "
-                              "threshold, 10 x the batch median norm, is ours"),
+    outlier_norm_factor=Hyper(
+        10.0,
+        QWEN_SCOPE + " filters extreme-norm (first-token) activations; the "
+        "threshold, 10 x the batch median norm, is ours",
+    ),
     small={
         **_SMALL_COMMON,
         "sae.k": Hyper(50, QWEN_SCOPE),
@@ -273,8 +306,13 @@ class SuiteConfig:
             model_name=portable_model_name(self.spec),
             model_class_name=_MODEL_CLASS[self.backend],
             model_from_pretrained_kwargs={"default_prepend_bos": False} if self.backend == "hooked" else {},
-            is_dataset_tokenized=True, use_chat_formatting=False, streaming=False, dataset_trust_remote_code=False,
-            logger=self.logging_config(), checkpoint_path=None, n_checkpoints=0,
+            is_dataset_tokenized=True,
+            use_chat_formatting=False,
+            streaming=False,
+            dataset_trust_remote_code=False,
+            logger=self.logging_config(),
+            checkpoint_path=None,
+            n_checkpoints=0,
         )
         kwargs.update(extra)
         return kwargs
@@ -303,24 +341,54 @@ class SuiteConfig:
         kwargs = self._common(**extra)
         kwargs.pop("is_dataset_tokenized")
         return MultiSAETrainingRunnerConfig(
-            saes={j.sae_id: replace(j.sae_cfg) for j in jobs}, hook_names={j.sae_id: j.hook_name for j in jobs}, **kwargs
+            saes={j.sae_id: replace(j.sae_cfg) for j in jobs},
+            hook_names={j.sae_id: j.hook_name for j in jobs},
+            **kwargs,
         )
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([
-            dict(sae_id=j.sae_id, layer=j.layer, site=j.site, hook_name=j.hook_name, d_in=j.d_in, d_sae=j.d_sae,
-                 architecture=j.architecture, **_sparsity_of(j.sae_cfg))
-            for j in self.jobs
-        ])
+        return pd.DataFrame(
+            [
+                dict(
+                    sae_id=j.sae_id,
+                    layer=j.layer,
+                    site=j.site,
+                    hook_name=j.hook_name,
+                    d_in=j.d_in,
+                    d_sae=j.d_sae,
+                    architecture=j.architecture,
+                    **_sparsity_of(j.sae_cfg),
+                )
+                for j in self.jobs
+            ]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """What the manifest records (and what `resume` compares)."""
         runner = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.runner_kwargs.items()}
         return dict(
-            name=self.name, recipe=self.recipe.name, label=self.label, scale=self.scale, backend=self.backend,
-            fast=self.fast, outlier_norm_factor=self.outlier_norm_factor, runner=runner, notes=self.notes,
-            saes=[dict(sae_id=j.sae_id, site=j.site, layer=j.layer, hook_name=j.hook_name, d_in=j.d_in,
-                       d_sae=j.d_sae, architecture=j.architecture, sae_cfg=_plain_sae_cfg(j.sae_cfg)) for j in self.jobs],
+            name=self.name,
+            recipe=self.recipe.name,
+            label=self.label,
+            scale=self.scale,
+            backend=self.backend,
+            fast=self.fast,
+            outlier_norm_factor=self.outlier_norm_factor,
+            runner=runner,
+            notes=self.notes,
+            saes=[
+                dict(
+                    sae_id=j.sae_id,
+                    site=j.site,
+                    layer=j.layer,
+                    hook_name=j.hook_name,
+                    d_in=j.d_in,
+                    d_sae=j.d_sae,
+                    architecture=j.architecture,
+                    sae_cfg=_plain_sae_cfg(j.sae_cfg),
+                )
+                for j in self.jobs
+            ],
         )
 
 
@@ -341,9 +409,12 @@ def _training_config_class(architecture: str):
     from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY, get_sae_training_class
 
     if architecture not in SAE_TRAINING_CLASS_REGISTRY:
-        hint = ("the fast SAE classes register on `import qwen3_scope` (qwen3_scope.training.fast_saes); "
-                "they are missing from this installation" if architecture.endswith("_fast") else
-                f"SAELens knows {', '.join(sorted(SAE_TRAINING_CLASS_REGISTRY))}")
+        hint = (
+            "the fast SAE classes register on `import qwen3_scope` (qwen3_scope.training.fast_saes); "
+            "they are missing from this installation"
+            if architecture.endswith("_fast")
+            else f"SAELens knows {', '.join(sorted(SAE_TRAINING_CLASS_REGISTRY))}"
+        )
         raise RecipeConfigError(f"no SAELens training class is registered for architecture {architecture!r}: {hint}.")
     return get_sae_training_class(architecture)[1]
 
@@ -448,7 +519,9 @@ def build_suite(
     total_steps = runner["training_tokens"] // runner["train_batch_size_tokens"]
     for key, holder in (("lr_warm_up_steps", runner), ("l0_warm_up_steps", sae_fields)):
         if key in holder and holder[key] > total_steps // 4:
-            notes.append(f"{key} capped from {holder[key]} to {total_steps // 4} (a quarter of the {total_steps} steps)")
+            notes.append(
+                f"{key} capped from {holder[key]} to {total_steps // 4} (a quarter of the {total_steps} steps)"
+            )
             holder[key] = total_steps // 4
 
     if fast is None:
@@ -460,14 +533,26 @@ def build_suite(
     jobs = []
     for layer in layer_list:
         for site in site_list:
-            if spec.is_hybrid and site in available_sites(backend, spec) and site not in layer_sites(spec, layer, backend):
+            if (
+                spec.is_hybrid
+                and site in available_sites(backend, spec)
+                and site not in layer_sites(spec, layer, backend)
+            ):
                 continue  # Qwen3.5: attention sites exist on full-attention layers only (and linear_attn_out on the rest)
             d_in = site_d_in(spec, site)
             d_sae = int(width) if width else int(rec.width_multiplier.value) * d_in
             _check_sparsity(sae_fields, d_sae, site, layer)
-            cfg = cfg_class(d_in=d_in, d_sae=d_sae, device=device, dtype=runner["dtype"],
-                            reshape_activations="hook_z" if site == "attn_z" else "none", **sae_fields)
-            jobs.append(SAEJob(sae_id(site, layer), site, layer, hook_name(site, layer, backend, spec), d_in, d_sae, cfg))
+            cfg = cfg_class(
+                d_in=d_in,
+                d_sae=d_sae,
+                device=device,
+                dtype=runner["dtype"],
+                reshape_activations="hook_z" if site == "attn_z" else "none",
+                **sae_fields,
+            )
+            jobs.append(
+                SAEJob(sae_id(site, layer), site, layer, hook_name(site, layer, backend, spec), d_in, d_sae, cfg)
+            )
 
     label = rec.name
     if "k" in sae_fields:
@@ -476,9 +561,20 @@ def build_suite(
     if "target_l0" in sae_fields and default_l0 is not None and sae_fields["target_l0"] != default_l0.value:
         label += f"-l0{sae_fields['target_l0']:g}"
     name = suite_name(spec.key, label, max(j.d_sae for j in jobs))
-    return SuiteConfig(spec=spec, recipe=rec, label=label, name=name, backend=backend, scale="small" if small else "family",
-                       jobs=jobs, runner_kwargs=runner, outlier_norm_factor=rec.outlier_norm_factor.value, fast=fast,
-                       notes=notes, wandb_project=wandb_project)
+    return SuiteConfig(
+        spec=spec,
+        recipe=rec,
+        label=label,
+        name=name,
+        backend=backend,
+        scale="small" if small else "family",
+        jobs=jobs,
+        runner_kwargs=runner,
+        outlier_norm_factor=rec.outlier_norm_factor.value,
+        fast=fast,
+        notes=notes,
+        wandb_project=wandb_project,
+    )
 
 
 def _check_overrides(overrides: Mapping[str, Any]) -> None:
@@ -487,30 +583,53 @@ def _check_overrides(overrides: Mapping[str, Any]) -> None:
 
     from sae_lens import LanguageModelSAERunnerConfig, MultiSAETrainingRunnerConfig
 
-    allowed = {f.name for f in fields(LanguageModelSAERunnerConfig)} & {f.name for f in fields(MultiSAETrainingRunnerConfig)}
-    allowed -= {"sae", "saes", "hook_name", "hook_names", "model_name", "model_class_name", "logger", "output_path",
-                "checkpoint_path", "n_checkpoints", "resume_from_checkpoint", "is_dataset_tokenized", "use_chat_formatting",
-                "model_from_pretrained_kwargs", "streaming", "dataset_path"}
+    allowed = {f.name for f in fields(LanguageModelSAERunnerConfig)} & {
+        f.name for f in fields(MultiSAETrainingRunnerConfig)
+    }
+    allowed -= {
+        "sae",
+        "saes",
+        "hook_name",
+        "hook_names",
+        "model_name",
+        "model_class_name",
+        "logger",
+        "output_path",
+        "checkpoint_path",
+        "n_checkpoints",
+        "resume_from_checkpoint",
+        "is_dataset_tokenized",
+        "use_chat_formatting",
+        "model_from_pretrained_kwargs",
+        "streaming",
+        "dataset_path",
+    }
     unknown = sorted(set(overrides) - allowed)
     if unknown:
-        raise RecipeConfigError(f"runner override(s) {unknown} are not SAELens runner settings a suite can change; "
-                                f"choose from {', '.join(sorted(allowed))}.")
+        raise RecipeConfigError(
+            f"runner override(s) {unknown} are not SAELens runner settings a suite can change; "
+            f"choose from {', '.join(sorted(allowed))}."
+        )
 
 
 def _check_sparsity(sae_fields: dict[str, Any], d_sae: int, site: str, layer: int) -> None:
     for key in ("k", "target_l0"):
         value = sae_fields.get(key)
         if value is not None and not 0 < value < d_sae:
-            raise RecipeConfigError(f"{key}={value} does not fit {site} layer {layer}: it must be between 0 and "
-                                    f"the SAE width {d_sae}; lower {key} or raise the width.")
+            raise RecipeConfigError(
+                f"{key}={value} does not fit {site} layer {layer}: it must be between 0 and "
+                f"the SAE width {d_sae}; lower {key} or raise the width."
+            )
 
 
 def _check_runner(spec: Qwen3ModelSpec, runner: dict[str, Any]) -> list[str]:
     """SAELens pitfalls, caught before any model is loaded."""
     context, batch = runner["context_size"], runner["train_batch_size_tokens"]
     if context > spec.max_position_embeddings:
-        raise RecipeConfigError(f"context_size {context} exceeds {spec.name}'s {spec.max_position_embeddings} "
-                                "positions; lower context_size.")
+        raise RecipeConfigError(
+            f"context_size {context} exceeds {spec.name}'s {spec.max_position_embeddings} "
+            "positions; lower context_size."
+        )
     kept = len(range(context)[slice(*runner["seqpos_slice"])])
     buffer = runner["n_batches_in_buffer"] * kept
     if buffer < batch:
@@ -521,16 +640,24 @@ def _check_runner(spec: Qwen3ModelSpec, runner: dict[str, Any]) -> list[str]:
             "lower train_batch_size_tokens."
         )
     if runner["training_tokens"] < batch:
-        raise RecipeConfigError(f"training_tokens {runner['training_tokens']} is less than one batch ({batch} tokens); "
-                                "train on more tokens.")
+        raise RecipeConfigError(
+            f"training_tokens {runner['training_tokens']} is less than one batch ({batch} tokens); "
+            "train on more tokens."
+        )
     steps = runner["training_tokens"] // batch
     if runner["dead_feature_window"] >= steps:
-        return [f"dead_feature_window ({runner['dead_feature_window']} steps) >= the {steps} training steps: no latent "
-                "is ever marked dead, so TopK's AuxK / JumpReLU's pre-act loss never act and SAELens records "
-                "num_dead_features = 0 (see dead_fraction in the suite metrics instead)"]
+        return [
+            f"dead_feature_window ({runner['dead_feature_window']} steps) >= the {steps} training steps: no latent "
+            "is ever marked dead, so TopK's AuxK / JumpReLU's pre-act loss never act and SAELens records "
+            "num_dead_features = 0 (see dead_fraction in the suite metrics instead)"
+        ]
     return []
 
 
 def list_recipes() -> pd.DataFrame:
-    return pd.DataFrame([dict(recipe=r.name, architecture=r.architecture, sites=", ".join(r.sites), summary=r.summary)
-                         for r in RECIPES.values()])
+    return pd.DataFrame(
+        [
+            dict(recipe=r.name, architecture=r.architecture, sites=", ".join(r.sites), summary=r.summary)
+            for r in RECIPES.values()
+        ]
+    )

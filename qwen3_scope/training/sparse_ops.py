@@ -121,9 +121,7 @@ class Pairs:
     _by_col: tuple[Tensor, Tensor, Tensor] | None = None
 
     @classmethod
-    def from_topk(
-        cls, indices: Tensor, n_cols: int, max_density: float, subset: Tensor | None = None
-    ) -> Pairs:
+    def from_topk(cls, indices: Tensor, n_cols: int, max_density: float, subset: Tensor | None = None) -> Pairs:
         """Pairs from (tokens, k) top-k indices; with `subset`, indices are positions inside it."""
         n_rows, k = indices.shape
         local = indices.reshape(-1)
@@ -208,17 +206,20 @@ def sddmm(pairs: Pairs, grad: Tensor, weight: Tensor) -> Tensor:
         # embedding_bag's per_sample_weights gradient kernel is a gathered row-wise dot. Walking the pairs
         # latent by latent reads each weight row once and gathers from the small (tokens, d) grad instead.
         sorted_dots[first:last] = per_sample_weights_backward()(
-            weight[lo:hi], grad, rows_by_col[first:last], col_offsets[lo:hi] - first,
-            cols_by_col[first:last] - lo, 0, -1,
+            weight[lo:hi],
+            grad,
+            rows_by_col[first:last],
+            col_offsets[lo:hi] - first,
+            cols_by_col[first:last] - lo,
+            0,
+            -1,
         )
 
     _for_chunks(pairs.n_cols, _rows_per_chunk(weight), latents)
     return torch.empty_like(sorted_dots).index_put_((order,), sorted_dots)
 
 
-def _bag(
-    indices: Tensor, table: Tensor, offsets: Tensor, weights: Tensor, lo: int, hi: int, n_bags: int
-) -> Tensor:
+def _bag(indices: Tensor, table: Tensor, offsets: Tensor, weights: Tensor, lo: int, hi: int, n_bags: int) -> Tensor:
     """Weighted bag sums for bags lo..hi (embedding_bag over a slice of the pairs)."""
     first, last = _pair_range(offsets, lo, hi, indices.numel(), n_bags)
     return F.embedding_bag(

@@ -27,11 +27,12 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pandas as pd
 import torch
@@ -39,8 +40,8 @@ from tqdm.auto import tqdm
 
 from qwen3_scope import compat
 from qwen3_scope.io import atomic_write_json
-from qwen3_scope.training import guards
 from qwen3_scope.portable import portable_model_name
+from qwen3_scope.training import guards
 from qwen3_scope.training.config import SuiteTrainingConfig
 from qwen3_scope.training.data import PreparedData, check_source, load_prepared, prepare_data
 from qwen3_scope.training.fast_saes import enable_fused_adam
@@ -73,8 +74,10 @@ class SuiteResult:
     def metrics(self) -> pd.DataFrame:
         """One row per trained SAE, in layer then site order."""
         saes = self.manifest.get("saes", {})
-        rows = [dict(sae_id=k, layer=saes[k]["layer"], site=saes[k]["site"], **v)
-                for k, v in self.manifest.get("metrics", {}).items()]
+        rows = [
+            dict(sae_id=k, layer=saes[k]["layer"], site=saes[k]["site"], **v)
+            for k, v in self.manifest.get("metrics", {}).items()
+        ]
         if not rows:
             return pd.DataFrame(rows)
         order = {j.sae_id: i for i, j in enumerate(self.plan.suite.jobs)}
@@ -91,8 +94,16 @@ class SegmentedStream:
     finished every step of the previous one: that is where checkpoints are written.
     """
 
-    def __init__(self, store: Any, dataset: Any, hooks: list[str], steps_per_segment: int, seed: int,
-                 outlier_norm_factor: float | None, steps_done: Callable[[], int]):
+    def __init__(
+        self,
+        store: Any,
+        dataset: Any,
+        hooks: list[str],
+        steps_per_segment: int,
+        seed: int,
+        outlier_norm_factor: float | None,
+        steps_done: Callable[[], int],
+    ):
         self.store, self.base, self.hooks = store, dataset, hooks
         self.steps_per_segment, self.seed, self.outlier_norm_factor = steps_per_segment, seed, outlier_norm_factor
         self.steps_done = steps_done
@@ -110,7 +121,7 @@ class SegmentedStream:
         """Continue from a checkpoint: the next batch starts segment `state['segment']` at its row offset."""
         self.segment, self.offset = None, int(state["offset"])
 
-    def __iter__(self) -> "SegmentedStream":
+    def __iter__(self) -> SegmentedStream:
         return self
 
     def __next__(self) -> dict[str, torch.Tensor]:
@@ -237,9 +248,18 @@ def _now() -> str:
 class SuiteTrainer:
     """Runs a planned suite group by group; see the module docstring for the layout and the resume rule."""
 
-    def __init__(self, plan: SuitePlan, suite_dir: Path, model: Any, data: PreparedData, manifest: dict[str, Any],
-                 checkpoint_every_tokens: int | None = None, progress: bool = True,
-                 on_checkpoint: Callable[[int, int], None] | None = None, execution: Any = None):
+    def __init__(
+        self,
+        plan: SuitePlan,
+        suite_dir: Path,
+        model: Any,
+        data: PreparedData,
+        manifest: dict[str, Any],
+        checkpoint_every_tokens: int | None = None,
+        progress: bool = True,
+        on_checkpoint: Callable[[int, int], None] | None = None,
+        execution: Any = None,
+    ):
         from qwen3_scope.training.distributed import Execution
 
         self.plan, self.suite, self.dir, self.model, self.data = plan, plan.suite, suite_dir, model, data
@@ -261,8 +281,13 @@ class SuiteTrainer:
         self.manifest["versions"]["torch_threads"] = torch.get_num_threads()  # resume with the same for bit-identity
         groups = self.plan.groups
         done = {g["index"] for g in self.manifest["groups"] if g["status"] == "done"}
-        bar = tqdm(total=len(groups), initial=len(done), desc=f"suite {self.suite.name}", unit="group",
-                   disable=not self.progress)
+        bar = tqdm(
+            total=len(groups),
+            initial=len(done),
+            desc=f"suite {self.suite.name}",
+            unit="group",
+            disable=not self.progress,
+        )
         for group in self.execution.my_groups(groups):  # distributed: this rank's share (all groups in one process)
             if group.index in done:
                 continue
@@ -292,14 +317,28 @@ class SuiteTrainer:
         seed = int(self.suite.runner_kwargs["seed"]) * 1000
         start = time.perf_counter()
         with _quiet_sae_lens():
-            runner = MultiSAETrainingRunner(cfg, override_dataset=self.data.train, override_model=self.model,
-                                            override_saes=self._initial_saes(group, cfg, seed))
+            runner = MultiSAETrainingRunner(
+                cfg,
+                override_dataset=self.data.train,
+                override_model=self.model,
+                override_saes=self._initial_saes(group, cfg, seed),
+            )
             compat.set_sae_metadata(runner)  # SAELens' own metadata (hook, model, context, prepend_bos, ...)
             stream = self.execution.stream(  # distributed: data-parallel ranks read their own shards
-                runner.activations_store, self.data.train, group.hooks, self.steps_per_segment, seed,
-                self.suite.outlier_norm_factor, steps_done=lambda: trainer.n_training_steps)
-            trainer = MultiSAETrainer(cfg=cfg.to_sae_trainer_config(), saes=runner.saes,
-                                      hook_names=cfg.hook_names_per_sae, data_provider=stream)
+                runner.activations_store,
+                self.data.train,
+                group.hooks,
+                self.steps_per_segment,
+                seed,
+                self.suite.outlier_norm_factor,
+                steps_done=lambda: trainer.n_training_steps,
+            )
+            trainer = MultiSAETrainer(
+                cfg=cfg.to_sae_trainer_config(),
+                saes=runner.saes,
+                hook_names=cfg.hook_names_per_sae,
+                data_provider=stream,
+            )
             enable_fused_adam(trainer)
             latest = checkpointer.latest()
             resumed_step = 0
@@ -319,8 +358,11 @@ class SuiteTrainer:
                     self.on_checkpoint(group.index, step)
 
             stream.on_boundary = boundary
-            with guards.guarded_group(record, checkpointer.latest, self._save_manifest, self.manifest), \
-                    _wandb_run(cfg, group.index), self.execution.training(trainer, stream):  # distributed: all-reduce
+            with (
+                guards.guarded_group(record, checkpointer.latest, self._save_manifest, self.manifest),
+                _wandb_run(cfg, group.index),
+                self.execution.training(trainer, stream),
+            ):  # distributed: all-reduce
                 saes = trainer.fit()
         seconds = time.perf_counter() - start
         if not self.execution.writes_checkpoints:  # distributed: a data-parallel group is evaluated and saved once
@@ -329,10 +371,15 @@ class SuiteTrainer:
         metrics = self._evaluate(group, saes)
         self._write_saes(group, saes, trainer)
         trained_tokens = (trainer.n_training_steps - resumed_step) * self.suite.runner_kwargs["train_batch_size_tokens"]
-        record.update(status="done", finished=_now(), seconds=round(seconds, 2), resumed_from_step=resumed_step,
-                      tokens_per_second=round(trained_tokens / max(seconds, 1e-9), 1),
-                      sae_tokens_per_second=round(trained_tokens * len(group.jobs) / max(seconds, 1e-9), 1),
-                      tokens_filtered_as_outliers=stream.tokens_filtered)
+        record.update(
+            status="done",
+            finished=_now(),
+            seconds=round(seconds, 2),
+            resumed_from_step=resumed_step,
+            tokens_per_second=round(trained_tokens / max(seconds, 1e-9), 1),
+            sae_tokens_per_second=round(trained_tokens * len(group.jobs) / max(seconds, 1e-9), 1),
+            tokens_filtered_as_outliers=stream.tokens_filtered,
+        )
         for job in group.jobs:
             self.manifest["saes"][job.sae_id]["status"] = "done"
             self.manifest["metrics"][job.sae_id] = metrics[job.sae_id]
@@ -353,13 +400,17 @@ class SuiteTrainer:
 
     def _write_saes(self, group: Group, saes: dict[str, Any], trainer: Any) -> None:
         """Each SAE in SAELens' layout, staged then renamed into place (never half-written)."""
-        from safetensors.torch import save_file
         from sae_lens.constants import RUNNER_CFG_FILENAME, SPARSITY_FILENAME
+        from safetensors.torch import save_file
 
         for job in group.jobs:
             sae = saes[job.sae_id]
             meta = sae.cfg.metadata
-            meta.qwen3_model, meta.qwen3_site, meta.qwen3_layer = portable_model_name(self.suite.spec), job.site, job.layer
+            meta.qwen3_model, meta.qwen3_site, meta.qwen3_layer = (
+                portable_model_name(self.suite.spec),
+                job.site,
+                job.layer,
+            )
             meta.qwen3_recipe, meta.qwen3_suite = self.suite.recipe.name, self.suite.name
             meta.model_name = portable_model_name(self.suite.spec)  # never a path of this machine
             meta.dataset_path = self.data.info.get("dataset_name")
@@ -369,7 +420,9 @@ class SuiteTrainer:
             sae.save_inference_model(str(stage))
             save_file({"sparsity": trainer.trainers[job.sae_id].log_feature_sparsity}, str(stage / SPARSITY_FILENAME))
             final = self.dir / job.sae_id
-            runner_cfg = self.suite.runner_config(job, dataset_path=self.data.info.get("dataset_name") or "", output_path=None)
+            runner_cfg = self.suite.runner_config(
+                job, dataset_path=self.data.info.get("dataset_name") or "", output_path=None
+            )
             (stage / RUNNER_CFG_FILENAME).write_text(json.dumps(runner_cfg.to_dict(), default=str))
             _ordinary_permissions(stage)
             shutil.rmtree(final, ignore_errors=True)
@@ -378,8 +431,14 @@ class SuiteTrainer:
 
     @torch.no_grad()
     def _evaluate(self, group: Group, saes: dict[str, Any]) -> dict[str, dict[str, float]]:
-        return evaluate_saes(self.model, saes, {j.sae_id: j.hook_name for j in group.jobs}, self.data.heldout,
-                             self.suite.runner_kwargs, self.suite.outlier_norm_factor)
+        return evaluate_saes(
+            self.model,
+            saes,
+            {j.sae_id: j.hook_name for j in group.jobs},
+            self.data.heldout,
+            self.suite.runner_kwargs,
+            self.suite.outlier_norm_factor,
+        )
 
 
 def _ordinary_permissions(folder: Path) -> None:
@@ -391,8 +450,15 @@ def _ordinary_permissions(folder: Path) -> None:
 
 
 @torch.no_grad()
-def evaluate_saes(model: Any, saes: dict[str, Any], hooks: dict[str, str], dataset: Any, runner: dict[str, Any],
-                  outlier_norm_factor: float | None = None, max_batches: int = 8) -> dict[str, dict[str, float]]:
+def evaluate_saes(
+    model: Any,
+    saes: dict[str, Any],
+    hooks: dict[str, str],
+    dataset: Any,
+    runner: dict[str, Any],
+    outlier_norm_factor: float | None = None,
+    max_batches: int = 8,
+) -> dict[str, dict[str, float]]:
     """Explained variance (SAELens' definition), L0 and never-firing latents on held-out tokens.
 
     Tokens go through SAELens' own store with the training filters (special tokens, sink position,
@@ -406,11 +472,19 @@ def evaluate_saes(model: Any, saes: dict[str, Any], hooks: dict[str, str], datas
     exclude = torch.tensor(runner["exclude_special_tokens"], dtype=torch.long)
     with _quiet_sae_lens():
         store = ActivationsStore.from_config_multi_hook(
-            model, dataset=dataset, hook_names=unique, hook_d_ins=d_ins, streaming=False,
-            context_size=runner["context_size"], n_batches_in_buffer=runner["n_batches_in_buffer"],
-            total_training_tokens=10**9, store_batch_size_prompts=runner["store_batch_size_prompts"],
-            train_batch_size_tokens=runner["train_batch_size_tokens"], prepend_bos=False,
-            seqpos_slice=tuple(runner["seqpos_slice"]), exclude_special_tokens=exclude,
+            model,
+            dataset=dataset,
+            hook_names=unique,
+            hook_d_ins=d_ins,
+            streaming=False,
+            context_size=runner["context_size"],
+            n_batches_in_buffer=runner["n_batches_in_buffer"],
+            total_training_tokens=10**9,
+            store_batch_size_prompts=runner["store_batch_size_prompts"],
+            train_batch_size_tokens=runner["train_batch_size_tokens"],
+            prepend_bos=False,
+            seqpos_slice=tuple(runner["seqpos_slice"]),
+            exclude_special_tokens=exclude,
             sequence_separator_token=runner["sequence_separator_token"],
         )
         calcs = {name: ExplainedVarianceCalculator() for name in saes}
@@ -436,23 +510,51 @@ def evaluate_saes(model: Any, saes: dict[str, Any], hooks: dict[str, str], datas
                 fired[name] |= active.any(0)
     if n_tokens == 0:
         raise ValueError("the held-out data gave no tokens to evaluate on; use a larger dataset.")
-    return {name: {"variance_explained": round(calcs[name].compute(), 5), "l0": round(l0[name] / n_tokens, 3),
-                   "dead_fraction": round(1 - fired[name].float().mean().item(), 5), "eval_tokens": n_tokens}
-            for name in saes}
+    return {
+        name: {
+            "variance_explained": round(calcs[name].compute(), 5),
+            "l0": round(l0[name] / n_tokens, 3),
+            "dead_fraction": round(1 - fired[name].float().mean().item(), 5),
+            "eval_tokens": n_tokens,
+        }
+        for name in saes
+    }
 
 
 # --------------------------------------------------------------------------------------------------
-def _new_manifest(plan: SuitePlan, data_info: dict[str, Any], config: SuiteTrainingConfig | None = None) -> dict[str, Any]:
+def _new_manifest(
+    plan: SuitePlan, data_info: dict[str, Any], config: SuiteTrainingConfig | None = None
+) -> dict[str, Any]:
     suite = plan.suite
     model = {**suite.spec.as_dict(), "name": portable_model_name(suite.spec), "source": portable_model_name(suite.spec)}
     return {
-        "format": FORMAT, "suite": suite.name, "status": "running", "created": _now(), "updated": _now(),
+        "format": FORMAT,
+        "suite": suite.name,
+        "status": "running",
+        "created": _now(),
+        "updated": _now(),
         "config": config.portable_dict(suite.spec) if config is not None else None,
-        "model": model, "model_key": suite.spec.key, "recipe": suite.to_dict(),
-        "training_tokens": suite.training_tokens, "data": data_info, "plan": plan.to_dict(), "versions": _versions(),
+        "model": model,
+        "model_key": suite.spec.key,
+        "recipe": suite.to_dict(),
+        "training_tokens": suite.training_tokens,
+        "data": data_info,
+        "plan": plan.to_dict(),
+        "versions": _versions(),
         "groups": [dict(index=g.index, sae_ids=[j.sae_id for j in g.jobs], status="pending") for g in plan.groups],
-        "saes": {j.sae_id: dict(site=j.site, layer=j.layer, hook_name=j.hook_name, d_in=j.d_in, d_sae=j.d_sae,
-                                architecture=j.architecture, path=j.sae_id, status="pending") for j in suite.jobs},
+        "saes": {
+            j.sae_id: dict(
+                site=j.site,
+                layer=j.layer,
+                hook_name=j.hook_name,
+                d_in=j.d_in,
+                d_sae=j.d_sae,
+                architecture=j.architecture,
+                path=j.sae_id,
+                status="pending",
+            )
+            for j in suite.jobs
+        },
         "metrics": {},
     }
 
@@ -537,23 +639,48 @@ def train_suite(
     elif not cfg.plan_only or spec.is_local:
         tokenizer = load_tokenizer(spec)
     if plan is None:
-        suite = build_suite(spec, cfg.recipe, layers=cfg.layers, sites=cfg.sites, training_tokens=cfg.training_tokens,
-                            backend=cfg.backend, fast=cfg.fast, k=cfg.k, target_l0=cfg.target_l0, width=cfg.width,
-                            seed=cfg.seed, device=cfg.sae_device, llm_device=cfg.device, sae_dtype=cfg.sae_dtype,
-                            special_token_ids=special_token_ids(tokenizer) if tokenizer is not None else None,
-                            runner_overrides=cfg.runner_overrides, wandb_project=cfg.wandb_project)
+        suite = build_suite(
+            spec,
+            cfg.recipe,
+            layers=cfg.layers,
+            sites=cfg.sites,
+            training_tokens=cfg.training_tokens,
+            backend=cfg.backend,
+            fast=cfg.fast,
+            k=cfg.k,
+            target_l0=cfg.target_l0,
+            width=cfg.width,
+            seed=cfg.seed,
+            device=cfg.sae_device,
+            llm_device=cfg.device,
+            sae_dtype=cfg.sae_dtype,
+            special_token_ids=special_token_ids(tokenizer) if tokenizer is not None else None,
+            runner_overrides=cfg.runner_overrides,
+            wandb_project=cfg.wandb_project,
+        )
         from qwen3_scope.training.planner import measure_matmul_flops
 
-        flops = cfg.matmul_tflops * 1e12 if cfg.matmul_tflops else measure_matmul_flops(device=cfg.device,
-                                                                                         dtype=cfg.placement.dtype)
+        flops = (
+            cfg.matmul_tflops * 1e12
+            if cfg.matmul_tflops
+            else measure_matmul_flops(device=cfg.device, dtype=cfg.placement.dtype)
+        )
         try:
-            plan = plan_suite(suite, memory_budget_gb=cfg.memory_budget_gb, max_saes_per_group=cfg.max_saes_per_group,
-                              matmul_flops=flops)
+            plan = plan_suite(
+                suite,
+                memory_budget_gb=cfg.memory_budget_gb,
+                max_saes_per_group=cfg.max_saes_per_group,
+                matmul_flops=flops,
+            )
         except ModelDoesNotFitError as err:
             if not cfg.plan_only:
                 raise
-            plan = plan_suite(suite, memory_budget_gb=PLAN_ONLY_BUDGET_GB, max_saes_per_group=cfg.max_saes_per_group,
-                              matmul_flops=flops)
+            plan = plan_suite(
+                suite,
+                memory_budget_gb=PLAN_ONLY_BUDGET_GB,
+                max_saes_per_group=cfg.max_saes_per_group,
+                matmul_flops=flops,
+            )
             suite.notes.append(f"planned for a {PLAN_ONLY_BUDGET_GB} GiB budget (pass --memory-gb to choose): {err}")
     suite = plan.suite
     suite_dir = (Path(cfg.out) if cfg.out is not None else default_suite_dir(suite)).expanduser().resolve()
@@ -582,8 +709,11 @@ def train_suite(
     if manifest is not None and manifest.get("status") == "complete":
         return SuiteResult(suite_dir, manifest, plan, parallel)
     runner = suite.runner_kwargs
-    model_obj = loaded_model if loaded_model is not None else load_model(
-        spec, backend=cfg.backend, device=cfg.device, dtype=cfg.placement.dtype)
+    model_obj = (
+        loaded_model
+        if loaded_model is not None
+        else load_model(spec, backend=cfg.backend, device=cfg.device, dtype=cfg.placement.dtype)
+    )
     if manifest is None and not ctx.is_main:  # rank 0 prepares the data and writes the manifest
         manifest = ctx.broadcast(None)
         data = load_prepared(suite_dir / "data")
@@ -595,22 +725,51 @@ def train_suite(
         need += (runner["n_batches_for_norm_estimate"] + 2 * len(plan.groups)) * runner["train_batch_size_tokens"]
         need += 16 * runner["n_batches_in_buffer"] * runner["context_size"]
         heldout = 4 * runner["store_batch_size_prompts"] * runner["context_size"]
-        data = prepare_data(tokenizer, need, heldout, suite_dir / "data", source=cfg.dataset, weights=cfg.dataset_weights,
-                            thinking=cfg.thinking, progress=progress, context_size=runner["context_size"])
+        data = prepare_data(
+            tokenizer,
+            need,
+            heldout,
+            suite_dir / "data",
+            source=cfg.dataset,
+            weights=cfg.dataset_weights,
+            thinking=cfg.thinking,
+            progress=progress,
+            context_size=runner["context_size"],
+        )
         min_tokens = runner["store_batch_size_prompts"] * runner["context_size"]
         if data.info["train_tokens"] < min_tokens:
-            raise ValueError(f"dataset {data.info['source']} has only {data.info['train_tokens']} training tokens, "
-                             f"fewer than one model batch ({min_tokens}); pass a larger dataset.")
+            raise ValueError(
+                f"dataset {data.info['source']} has only {data.info['train_tokens']} training tokens, "
+                f"fewer than one model batch ({min_tokens}); pass a larger dataset."
+            )
         manifest = _new_manifest(plan, data.info, cfg)
         manifest["parallel"] = parallel.to_dict()
         atomic_write_json(manifest_file, manifest)
         if ctx.distributed:
             ctx.broadcast(manifest)
     manifest.setdefault("parallel", parallel.to_dict())
-    log.info("training suite %s (%d SAEs in %d groups) on %s: model on %s in %s, SAEs on %s in %s", suite.name, len(suite.jobs),
-             len(plan.groups), spec.name, cfg.device, cfg.dtype, cfg.sae_device, cfg.sae_dtype)
-    trainer = SuiteTrainer(plan, suite_dir, model_obj, data, manifest, cfg.checkpoint_every_tokens, progress, on_checkpoint,
-                           execution=dist_run.Execution(ctx, parallel))
+    log.info(
+        "training suite %s (%d SAEs in %d groups) on %s: model on %s in %s, SAEs on %s in %s",
+        suite.name,
+        len(suite.jobs),
+        len(plan.groups),
+        spec.name,
+        cfg.device,
+        cfg.dtype,
+        cfg.sae_device,
+        cfg.sae_dtype,
+    )
+    trainer = SuiteTrainer(
+        plan,
+        suite_dir,
+        model_obj,
+        data,
+        manifest,
+        cfg.checkpoint_every_tokens,
+        progress,
+        on_checkpoint,
+        execution=dist_run.Execution(ctx, parallel),
+    )
     with _torch_threads(cfg.threads):
         return SuiteResult(suite_dir, trainer.run(), plan, parallel)
 
@@ -635,8 +794,13 @@ def _wandb_run(cfg: Any, group: int) -> Iterator[None]:
         return
     import wandb
 
-    wandb.init(project=cfg.logger.wandb_project, entity=cfg.logger.wandb_entity, config=cfg.to_dict(),
-               name=f"{cfg.logger.run_name}-group{group}", reinit="finish_previous")
+    wandb.init(
+        project=cfg.logger.wandb_project,
+        entity=cfg.logger.wandb_entity,
+        config=cfg.to_dict(),
+        name=f"{cfg.logger.run_name}-group{group}",
+        reinit="finish_previous",
+    )
     try:
         yield
     finally:
