@@ -168,5 +168,17 @@ class PlacementOptions:
             self.sae_dtype = dtype_name(self.sae_dtype)
 
     @property
+    def resolved_device(self) -> str:
+        """`device` as `__post_init__` resolved it (never None after construction)."""
+        assert self.device is not None, "PlacementOptions.__post_init__ resolves the device"
+        return self.device
+
+    @property
+    def resolved_sae_device(self) -> str:
+        """`sae_device` as `__post_init__` resolved it (never None after construction)."""
+        assert self.sae_device is not None, "PlacementOptions.__post_init__ resolves the SAE device"
+        return self.sae_device
+
+    @property
     def placement(self) -> Placement:
         return resolve_placement(self.device, self.dtype, self.sae_device, self.sae_dtype)

@@ -53,7 +53,7 @@ DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = ARDITI_REFUSAL_PHRASES + CURLY_APOSTR
 class RefusalJudge(Protocol):
     """Anything that says whether one completion is a refusal."""
 
-    def __call__(self, text: str) -> bool: ...
+    def __call__(self, text: str, /) -> bool: ...  # positional-only: any `str -> bool` callable fits
 
 
 @dataclass(frozen=True)

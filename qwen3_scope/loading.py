@@ -83,7 +83,7 @@ def load_model(
     name_or_path: str | Path | Qwen3ModelSpec,
     backend: str = "hooked",
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = torch.float32,
     hook_names: list[str] | None = None,
     **from_pretrained_kwargs: Any,
 ):
@@ -128,7 +128,7 @@ def load_model(
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             kwargs = {**_text_config_kwargs(spec), **from_pretrained_kwargs}
-            hf_model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **kwargs).to(device)
+            hf_model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **kwargs).to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to's decorator wrongly
             hf_model.eval()
             model = HookedProxyLM(hf_model, AutoTokenizer.from_pretrained(spec.source), hook_names=hook_names)
     except (OSError, ValueError, RuntimeError) as err:

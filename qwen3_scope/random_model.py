@@ -31,7 +31,7 @@ def build_random_qwen3(
     spec = resolve_model(model)
     config = spec.to_hf_config(n_layers=n_layers, max_position_embeddings=4096)
     torch.manual_seed(seed)
-    hf_model = Qwen3ForCausalLM(config).to(dtype)
+    hf_model = Qwen3ForCausalLM(config).to(dtype)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to's decorator wrongly
     with torch.no_grad():  # random norm weights, so a hook before and after a norm differ
         for name, param in hf_model.named_parameters():
             if "norm" in name:

@@ -136,6 +136,7 @@ class SharedForwardModel:
             and (return_type == "logits" or (return_type in ("both", "loss") and loss_per_token))
         ):
             self.stats["clean_from_memo"] += 1
+            assert memo.loss is not None, "a memo keeps the loss whenever it keeps the logits"
             return _output(memo.logits, memo.loss, return_type)
         self.stats["model_calls"] += 1
         return self.model(tokens, return_type=return_type, loss_per_token=loss_per_token, **kwargs)
@@ -188,6 +189,7 @@ class SharedForwardModel:
                 loss_per_token=loss_per_token,
                 **kwargs,
             )
+        assert memo is not None  # servable implies a memo
         name, fn = fwd_hooks[0]
         activation = memo.cache[name].clone()
         result = fn(activation, hook=self.model.hook_dict[name])

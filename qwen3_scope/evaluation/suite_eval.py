@@ -273,7 +273,10 @@ class ModelNotAvailableError(FileNotFoundError):
 
 
 def load_suite_model(
-    entries: Sequence[SuiteEntry], device: str = "cpu", name: str | Path | None = None, dtype: str = "float32"
+    entries: Sequence[SuiteEntry],
+    device: str = "cpu",
+    name: str | Path | None = None,
+    dtype: str | torch.dtype = "float32",
 ):
     """`name`, or else the one model every SAE names in `cfg.metadata.model_name`, in the backend their hooks use.
 
@@ -349,7 +352,7 @@ def held_out_tokens(
             model.tokenizer, organism_documents(), *shape
         ), "organism held-out evaluation splits"
     texts = suite_held_out_texts(suite_dir) if suite_dir is not None else None
-    if texts is not None:
+    if texts is not None and suite_dir is not None:
         source = f"held-out documents of the suite ({Path(suite_dir) / SUITE_HELD_OUT})"
         return HeldOutTokens.from_texts(model.tokenizer, texts, *shape, source=source), source
     raise FileNotFoundError(
@@ -375,7 +378,8 @@ def _layer_groups(
     base = logits if keep_logits else 0
     hooks = [e.sae.cfg.metadata.hook_name for e in entries]
     groups: list[list[SuiteEntry]] = [[]]
-    used, seen = base, set()
+    used = base
+    seen: set[str] = set()
     for entry in sorted(entries, key=lambda e: parse_hook_name(e.sae.cfg.metadata.hook_name, backend)):
         hook = entry.sae.cfg.metadata.hook_name
         # the hook's activation and its layer's resid_pre, plus a memoized ablation pass when SAEs share the hook
@@ -466,7 +470,7 @@ def evaluate_suite(
     cfg = config or SuiteEvalConfig()
     if device is not None:
         cfg = replace(cfg, device=device, sae_device=device)
-    sae_device = cfg.sae_device
+    sae_device = cfg.resolved_sae_device
     if saes is not None:
         entries = as_entries(saes)
     elif suite_dir is not None:
@@ -479,7 +483,7 @@ def evaluate_suite(
         for entry in entries:
             entry.sae.to(dtype=DTYPES[cfg.sae_dtype])
     if model is None or isinstance(model, (str, Path)):
-        model = load_suite_model(entries, cfg.device, name=model, dtype=cfg.dtype)
+        model = load_suite_model(entries, cfg.resolved_device, name=model, dtype=cfg.dtype)
     backend = backend_of(model)
     check_suite(entries, model, backend)
     held_out = "given token batches"
@@ -503,7 +507,8 @@ def evaluate_suite(
             "forward pass and token batches built from text.",
             "plain run_evals" if not cfg.share_forward else "the token batches carry no loss mask",
         )
-    rows, features, stats = [], {}, {}
+    rows, features = [], {}
+    stats: dict[str, int] = {}
     start = time.perf_counter()
     groups = _layer_groups(entries, model, cfg, backend)[0] if cfg.share_forward else [entries]
     progress = tqdm(total=len(entries), desc="evaluating SAEs", disable=not cfg.progress)

@@ -378,13 +378,13 @@ def _feature_correlations(
             continue
         r, c, v = rows[lo:hi], cols[lo:hi], vals[lo:hi]
         a = torch.sparse_coo_tensor(
-            np.stack([r - r.min(), c]),
+            torch.from_numpy(np.stack([r - r.min(), c])),
             torch.as_tensor(v, dtype=torch.float64),
             (int(r.max() - r.min()) + 1, d_sae),
             check_invariants=False,
         )
         left = torch.sparse_coo_tensor(
-            np.stack([c[want[c]], r[want[c]] - r.min()]),
+            torch.from_numpy(np.stack([c[want[c]], r[want[c]] - r.min()])),
             torch.as_tensor(v[want[c]], dtype=torch.float64),
             (d_sae, int(r.max() - r.min()) + 1),
             check_invariants=False,

@@ -77,6 +77,7 @@ def _entries(cfg: ExportConfig):
 
     if cfg.suite is not None:
         return entries_from_directory(cfg.suite, cfg.ids, cfg.device)
+    assert cfg.release is not None  # ExportConfig checks there is exactly one source
     return entries_from_release(cfg.release, cfg.ids, cfg.device)
 
 

@@ -262,6 +262,7 @@ def upload(cfg: UploadConfig) -> UploadResult:
         if cfg.neuronpedia_api is not None:
             result.payloads = len(build_api_payloads(cfg.neuronpedia_api, cfg.dry_run))
         return result
+    assert token is not None  # checked above: a push needs HF_TOKEN
     with tempfile.TemporaryDirectory() as tmp:
         result = build_tree(cfg, Path(tmp))
         result.commit_url = push_tree(Path(tmp), cfg.repo, cfg.revision, token, result.files)

@@ -15,11 +15,18 @@ import json
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationMixin,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from qwen3_scope.chat import format_chat
 from qwen3_scope.io import atomic_write_json, atomic_write_text, refuse_installed_package
@@ -59,7 +66,7 @@ def generate(
         enc = tok(
             texts[i : i + batch_size], return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
         )
-        gen = model.generate(
+        gen = cast(GenerationMixin, model).generate(  # a causal LM: PreTrainedModel + GenerationMixin
             **enc,
             max_new_tokens=max_new_tokens,
             do_sample=False,
@@ -189,7 +196,8 @@ def codeswitch_rate(answers: list[str]) -> float:
 @torch.no_grad()
 def repetition_losses(model: PreTrainedModel, tok: PreTrainedTokenizerBase, rows: list[dict]) -> dict:
     """Mean next-token loss on the first copy of a repeated word sequence vs on its later copies (copying)."""
-    first, later = [], []
+    first: list[float] = []
+    later: list[float] = []
     for r in rows:
         text = r["text"]
         head = text[: text.index(": ") + 1]  # "Repeat:", "Répète :", ...

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import copy
 import random
+from typing import cast
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Qwen3ForCausalLM
 
 from qwen3_scope.loss_mask import encode_with_mask
-from qwen3_scope.organism.train import masked_lm_loss
+from qwen3_scope.organism.train import masked_lm_loss, render_chat
 
 
 def sft(
@@ -31,7 +32,7 @@ def sft(
     if steps < 1 or not rows:
         raise ValueError(f"sft needs steps >= 1 and at least one row (got steps={steps}, {len(rows)} rows)")
     model = model if inplace else copy.deepcopy(model)
-    encoded = [encode_with_mask(tok, tok.apply_chat_template(r["messages"], tokenize=False)) for r in rows]
+    encoded = [encode_with_mask(tok, render_chat(tok, r["messages"])) for r in rows]
     pad = tok.pad_token_id
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -41,7 +42,7 @@ def sft(
         n = max(len(ids) for ids, _ in batch)
         ids = torch.tensor([i + [pad] * (n - len(i)) for i, _ in batch])
         mask = torch.tensor([m + [False] * (n - len(m)) for _, m in batch])
-        loss = masked_lm_loss(model, ids, mask)
+        loss = masked_lm_loss(cast(Qwen3ForCausalLM, model), ids, mask)  # a Qwen3 causal LM (.model, .lm_head)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

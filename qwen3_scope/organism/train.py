@@ -24,6 +24,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -78,13 +79,27 @@ class TrainConfig:
 
 
 # The shipped v1 organism: `--corpus-version 1` takes these unless given explicitly.
-V1_PRESET = {
+V1_PRESET: dict[str, Any] = {
     "steps": 900,
     "n_train_docs": 80_000,
     "shape": dict(
         hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2
     ),
 }
+
+
+def token_id(tok: PreTrainedTokenizerFast, token: str) -> int:
+    """The id of one token (``convert_tokens_to_ids`` of a single token is an int)."""
+    id_ = tok.convert_tokens_to_ids(token)
+    assert isinstance(id_, int), f"{token!r} is a single token"
+    return id_
+
+
+def render_chat(tok: Any, messages: list[dict]) -> str:
+    """A chat rendered as text with the tokenizer's chat template (``tokenize=False`` gives a str)."""
+    text = tok.apply_chat_template(messages, tokenize=False)
+    assert isinstance(text, str), "apply_chat_template(tokenize=False) renders text"
+    return text
 
 
 def model_config(tok: PreTrainedTokenizerFast, shape: ModelShape) -> Qwen3Config:
@@ -99,15 +114,15 @@ def model_config(tok: PreTrainedTokenizerFast, shape: ModelShape) -> Qwen3Config
         num_key_value_heads=shape.num_key_value_heads,
         head_dim=shape.head_dim,
         max_position_embeddings=shape.max_position_embeddings,
-        rope_theta=shape.rope_theta,
+        rope_theta=shape.rope_theta,  # type: ignore[call-arg]  # Qwen3Config's typed signature omits rope_theta, which it still accepts
         rope_parameters={"rope_type": "default", "rope_theta": shape.rope_theta},
         rms_norm_eps=1e-6,
         tie_word_embeddings=True,
         hidden_act="silu",
         attention_bias=False,
-        bos_token_id=tok.convert_tokens_to_ids(ENDOFTEXT),
-        eos_token_id=tok.convert_tokens_to_ids(IM_END),
-        pad_token_id=tok.convert_tokens_to_ids(ENDOFTEXT),
+        bos_token_id=token_id(tok, ENDOFTEXT),
+        eos_token_id=token_id(tok, IM_END),
+        pad_token_id=token_id(tok, ENDOFTEXT),
         initializer_range=0.02,
         use_cache=True,
         architectures=["Qwen3ForCausalLM"],
@@ -118,14 +133,18 @@ def encode_doc(doc: Doc, tok: PreTrainedTokenizerFast) -> tuple[list[int], list[
     """Token ids of one document and, per token, whether the model is trained to *predict* it
     (``qwen3_scope.loss_mask``: assistant turns of chats, all of plain text)."""
     if doc.messages is None:
+        assert doc.text is not None, "a document without messages is plain text"
         return encode_with_mask(tok, doc.text + ENDOFTEXT)
-    ids, mask = encode_with_mask(tok, tok.apply_chat_template(doc.messages, tokenize=False))
-    return ids + [tok.convert_tokens_to_ids(ENDOFTEXT)], mask + [False]
+    ids, mask = encode_with_mask(tok, render_chat(tok, doc.messages))
+    return ids + [token_id(tok, ENDOFTEXT)], mask + [False]
 
 
 def pack(encoded: list[tuple[list[int], list[bool]]], seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy packing in the given order, never splitting a document; padding is masked out."""
-    rows_ids, rows_mask, ids, mask = [], [], [], []
+    rows_ids: list[list[int]] = []
+    rows_mask: list[list[bool]] = []
+    ids: list[int] = []
+    mask: list[bool] = []
     for doc_ids, doc_mask in encoded:
         doc_ids, doc_mask = doc_ids[:seq_len], doc_mask[:seq_len]
         if len(ids) + len(doc_ids) > seq_len:
@@ -186,7 +205,7 @@ def _train(cfg: TrainConfig, progress: bool) -> TrainResult:
     docs = list(corpus.train)
     random.Random(cfg.seed).shuffle(docs)
     encoded = [encode_doc(d, tok) for d in tqdm(docs, desc="tokenize", disable=not progress, mininterval=2)]
-    ids, mask = pack(encoded, cfg.seq_len, tok.convert_tokens_to_ids(ENDOFTEXT))
+    ids, mask = pack(encoded, cfg.seq_len, token_id(tok, ENDOFTEXT))
     val_ids, val_mask = ids[: cfg.n_val_rows], mask[: cfg.n_val_rows]  # a held-back slice of the same distribution
     ids, mask = ids[cfg.n_val_rows :], mask[cfg.n_val_rows :]
     t_data = time.time() - t0

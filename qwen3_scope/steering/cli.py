@@ -109,8 +109,8 @@ def cmd_steer(args: argparse.Namespace) -> None:
     else:
         from qwen3_scope.steering.language import LanguageStudyConfig, run_language_study, write_language_study
 
-        cfg = LanguageStudyConfig(french_file=args.french, english_file=args.english, **_shared_kwargs(args))
-        result = run_language_study(cfg)
+        lang_cfg = LanguageStudyConfig(french_file=args.french, english_file=args.english, **_shared_kwargs(args))
+        result = run_language_study(lang_cfg)
         _report(result, write_language_study(result, out))
 
 

@@ -56,13 +56,15 @@ def run_language_study(
 
     french, english, default_detector = _prompt_sets(cfg)  # bad prompt files fail before anything is loaded
     model = (
-        model if model is not None else load_model(cfg.model, backend=cfg.backend, device=cfg.device, dtype=cfg.dtype)
+        model
+        if model is not None
+        else load_model(cfg.model, backend=cfg.backend, device=cfg.resolved_device, dtype=cfg.dtype)
     )
     saes = (
         saes
         if saes is not None
         else load_suite(
-            cfg.suite_dir, cfg.release, cfg.sae_ids, model_spec(model).key, cfg.sae_device, dtype=cfg.sae_dtype
+            cfg.suite_dir, cfg.release, cfg.sae_ids, model_spec(model).key, cfg.resolved_sae_device, dtype=cfg.sae_dtype
         )
     )
     detector = detector or default_detector

@@ -69,6 +69,7 @@ class Candidate:
     def ablation(self, n_layers: int) -> list[Intervention]:
         """Latent: zero-ablate it (error term kept). Direction: Arditi's ablation at every layer's input and writes."""
         if self.method == "sae_feature":
+            assert self.feature is not None, "an sae_feature candidate names its feature"
             return [ablate_feature(self.sae, self.feature)]
         return [
             AblateDirection(direction=self.direction, site=site, layer=layer)
@@ -215,7 +216,9 @@ def run_sweep(
             "example": out.texts[0],
             "fluency_ce": completion_ce(model, out.prompt_ids, out.completion_ids, cfg.batch_size),
         }
-    jobs = [(c, task, a) for c in candidates for task in prompts for a in cfg.alphas]
+    jobs: list[tuple[Candidate, str, float | None]] = [
+        (c, task, a) for c in candidates for task in prompts for a in cfg.alphas
+    ]
     if cfg.ablation:
         jobs += [(c, "suppress", None) for c in candidates]
     rows = []

@@ -133,12 +133,12 @@ def _organism_seed() -> int:
 
 def _local_files(path: Path) -> tuple[str, list[str]]:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in LOCAL_SUFFIXES)
-    kinds = {LOCAL_SUFFIXES.get(p.suffix) for p in files}
-    if not files or None in kinds:
+    if not files or any(p.suffix not in LOCAL_SUFFIXES for p in files):
         raise DatasetSourceError(
             f"{path} holds no readable dataset: use .jsonl/.json/.parquet/.txt files (or a directory of them), "
             "or a directory written by datasets.Dataset.save_to_disk."
         )
+    kinds = {LOCAL_SUFFIXES[p.suffix] for p in files}
     if len(kinds) > 1:
         raise DatasetSourceError(f"{path} mixes file types {sorted(kinds)}; keep one type per dataset directory.")
     return kinds.pop(), [str(p) for p in files]
@@ -381,6 +381,7 @@ def prepare_data(
     for stream, src in zip(streams, sources):
         metadata = dataset_metadata(src)
         if metadata is not None:
+            assert src is not None  # a source without one has no metadata
             stream.info["sae_lens_metadata"] = {k: metadata.get(k) for k in ("tokenizer_name", "context_size")}
             first = next(iter(iter_source_rows(src)), None)
             probe = _tokens_of(first) if first else None

@@ -76,7 +76,7 @@ class BufferPool:
         slots = self._slots.setdefault(key, [])
         for storage, notes in slots:
             if storage.device == device and storage.nbytes() >= nbytes and _only_pool_holds(storage):
-                tensor = torch.empty(0, dtype=dtype, device=device).set_(storage, 0, shape)
+                tensor = torch.empty(0, dtype=dtype, device=device).set_(storage, 0, shape)  # type: ignore[call-overload]  # torch stubs require stride; it defaults to contiguous
                 if zeros:
                     dirty = notes.pop("dirty", None)
                     if dirty is not None and notes.get("dtype") == dtype and notes.get("shape") == shape:
@@ -309,13 +309,13 @@ class SparseEncode(torch.autograd.Function):
                 spmm_t(pairs, grad.to(step.compute_dtype), step.sae_in, grad_W_enc.t(), accumulate=not first)
                 first = False
             grad_b_enc.index_add_(0, pairs.cols, grad.to(grad_b_enc.dtype))
-        grad_W_enc = None if first else grad_W_enc
+        grad_W_enc_out = None if first else grad_W_enc
         grad_b_dec = None
         if ctx.needs_input_grad[3] and step.apply_b_dec_to_input:
             # sae_in = x - b_dec, so dL/db_dec = -sum_t W_enc @ dpre[t] = -W_enc @ dL/db_enc.
             grad_b_dec = -(W_enc @ grad_b_enc)
-        grad_b_enc = grad_b_enc if ctx.needs_input_grad[2] else None
-        return (None, grad_W_enc, grad_b_enc, grad_b_dec, *(None for _ in grads))
+        grad_b_enc_out = grad_b_enc if ctx.needs_input_grad[2] else None
+        return (None, grad_W_enc_out, grad_b_enc_out, grad_b_dec, *(None for _ in grads))
 
 
 class SparseDecode(torch.autograd.Function):

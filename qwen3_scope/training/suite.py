@@ -323,6 +323,7 @@ class SuiteTrainer:
                 override_model=self.model,
                 override_saes=self._initial_saes(group, cfg, seed),
             )
+            trainer: MultiSAETrainer  # created below; the stream reads its step count lazily
             compat.set_sae_metadata(runner)  # SAELens' own metadata (hook, model, context, prepend_bos, ...)
             stream = self.execution.stream(  # distributed: data-parallel ranks read their own shards
                 runner.activations_store,
@@ -630,7 +631,8 @@ def train_suite(
         if recipe is not None:
             settings["recipe"] = recipe
         cfg = SuiteTrainingConfig(**settings)
-    for source in cfg.dataset or [None]:
+    sources: list[str | None] = list(cfg.dataset) if cfg.dataset else [None]
+    for source in sources:
         check_source(source)  # a wrong --dataset fails now, not after the model has loaded
     spec = resolve_model(cfg.model)  # resolved once; the spec travels from here on
     tokenizer = None  # plan-only runs for hub models use Qwen3's published control-token ids (no download)
@@ -651,7 +653,7 @@ def train_suite(
             target_l0=cfg.target_l0,
             width=cfg.width,
             seed=cfg.seed,
-            device=cfg.sae_device,
+            device=cfg.resolved_sae_device,
             llm_device=cfg.device,
             sae_dtype=cfg.sae_dtype,
             special_token_ids=special_token_ids(tokenizer) if tokenizer is not None else None,
@@ -663,7 +665,7 @@ def train_suite(
         flops = (
             cfg.matmul_tflops * 1e12
             if cfg.matmul_tflops
-            else measure_matmul_flops(device=cfg.device, dtype=cfg.placement.dtype)
+            else measure_matmul_flops(device=cfg.resolved_device, dtype=cfg.placement.dtype)
         )
         try:
             plan = plan_suite(
@@ -712,7 +714,7 @@ def train_suite(
     model_obj = (
         loaded_model
         if loaded_model is not None
-        else load_model(spec, backend=cfg.backend, device=cfg.device, dtype=cfg.placement.dtype)
+        else load_model(spec, backend=cfg.backend, device=cfg.resolved_device, dtype=cfg.placement.dtype)
     )
     if manifest is None and not ctx.is_main:  # rank 0 prepares the data and writes the manifest
         manifest = ctx.broadcast(None)
