@@ -38,6 +38,66 @@ TINY_TEXT = [
 ]
 
 
+def write_chat_jsonl(path: Path, n: int, seed: int = 0) -> Path:
+    """A chat dataset of ``n`` rows: a TINY_TEXT user turn and eight random TINY_TEXT words as the answer."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    words = " ".join(TINY_TEXT).split()
+    with path.open("w") as handle:
+        for _ in range(n):
+            messages = [{"role": "user", "content": rng.choice(TINY_TEXT)},
+                        {"role": "assistant", "content": " ".join(rng.sample(words, 8))}]
+            handle.write(json.dumps({"messages": messages}) + "\n")
+    return path
+
+
+def sample_tokens(model_dir: Path) -> torch.Tensor:
+    """Two short texts, five tokens each, in the tokenizer of ``model_dir``: the input of the site-equality tests."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    batch = tokenizer(["the cat sat on the mat", "one two three four five"], return_tensors="pt", padding=True)
+    return batch["input_ids"][:, :5]
+
+
+def hf_site_activations(model, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[tuple[int, str], torch.Tensor]]:
+    """HF logits and, per layer, every site's activation captured with plain PyTorch module hooks on the HF model:
+    resid_pre/resid_post around the block, attn_out/attn_z (full attention) or linear_attn_out (Gated DeltaNet),
+    mlp_in, mlp_out, moe_router (mixture-of-experts blocks) and resid_mid = resid_pre + the token mixer's output."""
+    acts: dict[tuple[int, str], torch.Tensor] = {}
+    mixers: dict[int, str] = {}
+    handles = []
+
+    def keep(layer, site, pick):
+        return lambda module, args, output: acts.__setitem__((layer, site), pick(args, output).detach())
+
+    for layer, block in enumerate(model.model.layers):
+        def block_hook(module, args, kwargs, output, layer=layer):
+            acts[layer, "resid_pre"] = (args[0] if args else kwargs["hidden_states"]).detach()
+            acts[layer, "resid_post"] = (output[0] if isinstance(output, tuple) else output).detach()
+        handles.append(block.register_forward_hook(block_hook, with_kwargs=True))
+        if hasattr(block, "self_attn"):
+            handles.append(block.self_attn.register_forward_hook(keep(layer, "attn_out", lambda a, o: o[0])))
+            handles.append(block.self_attn.o_proj.register_forward_hook(keep(layer, "attn_z", lambda a, o: a[0])))
+            mixers[layer] = "attn_out"
+        else:
+            handles.append(block.linear_attn.register_forward_hook(keep(layer, "linear_attn_out", lambda a, o: o)))
+            mixers[layer] = "linear_attn_out"
+        handles.append(block.mlp.register_forward_hook(keep(layer, "mlp_out", lambda a, o: o)))
+        if hasattr(block.mlp, "gate"):  # a mixture-of-experts block: its router's logits
+            handles.append(block.mlp.gate.register_forward_hook(keep(layer, "moe_router", lambda a, o: o[0])))
+        handles.append(block.post_attention_layernorm.register_forward_hook(keep(layer, "mlp_in", lambda a, o: o)))
+    with torch.no_grad():
+        logits = model(tokens).logits
+    for h in handles:
+        h.remove()
+    for layer, mixer in mixers.items():
+        acts[layer, "resid_mid"] = acts[layer, "resid_pre"] + acts[layer, mixer]
+    return logits, acts
+
+
 def build_tiny_qwen3(directory: Path, n_layers: int = 2, d_model: int = 64, seed: int = 0) -> Path:
     """Save a random Qwen3ForCausalLM plus a small byte-level BPE tokenizer with Qwen3's special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import hf_site_activations, sample_tokens
 
 from qwen3_scope import load_model
 from qwen3_scope.sites import BACKENDS, SiteUnavailableError, available_sites, hook_name, site_d_in
@@ -14,32 +15,11 @@ ATOL = 1e-5  # fp32; observed differences are ~1e-6 (different but equivalent ke
 @pytest.fixture(scope="module")
 def hf_reference(tiny_qwen3_dir):
     """HF logits and, per layer, every site's activation captured with plain PyTorch module hooks."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen3_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen3_dir)
-    tokens = tokenizer(["the cat sat on the mat", "one two three four five"], return_tensors="pt", padding=True)["input_ids"][:, :5]
-    acts: dict[tuple[int, str], torch.Tensor] = {}
-    handles = []
-    for layer, block in enumerate(model.model.layers):
-        def block_hook(module, args, kwargs, output, layer=layer):
-            acts[layer, "resid_pre"] = (args[0] if args else kwargs["hidden_states"]).detach()
-            acts[layer, "resid_post"] = (output[0] if isinstance(output, tuple) else output).detach()
-        handles.append(block.register_forward_hook(block_hook, with_kwargs=True))
-        handles.append(block.self_attn.register_forward_hook(
-            lambda m, a, o, layer=layer: acts.__setitem__((layer, "attn_out"), o[0].detach())))
-        handles.append(block.mlp.register_forward_hook(
-            lambda m, a, o, layer=layer: acts.__setitem__((layer, "mlp_out"), o.detach())))
-        handles.append(block.post_attention_layernorm.register_forward_hook(
-            lambda m, a, o, layer=layer: acts.__setitem__((layer, "mlp_in"), o.detach())))
-        handles.append(block.self_attn.o_proj.register_forward_hook(
-            lambda m, a, o, layer=layer: acts.__setitem__((layer, "attn_z"), a[0].detach())))
-    with torch.no_grad():
-        logits = model(tokens).logits
-    for h in handles:
-        h.remove()
-    for layer in range(len(model.model.layers)):
-        acts[layer, "resid_mid"] = acts[layer, "resid_pre"] + acts[layer, "attn_out"]
+    tokens = sample_tokens(tiny_qwen3_dir)
+    logits, acts = hf_site_activations(model, tokens)
     return tokens, logits, acts, model.config
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import hf_site_activations, sample_tokens
 
 from qwen3_scope import load_model, resolve_model
 from qwen3_scope.loading import meta_model, site_shapes
@@ -22,33 +23,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def hf_reference(tiny_moe_dir):
     """HF logits and every site's activation captured with plain PyTorch module hooks on the HF model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_moe_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_moe_dir)
-    tokens = tokenizer(["the cat sat on the mat", "one two three four five"], return_tensors="pt", padding=True)["input_ids"][:, :5]
-    acts: dict[tuple[int, str], torch.Tensor] = {}
-    handles = []
-
-    def keep(layer, site, pick):
-        return lambda module, args, output: acts.__setitem__((layer, site), pick(args, output).detach())
-
-    for layer, block in enumerate(model.model.layers):
-        def block_hook(module, args, kwargs, output, layer=layer):
-            acts[layer, "resid_pre"] = (args[0] if args else kwargs["hidden_states"]).detach()
-            acts[layer, "resid_post"] = (output[0] if isinstance(output, tuple) else output).detach()
-        handles.append(block.register_forward_hook(block_hook, with_kwargs=True))
-        handles.append(block.self_attn.register_forward_hook(keep(layer, "attn_out", lambda a, o: o[0])))
-        handles.append(block.mlp.register_forward_hook(keep(layer, "mlp_out", lambda a, o: o)))
-        handles.append(block.mlp.gate.register_forward_hook(keep(layer, "moe_router", lambda a, o: o[0])))
-        handles.append(block.post_attention_layernorm.register_forward_hook(keep(layer, "mlp_in", lambda a, o: o)))
-        handles.append(block.self_attn.o_proj.register_forward_hook(keep(layer, "attn_z", lambda a, o: a[0])))
-    with torch.no_grad():
-        logits = model(tokens).logits
-    for h in handles:
-        h.remove()
-    for layer in range(len(model.model.layers)):
-        acts[layer, "resid_mid"] = acts[layer, "resid_pre"] + acts[layer, "attn_out"]
+    tokens = sample_tokens(tiny_moe_dir)
+    logits, acts = hf_site_activations(model, tokens)
     assert model.model.layers[0].mlp.__class__.__name__ == "Qwen3MoeSparseMoeBlock"
     return tokens, logits, acts
 

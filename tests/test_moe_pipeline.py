@@ -4,29 +4,18 @@ evaluator, and steer with one of its features in TransformerBridge."""
 
 from __future__ import annotations
 
-import json
-import random
-
 import pytest
 import torch
 from sae_lens import SAE
 
-from conftest import TINY_TEXT
+from conftest import write_chat_jsonl
 
 pytestmark = [pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse it"), pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
 def chat_jsonl(tmp_path_factory):
-    rng = random.Random(0)
-    words = " ".join(TINY_TEXT).split()
-    path = tmp_path_factory.mktemp("moe_chats") / "chats.jsonl"
-    with path.open("w") as handle:
-        for _ in range(600):
-            messages = [{"role": "user", "content": rng.choice(TINY_TEXT)},
-                        {"role": "assistant", "content": " ".join(rng.sample(words, 8))}]
-            handle.write(json.dumps({"messages": messages}) + "\n")
-    return path
+    return write_chat_jsonl(tmp_path_factory.mktemp("moe_chats") / "chats.jsonl", 600)
 
 
 def test_train_evaluate_and_steer_a_moe_suite(tiny_moe_dir, chat_jsonl, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from conftest import hf_site_activations, sample_tokens
 
 from qwen3_scope import load_model, resolve_model
 from qwen3_scope.loading import meta_model, site_shapes
@@ -22,45 +23,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def tokens(tiny_qwen35_dir):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_qwen35_dir)
-    return tokenizer(["the cat sat on the mat", "one two three four five"], return_tensors="pt", padding=True)["input_ids"][:, :5]
+    return sample_tokens(tiny_qwen35_dir)
 
 
 @pytest.fixture(scope="module")
 def hf_reference(tiny_qwen35_dir, tokens):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_qwen35_dir).eval()
-    acts: dict[tuple[int, str], torch.Tensor] = {}
-    handles = []
-
-    def keep(layer, site, pick):
-        return lambda module, args, output: acts.__setitem__((layer, site), pick(args, output).detach())
-
-    for layer, block in enumerate(model.model.layers):
-        def block_hook(module, args, kwargs, output, layer=layer):
-            acts[layer, "resid_pre"] = (args[0] if args else kwargs["hidden_states"]).detach()
-            acts[layer, "resid_post"] = (output[0] if isinstance(output, tuple) else output).detach()
-        handles.append(block.register_forward_hook(block_hook, with_kwargs=True))
-        if hasattr(block, "self_attn"):
-            handles.append(block.self_attn.register_forward_hook(keep(layer, "attn_out", lambda a, o: o[0])))
-            handles.append(block.self_attn.o_proj.register_forward_hook(keep(layer, "attn_z", lambda a, o: a[0])))
-            mixer = "attn_out"
-        else:
-            handles.append(block.linear_attn.register_forward_hook(keep(layer, "linear_attn_out", lambda a, o: o)))
-            mixer = "linear_attn_out"
-        handles.append(block.mlp.register_forward_hook(keep(layer, "mlp_out", lambda a, o: o)))
-        handles.append(block.post_attention_layernorm.register_forward_hook(keep(layer, "mlp_in", lambda a, o: o)))
-        acts[layer, "_mixer"] = mixer
-    with torch.no_grad():
-        logits = model(tokens).logits
-    for h in handles:
-        h.remove()
-    for layer in range(len(model.model.layers)):
-        acts[layer, "resid_mid"] = acts[layer, "resid_pre"] + acts[layer, acts[layer, "_mixer"]]
-    return logits, acts
+    return hf_site_activations(AutoModelForCausalLM.from_pretrained(tiny_qwen35_dir).eval(), tokens)
 
 
 def test_tiny_model_is_read_as_hybrid(tiny_qwen35_dir):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY_TEXT
+from conftest import TINY_TEXT, write_chat_jsonl
 
 TOKENS = 12_000  # per SAE in the small runs: ~12 steps of 1024 tokens
 pytestmark = [pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse it"),  # the small chat file, by design
@@ -22,15 +21,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse i
 
 @pytest.fixture(scope="module")
 def chat_jsonl(tmp_path_factory) -> Path:
-    rng = random.Random(0)
-    words = " ".join(TINY_TEXT).split()
-    path = tmp_path_factory.mktemp("chats") / "chats.jsonl"
-    with path.open("w") as handle:
-        for _ in range(1500):
-            messages = [{"role": "user", "content": rng.choice(TINY_TEXT)},
-                        {"role": "assistant", "content": " ".join(rng.sample(words, 8))}]
-            handle.write(json.dumps({"messages": messages}) + "\n")
-    return path
+    return write_chat_jsonl(tmp_path_factory.mktemp("chats") / "chats.jsonl", 1500)
 
 
 @pytest.fixture(scope="module")
