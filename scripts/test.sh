@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install qwen3-scope with its test extras and run the test suite (the README's second command).
 # torch is installed first and pinned so pip takes the CPU build on this kind of machine; a GPU user who
-# already has a CUDA torch >= 2.4 keeps it (set QWEN3_SCOPE_TORCH= to skip the pin).
+# already has a CUDA torch >= 2.6 keeps it (set QWEN3_SCOPE_TORCH= to skip the pin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_SPEC="${QWEN3_SCOPE_TORCH-torch==2.13.0}"

@@ -47,8 +47,10 @@ def write_chat_jsonl(path: Path, n: int, seed: int = 0) -> Path:
     words = " ".join(TINY_TEXT).split()
     with path.open("w") as handle:
         for _ in range(n):
-            messages = [{"role": "user", "content": rng.choice(TINY_TEXT)},
-                        {"role": "assistant", "content": " ".join(rng.sample(words, 8))}]
+            messages = [
+                {"role": "user", "content": rng.choice(TINY_TEXT)},
+                {"role": "assistant", "content": " ".join(rng.sample(words, 8))},
+            ]
             handle.write(json.dumps({"messages": messages}) + "\n")
     return path
 
@@ -74,9 +76,11 @@ def hf_site_activations(model, tokens: torch.Tensor) -> tuple[torch.Tensor, dict
         return lambda module, args, output: acts.__setitem__((layer, site), pick(args, output).detach())
 
     for layer, block in enumerate(model.model.layers):
+
         def block_hook(module, args, kwargs, output, layer=layer):
             acts[layer, "resid_pre"] = (args[0] if args else kwargs["hidden_states"]).detach()
             acts[layer, "resid_post"] = (output[0] if isinstance(output, tuple) else output).detach()
+
         handles.append(block.register_forward_hook(block_hook, with_kwargs=True))
         if hasattr(block, "self_attn"):
             handles.append(block.self_attn.register_forward_hook(keep(layer, "attn_out", lambda a, o: o[0])))
@@ -151,25 +155,48 @@ def tiny_qwen3_dir(tmp_path_factory) -> Path:
     return build_tiny_qwen3(tmp_path_factory.mktemp("tiny_qwen3"))
 
 
-def build_tiny_family_model(directory: Path, tokenizer_dir: Path, kind: str, n_layers: int = 2, d_model: int = 64,
-                            seed: int = 0) -> Path:
+def build_tiny_family_model(
+    directory: Path, tokenizer_dir: Path, kind: str, n_layers: int = 2, d_model: int = 64, seed: int = 0
+) -> Path:
     """Save a random Qwen3 MoE ("moe") or Qwen3.5 ("hybrid": Gated DeltaNet + full attention) causal LM
     with the tiny tokenizer of `tokenizer_dir`. Norm gains are randomised as in build_tiny_qwen3."""
     from transformers import AutoTokenizer, Qwen3_5ForCausalLM, Qwen3_5TextConfig, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    common = dict(vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=d_model // 4, max_position_embeddings=256)
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=d_model // 4,
+        max_position_embeddings=256,
+    )
     torch.manual_seed(seed)
     if kind == "moe":
-        config = Qwen3MoeConfig(**common, intermediate_size=2 * d_model, moe_intermediate_size=d_model // 2, num_experts=8,
-                                num_experts_per_tok=2, norm_topk_prob=True, tie_word_embeddings=False, rope_theta=1e6,
-                                architectures=["Qwen3MoeForCausalLM"])
+        config = Qwen3MoeConfig(
+            **common,
+            intermediate_size=2 * d_model,
+            moe_intermediate_size=d_model // 2,
+            num_experts=8,
+            num_experts_per_tok=2,
+            norm_topk_prob=True,
+            tie_word_embeddings=False,
+            rope_theta=1e6,
+            architectures=["Qwen3MoeForCausalLM"],
+        )
         model = Qwen3MoeForCausalLM(config)
     elif kind == "hybrid":
-        config = Qwen3_5TextConfig(**common, intermediate_size=2 * d_model, linear_num_key_heads=2, linear_num_value_heads=4,
-                                   linear_key_head_dim=d_model // 4, linear_value_head_dim=d_model // 4,
-                                   tie_word_embeddings=True, architectures=["Qwen3_5ForCausalLM"])
+        config = Qwen3_5TextConfig(
+            **common,
+            intermediate_size=2 * d_model,
+            linear_num_key_heads=2,
+            linear_num_value_heads=4,
+            linear_key_head_dim=d_model // 4,
+            linear_value_head_dim=d_model // 4,
+            tie_word_embeddings=True,
+            architectures=["Qwen3_5ForCausalLM"],
+        )
         model = Qwen3_5ForCausalLM(config)
     else:
         raise ValueError(f"unknown tiny model kind {kind!r}")

@@ -28,7 +28,9 @@ def test_every_site_hook_equals_hf_activation(backend, tiny_qwen3_dir, hf_refere
     tokens, hf_logits, acts, config = hf_reference
     model = load_model(tiny_qwen3_dir, backend=backend)
     spec = model.qwen3_spec
-    names = [hook_name(site, layer, backend, spec) for layer in range(spec.n_layers) for site in available_sites(backend)]
+    names = [
+        hook_name(site, layer, backend, spec) for layer in range(spec.n_layers) for site in available_sites(backend)
+    ]
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens, names_filter=names)
     torch.testing.assert_close(logits, hf_logits, atol=ATOL, rtol=0)

@@ -11,8 +11,15 @@ from conftest import hf_site_activations, sample_tokens
 from qwen3_scope import load_model, resolve_model
 from qwen3_scope.loading import meta_model, site_shapes
 from qwen3_scope.sites import (
-    BackendUnsupportedError, SiteUnavailableError, available_sites, hook_name, layer_sites, model_backends,
-    parse_hook_name, site_d_in, site_hooks,
+    BackendUnsupportedError,
+    SiteUnavailableError,
+    available_sites,
+    hook_name,
+    layer_sites,
+    model_backends,
+    parse_hook_name,
+    site_d_in,
+    site_hooks,
 )
 
 ATOL = 1e-5  # fp32 state tolerance; observed differences are ~1e-7 (the bridge delegates to the same HF modules)
@@ -38,7 +45,11 @@ def test_every_moe_site_hook_equals_hf_activation(backend, tiny_moe_dir, hf_refe
     model = load_model(tiny_moe_dir, backend=backend)
     spec = model.qwen3_spec
     assert spec.kind == "moe" and spec.n_experts == 8 and spec.n_experts_active == 2 and spec.d_expert == 32
-    pairs = [(hook_name(site, layer, backend, spec), layer, site) for layer in range(spec.n_layers) for site in layer_sites(spec, layer, backend)]
+    pairs = [
+        (hook_name(site, layer, backend, spec), layer, site)
+        for layer in range(spec.n_layers)
+        for site in layer_sites(spec, layer, backend)
+    ]
     assert {"moe_router", "mlp_out", "attn_out", "resid_post"} <= {site for _, _, site in pairs}
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens, names_filter=[name for name, _, _ in pairs])
@@ -102,7 +113,11 @@ def test_real_moe_configs_on_meta_have_every_site_at_registry_width(name, backen
     assert hf.lm_head.weight is not hf.model.embed_tokens.weight  # untied
     if backend == "hf":  # the bridge adds its own unembedding bias; count the Hugging Face model's parameters
         assert sum(p.numel() for p in hf.parameters()) == spec.parameter_counts()["total"]
-    pairs = [(hook_name(s, layer, backend, spec), s) for layer in range(spec.n_layers) for s in layer_sites(spec, layer, backend)]
+    pairs = [
+        (hook_name(s, layer, backend, spec), s)
+        for layer in range(spec.n_layers)
+        for s in layer_sites(spec, layer, backend)
+    ]
     shapes = site_shapes(model, backend, sorted({hook for hook, _ in pairs}))
     for hook, site in pairs:
         width = shapes[hook][-1] * (shapes[hook][-2] if len(shapes[hook]) == 4 else 1)  # bridge z: [b, p, head, d_head]

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import write_chat_jsonl
 from sae_lens import SAE
 
-from conftest import write_chat_jsonl
-
-pytestmark = [pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse it"), pytest.mark.usefixtures("one_thread")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse it"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +30,19 @@ def test_train_evaluate_and_steer_a_moe_suite(tiny_moe_dir, chat_jsonl, tmp_path
     hf_model = load_model(tiny_moe_dir, backend="hf")
     spec = hf_model.qwen3_spec
     assert spec.kind == "moe"
-    result = train_suite(str(tiny_moe_dir), "qwen-scope", out=tmp_path / "suite", dataset=str(chat_jsonl), backend="hf",
-                         layers=[1], sites=["resid_post", "mlp_out"], training_tokens=32_768, width=128, progress=False,
-                         loaded_model=hf_model)
+    result = train_suite(
+        str(tiny_moe_dir),
+        "qwen-scope",
+        out=tmp_path / "suite",
+        dataset=str(chat_jsonl),
+        backend="hf",
+        layers=[1],
+        sites=["resid_post", "mlp_out"],
+        training_tokens=32_768,
+        width=128,
+        progress=False,
+        loaded_model=hf_model,
+    )
     table = result.metrics
     assert sorted(table["sae_id"]) == ["mlp_out/layer_1", "resid_post/layer_1"]
     assert (table["variance_explained"] > 0.5).all(), table  # the SAEs learned the MoE block's output and the residual
@@ -52,5 +64,7 @@ def test_train_evaluate_and_steer_a_moe_suite(tiny_moe_dir, chat_jsonl, tmp_path
         with steer(bridge, [steer_feature(sae, 5, alpha=4.0)]) as handle:
             steered_logits, steered = bridge.run_with_cache(tokens, names_filter=[name])
     assert handle.hook_names == [name]  # the hf-named SAE steers the bridge's hook for the same site
-    torch.testing.assert_close(steered[name] - clean[name], (4.0 * sae.W_dec[5]).expand_as(clean[name]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        steered[name] - clean[name], (4.0 * sae.W_dec[5]).expand_as(clean[name]), atol=1e-5, rtol=0
+    )
     assert (steered_logits - clean_logits).abs().max() > 1e-3

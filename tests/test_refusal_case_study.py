@@ -120,6 +120,7 @@ def test_refusal_latent_induces_and_suppression_bypasses(organism, suite_dir, tm
         base["suppress"]["rate"] >= 0.8 and base["induce"]["rate"] <= 0.2
     )  # the organism refuses harmful prompts only
     best = result.summary[result.summary["method"] == "sae_feature"].iloc[0]
+    assert best["candidate"].endswith(f"/f{int(best['feature'])}")  # the summary names the latent it ranks
     assert best["induce_max_rate"] >= 0.9, result.summary.to_string()
     assert best["suppress_min_rate"] <= base["suppress"]["rate"] - 0.5, result.summary.to_string()
     baseline = result.summary[result.summary["method"] == "diff_in_means"]

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY_TEXT, write_chat_jsonl
 
 TOKENS = 12_000  # per SAE in the small runs: ~12 steps of 1024 tokens
-pytestmark = [pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse it"),  # the small chat file, by design
-              pytest.mark.usefixtures("one_thread")]
-
-
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse it"),  # the small chat file, by design
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +44,10 @@ def trained_suite(tiny_qwen3_dir, tiny_model, chat_jsonl, tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------------------------- recipes
-@pytest.mark.parametrize("model,n_saes,width", [("Qwen/Qwen3-1.7B", 28 * 3, 32_768), ("Qwen/Qwen3-4B", 36 * 3, 40_960),
-                                                ("Qwen/Qwen3-8B", 9, 65_536)])
+@pytest.mark.parametrize(
+    "model,n_saes,width",
+    [("Qwen/Qwen3-1.7B", 28 * 3, 32_768), ("Qwen/Qwen3-4B", 36 * 3, 40_960), ("Qwen/Qwen3-8B", 9, 65_536)],
+)
 def test_paper_recipe_matches_the_paper_layout(model, n_saes, width):
     from sae_lens import JumpReLUTrainingSAEConfig, LanguageModelSAERunnerConfig, MultiSAETrainingRunnerConfig
 
@@ -89,7 +89,9 @@ def test_qwen_scope_recipe(model):
 
     spec = resolve_model(model)
     suite = build_suite(model, "qwen-scope")
-    assert [j.layer for j in suite.jobs] == list(range(spec.n_layers)) and {j.site for j in suite.jobs} == {"resid_post"}
+    assert [j.layer for j in suite.jobs] == list(range(spec.n_layers)) and {j.site for j in suite.jobs} == {
+        "resid_post"
+    }
     for job in suite.jobs:
         assert isinstance(job.sae_cfg, TopKTrainingSAEConfig)
         assert (job.d_sae, job.sae_cfg.k, job.sae_cfg.aux_loss_coefficient) == (16 * spec.d_model, 50, 1 / 32)
@@ -118,7 +120,9 @@ def test_recipe_subsets_backends_and_fast_classes():
     spec = resolve_model("Qwen/Qwen3-4B")
     suite = build_suite("Qwen/Qwen3-4B", "paper", layers=[3, 7], sites=["mlp_out"], backend="hf")
     assert [(j.sae_id, j.hook_name) for j in suite.jobs] == [
-        ("mlp_out/layer_3", hook_name("mlp_out", 3, "hf", spec)), ("mlp_out/layer_7", hook_name("mlp_out", 7, "hf", spec))]
+        ("mlp_out/layer_3", hook_name("mlp_out", 3, "hf", spec)),
+        ("mlp_out/layer_7", hook_name("mlp_out", 7, "hf", spec)),
+    ]
     assert suite.runner_config(suite.jobs[0]).model_class_name == "AutoModelForCausalLM"
     z = build_suite("Qwen/Qwen3-4B", "paper", layers=[0], sites=["attn_z"])
     assert z.jobs[0].d_in == spec.d_attn == 4096 and z.jobs[0].sae_cfg.reshape_activations == "hook_z"
@@ -201,16 +205,23 @@ def test_data_sources(tiny_model, tmp_path):
 
     from qwen3_scope.training.data import DatasetSourceError, prepare_data
 
-    rows = [{"conversations": [{"from": "human", "value": "hi there"}, {"from": "gpt", "value": "hello friend"}]},
-            {"prompt": "one two", "response": "three four"}, {"text": "the cat sat on the mat"}] * 40
+    rows = [
+        {"conversations": [{"from": "human", "value": "hi there"}, {"from": "gpt", "value": "hello friend"}]},
+        {"prompt": "one two", "response": "three four"},
+        {"text": "the cat sat on the mat"},
+    ] * 40
     datasets.Dataset.from_list(rows[1::3]).to_parquet(str(tmp_path / "rows.parquet"))
     datasets.Dataset.from_list(rows[::3]).save_to_disk(str(tmp_path / "saved"))
     (tmp_path / "plain.txt").write_text("\n".join(TINY_TEXT * 20))
     tok = tiny_model.tokenizer
     first = lambda data: tok.decode(data.train[0]["input_ids"])  # noqa: E731
-    assert first(prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "rows.parquet"), context_size=8)).startswith("<|im_start|>user\none two")
+    assert first(prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "rows.parquet"), context_size=8)).startswith(
+        "<|im_start|>user\none two"
+    )
     saved = prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "saved"), context_size=16)
-    assert "<|im_start|>assistant\nhello friend" in tok.decode(saved.train[0]["input_ids"] + saved.train[1]["input_ids"])
+    assert "<|im_start|>assistant\nhello friend" in tok.decode(
+        saved.train[0]["input_ids"] + saved.train[1]["input_ids"]
+    )
     plain = prepare_data(tok, 50, 10, tmp_path / "d", str(tmp_path / "plain.txt"), context_size=4)
     assert plain.heldout[0]["text"] == TINY_TEXT[0] + "<|endoftext|>"  # the first documents are held out
     assert first(plain) == tok.decode(tok(TINY_TEXT[1] + "<|endoftext|>")["input_ids"][:4])
@@ -240,10 +251,14 @@ def test_suite_trains_loadable_saes_that_beat_baselines(trained_suite, tiny_mode
     assert {"model", "recipe", "training_tokens", "data", "versions", "plan", "groups"} <= set(manifest)
     assert json.loads((suite_dir / "metrics.json").read_text()) == manifest["metrics"]
     assert not (suite_dir / ".checkpoints").exists()
-    tokens = tiny_model.to_tokens(["the dog ran in the park and the cat sat on the mat", TINY_TEXT[1]], prepend_bos=False)
+    tokens = tiny_model.to_tokens(
+        ["the dog ran in the park and the cat sat on the mat", TINY_TEXT[1]], prepend_bos=False
+    )
     for sae_id_, entry in manifest["saes"].items():
         folder = suite_dir / sae_id_
-        assert {"cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "runner_cfg.json"} <= {p.name for p in folder.iterdir()}
+        assert {"cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "runner_cfg.json"} <= {
+            p.name for p in folder.iterdir()
+        }
         sae = SAE.load_from_disk(str(folder))
         assert sae.cfg.metadata.hook_name == entry["hook_name"] and sae.cfg.metadata.prepend_bos is False
         assert sae.cfg.metadata.qwen3_model == str(Path(manifest["model"]["name"])) and sae.cfg.d_in == 64
@@ -270,13 +285,23 @@ def test_sae_lens_own_runner_replays_a_suite_sae_from_its_runner_cfg(trained_sui
     folder = trained_suite.suite_dir / "mlp_out" / "layer_1"
     cfg_dict = json.loads((folder / "runner_cfg.json").read_text())
     # portable: the dataset and model are named, not located; a replay points them at this machine's copies
-    assert cfg_dict["dataset_path"] == "chats.jsonl" and cfg_dict["model_name"] == trained_suite.manifest["model"]["name"]
-    assert str(trained_suite.suite_dir) not in (folder / "runner_cfg.json").read_text() + (folder / "cfg.json").read_text()
+    assert (
+        cfg_dict["dataset_path"] == "chats.jsonl" and cfg_dict["model_name"] == trained_suite.manifest["model"]["name"]
+    )
+    assert (
+        str(trained_suite.suite_dir) not in (folder / "runner_cfg.json").read_text() + (folder / "cfg.json").read_text()
+    )
     model_dir = trained_suite.manifest["config"]["model"]
     assert not Path(model_dir).is_absolute()
-    cfg = LanguageModelSAERunnerConfig.from_dict({**cfg_dict, "training_tokens": 2048, "output_path": str(tmp_path / "replay"),
-                                                  "dataset_path": str(trained_suite.suite_dir / "data" / "train"),
-                                                  "model_name": str(tiny_qwen3_dir)})
+    cfg = LanguageModelSAERunnerConfig.from_dict(
+        {
+            **cfg_dict,
+            "training_tokens": 2048,
+            "output_path": str(tmp_path / "replay"),
+            "dataset_path": str(trained_suite.suite_dir / "data" / "train"),
+            "model_name": str(tiny_qwen3_dir),
+        }
+    )
     register_with_transformer_lens(cfg.model_name)  # TransformerLens only loads local checkpoints it was told about
     # the suite's pre-tokenized data as a Dataset: SAELens 6.54 sends a local *path* of a tokenized dataset to the hub
     # for a tokenizer check (HFValidationError), so a local one goes in as override_dataset
@@ -287,14 +312,21 @@ def test_sae_lens_own_runner_replays_a_suite_sae_from_its_runner_cfg(trained_sui
     assert replay.cfg.metadata.hook_name == "blocks.1.hook_mlp_out" and replay.cfg.d_sae == 1024
 
 
-RESUME_KWARGS = dict(checkpoint_every_tokens=2048, max_saes_per_group=1, layers=[1], sites=["resid_post", "attn_out"],
-                     recipe="paper", training_tokens=8192)
+RESUME_KWARGS = dict(
+    checkpoint_every_tokens=2048,
+    max_saes_per_group=1,
+    layers=[1],
+    sites=["resid_post", "attn_out"],
+    recipe="paper",
+    training_tokens=8192,
+)
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_qwen3_dir, tiny_model, chat_jsonl, tmp_path_factory):
-    return _train(tiny_qwen3_dir, tmp_path_factory.mktemp("whole") / "suite", chat_jsonl, loaded_model=tiny_model,
-                  **RESUME_KWARGS)
+    return _train(
+        tiny_qwen3_dir, tmp_path_factory.mktemp("whole") / "suite", chat_jsonl, loaded_model=tiny_model, **RESUME_KWARGS
+    )
 
 
 def _assert_same_saes(a, b) -> None:
@@ -307,8 +339,9 @@ def _assert_same_saes(a, b) -> None:
     assert a.manifest["metrics"] == b.manifest["metrics"]
 
 
-def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tiny_qwen3_dir, tiny_model, chat_jsonl, uninterrupted,
-                                                               tmp_path):
+def test_resume_after_a_crash_reproduces_the_uninterrupted_run(
+    tiny_qwen3_dir, tiny_model, chat_jsonl, uninterrupted, tmp_path
+):
     from qwen3_scope.training.suite import SuiteExistsError
 
     class Crash(Exception):
@@ -319,14 +352,23 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tiny_qwen3_dir, t
             raise Crash
 
     with pytest.raises(Crash):
-        _train(tiny_qwen3_dir, tmp_path / "resumed", chat_jsonl, loaded_model=tiny_model, on_checkpoint=crash, **RESUME_KWARGS)
+        _train(
+            tiny_qwen3_dir,
+            tmp_path / "resumed",
+            chat_jsonl,
+            loaded_model=tiny_model,
+            on_checkpoint=crash,
+            **RESUME_KWARGS,
+        )
     state = json.loads((tmp_path / "resumed" / "manifest.json").read_text())
     assert [g["status"] for g in state["groups"]] == ["done", "running"] and state["groups"][1]["checkpoint_step"] == 4
     assert (tmp_path / "resumed" / "resid_post" / "layer_1").is_dir()  # group 0, finished before the crash
     assert not (tmp_path / "resumed" / "attn_out" / "layer_1").exists()  # nothing half-written
     with pytest.raises(SuiteExistsError, match="--resume"):
         _train(tiny_qwen3_dir, tmp_path / "resumed", chat_jsonl, loaded_model=tiny_model, **RESUME_KWARGS)
-    resumed = _train(tiny_qwen3_dir, tmp_path / "resumed", chat_jsonl, loaded_model=tiny_model, resume=True, **RESUME_KWARGS)
+    resumed = _train(
+        tiny_qwen3_dir, tmp_path / "resumed", chat_jsonl, loaded_model=tiny_model, resume=True, **RESUME_KWARGS
+    )
     assert resumed.manifest["groups"][1]["resumed_from_step"] == 4
     _assert_same_saes(uninterrupted, resumed)
 
@@ -352,7 +394,9 @@ def test_a_killed_process_resumes_bit_identically(tiny_qwen3_dir, tiny_model, ch
     try:
         while not list(out.glob(".checkpoints/group_*/latest.json")):
             if proc.poll() is not None:
-                pytest.fail(f"training process ended before its first checkpoint: {proc.stderr.read().decode()[-2000:]}")
+                pytest.fail(
+                    f"training process ended before its first checkpoint: {proc.stderr.read().decode()[-2000:]}"
+                )
             if time.time() > deadline:
                 pytest.fail("no checkpoint within 240 s")
             time.sleep(0.02)
@@ -384,7 +428,9 @@ def test_bad_input_gives_clear_errors(tiny_qwen3_dir, tiny_model, chat_jsonl, tr
         build_suite("Qwen/Qwen3-4B", "paper", backend="bridge")
     with pytest.raises(RecipeConfigError, match="k only applies to TopK"):
         build_suite("Qwen/Qwen3-4B", "paper", k=50)
-    with pytest.raises(RecipeConfigError, match=r"buffer .* smaller than one training batch.*n_batches_in_buffer >= 33"):
+    with pytest.raises(
+        RecipeConfigError, match=r"buffer .* smaller than one training batch.*n_batches_in_buffer >= 33"
+    ):
         build_suite("Qwen/Qwen3-4B", "paper", runner_overrides={"n_batches_in_buffer": 2, "context_size": 128})
     with pytest.raises(RecipeConfigError, match=r"override\(s\) \['learning_rate'\]"):
         build_suite("Qwen/Qwen3-4B", "paper", runner_overrides={"learning_rate": 1e-3})
@@ -394,8 +440,14 @@ def test_bad_input_gives_clear_errors(tiny_qwen3_dir, tiny_model, chat_jsonl, tr
         _train(tiny_qwen3_dir, tmp_path / "x", tmp_path / "nope.jsonl", loaded_model=tiny_model)
     assert not (tmp_path / "x" / "manifest.json").exists()
     with pytest.raises(ResumeMismatchError, match="different settings"):
-        _train(tiny_qwen3_dir, trained_suite.suite_dir, chat_jsonl, loaded_model=tiny_model, resume=True,
-               training_tokens=TOKENS * 2)
+        _train(
+            tiny_qwen3_dir,
+            trained_suite.suite_dir,
+            chat_jsonl,
+            loaded_model=tiny_model,
+            resume=True,
+            training_tokens=TOKENS * 2,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -404,8 +456,9 @@ def test_cli_plan_only_and_describe(capsys, tmp_path):
 
     parser = argparse.ArgumentParser()
     add_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train", "--model", "Qwen/Qwen3-8B", "--plan-only", "--memory-gb", "200",
-                              "--out", str(tmp_path / "s")])
+    args = parser.parse_args(
+        ["train", "--model", "Qwen/Qwen3-8B", "--plan-only", "--memory-gb", "200", "--out", str(tmp_path / "s")]
+    )
     args.func(args)
     out = capsys.readouterr().out
     assert "qwen3-8b-paper-65k: 9 SAEs" in out and "expected cost" in out
@@ -429,8 +482,9 @@ def test_organism_all_sites_end_to_end(tmp_path):
 
     from qwen3_scope.training.suite import train_suite
 
-    result = train_suite("organism", "paper", out=tmp_path / "organism", layers=[1], training_tokens=40_000,
-                         fast=None, progress=False)
+    result = train_suite(
+        "organism", "paper", out=tmp_path / "organism", layers=[1], training_tokens=40_000, fast=None, progress=False
+    )
     table = result.metrics
     assert list(table["site"]) == ["resid_post", "mlp_out", "attn_out"]
     assert (table["variance_explained"] > 0.5).all() and (table["l0"] < 4 * 24).all(), table

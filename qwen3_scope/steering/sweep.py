@@ -278,6 +278,7 @@ def summarize(table: pd.DataFrame, target: float = 0.9) -> pd.DataFrame:
             "method": best_i["method"],
             "layer": best_i["layer"],
             "site": best_i["site"],
+            "feature": best_i["feature"],
             "induce_max_rate": best_i["rate"],
             "induce_alpha": best_i["alpha"],
             "induce_ce_delta": best_i["harmless_ce_delta"],

@@ -101,7 +101,11 @@ class Recipe:
             merged.update(self.small)
         rows += [(key, hyper.value, hyper.source) for key, hyper in merged.items()]
         rows += [
-            (f"layout[{model}]", f"sites={','.join(s)} layers={'all' if layer is None else f'{layer[0]}-{layer[-1]}'}", src)
+            (
+                f"layout[{model}]",
+                f"sites={','.join(s)} layers={'all' if layer is None else f'{layer[0]}-{layer[-1]}'}",
+                src,
+            )
             for model, (s, layer, src) in self.layouts.items()
         ]
         return pd.DataFrame(rows, columns=["hyperparameter", "value", "source"])
