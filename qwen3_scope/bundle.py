@@ -40,7 +40,7 @@ SUITE = "organism"
 
 
 def source_checkout() -> Path:
-    """The checkout this qwen3_scope was imported from; refuses an installed package (site-packages, a wheel
+    """The checkout this qwen3_scope was imported from; refuses an installed package (a wheel
     install, an editable install's copy elsewhere): the bundler rewrites package files, and those must only
     change in a source tree under version control."""
     package = refuse_installed_package(bundled_root()).parent

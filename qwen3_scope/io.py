@@ -12,6 +12,8 @@ import errno
 import json
 import os
 import shutil
+import site
+import sysconfig
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -125,13 +127,14 @@ def refuse_installed_package(path: str | Path) -> Path:
     """Raise unless `path` is outside the qwen3_scope package or the package is a source checkout.
 
     Why: the build tools (organism training, bundled suite) regenerate assets that ship inside the package;
-    run against an installed copy they would silently modify site-packages.
+    run against an installed copy they would silently modify the installation.
     """
     from importlib.resources import files
 
     package = Path(str(files("qwen3_scope"))).resolve()
     target = Path(path).resolve()
-    installed = any(part in ("site-packages", "dist-packages") for part in package.parts)
+    install_dirs = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")} | set(site.getsitepackages())
+    installed = any(package.is_relative_to(Path(d).resolve()) for d in install_dirs | {site.getusersitepackages()})
     if target.is_relative_to(package) and (installed or not (package.parent / "pyproject.toml").is_file()):
         raise Qwen3ScopeError(
             f"refusing to write {target}: it is inside the installed qwen3_scope package ({package}), not a source "
