@@ -56,7 +56,7 @@ class ExportConfig:
     )
     html: bool = field(default=False, metadata={"help": "also write the offline viewer (viewer/index.html)"})
     overwrite: bool = field(default=False, metadata={"help": "replace an export of another suite in --out"})
-    progress: bool = field(default=True, metadata={"help": "progress bars"})
+    progress: bool = field(default=True, metadata={"help": "progress bars", "cli": False})
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

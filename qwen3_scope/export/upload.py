@@ -38,7 +38,9 @@ class UploadConfig:
     """Upload one suite (a suite directory, or a release + id regex) to a Hub model repo."""
 
     repo: str = field(metadata={"help": "Hub repo id USER/NAME"})
-    suite: Path | None = field(default=None, metadata={"help": "suite directory"})
+    suite: Path | None = field(
+        default=None, metadata={"help": "suite directory (the positional SUITE_DIR)", "cli": False}
+    )
     release: str | None = field(default=None, metadata={"help": "SAELens release (with --ids)"})
     ids: str = field(default=".*", metadata={"help": "regex an SAE id must fully match"})
     revision: str | None = field(default=None, metadata={"help": "branch to commit to (default: main)"})
