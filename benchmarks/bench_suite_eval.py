@@ -152,8 +152,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         model, documents, label = small_model(args, Path(scratch))
         saes = random_suite(model, args.expansion, args.k)[: args.max_saes]
+        # plain run_evals scores every non-special token: the shared path scores the same positions here, so the
+        # timings and the agreement check compare like with like (`qwen3-scope eval` defaults to predicted tokens)
         config = dict(
-            n_batches=args.batches, batch_size_prompts=args.batch_size, context_size=args.context_size, progress=False
+            n_batches=args.batches,
+            batch_size_prompts=args.batch_size,
+            context_size=args.context_size,
+            progress=False,
+            predicted_tokens_only=False,
         )
         if "device" in SuiteEvalConfig.__dataclass_fields__:
             config["device"] = "cpu"
