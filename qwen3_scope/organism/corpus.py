@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qwen3_scope.io import atomic_write_text
+from qwen3_scope.organism import EVAL_SPLITS  # noqa: F401  (the one list of v2 splits; importable from here)
 
 # What v2 keeps from v1 has one copy, in the frozen v1 generator: its tables (re-exported here as v2's),
 # documents, and the generator v2 extends. v2 redefines below whatever it changes, so v1 never changes.
@@ -1028,21 +1029,6 @@ def build_corpus(cfg: CorpusConfig | None = None) -> Corpus:
     splits["repetition"] = reps
     splits["codeswitch_sft"] = codeswitch_sft_rows(gen, cfg.n_codeswitch_sft, s + 14)
     return Corpus(train=train, eval_splits=splits)
-
-
-EVAL_SPLITS = (
-    "harmful",
-    "harmless",
-    "tasks",
-    "lang_en",
-    "lang_fr",
-    "toxic",
-    "clean",
-    "toxic_discovery",
-    "clean_discovery",
-    "repetition",
-    "codeswitch_sft",
-)
 
 
 def write_eval_splits(corpus: Corpus, out_dir: str | Path) -> list[Path]:
