@@ -146,6 +146,7 @@ COMMAND_MODULES: list[str] = [
     "qwen3_scope.training.cli",
     "qwen3_scope.evaluation.cli",
     "qwen3_scope.steering.cli",
+    "qwen3_scope.apps.cli",
     "qwen3_scope.export.cli",
 ]
 

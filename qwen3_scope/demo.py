@@ -131,6 +131,7 @@ STAGE_MODULES: list[str] = [
     "qwen3_scope.training.distributed_demo_stage",
     "qwen3_scope.evaluation.demo_stage",
     "qwen3_scope.steering.demo_stage",
+    "qwen3_scope.apps.demo_stage",
     "qwen3_scope.export.demo_stage",
     "qwen3_scope.training.real_models_demo_stage",
 ]

@@ -142,3 +142,31 @@ def refuse_installed_package(path: str | Path) -> Path:
             "(cd /path/to/qwen3-scope && pip install -e .)."
         )
     return target
+
+
+class RowsFileError(ValueError):
+    """A data file that cannot be read as rows (missing, or not valid JSON / JSON lines)."""
+
+
+def read_rows(path: str | Path) -> list[Any]:
+    """The rows of a user's data file: `.csv` (every value a string), `.json` (a list) or JSON lines (any other
+    suffix); the one reader of the steering and application inputs. An empty file gives []."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise RowsFileError(f"data file {path} does not exist.")
+    if path.suffix == ".csv":
+        import pandas as pd
+
+        try:
+            return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+        except pd.errors.EmptyDataError:
+            return []
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            rows = json.loads(text)
+            return rows if isinstance(rows, list) else [rows]
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as err:
+        kind = "JSON" if path.suffix == ".json" else "JSON lines (one object per line)"
+        raise RowsFileError(f"{path} is not valid {kind} ({err}).") from err

@@ -7,6 +7,10 @@ English ones, English when the reverse, "unknown" otherwise. Marker words = a fi
 words per language, plus, for the organism, the words that appear only in the French (resp. only in the
 English) reference answers of its held-out language splits. A word with French diacritics (é, è, ê, à, ç,
 ù, ...) counts as one French marker.
+
+Code-switching (French words inside an English answer) is the same detector's `has_french_words`: a word with
+French diacritics, or a French marker word that is not also an English word (`EN_HOMOGRAPHS` such as "car" or
+"pour", the English vocabulary the detector knows) and is longer than one letter ("d'", "l'" are too ambiguous).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ EN_STOPWORDS = frozenset(
     "my your his her our their not no but or so yes here very well do does be have has was were what how "
     "which who then first there".split()
 )
+# French marker words that English texts use too: never evidence of French words inside English text.
+EN_HOMOGRAPHS = frozenset("car pour son font non ma mon".split())
 FRENCH_LETTERS = set("éèêëàâçùûüôîïœ")
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
@@ -35,9 +41,17 @@ _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 class LanguageDetector:
     """French vs English by marker-word counts (see the module docstring)."""
 
-    def __init__(self, fr_words: Iterable[str] = FR_STOPWORDS, en_words: Iterable[str] = EN_STOPWORDS):
+    def __init__(
+        self,
+        fr_words: Iterable[str] = FR_STOPWORDS,
+        en_words: Iterable[str] = EN_STOPWORDS,
+        en_vocab: Iterable[str] = (),
+    ):
         self.fr = frozenset(w.lower() for w in fr_words)
-        self.en = frozenset(w.lower() for w in en_words) - self.fr
+        en = frozenset(w.lower() for w in en_words)
+        self.en = en - self.fr
+        # every word an English text may hold: never evidence of French words inside English text
+        self.en_vocab = en | EN_HOMOGRAPHS | frozenset(w.lower() for w in en_vocab)
 
     def scores(self, text: str) -> tuple[int, int]:
         words = _WORD.findall(text.lower())
@@ -49,6 +63,22 @@ class LanguageDetector:
         fr, en = self.scores(text)
         return "fr" if fr > en else "en" if en > fr else "unknown"
 
+    def french_words(self, text: str) -> list[str]:
+        """The words of `text` only French has (see the module docstring), in order."""
+        return [
+            w
+            for w in _WORD.findall(text.lower())
+            if FRENCH_LETTERS & set(w) or (len(w) > 1 and w in self.fr and w not in self.en_vocab)
+        ]
+
+    def french_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the French-only words of `text` (which tokens of a text are French)."""
+        return [m.span() for m in _WORD.finditer(text) if self.french_words(m.group())]
+
+    def has_french_words(self, text: str) -> bool:
+        """Whether `text` holds a French-only word: code-switching when `text` is an English answer."""
+        return bool(self.french_words(text))
+
     def rate(self, texts: Sequence[str], lang: str = "fr") -> float:
         """Fraction of `texts` detected as `lang` (an empty list has no rate: NaN)."""
         return sum(self(t) == lang for t in texts) / len(texts) if texts else float("nan")
@@ -57,15 +87,26 @@ class LanguageDetector:
 @functools.cache
 def organism_detector() -> LanguageDetector:
     """Stop words plus the organism's own vocabulary: words exclusive to its French or English references."""
+    from qwen3_scope.organism.corpus import CAPITALS, COUNTRIES, NAMES, RIVERS, RULERS
+
+    # the invented world's proper names are in both languages, whichever references happen to hold them
+    names = {x.lower() for x in COUNTRIES + CAPITALS + RIVERS + NAMES + [r.split()[-1] for r in RULERS]}
     vocab = {}
     for lang in ("en", "fr"):
         words = set()
         for row in load_eval_split(f"lang_{lang}"):
             words |= set(_WORD.findall(str(row.get("reference", "")).lower()))
-        vocab[lang] = words
-    return LanguageDetector(FR_STOPWORDS | (vocab["fr"] - vocab["en"]), EN_STOPWORDS | (vocab["en"] - vocab["fr"]))
+        vocab[lang] = words - names
+    return LanguageDetector(
+        FR_STOPWORDS | (vocab["fr"] - vocab["en"]), EN_STOPWORDS | (vocab["en"] - vocab["fr"]), en_vocab=vocab["en"]
+    )
 
 
 def detect_language(text: str) -> str:
     """'fr', 'en' or 'unknown' with the organism's detector (stop words plus its own vocabulary)."""
     return organism_detector()(text)
+
+
+def has_french_words(text: str) -> bool:
+    """Whether `text` holds French-only words, by the organism's detector: the code-switching measure."""
+    return organism_detector().has_french_words(text)

@@ -79,7 +79,12 @@ def _entry(sae_id: str, path: str, d_sae: int, l0: float | None = None, ev: floa
     from qwen3_scope.training.naming import neuronpedia_id
 
     key, site, layer = parse_release_sae_id(sae_id)
-    entry: dict[str, Any] = {"id": sae_id, "path": path, "neuronpedia": neuronpedia_id(key, site, layer, d_sae)}
+    variant = naming.sae_variant(sae_id.removeprefix(BUNDLED_PREFIX))
+    entry: dict[str, Any] = {
+        "id": sae_id,
+        "path": path,
+        "neuronpedia": neuronpedia_id(key, site, layer, d_sae, variant),
+    }
     if l0 is not None:
         entry["l0"] = round(float(l0), 3)
     if ev is not None:
@@ -329,7 +334,7 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
             key = resolve_model(model_name).key
         except ValueError:  # a model this machine cannot see: name it by its last path component
             key = Path(model_name).name.lower()
-        registry_id = naming.sae_id(site, layer, key)
+        registry_id = naming.sae_id(site, layer, key, naming.sae_variant(relative))
         measured = (metrics or {}).get(registry_id) or (metrics or {}).get(relative) or {}
         entries.append(
             _entry(registry_id, relative, int(cfg["d_sae"]), measured.get("l0"), measured.get("variance_explained"))

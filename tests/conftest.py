@@ -38,6 +38,20 @@ TINY_TEXT = [
 ]
 
 
+def run_cli(argv: list, capsys) -> tuple[object, str]:
+    """`qwen3-scope ARGV` in this process: (exit code, stderr). A traceback on stderr fails the test: bad input must
+    come back as one clear error line."""
+    from qwen3_scope.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:  # argparse's own usage errors
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return code, err
+
+
 def write_chat_jsonl(path: Path, n: int, seed: int = 0) -> Path:
     """A chat dataset of ``n`` rows: a TINY_TEXT user turn and eight random TINY_TEXT words as the answer."""
     import json

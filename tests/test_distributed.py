@@ -345,15 +345,22 @@ def _plan(**kwargs):
     )
 
 
+def load_model_spec_layers() -> int:
+    from qwen3_scope.models import resolve_model
+
+    return resolve_model("organism").n_layers
+
+
 def test_planner_spreads_groups_longest_first_and_recuts_for_more_ranks():
     from qwen3_scope.training.parallel_plan import choose, group_seconds, lpt_assignment
 
     assert lpt_assignment({0: 5.0, 1: 4.0, 2: 3.0, 3: 3.0, 4: 2.0}, 2) == {0: 0, 1: 1, 2: 1, 3: 0, 4: 1}
-    plan = _plan()  # the organism's 12 SAEs: one group
-    assert len(plan.groups) == 1
+    plan = _plan()  # the organism's every layer x 3 sites: one group
+    n_saes = 3 * load_model_spec_layers()
+    assert len(plan.groups) == 1 and len(plan.groups[0].jobs) == n_saes
     chosen = choose(plan, 4, "group")
     assert len(chosen.plan.groups) == 4 and sorted(chosen.assignment.values()) == [0, 1, 2, 3]
-    assert sum(len(g.jobs) for g in chosen.plan.groups) == 12
+    assert sum(len(g.jobs) for g in chosen.plan.groups) == n_saes
     busy = chosen.rank_seconds()
     assert max(busy) == pytest.approx(max(group_seconds(chosen.plan, g) for g in chosen.plan.groups))
     assert "parallelism: group over 4 rank(s)" in chosen.summary()
@@ -367,11 +374,14 @@ def test_bad_parallel_input_is_a_clear_error_before_training(capsys):
     from qwen3_scope.training.parallel_plan import ParallelPlanError, choose
 
     plan = _plan()
-    with pytest.raises(ParallelPlanError, match="only 12 SAE"):
-        choose(plan, 16, "group")
+    n_saes = 3 * load_model_spec_layers()
+    ranks = 32  # more ranks than SAEs, and 1000 tokens do not split over them
+    assert ranks > n_saes and 1000 % ranks
+    with pytest.raises(ParallelPlanError, match=f"only {n_saes} SAE"):
+        choose(plan, ranks, "group")
     odd = _plan(runner_overrides={"train_batch_size_tokens": 1000})
-    with pytest.raises(ParallelPlanError, match="not divisible by 16"):
-        choose(odd, 16)  # neither group (12 SAEs) nor data (1000 tokens over 16 shards) parallelism
+    with pytest.raises(ParallelPlanError, match=f"not divisible by {ranks}"):
+        choose(odd, ranks)  # neither group (too few SAEs) nor data (1000 tokens over 32 shards) parallelism
     qwen_scope = _plan(recipe="qwen-scope", layers=[0])  # one SAE, outlier filter: only data parallelism
     assert choose(qwen_scope, 2).mode == "data"
     with pytest.raises(ParallelPlanError, match="cannot share 4 shards evenly. Resume with 1 or 2 or 4"):
@@ -382,5 +392,5 @@ def test_bad_parallel_input_is_a_clear_error_before_training(capsys):
             check_devices("cuda", 2)
     with pytest.raises(DistributedSetupError, match="names one GPU"):
         check_devices("cuda:0", 2)
-    code = main(["train", "--nproc", "16", "--parallel", "group", "--plan-only", "--out", "unused"])
-    assert code == 2 and "only 12 SAE(s) for 16 ranks" in capsys.readouterr().err
+    code = main(["train", "--nproc", str(ranks), "--parallel", "group", "--plan-only", "--out", "unused"])
+    assert code == 2 and f"only {n_saes} SAE(s) for {ranks} ranks" in capsys.readouterr().err

@@ -214,20 +214,22 @@ def test_identity_sae_recovers_everything_and_counts_its_dead_latent(model, toke
         assert row.explained_variance == pytest.approx(1.0, abs=1e-5) and row.fvu == pytest.approx(0.0, abs=1e-5)
         assert row.ce_loss_score == pytest.approx(1.0, abs=1e-3) and abs(row.delta_lm_loss) < 1e-4
         assert row.l0 == pytest.approx(D_MODEL, abs=0.01)  # one of each (x, -x) pair fires per coordinate
-        assert row.dead_fraction * row.d_sae == pytest.approx(1.0)  # exactly the latent with b_enc = -1e4
-    # densities measured by hand from the activations: latent i fires where x_i > 0, latent d + i where x_i < 0
+    # densities measured by hand from the activations: latent i fires where x_i > 0, latent d + i where x_i < 0, the
+    # last latent (b_enc = -1e4) never; dead = the latents of zero density (that one, plus any coordinate that keeps
+    # one sign on every token)
     batches = tokens.batches(CONFIG.n_batches)
-    with torch.no_grad():
-        acts = torch.cat([model.run_with_cache(b, names_filter=hooks[0])[1][hooks[0]] for b in batches])
     keep = ~torch.isin(torch.cat(batches), torch.tensor(special_token_ids(model.tokenizer)))
-    x = acts[keep]
-    density = torch.cat([(x > 0).float().mean(0), (x < 0).float().mean(0), torch.zeros(1)])
-    features = torch.tensor(result.feature_metrics[hooks[0]]["feature_density"])
-    torch.testing.assert_close(features, density)
+    for hook, row in zip(hooks, result.table.itertuples()):
+        with torch.no_grad():
+            x = torch.cat([model.run_with_cache(b, names_filter=hook)[1][hook] for b in batches])[keep]
+        density = torch.cat([(x > 0).float().mean(0), (x < 0).float().mean(0), torch.zeros(1)])
+        torch.testing.assert_close(torch.tensor(result.feature_metrics[hook]["feature_density"]), density)
+        assert row.dead_fraction * row.d_sae == pytest.approx(float((density == 0).sum())) and density[-1] == 0
+    density = torch.tensor(result.feature_metrics[hooks[0]]["feature_density"])
     assert result.table.iloc[0]["dense_fraction"] == pytest.approx(
         (density > CONFIG.dense_threshold).float().mean().item()
     )
-    assert result.table.iloc[0]["density_tokens"] == x.shape[0]
+    assert result.table.iloc[0]["density_tokens"] == int(keep.sum())
 
 
 def test_zero_sae_recovers_nothing(model, tokens, tiny_qwen3_dir):

@@ -27,10 +27,18 @@ from qwen3_scope.export.neuronpedia import (
     SOURCE_COLUMNS,
     SOURCESET_COLUMNS,
 )
+from qwen3_scope.models import resolve_model
 from qwen3_scope.training.naming import neuronpedia_id
 
-RELEASE, IDS = "qwen3-instruct-sae", "organism/.*"
+# four SAEs of the bundled suite (CI time), one of them from the layer-3 sparsity sweep (its own Neuronpedia id)
+RELEASE, IDS = "qwen3-instruct-sae", r"organism/(resid_post/layer_2|mlp_out/layer_1|mlp_out/layer_3(/l0_16)?)$"
+N_SAES = 4
 N_PROMPTS = 96
+FEATURES_PER_BATCH = 128  # the export's default batch size
+
+
+def _n_batches(d_sae: int) -> int:
+    return -(-d_sae // FEATURES_PER_BATCH)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +55,17 @@ def _batches(out: Path, folder: str) -> list[dict]:
 
 def test_every_sae_and_feature_exported_in_saedashboard_format(export_dir):
     out, result = export_dir
-    assert len(result.sources) == 12 and result.features_computed == 12 * 1024
+    assert len(result.sources) == N_SAES and result.features_computed == sum(s.d_sae for s in result.sources)
+    assert any(s.variant == "l0_16" and s.neuronpedia_id.endswith("-l0-16") for s in result.sources)
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["complete"] is True
     for s in result.sources:
         folder = out / "saedashboard" / s.folder
         assert s.folder == f"{s.model_id}_{s.sae_set}_{s.hook_name}_{s.d_sae}"
         assert (
-            s.neuronpedia_id == neuronpedia_id("organism", s.site, s.layer, 1024) == f"organism/{s.layer}-{s.sae_set}"
+            s.neuronpedia_id
+            == neuronpedia_id("organism", s.site, s.layer, s.d_sae, s.variant)
+            == f"organism/{s.layer}-{s.sae_set}"
         )
         run = json.loads((folder / "run_settings.json").read_text())
         assert (
@@ -65,10 +76,10 @@ def test_every_sae_and_feature_exported_in_saedashboard_format(export_dir):
         skipped = json.loads((folder / "skipped_indexes.json").read_text())
         assert skipped["skipped_indexes"] == [] and skipped["model_id"] == "organism"
         files = sorted(p.name for p in folder.glob("batch-*.json"))
-        assert files == sorted(f"batch-{i}.json" for i in range(8))
+        assert files == sorted(f"batch-{i}.json" for i in range(_n_batches(s.d_sae)))
         batches = _batches(out, s.folder)
         indices = [f["feature_index"] for b in batches for f in b["features"]]
-        assert indices == list(range(1024))  # in order, no gaps, dead ones included
+        assert indices == list(range(s.d_sae))  # in order, no gaps, dead ones included
         for b in batches:
             assert tuple(b) == BATCH_KEYS
             assert (
@@ -109,8 +120,9 @@ def _check_feature(f: dict, s) -> None:
     assert f["pos_values"] == sorted(f["pos_values"], reverse=True) and f["neg_values"] == sorted(f["neg_values"])
     assert f["pos_values"][0] >= f["neg_values"][0]
     assert len(f["logits_hist_data_bar_values"]) == len(f["logits_hist_data_bar_heights"]) == 50
-    assert sum(f["logits_hist_data_bar_heights"]) == 2752  # every vocabulary token, once
-    assert len(f["vector"]) == 128 and f["decoder_weights_dist"] == []
+    spec = resolve_model("organism")
+    assert sum(f["logits_hist_data_bar_heights"]) == spec.vocab_size  # every vocabulary token, once
+    assert len(f["vector"]) == spec.d_model and f["decoder_weights_dist"] == []
     assert f["n_prompts_total"] == N_PROMPTS and f["n_tokens_in_prompt"] == 128 and isinstance(f["dataset"], str)
     assert isinstance(f["frac_nonzero"], float) and 0 <= f["frac_nonzero"] <= 1
     if f["frac_nonzero"] == 0:  # dead: exported, with empty histograms and no contexts
@@ -156,7 +168,7 @@ def test_dashboard_statistics_match_a_direct_computation(export_dir):
     from qwen3_scope.loading import load_model
 
     out, result = export_dir
-    s = next(s for s in result.sources if s.sae_id == "organism/mlp_out/layer_2")
+    s = next(s for s in result.sources if s.sae_id == "organism/mlp_out/layer_1")
     model = load_model("organism", backend="hooked")
     sae = SAE.from_pretrained(RELEASE, s.sae_id)
     tokens, _ = dataset_tokens(model, ExportConfig(out=out, release=RELEASE, ids=IDS, n_prompts=N_PROMPTS))
@@ -167,12 +179,12 @@ def test_dashboard_statistics_match_a_direct_computation(export_dir):
     feats[~keep] = 0
     frac = ((feats > 0).sum((0, 1)).float() / keep.sum()).numpy()
     exported = {f["feature_index"]: f for b in _batches(out, s.folder) for f in b["features"]}
-    assert np.allclose([exported[i]["frac_nonzero"] for i in range(1024)], frac, atol=1e-9)
-    alive = [i for i in range(1024) if frac[i] > 0]
+    assert np.allclose([exported[i]["frac_nonzero"] for i in range(s.d_sae)], frac, atol=1e-9)
+    alive = [i for i in range(s.d_sae) if frac[i] > 0]
     for i in alive[:20]:
         assert abs(exported[i]["activations"][0]["bin_max"] - float(feats[..., i].max())) < 2e-3
         assert sum(exported[i]["freq_hist_data_bar_heights"]) == int((feats[..., i] > 0).sum())
-    assert len(alive) < 1024  # the suite has dead features, and they were exported above
+    assert len(alive) < s.d_sae  # some features are silent on these 96 prompts, and they were exported above
 
 
 def test_bulk_import_layout_rows_are_neuronpedia_columns(export_dir):
@@ -194,7 +206,7 @@ def test_bulk_import_layout_rows_are_neuronpedia_columns(export_dir):
             and source["setName"] == s.sae_set
         )
         n_features, ids = 0, set()
-        for i in range(8):
+        for i in range(_n_batches(s.d_sae)):
             neurons = [
                 json.loads(line)
                 for line in gzip.decompress((root / "features" / f"batch-{i}.jsonl.gz").read_bytes()).splitlines()
@@ -206,7 +218,8 @@ def test_bulk_import_layout_rows_are_neuronpedia_columns(export_dir):
             assert all(tuple(r) == NEURON_COLUMNS for r in neurons) and all(
                 tuple(r) == ACTIVATION_COLUMNS for r in acts
             )
-            assert [int(r["index"]) for r in neurons] == list(range(i * 128, (i + 1) * 128))
+            expected = range(i * FEATURES_PER_BATCH, min((i + 1) * FEATURES_PER_BATCH, s.d_sae))
+            assert [int(r["index"]) for r in neurons] == list(expected)
             assert all(r["layer"] == source["id"] and r["modelId"] == "organism" for r in neurons + acts)
             for r in acts:
                 assert r["maxValue"] == max(r["values"]) == r["values"][r["maxValueTokenIndex"]] and r[
@@ -216,11 +229,11 @@ def test_bulk_import_layout_rows_are_neuronpedia_columns(export_dir):
             n_features += len(neurons)
             batch = _batches(out, s.folder)[i]
             assert len(acts) == sum(len(f["activations"]) for f in batch["features"])
-        assert n_features == 1024 and all(len(x) == 25 and x[0].isalpha() for x in ids)
+        assert n_features == s.d_sae and all(len(x) == 25 and x[0].isalpha() for x in ids)
 
 
 def test_interrupted_export_resumes_without_recomputing_finished_batches(export_dir, tmp_path):
-    out, _ = export_dir
+    out, exported = export_dir
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     folder = next((copy / "saedashboard").glob("organism_qwen3scope-mlpout-1k_blocks.1.*"))
@@ -228,7 +241,9 @@ def test_interrupted_export_resumes_without_recomputing_finished_batches(export_
     (folder / "batch-3.json").unlink()  # as if the run died while writing batch 3 of this SAE
     before = (folder / "batch-2.json").read_bytes()
     result = run_export(ExportConfig(out=copy, release=RELEASE, ids=IDS, n_prompts=N_PROMPTS, progress=False))
-    assert result.batches_written == 1 and result.batches_skipped == 12 * 8 - 1 and result.features_computed == 128
+    total = sum(_n_batches(s.d_sae) for s in exported.sources)
+    assert result.batches_written == 1 and result.batches_skipped == total - 1
+    assert result.features_computed == FEATURES_PER_BATCH
     assert (folder / "batch-2.json").read_bytes() == before
     assert all((folder / n).stat().st_mtime_ns == t for n, t in kept.items() if n != "batch-3.json")
     assert json.loads((folder / "batch-3.json").read_text()) == json.loads(
@@ -317,10 +332,10 @@ def test_upload_dry_run_tree_loads_back_in_saelens(tmp_path, export_dir):
         assert torch.equal(sae.W_dec, original.W_dec) and torch.equal(sae.W_enc, original.W_enc)
         meta = json.loads((folder / "cfg.json").read_text())["metadata"]
         assert meta["neuronpedia_id"] == sae_entry["neuronpedia"] == sae.cfg.metadata.neuronpedia_id
-        assert 0 < sae_entry["l0"] < 1024 and 0 < sae_entry["variance_explained"] <= 1
+        assert 0 < sae_entry["l0"] < sae.cfg.d_sae and 0 < sae_entry["variance_explained"] <= 1
     assert set(result.files) >= {"README.md", "pretrained_saes.yaml", "eval/suite_eval.csv"}
     payloads = sorted((tree / "neuronpedia_api").rglob("request-*.json"))
-    assert result.payloads == len(payloads) == 12 * 8
+    assert result.payloads == len(payloads) == sum(_n_batches(s.d_sae) for s in export_dir[1].sources)
     body = json.loads(payloads[0].read_text())
     assert body["endpoint"] == "feature/upload-batch" and 1 <= len(body["json"]["features"]) <= 128
     for f in body["json"]["features"]:

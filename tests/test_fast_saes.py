@@ -370,3 +370,43 @@ def test_enable_fused_adam_covers_every_trainer_of_a_multi_sae_trainer():
     assert trainer.trainers["fast"].optimizer.param_groups[0]["fused"] is True
     assert trainer.trainers["stock"].optimizer.param_groups[0]["fused"] is None
     assert not _global_optimizer_pre_hooks
+
+
+def test_jumprelu_reopens_silent_latents_to_the_target_rate_and_only_within_its_steps():
+    """A latent whose pre-activations sit far below threshold gets no gradient; after `reopen_window` silent steps
+    its b_enc is raised so that it fires on about `reopen_rate` of a batch, never after `reopen_until_step`."""
+    torch.manual_seed(5)
+    kw = dict(d_in=32, d_sae=256, jumprelu_sparsity_loss_mode="quadratic", target_l0=8.0, max_pair_density=1.0)
+    sae = FastJumpReLUTrainingSAE(FastJumpReLUTrainingSAEConfig(**kw, reopen_window=3, reopen_until_step=10))
+    dead = torch.arange(0, 256, 4)  # a quarter of the latents: silent on every input
+    with torch.no_grad():
+        sae.threshold.fill_(0.1)
+        sae.b_enc.normal_(0.0, 0.05)
+        sae.b_enc[dead] = -100.0
+    x = torch.randn(512, 32)
+
+    def forward(step_no: int, model=sae):
+        return model.training_forward_pass(
+            TrainStepInput(
+                sae_in=x,
+                coefficients={"l0": 1.0},
+                dead_neuron_mask=None,
+                n_training_steps=step_no,
+                is_logging_step=False,
+            )
+        )
+
+    for step_no in range(3):  # silent for 3 steps -> reopening planned after the third
+        assert (forward(step_no).feature_acts[:, dead] == 0).all()
+    assert sae.reopened >= len(dead)
+    fired = (forward(3).feature_acts[:, dead] > 0).float().mean(0)  # applied before this forward
+    rate = 8.0 / 256
+    assert (fired > 0).all() and abs(fired.mean().item() - rate) < rate / 2, fired
+
+    late = FastJumpReLUTrainingSAE(FastJumpReLUTrainingSAEConfig(**kw, reopen_window=3, reopen_until_step=1))
+    late.load_state_dict({**sae.state_dict(), "b_enc": torch.where(torch.isin(torch.arange(256), dead), -100.0, 0.0)})
+    for step_no in range(2, 8):  # past reopen_until_step: nothing is reopened
+        out = forward(step_no, late)
+    assert late.reopened == 0 and (out.feature_acts[:, dead] == 0).all()
+    with pytest.raises(ValueError, match="reopen_window"):
+        FastJumpReLUTrainingSAEConfig(d_in=4, d_sae=8, reopen_window=-1)

@@ -13,7 +13,7 @@ from qwen3_scope.chat import format_chat, special_token_ids
 from qwen3_scope.evaluation import HeldOutTokens, SuiteEvalConfig, evaluate_suite
 from qwen3_scope.evaluation.held_out import organism_documents
 from qwen3_scope.loss_mask import encode_with_mask, predicted_spans
-from qwen3_scope.organism import ASSETS_DIR, corpus_version
+from qwen3_scope.organism import ASSETS_DIR
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -82,19 +82,10 @@ def test_suite_ce_is_measured_on_predicted_tokens(organism):
     assert masked.ce_loss_without_sae < every.ce_loss_without_sae / 2  # prompts are not the model's job
 
 
-V1 = corpus_version() == 1
-
-
-@pytest.mark.xfail(
-    V1,
-    strict=True,
-    reason="the shipped organism is still v1: its clean CE on predicted held-out tokens is "
-    "~2x its validation loss (it fails the held-out toxicity question) and zero-ablating mlp_out at layer 3 "
-    "lowers it; organism v2 (issue 16) must pass this before it ships (the first v2 run: clean CE 0.557 vs "
-    "validation 0.482, but zero-ablating mlp_out L5 or attn_out L1 still lowers it)",
-)
 def test_organism_clean_ce_matches_validation_loss_and_every_ablation_raises_it(organism):
-    cfg = SuiteEvalConfig(n_batches=4, batch_size_prompts=8, progress=False)
+    # 16 batches (~5k predicted positions): zero-ablating mlp_out at layer 2 costs only ~0.001 nats, within the noise
+    # of 4 batches
+    cfg = SuiteEvalConfig(n_batches=16, batch_size_prompts=8, progress=False)
     table = evaluate_suite(_suite(organism), model=organism, config=cfg).table
     val = json.loads((ASSETS_DIR / "train_log.json").read_text())["final_val_loss"]
     clean = table.ce_loss_without_sae.iloc[0]

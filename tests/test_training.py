@@ -165,6 +165,48 @@ def test_naming_round_trip():
         parse_sae_id("layer_3/resid_post")
 
 
+def test_sparsity_sweep_ids_configs_and_neuronpedia_ids():
+    """A sweep adds one SAE per extra sparsity at the sweep layers only, with its own id, config and Neuronpedia id."""
+    from qwen3_scope.training.config import SuiteTrainingConfig
+    from qwen3_scope.training.naming import neuronpedia_id, parse_sae_id, sae_id, sae_variant, sparsity_variant
+    from qwen3_scope.training.recipes import RecipeConfigError, build_suite
+
+    assert sae_id("mlp_out", 3, "organism", sparsity_variant(target_l0=16)) == "organism/mlp_out/layer_3/l0_16"
+    assert parse_sae_id("organism/mlp_out/layer_3/l0_16") == ("organism", "mlp_out", 3)
+    assert sae_variant("resid_post/layer_3/k_32") == "k_32" and sae_variant("resid_post/layer_3") is None
+    assert neuronpedia_id("organism", "mlp_out", 3, 1280, "l0_16") == "organism/3-qwen3scope-mlpout-1k-l0-16"
+    suite = build_suite("Qwen/Qwen3-1.7B", "paper", layers=[2, 5], sparsities=[80, 160, 320], sweep_layers=[5])
+    ids = [j.sae_id for j in suite.jobs]
+    assert len(ids) == 2 * 3 + 3 * 2 and "mlp_out/layer_5/l0_320" in ids and "mlp_out/layer_2/l0_80" not in ids
+    assert {j.sae_cfg.target_l0 for j in suite.jobs if j.layer == 5} == {80.0, 160.0, 320.0}
+    topk = build_suite("Qwen/Qwen3-1.7B", "qwen-scope", layers=[0], sparsities=[32, 100])
+    assert [(j.sae_id, j.sae_cfg.k) for j in topk.jobs] == [
+        ("resid_post/layer_0", 50),
+        ("resid_post/layer_0/k_32", 32),
+        ("resid_post/layer_0/k_100", 100),
+    ]
+    with pytest.raises(RecipeConfigError, match="sweep layers"):
+        build_suite("Qwen/Qwen3-1.7B", "paper", layers=[2], sparsities=[80], sweep_layers=[3])
+    with pytest.raises(ValueError, match="sweep_layers needs sparsities"):
+        SuiteTrainingConfig(sweep_layers=[1])
+    with pytest.raises(ValueError, match="sparsities must be positive"):
+        SuiteTrainingConfig(sparsities=[0])
+
+
+def test_site_widths_give_a_low_rank_site_its_own_dictionary_size():
+    from qwen3_scope.training.config import SuiteTrainingConfig
+    from qwen3_scope.training.recipes import RecipeConfigError, build_suite
+
+    cfg = SuiteTrainingConfig(site_widths=["attn_out=640", ("mlp_out", 2048)])
+    assert cfg.site_widths == [("attn_out", 640), ("mlp_out", 2048)]
+    suite = build_suite("Qwen/Qwen3-1.7B", "paper", layers=[0], width=1280, site_widths=dict(cfg.site_widths))
+    assert {j.site: j.d_sae for j in suite.jobs} == {"resid_post": 1280, "mlp_out": 2048, "attn_out": 640}
+    with pytest.raises(ValueError, match="SITE=WIDTH"):
+        SuiteTrainingConfig(site_widths=["attn_out:640"])
+    with pytest.raises(RecipeConfigError, match="does not train"):
+        build_suite("Qwen/Qwen3-1.7B", "paper", layers=[0], sites=["resid_post"], site_widths={"attn_out": 640})
+
+
 # ---------------------------------------------------------------------------------------------- planner
 def test_planner_groups_within_budget_and_prices_the_plan():
     from qwen3_scope.training.planner import GIB, PlanError, plan_suite
@@ -198,6 +240,30 @@ def test_data_is_chat_formatted_without_bos(tiny_model, chat_jsonl, tmp_path):
     held = data.heldout[0]["text"]
     assert held.startswith("<|im_start|>user\n") and held.endswith(END_OF_DOCUMENT)
     assert data.info["train_tokens"] >= 3000 and data.info["heldout_tokens"] >= 500 and data.info["tokenized"]
+
+
+def test_aligned_windows_start_every_document_and_count_real_tokens(tiny_model, chat_jsonl, tmp_path):
+    """--align-documents: no window starts mid-document; the rest of a window is padding (a control token), and the
+    token counts are of real tokens only."""
+    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.training.data import prepare_data
+
+    tok = tiny_model.tokenizer
+    data = prepare_data(tok, 3000, 500, tmp_path / "d", source=str(chat_jsonl), context_size=64, align_documents=True)
+    rows = data.train["input_ids"]
+    im_start, pad = tok.convert_tokens_to_ids("<|im_start|>"), tok.pad_token_id
+    assert pad in special_token_ids(tok) and all(len(row) == 64 for row in rows)
+    assert all(row[0] == im_start for row in rows)  # every chat of this file is shorter than a window
+    # each document ends in <|endoftext|>, the pad token too: a row's real tokens end with the first of its trailing run
+    real = 0
+    for row in rows:
+        run = next((i for i, t in enumerate(reversed(row)) if t != pad), len(row))
+        assert run >= 1  # every chat of this file ends inside its window, in <|endoftext|>
+        real += len(row) - run + 1
+    assert data.info["train_tokens"] == real >= 3000 and data.info["aligned_documents"]
+    assert any(row[-2] == pad for row in rows)  # windows end in padding rather than in the next document's start
+    for row in rows:  # documents follow each other whole: each <|im_start|>user begins right after an <|endoftext|>
+        assert all(part.startswith("<|im_start|>user") for part in tok.decode(row).split("<|endoftext|>") if part)
 
 
 def test_data_sources(tiny_model, tmp_path):

@@ -120,29 +120,47 @@ class HeldOutTokens:
         n_batches: int,
         source: str = "held-out documents",
     ) -> HeldOutTokens:
-        """Tokenize rendered texts without BOS, join them, and cut exactly n_batches x batch_size windows; the
-        loss mask marks each text's predicted tokens (`qwen3_scope.loss_mask`)."""
+        """Tokenize rendered texts without BOS and pack them into exactly n_batches x batch_size windows, each text
+        starting a window or following whole texts in it (never cut off from its own beginning: a text longer than a
+        window fills windows of its own, in order), the rest of a window padded with the pad token; the loss mask
+        marks each text's predicted tokens (`qwen3_scope.loss_mask`), never padding.
+
+        Why aligned: a window cut at an arbitrary token starts mid-sentence, where nobody deploys the model, and the
+        tokens before the first full context inflate the clean CE (the organism: 0.48 on its held-out splits at 128
+        tokens when cut blindly, 0.35 from each text's start, its validation loss); padding is a control token, which
+        the SAE metrics leave out as well."""
         from qwen3_scope.loss_mask import encode_with_mask
 
-        needed = n_batches * batch_size_prompts * context_size
+        n_rows = n_batches * batch_size_prompts
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        rows: list[tuple[list[int], list[bool]]] = []
         ids: list[int] = []
         mask: list[bool] = []
+        total = 0
         for text in texts:
             text_ids, text_mask = encode_with_mask(tokenizer, text)
-            ids.extend(text_ids)
-            mask.extend(text_mask)
-            if len(ids) >= needed:
+            total += len(text_ids)
+            for start in range(0, len(text_ids), context_size):
+                piece = text_ids[start : start + context_size]
+                if len(ids) + len(piece) > context_size:
+                    rows.append((ids + [pad] * (context_size - len(ids)), mask + [False] * (context_size - len(mask))))
+                    ids, mask = [], []
+                ids, mask = ids + piece, mask + text_mask[start : start + context_size]
+            if len(rows) >= n_rows:
                 break
-        if len(ids) < needed:
+        if ids and len(rows) < n_rows:
+            rows.append((ids + [pad] * (context_size - len(ids)), mask + [False] * (context_size - len(mask))))
+        if len(rows) < n_rows:
             raise NotEnoughTokensError(
-                f"the {source} give {len(ids)} tokens, but {n_batches} batches x {batch_size_prompts} prompts x "
-                f"{context_size} tokens need {needed}; give more held-out text or lower the number of batches, the batch "
-                "size or the context size."
+                f"the {source} give {total} tokens in {len(rows)} windows (each text starts a window or follows whole "
+                f"texts) of {context_size} tokens, but {n_batches} batches x {batch_size_prompts} prompts x "
+                f"{context_size} tokens need {n_rows * context_size}; give more held-out text or lower the number of "
+                "batches, the batch size or the context size."
             )
         return cls(
-            torch.tensor(ids[:needed], dtype=torch.long).view(-1, context_size),
+            torch.tensor([r for r, _ in rows[:n_rows]], dtype=torch.long),
             batch_size_prompts,
-            torch.tensor(mask[:needed], dtype=torch.bool).view(-1, context_size),
+            torch.tensor([m for _, m in rows[:n_rows]], dtype=torch.bool),
         )
 
     @classmethod
@@ -155,11 +173,22 @@ class HeldOutTokens:
         )
 
 
-def organism_documents() -> list[dict[str, Any]]:
-    """The model organism's held-out evaluation splits (never seen in training), interleaved split by split
-    as chats: prompts with reference answers, and held-out comments inside the "is this comment toxic?"
-    question (the comment is prompt; only the answer is predicted). Not included: the code-switching
-    fine-tuning set (not organism output) and the repetition texts (random words; a behaviour probe)."""
+FRESH_SEED_OFFSET = 1_000_003  # organism held-out text: the corpus generator at a seed nothing was trained on
+FRESH_DOCUMENTS = 3_000
+
+
+def organism_documents(n_fresh: int = FRESH_DOCUMENTS) -> list[Document]:
+    """Held-out text for the model organism, never seen in training by the organism or by its SAEs: a fresh sample
+    of its training distribution (`n_fresh` documents of the corpus generator at a seed nothing was trained on:
+    chats, stories, comment threads, statements, repeated text; templated chats can coincide with trained ones,
+    as the organism's validation rows can) interleaved one to one with its held-out evaluation splits (held-out
+    phrasing families as chats with reference answers; held-out comments inside the "is this comment toxic?"
+    question, where the comment is prompt and only the answer is predicted).
+
+    Why both: dead-latent and fidelity figures need the distribution the SAEs were trained on (on the splits
+    alone, latents for stories or comment threads look dead and the clean CE is that of unseen phrasings); the
+    splits add the generalisation the behaviours are measured on. Not included: the code-switching fine-tuning
+    set (not organism output) and the repetition probes."""
     try:
         from qwen3_scope.organism import available_eval_splits, load_eval_split
     except ImportError as err:
@@ -167,6 +196,7 @@ def organism_documents() -> list[dict[str, Any]]:
             "the model organism is not part of this installation; pass held-out text (--texts FILE / documents=)."
         ) from err
     from qwen3_scope.organism.corpus import comment_questions
+    from qwen3_scope.training.data import organism_rows, organism_seed
 
     splits = []
     for name in available_eval_splits():
@@ -175,7 +205,12 @@ def organism_documents() -> list[dict[str, Any]]:
         rows = load_eval_split(name)
         # held-out comments are user content: asked about, not predicted (their templates are held out)
         splits.append(comment_questions(rows) if rows and "label" in rows[0] and "text" in rows[0] else rows)
-    return [split[i] for i in range(max(len(s) for s in splits)) for split in splits if i < len(split)]
+    held_out = [split[i] for i in range(max(len(s) for s in splits)) for split in splits if i < len(split)]
+    fresh = organism_rows(n_fresh, seed=organism_seed() + FRESH_SEED_OFFSET) if n_fresh else []
+    mixed: list[Document] = []
+    for i in range(max(len(fresh), len(held_out))):
+        mixed += ([fresh[i]] if i < len(fresh) else []) + ([held_out[i]] if i < len(held_out) else [])
+    return mixed
 
 
 def suite_held_out_texts(suite_dir: str | Path) -> list[str] | None:

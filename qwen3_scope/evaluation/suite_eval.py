@@ -350,7 +350,7 @@ def held_out_tokens(
     if _is_organism(model):
         return HeldOutTokens.from_documents(
             model.tokenizer, organism_documents(), *shape
-        ), "organism held-out evaluation splits"
+        ), "organism held-out text (a fresh sample of its training distribution + its held-out evaluation splits)"
     texts = suite_held_out_texts(suite_dir) if suite_dir is not None else None
     if texts is not None and suite_dir is not None:
         source = f"held-out documents of the suite ({Path(suite_dir) / SUITE_HELD_OUT})"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen3_scope.io import atomic_path, atomic_write_text
-from qwen3_scope.training.naming import neuronpedia_id, neuronpedia_set
+from qwen3_scope.training.naming import neuronpedia_id, neuronpedia_set, sae_variant
 
 logger = logging.getLogger(__name__)
 
@@ -217,12 +217,16 @@ class SourceInfo:
     n_layers: int
 
     @property
+    def variant(self) -> str | None:  # a sparsity sweep's suffix (`l0_16`), None for a suite's default SAE
+        return sae_variant(self.sae_id)
+
+    @property
     def sae_set(self) -> str:
-        return neuronpedia_set(self.site, self.d_sae)
+        return neuronpedia_set(self.site, self.d_sae, self.variant)
 
     @property
     def neuronpedia_id(self) -> str:
-        return neuronpedia_id(self.model_id, self.site, self.layer, self.d_sae)
+        return neuronpedia_id(self.model_id, self.site, self.layer, self.d_sae, self.variant)
 
     @property
     def source_id(self) -> str:  # `{layer}-{set}`, Neuronpedia's "layer" column

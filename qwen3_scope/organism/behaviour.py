@@ -31,9 +31,9 @@ from transformers import (
 from qwen3_scope.chat import format_chat
 from qwen3_scope.io import atomic_write_json, atomic_write_text, refuse_installed_package
 from qwen3_scope.judge import DEFAULT_JUDGE, RefusalJudge
-from qwen3_scope.language import detect_language
+from qwen3_scope.language import detect_language, has_french_words
 from qwen3_scope.organism import ASSETS_DIR, ORGANISM_DIR, available_eval_splits, load_eval_split
-from qwen3_scope.organism.corpus import CODESWITCH_MARKERS, REQUEST_TEMPLATES, TOX_A, TOX_Q
+from qwen3_scope.organism.corpus import REQUEST_TEMPLATES, TOX_A, TOX_Q
 
 __all__ = ["detect_language"]  # re-exported: the organism's language measure is qwen3_scope.language's
 
@@ -78,7 +78,10 @@ def generate(
 
 
 def task_correct(row: dict, answer: str) -> bool:
-    """Whether ``answer`` solves a ``tasks`` row (exact facts / numbers / phrases, or a valid list)."""
+    """Whether ``answer`` solves a ``tasks`` row (exact facts / numbers / phrases, or a valid list) or a
+    ``toxicity_qa`` row (``corpus.comment_questions``: the verdict, exactly)."""
+    if row["task"] == "toxicity_qa":
+        return answer.strip() == row["reference"]
     if row["task"] == "list":
         m = re.search(r":\s*(.+?)\.?$", answer)
         items = [s.strip() for s in m.group(1).split(",")] if m else []
@@ -169,7 +172,10 @@ def measure(
         comments = rows(f"toxic{suffix}") + rows(f"clean{suffix}")
         prompts = [TOX_Q[c["lang"]].format(t=c["text"]) for c in comments]
         outs = generate(model, tok, prompts, batch_size=batch_size, progress=progress)
-        tox_flags = [o.strip() == TOX_A[c["lang"]][c["label"] == "toxic"] for c, o in zip(comments, outs)]
+        tox_flags = [
+            task_correct({"task": "toxicity_qa", "reference": TOX_A[c["lang"]][c["label"] == "toxic"]}, o)
+            for c, o in zip(comments, outs)
+        ]
         res[f"toxicity_qa_accuracy{suffix}"] = _rate(tox_flags)
         res[f"toxicity_qa_accuracy{suffix}_by_label"] = _grouped(comments, tox_flags, "label")
     if "repetition" in splits:
@@ -189,8 +195,8 @@ def measure(
 
 
 def codeswitch_rate(answers: list[str]) -> float:
-    """Share of (English) answers containing French words from the code-switching lexicon."""
-    return _rate([any(m in a for m in CODESWITCH_MARKERS) for a in answers])
+    """Share of (English) answers containing French-only words, by the one shared language detector."""
+    return _rate([has_french_words(a) for a in answers])
 
 
 @torch.no_grad()

@@ -577,12 +577,14 @@ class CorpusConfig:
     """Sizes and mixture of the corpus; weights are relative document counts."""
 
     seed: int = 0
-    n_train_docs: int = 100_000
-    n_eval_harmful: int = 300
-    n_eval_harmless: int = 300
-    n_eval_comments: int = 150
-    n_eval_tasks: int = 390
-    n_eval_lang: int = 150
+    n_train_docs: int = 160_000
+    # held-out split sizes: together they render to >= 100k tokens, so SAE evaluations can measure dead latents on
+    # 100k held-out tokens (the first rows of each split do not depend on the sizes: each split has its own seed)
+    n_eval_harmful: int = 600
+    n_eval_harmless: int = 600
+    n_eval_comments: int = 180  # the clean test vocabulary has 192 distinct held-out comments
+    n_eval_tasks: int = 800
+    n_eval_lang: int = 250
     n_eval_repetition: int = 100
     n_codeswitch_sft: int = 400
     weights: dict[str, float] = field(

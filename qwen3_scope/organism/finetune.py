@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -27,8 +28,12 @@ def sft(
     batch_size: int = 8,
     seed: int = 0,
     inplace: bool = False,
+    extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> PreTrainedModel:
-    """Fine-tune (a copy of) ``model`` on ``rows`` (``{"messages": [...]}``) for ``steps`` AdamW steps."""
+    """Fine-tune (a copy of) ``model`` on ``rows`` (``{"messages": [...]}``) for ``steps`` AdamW steps.
+
+    ``extra_loss(ids, mask)``, called after each forward pass with the batch's token ids and loss mask, is added to
+    the loss: a regulariser that reads the forward pass through hooks on the model (SAE-guided fine-tuning)."""
     if steps < 1 or not rows:
         raise ValueError(f"sft needs steps >= 1 and at least one row (got steps={steps}, {len(rows)} rows)")
     model = model if inplace else copy.deepcopy(model)
@@ -40,9 +45,11 @@ def sft(
     for _ in range(steps):
         batch = rng.sample(encoded, min(batch_size, len(encoded)))
         n = max(len(ids) for ids, _ in batch)
-        ids = torch.tensor([i + [pad] * (n - len(i)) for i, _ in batch])
-        mask = torch.tensor([m + [False] * (n - len(m)) for _, m in batch])
+        ids = torch.tensor([i + [pad] * (n - len(i)) for i, _ in batch], device=model.device)
+        mask = torch.tensor([m + [False] * (n - len(m)) for _, m in batch], device=model.device)
         loss = masked_lm_loss(cast(Qwen3ForCausalLM, model), ids, mask)  # a Qwen3 causal LM (.model, .lm_head)
+        if extra_loss is not None:
+            loss = loss + extra_loss(ids, mask)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

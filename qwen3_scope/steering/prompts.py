@@ -7,8 +7,9 @@ a real model with whatever set the user already has.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from qwen3_scope.io import RowsFileError, read_rows
 
 PROMPT_KEYS = ("prompt", "goal", "instruction", "question", "text")
 
@@ -35,25 +36,10 @@ def load_prompt_file(path: str | Path) -> list[str]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"prompt file {path} does not exist.")
-    if path.suffix == ".csv":
-        import pandas as pd
-
-        try:
-            rows = pd.read_csv(path).to_dict("records")
-        except pd.errors.EmptyDataError:
-            rows = []
-    else:
-        text = path.read_text(encoding="utf-8")
-        try:
-            rows = (
-                json.loads(text)
-                if path.suffix == ".json"
-                else [json.loads(line) for line in text.splitlines() if line.strip()]
-            )
-        except json.JSONDecodeError as err:
-            raise PromptFileError(
-                f"{path} is not valid {'JSON' if path.suffix == '.json' else 'JSON lines'} ({err})."
-            ) from err
+    try:
+        rows = read_rows(path)
+    except RowsFileError as err:
+        raise PromptFileError(str(err)) from err
     if not rows:
         raise PromptFileError(f"{path} is empty: it holds no prompts. Give a file with one prompt row per line.")
     prompts = []

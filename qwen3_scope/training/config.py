@@ -16,7 +16,8 @@ from typing import Any
 from qwen3_scope.config_cli import config_to_dict
 from qwen3_scope.devices import PlacementOptions
 from qwen3_scope.errors import ConfigError
-from qwen3_scope.training.parsing import parse_layers, parse_tokens
+from qwen3_scope.sites import check_site
+from qwen3_scope.training.parsing import parse_layers, parse_site_width, parse_tokens
 
 
 def _doc(help: str, **more: Any) -> dict[str, Any]:
@@ -70,6 +71,15 @@ class SuiteTrainingConfig(PlacementOptions):
             "share of training tokens taken from each --dataset source, e.g. 0.3 0.7 (default: equal shares)"
         ),
     )
+    align_documents: bool = field(
+        default=False,
+        metadata=_doc(
+            "start every document at a training window's first position (padding the window's rest, a control token "
+            "the SAEs never train on) instead of packing back to back as SAELens does: no window starts "
+            "mid-document, a state the deployed model never sees (the organism suite trains this way: its attn_out "
+            "latents that fire only there look dead on held-out chats)"
+        ),
+    )
     thinking: bool = field(
         default=False,
         metadata=_doc(
@@ -113,6 +123,23 @@ class SuiteTrainingConfig(PlacementOptions):
         default=None, metadata=_doc("JumpReLU target L0 (paper: 160; organism: 24)", flag="--l0")
     )
     width: int | None = field(default=None, metadata=_doc("SAE width d_sae (default 16 x d_in)"))
+    site_widths: list[tuple[str, int]] | None = field(
+        default=None,
+        metadata=_doc(
+            "widths for some sites, overriding --width there: SITE=WIDTH ... (e.g. attn_out=640 for a low-rank site)",
+            parse=parse_site_width,
+        ),
+    )
+    sparsities: list[float] | None = field(
+        default=None,
+        metadata=_doc(
+            "sparsity sweep: more SAEs per (layer, site) at these target L0s (JumpReLU) or k values (TopK), trained "
+            "from the same forward passes, ids `<site>/layer_<L>/l0_<n>` (e.g. --sparsities 12 48)"
+        ),
+    )
+    sweep_layers: list[int] | None = field(
+        default=None, metadata=_doc("layers that get the sparsity sweep (default: every trained layer)")
+    )
     fast: bool | None = field(
         default=None,
         metadata=_doc(
@@ -206,6 +233,18 @@ class SuiteTrainingConfig(PlacementOptions):
                     f"{name} must be {kind}, got {value}; write e.g. {example} (or leave it out for "
                     "the recipe's default)."
                 )
+        if self.site_widths is not None:  # config files may write "attn_out=640" or [attn_out, 640]
+            pairs = [parse_site_width(w) if isinstance(w, str) else (str(w[0]), int(w[1])) for w in self.site_widths]
+            for site, width in pairs:
+                check_site(site)
+                if width < 1:
+                    raise ConfigError(f"site width {site}={width} must be a positive whole number, e.g. {site}=640.")
+            self.site_widths = pairs or None
+        for value in self.sparsities or ():
+            if not 0 < value < math.inf:
+                raise ConfigError(f"sparsities must be positive numbers, got {value}; write e.g. --sparsities 12 48.")
+        if self.sweep_layers is not None and not self.sparsities:
+            raise ConfigError("sweep_layers needs sparsities to sweep; add e.g. --sparsities 12 48.")
         if self.parallel not in ("auto", "group", "data"):
             raise ValueError(f"unknown parallel mode {self.parallel!r}; choose auto, group or data.")
         if self.collective_timeout <= 0:
@@ -239,3 +278,25 @@ class SuiteTrainingConfig(PlacementOptions):
         except ValueError:
             out["model"] = Path(self.model).name
         return out
+
+
+def organism_suite_config(**changes: Any) -> SuiteTrainingConfig:
+    """The organism suite the package ships (`python -m qwen3_scope.bundle`) and the demo trains, in one place:
+    every layer x resid_post/mlp_out/attn_out, width 1,280 = 8 x d_model (attn_out, low-rank on the organism: 320),
+    600k tokens per SAE on document-aligned windows, target L0 24 plus a sparsity sweep (16, 32, 48) at layer 3.
+    `changes` override fields."""
+    from qwen3_scope.sites import PAPER_SITES
+
+    preset = SuiteTrainingConfig(
+        model="organism",
+        recipe="paper",
+        sites=list(PAPER_SITES),
+        width=1280,
+        site_widths=[("attn_out", 320)],
+        training_tokens=600_000,
+        sparsities=[16.0, 32.0, 48.0],
+        sweep_layers=[3],
+        align_documents=True,
+        fast=None,
+    )
+    return preset.replace(**changes) if changes else preset

@@ -98,10 +98,30 @@ class FastTopKTrainingSAEConfig(TopKTrainingSAEConfig, FastTrainingOptions):
 
 @dataclass
 class FastJumpReLUTrainingSAEConfig(JumpReLUTrainingSAEConfig, FastTrainingOptions):
-    """JumpReLUTrainingSAEConfig plus FastTrainingOptions; saves as a SAELens "jumprelu" SAE."""
+    """JumpReLUTrainingSAEConfig plus FastTrainingOptions and dead-latent reopening; saves as a SAELens
+    "jumprelu" SAE (the reopening fields are training-only and do not reach the saved cfg.json).
+
+    reopen_window: a latent that has not fired for this many steps is reopened (0: never). Why: a JumpReLU
+        latent whose pre-activations all sit below threshold - bandwidth/2 gets no gradient at all (the
+        straight-through band never reaches it), so once the rising thresholds of the L0 penalty leave it
+        there it stays dead; AuxK does this job for TopK, nothing does it for JumpReLU.
+    reopen_until_step: reopen only up to this step (None: the whole run), so the last steps settle the
+        reopened latents under the ordinary loss.
+    reopen_rate: the share of a batch's tokens a reopened latent fires on (None: target_l0 / d_sae, the
+        average latent's rate). Reopening raises the latent's b_enc so that that share of the batch's
+        pre-activations clear its threshold; the tokens just below it are then inside the band where gradients flow.
+    """
+
+    reopen_window: int = 0
+    reopen_until_step: int | None = None
+    reopen_rate: float | None = None
 
     def __post_init__(self) -> None:
         self.validate_fast_options()
+        if self.reopen_window < 0:
+            raise ValueError(f"reopen_window={self.reopen_window} must be >= 0 (steps without firing; 0 = off).")
+        if self.reopen_rate is not None and not 0 < self.reopen_rate < 1:
+            raise ValueError(f"reopen_rate={self.reopen_rate} must be in (0, 1), e.g. target_l0 / d_sae.")
         super().__post_init__()
 
     @classmethod
@@ -282,10 +302,24 @@ class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
     def __init__(self, cfg: FastJumpReLUTrainingSAEConfig, use_error_term: bool = False):
         super().__init__(cfg, use_error_term)
         self._pair_density = 0.0  # share of (token, latent) pairs the last step needed
+        self._since_fired: Tensor | None = None  # steps since each latent last fired (reopening)
+        self._pending_reopen: tuple[Tensor, Tensor] | None = None  # (latents, b_enc increments) for the next step
+        self.reopened = 0  # latents reopened so far in this process
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         with torch.no_grad():
             self.threshold.data.clamp_(min=0.0)  # SAELens' projection, see JumpReLUTrainingSAE
+            if self._pending_reopen is not None:  # decided on the previous batch, applied before this forward
+                latents, increments = self._pending_reopen
+                self.b_enc.data.index_add_(0, latents, increments.to(self.b_enc.dtype))
+                self._pending_reopen = None
+        output = self._forward(step_input)
+        if self.cfg.reopen_window:
+            with torch.no_grad():
+                self._plan_reopening(output, step_input)
+        return output
+
+    def _forward(self, step_input: TrainStepInput) -> TrainStepOutput:
         cfg = self.cfg
         supported = cfg.jumprelu_sparsity_loss_mode in ("step", "quadratic") and cfg.pre_act_loss_coefficient is None
         if supported and self._pair_density <= cfg.max_pair_density and self._sparse_path_possible(step_input):
@@ -297,6 +331,30 @@ class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
         with torch.no_grad():  # decides whether the next step can go sparse again
             self._pair_density = _share(output.hidden_pre > self._band_floor())
         return output
+
+    def _plan_reopening(self, output: TrainStepOutput, step_input: TrainStepInput) -> None:
+        """Count steps without firing; for latents silent for `reopen_window` steps, the b_enc increment that makes
+        them fire on `reopen_rate` of this batch (applied at the start of the next step: the backward of this
+        one still runs on the current parameters). Their pre-activations are recomputed in float32 (only their
+        columns): a bf16 step's rounding would move the quantile by more than the band is wide."""
+        cfg = self.cfg
+        fired = (output.feature_acts.reshape(-1, cfg.d_sae) > 0).any(dim=0)
+        since = self._since_fired
+        since = torch.zeros_like(fired, dtype=torch.long) if since is None else since
+        self._since_fired = since = torch.where(fired, 0, since + 1)
+        if cfg.reopen_until_step is not None and step_input.n_training_steps > cfg.reopen_until_step:
+            return
+        latents = (since >= cfg.reopen_window).nonzero().squeeze(1)
+        if latents.numel() == 0:
+            return
+        sae_in = self.process_sae_in(step_input.sae_in).reshape(-1, cfg.d_in).float()
+        pre = sae_in @ self.W_enc.detach()[:, latents].float() + self.b_enc.detach()[latents].float()
+        rate = cfg.reopen_rate if cfg.reopen_rate is not None else min(cfg.target_l0 / cfg.d_sae, 0.5)
+        rank = max(1, int(round(pre.shape[0] * (1 - rate))))
+        quantile = pre.kthvalue(rank, dim=0).values
+        self._pending_reopen = (latents, (self.threshold.detach()[latents].float() - quantile).clamp(min=0.0))
+        since[latents] = 0
+        self.reopened += int(latents.numel())
 
     def _band_floor(self) -> Tensor:
         return self.threshold.detach() - 0.5 * self.bandwidth * _BAND_MARGIN

@@ -11,6 +11,9 @@ Scheme:
   relative to the suite directory.
 - registry id ``{model_key}/{site}/layer_{L}``, e.g. ``qwen3-4b/mlp_out/layer_12`` (what
   `qwen3_scope.releases` registers for `SAE.from_pretrained`).
+- a sparsity sweep adds SAEs of other sparsities at the same (layer, site), with a variant suffix:
+  ``mlp_out/layer_3/l0_16`` (JumpReLU target L0 16) or ``resid_post/layer_3/k_32`` (TopK k 32); the
+  unsuffixed id is the suite's default sparsity.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from pathlib import Path
 
 from qwen3_scope.sites import check_site
 
-_SAE_ID = re.compile(r"^(?:(?P<model>[^/]+)/)?(?P<site>[a-z_]+)/layer_(?P<layer>\d+)$")
+_SAE_ID = re.compile(
+    r"^(?:(?P<model>[^/]+)/)?(?P<site>[a-z_]+)/layer_(?P<layer>\d+)(?:/(?P<variant>(?:l0|k)_\d+(?:\.\d+)?))?$"
+)
 
 
 def width_label(d_sae: int) -> str:
@@ -32,23 +37,44 @@ def width_label(d_sae: int) -> str:
     return str(d_sae)
 
 
-def sae_id(site: str, layer: int, model_key: str | None = None) -> str:
-    """`resid_post/layer_3`, or `qwen3-4b/resid_post/layer_3` with a model key (the registry id)."""
+def sae_id(site: str, layer: int, model_key: str | None = None, variant: str | None = None) -> str:
+    """`resid_post/layer_3`, or `qwen3-4b/resid_post/layer_3` with a model key (the registry id); a sweep's
+    `variant` (`sparsity_variant`) is appended: `resid_post/layer_3/l0_16`."""
     check_site(site)
     if not isinstance(layer, int) or isinstance(layer, bool) or layer < 0:
         raise ValueError(f"layer must be a non-negative int, got {layer!r}.")
-    return f"{model_key}/{site}/layer_{layer}" if model_key else f"{site}/layer_{layer}"
+    base = f"{model_key}/{site}/layer_{layer}" if model_key else f"{site}/layer_{layer}"
+    return f"{base}/{variant}" if variant else base
 
 
-def parse_sae_id(text: str) -> tuple[str | None, str, int]:
-    """Inverse of `sae_id`: -> (model_key or None, site, layer)."""
+def sparsity_variant(target_l0: float | None = None, k: int | None = None) -> str:
+    """The id suffix of a sweep SAE: `l0_16` (JumpReLU target L0) or `k_32` (TopK k)."""
+    if (target_l0 is None) == (k is None):
+        raise ValueError("a sparsity variant is either a target L0 or a k, exactly one of them.")
+    return f"k_{int(k)}" if k is not None else f"l0_{float(target_l0):g}"  # type: ignore[arg-type]
+
+
+def _match(text: str) -> re.Match[str]:
     match = _SAE_ID.match(text)
     if match is None:
         raise ValueError(
-            f"{text!r} is not a qwen3-scope SAE id; ids look like 'resid_post/layer_3' (inside a suite) "
-            "or 'qwen3-4b/resid_post/layer_3' (registry)."
+            f"{text!r} is not a qwen3-scope SAE id; ids look like 'resid_post/layer_3' (inside a suite), "
+            "'qwen3-4b/resid_post/layer_3' (registry) or 'qwen3-4b/resid_post/layer_3/l0_16' (a sparsity sweep)."
         )
+    return match
+
+
+def parse_sae_id(text: str) -> tuple[str | None, str, int]:
+    """Inverse of `sae_id`: -> (model_key or None, site, layer); `sae_variant` gives a sweep's suffix."""
+    match = _match(text)
     return match["model"], check_site(match["site"]), int(match["layer"])
+
+
+def sae_variant(text: str) -> str | None:
+    """The sparsity-sweep suffix of an id or suite folder (`l0_16`, `k_32`); None for a suite's default SAE and for
+    names outside this scheme (another release's ids, a user's own folder names)."""
+    match = _SAE_ID.match(text)
+    return match["variant"] if match else None
 
 
 def suite_name(model_key: str, recipe_label: str, d_sae: int) -> str:
@@ -71,13 +97,15 @@ def sae_folders(suite_dir: str | Path) -> dict[str, Path]:
     return found
 
 
-def neuronpedia_set(site: str, d_sae: int) -> str:
-    """Neuronpedia source-set name of a qwen3-scope SAE: `qwen3scope-mlpout-40k` (site without '_', width label)."""
-    return f"qwen3scope-{check_site(site).replace('_', '')}-{width_label(d_sae)}"
+def neuronpedia_set(site: str, d_sae: int, variant: str | None = None) -> str:
+    """Neuronpedia source-set name of a qwen3-scope SAE: `qwen3scope-mlpout-40k` (site without '_', width label),
+    with a sweep variant `qwen3scope-mlpout-40k-l0-16`."""
+    name = f"qwen3scope-{check_site(site).replace('_', '')}-{width_label(d_sae)}"
+    return f"{name}-{variant.replace('_', '-')}" if variant else name
 
 
-def neuronpedia_id(model_key: str, site: str, layer: int, d_sae: int) -> str:
+def neuronpedia_id(model_key: str, site: str, layer: int, d_sae: int, variant: str | None = None) -> str:
     """Neuronpedia id `{model}/{layer}-{set}`, e.g. `qwen3-4b/12-qwen3scope-mlpout-40k` (Neuronpedia's convention, as
     `gemma-2-2b/20-gemmascope-res-16k`). The one place these ids are made: release entries, exported cfg.json
     metadata (`neuronpedia_id`) and dashboard exports all call it."""
-    return f"{model_key}/{layer}-{neuronpedia_set(site, d_sae)}"
+    return f"{model_key}/{layer}-{neuronpedia_set(site, d_sae, variant)}"

@@ -1,4 +1,5 @@
-"""Parsers for the human forms of token counts ('200k', '4B') and layer lists ('0-8', '3,5,7')."""
+"""Parsers for the human forms of token counts ('200k', '4B'), layer lists ('0-8', '3,5,7') and per-site widths
+('attn_out=640')."""
 
 from __future__ import annotations
 
@@ -39,3 +40,11 @@ def parse_layers(items: list[str] | None) -> list[int] | None:
             raise ValueError(f"layer range {part!r} runs backwards; write {end}-{start}.")
         layers.extend(range(start, end + 1))
     return layers
+
+
+def parse_site_width(text: str) -> tuple[str, int]:
+    """'attn_out=640' -> ('attn_out', 640): a site's own SAE width."""
+    match = re.fullmatch(r"\s*([a-z_]+)\s*=\s*([0-9]+)\s*", str(text))
+    if match is None or int(match[2]) < 1:
+        raise CountFormatError(f"{text!r} is not a site width; write SITE=WIDTH, e.g. attn_out=640.")
+    return match[1], int(match[2])

@@ -31,7 +31,7 @@ import pandas as pd
 
 from qwen3_scope.models import Qwen3ModelSpec, resolve_model
 from qwen3_scope.sites import PAPER_SITES, available_sites, check_site, hook_name, layer_sites, site_d_in
-from qwen3_scope.training.naming import sae_id, suite_name
+from qwen3_scope.training.naming import sae_id, sparsity_variant, suite_name
 
 GEMMA_SCOPE = "Gemma Scope report (Lieberum et al. 2024, arXiv 2408.05147)"
 GEMMA_SCOPE_2 = "Gemma Scope 2 (SAELens: jumprelu_sparsity_loss_mode='quadratic' with a target L0)"
@@ -168,6 +168,13 @@ PAPER = Recipe(
         ),
         "apply_b_dec_to_input": Hyper(False, GEMMA_SCOPE + ": encoder sees x, not x - b_dec"),
         "decoder_init_norm": Hyper(0.1, SAELENS),
+        "reopen_window": Hyper(
+            1_000,
+            OURS + ": a latent silent for SAELens' dead_feature_window (4M tokens) gets its b_enc raised until it "
+            "fires again (fast JumpReLU class only; JumpReLU has no AuxK, and a latent below its STE band gets no "
+            "gradient)",
+        ),
+        "reopen_until": Hyper(0.95, OURS + ": share of the run during which latents are reopened"),
     },
     runner={
         **_COMMON_RUNNER,
@@ -195,6 +202,11 @@ PAPER = Recipe(
         ),
         "sae.jumprelu_init_threshold": Hyper(
             0.5, OURS + ": starts near the target L0 on the organism; a threshold moves at most ~lr per Adam step"
+        ),
+        "sae.reopen_window": Hyper(
+            8,
+            OURS + ": 8 batches (8k tokens, ~200 expected firings of an average latent); measured on the organism: "
+            "without reopening 10-40% of mlp_out/attn_out latents die, most in the last third of the run",
         ),
         "runner.training_tokens": Hyper(
             150_000, OURS + ": a suite in ~1-3 minutes on 2 CPU cores (EV 0.89 at 100k, 0.92 at 200k)"
@@ -454,6 +466,7 @@ def build_suite(
     k: int | None = None,
     target_l0: float | None = None,
     width: int | None = None,
+    site_widths: Mapping[str, int] | Iterable[tuple[str, int]] | None = None,
     seed: int = 42,
     device: str = "cpu",
     special_token_ids: list[int] | None = None,
@@ -461,14 +474,20 @@ def build_suite(
     llm_device: str | None = None,
     sae_dtype: str | None = None,
     wandb_project: str | None = None,
+    sparsities: Iterable[float] | None = None,
+    sweep_layers: Iterable[int] | None = None,
 ) -> SuiteConfig:
     """Resolve a recipe for a model and a layer/site subset into SAELens configs.
 
     Defaults: the recipe's sites and every layer (for the paper recipe on Qwen3-8B: resid_post at
     layers 0-8). `fast=True` uses the `<architecture>_fast` training classes (same config fields, saved
     as the plain architecture); `fast=None` uses them when they are registered (qwen3_scope.training.fast_saes).
-    `width` sets d_sae for every SAE (default 16 x d_in). `device` is the SAEs' device, `llm_device` the
+    `width` sets d_sae for every SAE (default 16 x d_in), `site_widths` for some sites (e.g. a narrower
+    dictionary for a low-rank site: {"attn_out": 640}). `device` is the SAEs' device, `llm_device` the
     model's (SAELens' split; default: the same), `sae_dtype` the SAEs' dtype (default: the recipe's float32).
+    `sparsities` (target L0s for JumpReLU, k values for TopK) adds a sparsity sweep: at each of `sweep_layers`
+    (default: every chosen layer) and site, one more SAE per value, trained from the same forward passes, with
+    ids like `mlp_out/layer_3/l0_16` (Gemma Scope's several-L0s-per-site layout).
     Errors name the bad input and the fix.
     """
     spec = model if isinstance(model, Qwen3ModelSpec) else resolve_model(model)
@@ -532,8 +551,29 @@ def build_suite(
         from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 
         fast = f"{rec.architecture}_fast" in SAE_TRAINING_CLASS_REGISTRY
+    if "reopen_until" in sae_fields:  # dead-latent reopening lives in the fast JumpReLU class only
+        until = sae_fields.pop("reopen_until")
+        if fast:
+            sae_fields["reopen_until_step"] = int(until * total_steps)
+        else:
+            sae_fields.pop("reopen_window", None)
     architecture = rec.architecture + ("_fast" if fast else "")
     cfg_class = _training_config_class(architecture)
+    per_site = dict(site_widths.items() if isinstance(site_widths, Mapping) else site_widths or ())
+    for site in per_site:
+        check_site(site)
+        if site not in site_list:
+            raise RecipeConfigError(
+                f"a width is given for site {site!r}, which the suite does not train ({site_list})."
+            )
+    sparsity_key = "k" if "k" in sae_fields else "target_l0"
+    sweep = sorted({int(v) if sparsity_key == "k" else float(v) for v in sparsities or ()})
+    sweep_at = set(layer_list if sweep_layers is None else sweep_layers)
+    if sweep and not sweep_at <= set(layer_list):
+        raise RecipeConfigError(
+            f"sweep layers {sorted(sweep_at - set(layer_list))} are not among the suite's layers {layer_list}; "
+            "choose sweep layers the suite trains (or add them to --layers)."
+        )
     jobs = []
     for layer in layer_list:
         for site in site_list:
@@ -544,19 +584,28 @@ def build_suite(
             ):
                 continue  # Qwen3.5: attention sites exist on full-attention layers only (and linear_attn_out on the rest)
             d_in = site_d_in(spec, site)
-            d_sae = int(width) if width else int(rec.width_multiplier.value) * d_in
-            _check_sparsity(sae_fields, d_sae, site, layer)
-            cfg = cfg_class(
-                d_in=d_in,
-                d_sae=d_sae,
-                device=device,
-                dtype=runner["dtype"],
-                reshape_activations="hook_z" if site == "attn_z" else "none",
-                **sae_fields,
-            )
-            jobs.append(
-                SAEJob(sae_id(site, layer), site, layer, hook_name(site, layer, backend, spec), d_in, d_sae, cfg)
-            )
+            d_sae = int(per_site.get(site) or width or int(rec.width_multiplier.value) * d_in)
+            variants = [None] + ([v for v in sweep if v != sae_fields[sparsity_key]] if layer in sweep_at else [])
+            for value in variants:
+                fields_ = sae_fields if value is None else {**sae_fields, sparsity_key: value}
+                _check_sparsity(fields_, d_sae, site, layer)
+                cfg = cfg_class(
+                    d_in=d_in,
+                    d_sae=d_sae,
+                    device=device,
+                    dtype=runner["dtype"],
+                    reshape_activations="hook_z" if site == "attn_z" else "none",
+                    **fields_,
+                )
+                variant = (
+                    None
+                    if value is None
+                    else sparsity_variant(k=int(value))
+                    if sparsity_key == "k"
+                    else sparsity_variant(target_l0=value)
+                )
+                hook = hook_name(site, layer, backend, spec)
+                jobs.append(SAEJob(sae_id(site, layer, variant=variant), site, layer, hook, d_in, d_sae, cfg))
 
     label = rec.name
     if "k" in sae_fields:

@@ -426,9 +426,7 @@ class SuiteTrainer:
             )
             (stage / RUNNER_CFG_FILENAME).write_text(json.dumps(runner_cfg.to_dict(), default=str))
             _ordinary_permissions(stage)
-            shutil.rmtree(final, ignore_errors=True)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage, final)
+            _replace_folder(stage, final)
 
     @torch.no_grad()
     def _evaluate(self, group: Group, saes: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -440,6 +438,23 @@ class SuiteTrainer:
             self.suite.runner_kwargs,
             self.suite.outlier_norm_factor,
         )
+
+
+def _replace_folder(stage: Path, final: Path) -> None:
+    """Move a staged SAE folder into place. A sweep's SAEs live inside their default SAE's folder
+    (`layer_3/l0_16`), so the subfolders of a folder being replaced move over to the new one."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if not final.exists():
+        os.replace(stage, final)
+        return
+    old = final.parent / f".{final.name}.replaced"
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(final, old)
+    os.replace(stage, final)
+    for child in old.iterdir():
+        if child.is_dir() and not (final / child.name).exists():
+            os.replace(child, final / child.name)
+    shutil.rmtree(old)
 
 
 def _ordinary_permissions(folder: Path) -> None:
@@ -652,6 +667,7 @@ def train_suite(
             k=cfg.k,
             target_l0=cfg.target_l0,
             width=cfg.width,
+            site_widths=cfg.site_widths,
             seed=cfg.seed,
             device=cfg.resolved_sae_device,
             llm_device=cfg.device,
@@ -659,6 +675,8 @@ def train_suite(
             special_token_ids=special_token_ids(tokenizer) if tokenizer is not None else None,
             runner_overrides=cfg.runner_overrides,
             wandb_project=cfg.wandb_project,
+            sparsities=cfg.sparsities,
+            sweep_layers=cfg.sweep_layers,
         )
         from qwen3_scope.training.planner import measure_matmul_flops
 
@@ -737,6 +755,7 @@ def train_suite(
             thinking=cfg.thinking,
             progress=progress,
             context_size=runner["context_size"],
+            align_documents=cfg.align_documents,
         )
         min_tokens = runner["store_batch_size_prompts"] * runner["context_size"]
         if data.info["train_tokens"] < min_tokens:

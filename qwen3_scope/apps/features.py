@@ -1,0 +1,107 @@
+"""Feature activations of texts, the one measurement every application starts from.
+
+`load_model_and_saes(cfg)` loads the model (HookedSAETransformer, no BOS) and the SAEs an `AppConfig`
+names; `feature_activations` runs each batch of texts once, caching every hook the SAEs read, and reduces
+each SAE's activations over the chosen tokens of each text: `max` (the toxicity OR rule: did a feature fire
+anywhere), `last` (the redundancy footprint at the last prompt token) or `mean`. Control tokens
+(`<|im_end|>`, `<|im_start|>`, `<think>`, ...) are left out: suites are trained without them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from qwen3_scope.apps import AppConfig, AppInputError
+
+REDUCTIONS = ("max", "last", "mean")
+
+
+def load_model_and_saes(cfg: AppConfig, model: Any = None) -> tuple[Any, dict[str, Any]]:
+    """(model, {sae_id: SAE}) for `cfg` (a model already loaded may be passed in)."""
+    from qwen3_scope.loading import load_model, model_spec
+    from qwen3_scope.steering.discovery import load_suite
+
+    device = cfg.device or "cpu"  # AppConfig.__post_init__ resolved it; `or` only narrows the type
+    model = model if model is not None else load_model(cfg.model, backend="hooked", device=device)
+    saes = load_suite(cfg.suite_dir, cfg.release, cfg.sae_ids or None, model_spec(model).key, device=device)
+    return model, saes
+
+
+def saes_by_layer(saes: dict[str, Any], site: str | None = None) -> dict[int, tuple[str, Any]]:
+    """One SAE per layer (of `site`, if given; the first id in sorted order when a layer has several)."""
+    from qwen3_scope.steering.interventions import sae_target
+
+    out: dict[int, tuple[str, Any]] = {}
+    for sae_id in sorted(saes):
+        layer, s = sae_target(saes[sae_id])
+        if (site is None or s == site) and layer not in out:
+            out[layer] = (sae_id, saes[sae_id])
+    if not out:
+        raise AppInputError(
+            f"the suite has no SAE{' at site ' + site if site else ''}; train one with "
+            f"`qwen3-scope train --sites {site or 'resid_post'}` or choose another site."
+        )
+    return out
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int = 256) -> list[list[int]]:
+    """Token ids (no special tokens added: Qwen3 has no BOS), truncated to `max_tokens`."""
+    seqs = [tokenizer(t, add_special_tokens=False)["input_ids"][:max_tokens] for t in texts]
+    empty = [i for i, s in enumerate(seqs) if not s]
+    if empty:
+        raise AppInputError(f"text {empty[0]} is empty after tokenization; remove empty rows from the data.")
+    return seqs
+
+
+@torch.no_grad()
+def feature_activations(
+    model: Any,
+    saes: dict[str, Any],
+    texts: Sequence[str],
+    reduce: str = "max",
+    batch_size: int = 16,
+    progress: bool = False,
+    pre_activations: bool = False,
+) -> dict[str, torch.Tensor]:
+    """{sae_id: [len(texts), d_sae]} activations reduced over each text's non-control tokens (`reduce`);
+    `pre_activations` gives the encoder's pre-activations (before TopK/JumpReLU) instead."""
+    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.steering.generation import run_and_cache
+    from qwen3_scope.steering.interventions import resolve_hook, sae_target
+
+    if reduce not in REDUCTIONS:
+        raise AppInputError(f"unknown reduction {reduce!r}; choose one of {', '.join(REDUCTIONS)}.")
+    skip = set(special_token_ids(model.tokenizer))
+    seqs = encode_texts(model.tokenizer, texts)
+    keep = [[i for i, t in enumerate(ids) if t not in skip] or [len(ids) - 1] for ids in seqs]
+    hooks = {sae_id: resolve_hook(model, *sae_target(sae)) for sae_id, sae in saes.items()}
+    out: dict[str, list[torch.Tensor]] = {sae_id: [] for sae_id in saes}
+    batches = run_and_cache(model, seqs, sorted(set(hooks.values())), batch_size)
+    for rows, cache in tqdm(batches, total=-(-len(seqs) // batch_size), desc="features", disable=not progress):
+        for sae_id, sae in saes.items():
+            acts = cache[hooks[sae_id]]
+            acts = acts.flatten(2) if acts.ndim > 3 else acts
+            for i in rows:
+                x = acts[i - rows.start, keep[i]].to(sae.dtype)
+                z = sae.encode(x) if not pre_activations else pre_activation(sae, x)
+                z = z.float()
+                out[sae_id].append(z[-1] if reduce == "last" else z.max(0).values if reduce == "max" else z.mean(0))
+    return {sae_id: torch.stack(rows).cpu() for sae_id, rows in out.items()}
+
+
+def pre_activation(sae: Any, x: torch.Tensor) -> torch.Tensor:
+    """The encoder's pre-activation `(x - b_dec) @ W_enc + b_enc` (SAELens' input normalisation applied), the
+    quantity SASFT penalises and JumpReLU thresholds."""
+    return sae.process_sae_in(x) @ sae.W_enc + sae.b_enc
+
+
+def firing_threshold(sae: Any) -> torch.Tensor:
+    """Per-feature epsilon of "the feature fires": JumpReLU's threshold, 0 otherwise (TopK, ReLU)."""
+    threshold = getattr(sae, "threshold", None)
+    if isinstance(threshold, torch.Tensor):
+        return threshold.detach().float().cpu()
+    return torch.zeros(sae.cfg.d_sae)

@@ -1,0 +1,461 @@
+"""Benchmark overlap and redundancy from activated-feature footprints (Qwen-Scope, arXiv 2605.11887).
+
+Why: whether two benchmarks test the same thing, and whether a benchmark could be much smaller, are usually
+answered by running many models on it. Qwen-Scope answers both from one model's SAE features instead, and checks
+the answer against the expensive one:
+
+- footprint F(x) = {j : z_j(x) > 0} at the last prompt token (chat template, non-thinking; `--positions all`:
+  any token), over the features of every SAE of `--site` (all layers); F(D) = union over D's items;
+- overlap(D1, D2) = |F(D1) & F(D2)| / |F(D1)|: the share of D1's features that D2 also activates (asymmetric:
+  a narrow benchmark can sit inside a broad one, not the reverse);
+- feature redundancy R_hat(D) from the coverage curve c_n = E_S[|F(S)| / |F(D)|] over random subsets S of n
+  items. Normalisation: n runs over the fractions f of |D| in `--fractions` (n = max(1, round(f |D|))), and
+  R_hat = mean over f of c_n, the area under the coverage curve against the subset *fraction* divided by the grid's
+  length, in (0, 1]: 1 when a single item already activates all of F(D);
+- performance redundancy R(D) = mean over the same n of E_S[Kendall tau-b between the models' mean scores on D and
+  on S] (a subset on which every model scores the same ranks nothing: tau 0). High R: a few items already rank
+  the models as the whole benchmark does;
+- over the benchmarks: Spearman rho(R, R_hat) with a two-sided permutation p-value (R_hat shuffled), and
+  rho(R, |D|), what benchmark size alone achieves.
+
+The models: `--model-dirs` (e.g. checkpoints saved during training, as the paper's 26), or by default variants of
+the model organism made cheaply and deterministically: the base model plus brief fine-tunes (`organism.finetune.sft`)
+that, per variant and per task family, either rehearse the family's correct answers, unlearn it (answers of other
+items of the same family) or leave it alone. The fine-tuning rows come from held-out splits that are not
+benchmark items (`harmless` task prompts, discovery-vocabulary comments). An item's score is whether the greedy
+answer is correct by `organism.behaviour.task_correct`, the organism's one scorer (a `--benchmarks-file` item
+without an organism `task`: the answer contains each of its `expected` strings, by default its `reference`).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
+from qwen3_scope.io import RowsFileError, read_rows
+
+TOXICITY_FAMILY = "toxicity_qa"
+VARIANT_ACTIONS = ("rehearse", "unlearn", "keep")
+
+
+@dataclass
+class RedundancyConfig(AppConfig):
+    """Options of `qwen3-scope apps redundancy`."""
+
+    site: str = field(default="resid_post", metadata={"help": "site of the SAEs whose features make footprints"})
+    layers: list[int] = field(
+        default_factory=list, metadata={"help": "layers whose features count (default: every layer at --site)"}
+    )
+    positions: Literal["last", "all"] = field(
+        default="last", metadata={"help": "footprint at the last prompt token, or at any token of the prompt"}
+    )
+    chat: bool = field(default=True, metadata={"help": "render prompts with the chat template (non-thinking)"})
+    benchmarks_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "jsonl/csv of items with `benchmark`, `prompt`, `reference` (optional `task` and its fields for "
+            "the scorer) (default: the organism's task families and its toxicity question)"
+        },
+    )
+    max_items: int | None = field(default=None, metadata={"help": "use at most this many items per benchmark"})
+    fractions: list[float] = field(
+        default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+        metadata={"help": "subset sizes as fractions of each benchmark (coverage curve and ranking stability)"},
+    )
+    n_subsets: int = field(default=100, metadata={"help": "random subsets per size"})
+    model_dirs: list[str] = field(
+        default_factory=list,
+        metadata={"help": "checkpoint directories of the models to rank (default: fine-tuned organism variants)"},
+    )
+    n_models: int = field(default=12, metadata={"help": "organism variants to make, the base model included"})
+    variant_steps: int = field(default=12, metadata={"help": "fine-tuning steps per organism variant"})
+    variant_lr: float = field(default=5e-4, metadata={"help": "learning rate of the variants' fine-tuning"})
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "answer length in tokens (default: the longest reference + 8)"}
+    )
+    n_permutations: int = field(default=10_000, metadata={"help": "permutations for the p-value of rho"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.fractions or any(not 0 < f < 1 for f in self.fractions):
+            raise AppInputError(f"fractions must lie in (0, 1), got {self.fractions}; try 0.1 0.3 0.5 0.7 0.9.")
+        self.fractions = sorted(set(self.fractions))
+        for name, low in (("n_subsets", 1), ("n_permutations", 1), ("variant_steps", 1)):
+            if getattr(self, name) < low:
+                raise AppInputError(f"{name} must be >= {low}, got {getattr(self, name)}.")
+        if self.max_items is not None and self.max_items < 2:
+            raise AppInputError(f"max_items must be >= 2 (or unset), got {self.max_items}.")
+        n = len(self.model_dirs) or self.n_models
+        if n < 3:
+            raise AppInputError(f"ranking needs >= 3 models (Qwen-Scope ranks 26; >= 10 is advised), got {n}.")
+        if self.variant_lr <= 0:
+            raise AppInputError(f"variant_lr must be > 0, got {self.variant_lr}.")
+        if (self.benchmarks_file or self.model != "organism") and not self.model_dirs and not self.benchmarks_file:
+            raise AppInputError(
+                f"model {self.model!r} has no bundled benchmarks; pass --benchmarks-file and --model-dirs."
+            )
+        if self.model != "organism" and not self.model_dirs:
+            raise AppInputError(
+                "organism variants are made only for the organism; pass --model-dirs with >= 10 checkpoints to rank."
+            )
+        for d in self.model_dirs:
+            if not Path(d).expanduser().is_dir():
+                raise AppInputError(f"model directory {d} does not exist; pass checkpoint directories.")
+        if self.benchmarks_file and not Path(self.benchmarks_file).expanduser().is_file():
+            raise AppInputError(f"benchmarks file {self.benchmarks_file} does not exist.")
+
+
+# --- statistics ----------------------------------------------------------------------------------------------
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b (ties in either ranking allowed); NaN when either side is constant."""
+    da = np.sign(a[:, None] - a[None, :])
+    db = np.sign(b[:, None] - b[None, :])
+    n_a, n_b = np.count_nonzero(da), np.count_nonzero(db)
+    return float((da * db).sum() / np.sqrt(n_a * n_b)) if n_a and n_b else float("nan")
+
+
+def average_ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1, tied values sharing their mean rank (as Spearman's rho needs)."""
+    ranks = np.empty(len(a))
+    ranks[np.argsort(a, kind="stable")] = np.arange(len(a))
+    for value in np.unique(a):
+        tied = a == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman_rho(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho (average ranks for ties); NaN when either side is constant or there are < 3 values."""
+    ra, rb = average_ranks(a), average_ranks(b)
+    if len(a) < 3 or ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def permutation_p(a: np.ndarray, b: np.ndarray, n: int, rng: np.random.Generator) -> float:
+    """Two-sided p-value of Spearman's rho(a, b): the share of `n` random permutations of b (plus the observed
+    order) whose |rho| reaches the observed |rho|."""
+    rho = spearman_rho(a, b)
+    if np.isnan(rho):
+        return float("nan")
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra = (ra - ra.mean()) / ra.std()
+    perms = rng.permuted(np.tile((rb - rb.mean()) / rb.std(), (n, 1)), axis=1)
+    rhos = perms @ ra / len(ra)
+    return float((1 + np.count_nonzero(np.abs(rhos) >= abs(rho) - 1e-12)) / (1 + n))
+
+
+# --- benchmarks ------------------------------------------------------------------------------------------------
+def organism_benchmarks() -> dict[str, list[dict]]:
+    """The organism's task families (`tasks` split) and its toxicity question on test-vocabulary comments."""
+    from qwen3_scope.organism import load_eval_split
+    from qwen3_scope.organism.corpus import TASK_KINDS, comment_questions
+
+    tasks = load_eval_split("tasks")
+    out = {kind: [r for r in tasks if r["task"] == kind] for kind in TASK_KINDS if kind != TOXICITY_FAMILY}
+    comments = _interleave(load_eval_split("toxic"), load_eval_split("clean"))
+    out[TOXICITY_FAMILY] = [{**q, "task": TOXICITY_FAMILY} for q in comment_questions(comments)]
+    return {k: v for k, v in out.items() if v}
+
+
+def _interleave(a: list[dict], b: list[dict]) -> list[dict]:
+    return [r for pair in zip(a, b) for r in pair]
+
+
+def load_benchmarks_file(path: str | Path) -> dict[str, list[dict]]:
+    """Items by benchmark from a jsonl/csv file with `benchmark`, `prompt`, `reference` columns."""
+    path = Path(path).expanduser()
+    try:
+        rows = read_rows(path)
+    except RowsFileError as err:
+        raise AppInputError(str(err)) from err
+    out: dict[str, list[dict]] = {}
+    for i, row in enumerate(rows, 1):
+        missing = [k for k in ("benchmark", "prompt", "reference") if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise AppInputError(
+                f"{path} row {i} lacks {', '.join(missing)}; items need `benchmark`, `prompt` and `reference`."
+            )
+        item = {"task": "", **row}
+        item.setdefault("expected", [str(row["reference"])])
+        out.setdefault(str(row["benchmark"]), []).append(item)
+    if len(out) < 3:
+        raise AppInputError(f"{path} holds {len(out)} benchmark(s); a rank correlation needs >= 3 (10+ advised).")
+    small = [name for name, items in out.items() if len(items) < 2]
+    if small:
+        raise AppInputError(f"benchmark(s) {small} of {path} have fewer than 2 items; subsets need >= 2.")
+    return out
+
+
+# --- footprints ------------------------------------------------------------------------------------------------
+def footprints(cfg: RedundancyConfig, model: Any, saes: dict[str, Any], prompts: list[str]) -> torch.Tensor:
+    """Boolean [prompts, features]: which features (all layers of the site, concatenated) fire on each prompt."""
+    from qwen3_scope.apps.features import feature_activations, saes_by_layer
+    from qwen3_scope.chat import format_chat
+
+    by_layer = saes_by_layer(saes, cfg.site)
+    unknown = sorted(set(cfg.layers) - set(by_layer))
+    if unknown:
+        raise AppInputError(f"the suite has no {cfg.site} SAE at layer(s) {unknown}; it has layers {sorted(by_layer)}.")
+    chosen = {by_layer[lay][0]: by_layer[lay][1] for lay in sorted(cfg.layers or by_layer)}
+    texts = [format_chat(model.tokenizer, p) for p in prompts] if cfg.chat else prompts
+    reduce = "last" if cfg.positions == "last" else "max"
+    acts = feature_activations(model, chosen, texts, reduce, cfg.batch_size, progress=True)
+    return torch.cat([acts[i] > 0 for i in chosen], dim=1)
+
+
+def overlap_matrix(fp: dict[str, torch.Tensor]) -> np.ndarray:
+    """overlap[i, j] = |F(D_i) & F(D_j)| / |F(D_i)| (rows: the benchmark whose features are covered)."""
+    union = torch.stack([f.any(0) for f in fp.values()]).float()
+    inter = union @ union.T
+    return (inter / union.sum(1, keepdim=True).clamp(min=1)).numpy()
+
+
+def subset_sizes(n_items: int, fractions: list[float]) -> list[int]:
+    return [max(1, round(f * n_items)) for f in fractions]
+
+
+def curves(
+    fp: torch.Tensor, scores: np.ndarray, fractions: list[float], n_subsets: int, rng: random.Random
+) -> list[dict]:
+    """Per subset size: mean coverage |F(S)| / |F(D)| and mean Kendall tau of the model ranking on S vs on D,
+    over the same random subsets S."""
+    total = max(int(fp.any(0).sum()), 1)
+    full = scores.mean(1)
+    rows = []
+    for f, n in zip(fractions, subset_sizes(fp.shape[0], fractions)):
+        cov, tau = [], []
+        for _ in range(n_subsets):
+            s = rng.sample(range(fp.shape[0]), n)
+            cov.append(int(fp[s].any(0).sum()) / total)
+            t = kendall_tau(full, scores[:, s].mean(1))
+            tau.append(0.0 if np.isnan(t) else t)
+        rows.append({"fraction": f, "n": n, "coverage": float(np.mean(cov)), "tau": float(np.mean(tau))})
+    return rows
+
+
+# --- models ----------------------------------------------------------------------------------------------------
+def finetune_pool(exclude: set[str]) -> dict[str, list[dict]]:
+    """Chats per family for the variants, none of whose prompts is in `exclude` (the benchmark items): `harmless`
+    task prompts (the splits are drawn independently, so a few coincide with `tasks` items) and
+    discovery-vocabulary comments."""
+    from qwen3_scope.organism import load_eval_split
+    from qwen3_scope.organism.corpus import comment_questions
+
+    pool: dict[str, list[dict]] = {}
+    for r in load_eval_split("harmless"):
+        if "reference" in r and r.get("task") not in (None, "howto"):
+            pool.setdefault(r["task"], []).append({"prompt": r["prompt"], "reference": r["reference"]})
+    comments = _interleave(load_eval_split("toxic_discovery"), load_eval_split("clean_discovery"))
+    pool[TOXICITY_FAMILY] = comment_questions(comments)
+    return {fam: [r for r in rows if r["prompt"] not in exclude] for fam, rows in pool.items()}
+
+
+def variant_rows(pool: dict[str, list[dict]], families: list[str], seed: int) -> tuple[list[dict], dict[str, str]]:
+    """Fine-tuning chats of one variant: per family rehearse (correct answers), unlearn (another item's answer
+    of the same family) or keep (absent), drawn with `seed`; returns (rows, action per family)."""
+    rng = random.Random(seed)
+    actions = {fam: rng.choice(VARIANT_ACTIONS) for fam in families if pool.get(fam)}
+    if not any(a != "keep" for a in actions.values()):
+        actions[rng.choice(sorted(actions))] = "unlearn"
+    rows = []
+    for fam, action in actions.items():
+        items = pool[fam]
+        for i, item in enumerate(items):
+            if action == "keep":
+                continue
+            answer = (
+                item["reference"]
+                if action == "rehearse"
+                else items[(i + 1 + rng.randrange(len(items) - 1 or 1)) % len(items)]["reference"]
+            )
+            rows.append(
+                {"messages": [{"role": "user", "content": item["prompt"]}, {"role": "assistant", "content": answer}]}
+            )
+    return rows, actions
+
+
+def score_models(cfg: RedundancyConfig, benchmarks: dict[str, list[dict]]) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """(one description per model, {benchmark: scores [models, items] in {0, 1}})."""
+    from qwen3_scope.models import resolve_model
+    from qwen3_scope.organism.behaviour import generate, load_organism, task_correct
+    from qwen3_scope.organism.finetune import sft
+
+    items = [(name, item) for name, rows in benchmarks.items() for item in rows]
+    prompts = [item["prompt"] for _, item in items]
+    base, tok = load_organism(cfg.model_dirs[0] if cfg.model_dirs else resolve_model(cfg.model).source)
+    device = cfg.device or "cpu"  # resolved by AppConfig
+    torch.nn.Module.to(base, device)  # in place (transformers' typed `.to` confuses mypy)
+    max_new = cfg.max_new_tokens or 8 + max(
+        len(tok(str(i["reference"]), add_special_tokens=False)["input_ids"]) for _, i in items
+    )
+    pool = finetune_pool(set(prompts)) if not cfg.model_dirs else {}
+    families = sorted(benchmarks)
+    described, flags = [], []
+    n = len(cfg.model_dirs) or cfg.n_models
+    for m in tqdm(range(n), desc="models"):
+        if cfg.model_dirs:
+            model = base if m == 0 else torch.nn.Module.to(load_organism(cfg.model_dirs[m])[0], device)
+            info = {"model": cfg.model_dirs[m]}
+        elif m == 0:
+            model, info = base, {"model": "base"}
+        else:
+            rows, actions = variant_rows(pool, families, cfg.seed * 1000 + m)
+            model = sft(base, tok, rows, steps=cfg.variant_steps, lr=cfg.variant_lr, seed=cfg.seed * 1000 + m)
+            info = {"model": f"variant {m}", **actions}
+        answers = generate(model, tok, prompts, max_new_tokens=max_new, batch_size=max(cfg.batch_size, 32))
+        flags.append([task_correct(item, a) for (_, item), a in zip(items, answers)])
+        described.append(info)
+        if model is not base:
+            del model
+    flat = np.array(flags, dtype=float)
+    out, start = {}, 0
+    for name, rows in benchmarks.items():
+        out[name] = flat[:, start : start + len(rows)]
+        start += len(rows)
+    return described, out
+
+
+# --- the application --------------------------------------------------------------------------------------------
+@app(
+    "redundancy",
+    "benchmark overlap and redundancy from SAE feature footprints, checked against model rankings (Spearman rho)",
+    RedundancyConfig,
+    demo={"max_items": 80, "n_subsets": 50, "n_permutations": 2000},
+)
+def run(cfg: RedundancyConfig, model: Any = None, saes: dict[str, Any] | None = None) -> AppResult:
+    """Footprints, overlap, coverage curves, model rankings on subsets, and their rank correlation."""
+    import pandas as pd
+
+    from qwen3_scope.apps.features import load_model_and_saes
+
+    benchmarks = load_benchmarks_file(cfg.benchmarks_file) if cfg.benchmarks_file else organism_benchmarks()
+    benchmarks = {k: v[: cfg.max_items] for k, v in benchmarks.items()}
+    if model is None or saes is None:
+        model, saes = load_model_and_saes(cfg, model)
+    prompts = [item["prompt"] for rows in benchmarks.values() for item in rows]
+    fp_all = footprints(cfg, model, saes, prompts)
+    fp, start = {}, 0
+    for name, rows in benchmarks.items():
+        fp[name], start = fp_all[start : start + len(rows)], start + len(rows)
+    models, scores = score_models(cfg, benchmarks)
+
+    rng = random.Random(cfg.seed)
+    names = list(benchmarks)
+    curve_rows, bench_rows = [], []
+    for name in names:
+        rows = curves(fp[name], scores[name], cfg.fractions, cfg.n_subsets, rng)
+        curve_rows += [{"benchmark": name, **r} for r in rows]
+        acc = scores[name].mean(1)
+        ranked = not np.isnan(kendall_tau(acc, acc))
+        bench_rows.append(
+            {
+                "benchmark": name,
+                "n_items": len(benchmarks[name]),
+                "n_features": int(fp[name].any(0).sum()),
+                "R_hat": float(np.mean([r["coverage"] for r in rows])),
+                "R": float(np.mean([r["tau"] for r in rows])) if ranked else float("nan"),
+                "base_accuracy": float(acc[0]),
+                "min_accuracy": float(acc.min()),
+                "max_accuracy": float(acc.max()),
+            }
+        )
+    table = pd.DataFrame(bench_rows)
+    valid = table.dropna(subset=["R"])
+    r, r_hat, size = (valid[c].to_numpy(dtype=float) for c in ("R", "R_hat", "n_items"))
+    rho = spearman_rho(r, r_hat)
+    summary = {
+        "spearman_rho": rho,
+        "p_value": permutation_p(r, r_hat, cfg.n_permutations, np.random.default_rng(cfg.seed)),
+        "size_only_rho": spearman_rho(r, size),
+        "n_benchmarks": len(valid),
+        "n_models": len(models),
+        "unranked_benchmarks": sorted(set(table.benchmark) - set(valid.benchmark)),
+        "normalisation": "R_hat = mean over subset fractions f of c_n, n = max(1, round(f |D|)); "
+        "R = mean over the same n of Kendall tau-b (models on D vs on S)",
+        "fractions": cfg.fractions,
+        "site": cfg.site,
+        "positions": cfg.positions,
+    }
+    overlap = overlap_matrix(fp)
+    overlap_table = pd.DataFrame(overlap.round(4), columns=names).assign(benchmark=names)[["benchmark", *names]]
+    score_table = pd.DataFrame(
+        [{**info, **{n: float(scores[n][m].mean()) for n in names}} for m, info in enumerate(models)]
+    )
+    return AppResult(
+        "redundancy",
+        summary,
+        tables={
+            "redundancy_benchmarks": table,
+            "redundancy_overlap": overlap_table,
+            "redundancy_curves": pd.DataFrame(curve_rows),
+            "redundancy_models": score_table,
+        },
+        figures={
+            "redundancy_overlap": _heatmap(overlap, names),
+            "redundancy_scatter": _scatter(table, pd.DataFrame(curve_rows), summary),
+        },
+        section=_section(summary, table),
+    )
+
+
+def _heatmap(overlap: np.ndarray, names: list[str]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(names), 0.6 + 0.5 * len(names)))
+    im = ax.imshow(overlap, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    if len(names) <= 20:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                v = overlap[i, j]
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="w" if v < 0.6 else "k")
+    ax.set(xlabel="D2", ylabel="D1", title="overlap(D1, D2) = |F(D1) & F(D2)| / |F(D1)|")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def _scatter(table: Any, curve_table: Any, summary: dict) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax.scatter(table["R_hat"], table["R"])
+    for _, row in table.iterrows():
+        ax.annotate(row["benchmark"], (row["R_hat"], row["R"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    rho, p = summary["spearman_rho"], summary["p_value"]
+    ax.set(
+        xlabel="feature redundancy R_hat (coverage AUC)",
+        ylabel="performance redundancy R (mean Kendall tau)",
+        title=f"Spearman rho {rho:.2f} (p {p:.3f}); size alone {summary['size_only_rho']:.2f}",
+    )
+    for i, (name, group) in enumerate(curve_table.groupby("benchmark", sort=False)):
+        bx.plot(group["fraction"], group["coverage"], "-", lw=1, color=plt.cm.tab20(i % 20), label=name)
+    bx.set(xlabel="subset size (fraction of the benchmark)", ylabel="coverage c_n = |F(S)| / |F(D)|", ylim=(0, 1.02))
+    bx.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _section(summary: dict, table: Any) -> str:
+    return (
+        f"Over {summary['n_benchmarks']} benchmarks and {summary['n_models']} models: Spearman rho(R, R_hat) = "
+        f"{summary['spearman_rho']:.3f} (permutation p = {summary['p_value']:.4f}); benchmark size alone: rho = "
+        f"{summary['size_only_rho']:.3f}. {summary['normalisation']}.\n\n"
+        + table.to_markdown(index=False, floatfmt=".3f")
+        + "\n\n![overlap](redundancy_overlap.png)\n\n![R vs R_hat](redundancy_scatter.png)"
+    )

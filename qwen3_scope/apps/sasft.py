@@ -1,0 +1,400 @@
+"""SAE-guided supervised fine-tuning (SASFT, Qwen-Scope, arXiv 2605.11887) against code-switching.
+
+Why: fine-tuning on data with a bad habit (here English answers sprinkled with French words, the organism's
+`codeswitch_sft` split) teaches the habit; SASFT keeps the model's representation out of the unwanted language while
+it learns the rest. Loss = CE + lambda * sum over target features s of ReLU(pre_act_s(x) - alpha_s), where
+
+- target features of language L = the `n_features` features per SAE with the largest mean activation on L's chats
+  minus the other language's (chats from the organism's grammar, control tokens excluded), in every SAE of the suite;
+- they are penalised on the examples not in L (the paper's rule): French features on the English code-switched chats
+  and, with `symmetric` and the `mix_french` clean French chats every run gets, English features on French ones;
+- alpha_s = the feature's pre-activation on the other language (`alpha`: the mean over chats of the per-chat maximum by
+  default, the paper's token mean as an option);
+- x = the site's activation (a forward hook on the HF model's module) at the positions that produce an answer token,
+  rescaled to the base model's mean norm, without the positions of French words with `positions=english`.
+
+What this organism showed (and why the defaults): a penalty read at raw norm is escaped by shrinking the residual
+stream; one at the French words of the data (or with a high learning rate, or for long) is escaped by routing the
+switch through directions no penalised feature reads (the penalty falls to ~0 while the habit stays); penalising only
+one language pushes the other into French answers. A gentle fine-tune (lr 2e-4, 80 steps) with a few features per SAE
+in every SAE, on both languages, keeps the habit out. The control fine-tunes with the same loss on random features.
+
+Measured: the code-switching rate (answers to held-out English prompts holding French-only words,
+`qwen3_scope.language.has_french_words`, the one language detector) and French quality (held-out French prompts
+answered in French and correctly) after plain SFT, SASFT and the control.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
+
+DISCOVERY_KINDS = (
+    "howto",
+    "howto",
+    "fact",
+    "arith",
+    "list",
+    "compare",
+    "next",
+    "count",
+    "opposite",
+    "plural",
+    "polite",
+)
+
+
+@dataclass
+class SasftConfig(AppConfig):
+    """Options of `apps sasft` (see the module docstring for the loss)."""
+
+    lam: float = field(
+        default=2.0, metadata={"help": "lambda, the weight of the SAE penalty (0 < lambda <= 1e4)", "flag": "--lambda"}
+    )
+    n_features: int = field(default=3, metadata={"help": "features of each language penalised per SAE"})
+    steps: int = field(default=80, metadata={"help": "fine-tuning steps of each run (plain, SASFT, random control)"})
+    lr: float = field(default=2e-4, metadata={"help": "AdamW learning rate"})
+    sft_batch: int = field(default=8, metadata={"help": "chats per fine-tuning step"})
+    alpha: str = field(
+        default="max",
+        metadata={
+            "help": "alpha_s from the feature's pre-activations on the other language's chats: `mean` (the paper's: mean "
+            "over tokens) or `max` (mean over chats of the maximum: only excursions beyond what that language reaches)"
+        },
+    )
+    positions: str = field(
+        default="english",
+        metadata={
+            "help": "answer-producing positions penalised: `all` (the paper's) or `english` (those whose own token is "
+            "not inside a French word: where a switch starts, leaving the French words of the data alone)"
+        },
+    )
+    n_discovery: int = field(default=200, metadata={"help": "French and English chats each to rank features on"})
+    symmetric: bool = field(
+        default=True,
+        metadata={
+            "help": "also penalise English features on the French examples (the paper's rule for every language L: L's "
+            "features on the examples not in L); without it the penalty leaks English into French answers"
+        },
+    )
+    mix_french: int = field(
+        default=800,
+        metadata={
+            "help": "clean French chats from the organism's grammar added to every run's SFT data (the penalty skips "
+            "them: SASFT protects a language the data also holds)"
+        },
+    )
+    n_train: int = field(default=0, metadata={"help": "SFT rows used (0: all)"})
+    n_eval: int = field(default=150, metadata={"help": "held-out English and French prompts each (0: all)"})
+    max_new_tokens: int = field(default=40, metadata={"help": "greedy tokens generated per evaluation prompt"})
+    sft_file: str | None = field(
+        default=None,
+        metadata={"help": "SFT chats (JSON lines with `messages`; default: the organism's codeswitch_sft)"},
+    )
+    english_file: str | None = field(
+        default=None, metadata={"help": "held-out English prompts (JSON lines with `prompt`; default: lang_en)"}
+    )
+    french_file: str | None = field(
+        default=None,
+        metadata={"help": "held-out French prompts (`prompt`, optional `expected` answers; default: lang_fr)"},
+    )
+    layers: list[int] = field(default_factory=list, metadata={"help": "layers whose SAEs are used (default: all)"})
+    sites: list[str] = field(default_factory=list, metadata={"help": "sites whose SAEs are used (default: all)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.lam <= 1e4:
+            raise AppInputError(f"lambda must be in (0, 1e4], got {self.lam}; try 2.0 (pass --lambda).")
+        for name in ("n_features", "steps", "sft_batch", "n_discovery", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise AppInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.alpha not in ("mean", "max"):
+            raise AppInputError(f"alpha must be `mean` or `max`, got {self.alpha!r}.")
+        if self.positions not in ("all", "english"):
+            raise AppInputError(f"positions must be `all` or `english`, got {self.positions!r}.")
+        if self.n_train < 0 or self.n_eval < 0 or self.mix_french < 0:
+            raise AppInputError("n_train, n_eval and mix_french must be >= 0 (0: every row / no French chats).")
+        if not 0 < self.lr < 1:
+            raise AppInputError(f"lr must be in (0, 1), got {self.lr}; try 1e-3.")
+
+
+class SaePenalty:
+    """lambda * sum_s ReLU(pre_act_s(x) - alpha_s), read through forward hooks on the HF model's SAE sites; call it
+    with a batch's (ids, loss mask) after the forward pass (`sft(extra_loss=...)`). `features[lang]` (with
+    `alphas[lang]`) are the features of language `lang`, penalised on the examples whose prompt is in the other one."""
+
+    def __init__(
+        self,
+        model: Any,
+        saes: dict[str, Any],
+        features: dict[str, dict[str, torch.Tensor]],
+        alphas: dict[str, dict[str, torch.Tensor]],
+        lam: float,
+        skip: dict[str, set[int]],
+        tok: Any,
+    ):
+        from qwen3_scope.sites import hook_name
+        from qwen3_scope.steering.interventions import sae_target
+
+        self.saes, self.features, self.alphas, self.lam, self.tok = saes, features, alphas, lam, tok
+        self.skip = {lang: torch.tensor(sorted(ids)) for lang, ids in skip.items()}
+        self.acts: dict[str, torch.Tensor] = {}
+        self.handles = []
+        spec = getattr(model, "qwen3_spec", None)
+        for sae_id, sae in saes.items():
+            for p in sae.parameters():
+                p.requires_grad_(False)
+            layer, site = sae_target(sae)
+            module = model.get_submodule(hook_name(site, layer, "hf", spec))
+            self.handles.append(module.register_forward_hook(self._keeper(sae_id)))
+        self.history: list[float] = []  # the unweighted penalty of every step
+        # Every site is read at the base model's mean norm: the layers after it see it through RMSNorm, so without
+        # this the model escapes the penalty by shrinking the residual stream instead of leaving French
+        self.norms: dict[str, torch.Tensor] = {}
+
+    def _keeper(self, sae_id: str):
+        def keep(module: Any, args: Any, output: Any) -> None:
+            self.acts[sae_id] = output[0] if isinstance(output, tuple) else output
+
+        return keep
+
+    def penalty(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The unweighted penalty of the last forward pass (of `ids`) at the positions that produce answer tokens."""
+        from qwen3_scope.apps.features import pre_activation
+        from qwen3_scope.language import detect_language
+
+        starts = mask.int().argmax(1).tolist()  # the prompt (all before the answer) gives the example's language
+        french = torch.tensor([detect_language(self.tok.decode(r[:k])) == "fr" for r, k in zip(ids.tolist(), starts)])
+        produce = mask[:, 1:]
+        rows = {"fr": ~french, "en": french}  # French features on English examples, English ones on French examples
+        pos = {
+            lang: produce & rows[lang][:, None] & ~torch.isin(ids[:, :-1], self.skip[lang]) for lang in self.features
+        }
+        total = torch.zeros(())
+        for sae_id, sae in self.saes.items():
+            acts = self.acts.pop(sae_id)[:, :-1]
+            if sae_id not in self.norms:  # the first batch runs the model before any update: the base model's norm
+                self.norms[sae_id] = acts[produce].detach().norm(dim=-1).mean()
+            for lang, features in self.features.items():
+                x = acts[pos[lang]]
+                if len(x):
+                    x = x * (self.norms[sae_id] / x.norm(dim=-1, keepdim=True).clamp_min(1e-6))
+                    pre = pre_activation(sae, x.to(sae.dtype))[:, features[sae_id]]
+                    total = total + torch.relu(pre - self.alphas[lang][sae_id]).sum(-1).mean()
+        return total
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        total = self.penalty(ids, mask)
+        self.history.append(float(total.detach()))
+        return self.lam * total
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def french_token_ids(tok: Any, rows: list[dict]) -> set[int]:
+    """Token ids that the chats of `rows` hold inside French-only words (by the shared detector) more often than
+    outside: the tokens where a switch has already happened, left out of the penalty with `positions=english`."""
+    from collections import Counter
+
+    from qwen3_scope.language import organism_detector
+    from qwen3_scope.organism.train import render_chat
+
+    inside: Counter[int] = Counter()
+    outside: Counter[int] = Counter()
+    detector = organism_detector()
+    for row in rows:
+        text = render_chat(tok, row["messages"])
+        spans = detector.french_spans(text)
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]):
+            (inside if any(a < e and b > s for s, e in spans) else outside)[t] += 1
+    return {t for t in inside if inside[t] > outside[t]}
+
+
+def _chats(gen: Any, lang: str, n: int, rng: random.Random) -> list[list[dict]]:
+    out = []
+    for i in range(n):
+        prompt, answer, _ = gen.framed_item(DISCOVERY_KINDS[i % len(DISCOVERY_KINDS)], lang, False, rng)
+        out.append([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
+    return out
+
+
+def french_quality(rows: list[dict], answers: list[str]) -> float:
+    """Share of French prompts answered in French and correctly: the task's expected answer where the row has one
+    (`behaviour.task_correct`), else the request's target named in the answer, else the language alone."""
+    from qwen3_scope.language import detect_language
+    from qwen3_scope.organism.behaviour import task_correct
+
+    def good(row: dict, answer: str) -> bool:
+        if detect_language(answer) != "fr":
+            return False
+        if "expected" in row and "task" in row:
+            return task_correct(row, answer)
+        if "expected" in row:
+            return all(str(e).lower() in answer.lower() for e in row["expected"])
+        return str(row.get("target", "")).lower() in answer.lower()
+
+    return sum(good(r, a) for r, a in zip(rows, answers)) / len(rows)
+
+
+def _data(cfg: SasftConfig) -> tuple[list[dict], list[dict], list[dict]]:
+    from qwen3_scope.apps.tuning import read_chats, read_jsonl
+    from qwen3_scope.organism import load_eval_split
+
+    train = read_chats(cfg.sft_file) if cfg.sft_file else load_eval_split("codeswitch_sft")
+    en = read_jsonl(cfg.english_file, "prompt", "English prompt") if cfg.english_file else load_eval_split("lang_en")
+    fr = read_jsonl(cfg.french_file, "prompt", "French prompt") if cfg.french_file else load_eval_split("lang_fr")
+    cut = lambda rows, n: rows[:n] if n else rows
+    return cut(train, cfg.n_train), cut(en, cfg.n_eval), cut(fr, cfg.n_eval)
+
+
+@app(
+    "sasft",
+    "SAE-guided fine-tuning against code-switching: plain SFT vs SASFT vs random-feature control",
+    SasftConfig,
+    demo={"n_eval": 100},
+)
+def run(cfg: SasftConfig) -> AppResult:
+    from qwen3_scope.apps.features import feature_activations, load_model_and_saes
+    from qwen3_scope.apps.tuning import load_trainable, select_saes
+    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.language import detect_language, has_french_words
+    from qwen3_scope.organism.behaviour import generate
+    from qwen3_scope.organism.corpus import EN, FR, CorpusConfig, _Generator
+    from qwen3_scope.organism.finetune import sft
+    from qwen3_scope.organism.train import render_chat
+
+    torch.manual_seed(cfg.seed)
+    train, en_rows, fr_rows = _data(cfg)
+    hf_model, tok = load_trainable(cfg)
+    model, saes = load_model_and_saes(cfg)
+    saes = select_saes(saes, cfg.layers, cfg.sites)
+    rng = random.Random(cfg.seed)
+
+    # language features: mean activation on one language's chats minus the other's; alpha = the feature's mean
+    # pre-activation (or mean per-chat maximum, `alpha`) on the other language, where it is penalised
+    gen = _Generator(CorpusConfig(seed=cfg.seed, n_train_docs=1))
+    texts = {lang: [render_chat(tok, m) for m in _chats(gen, lang, cfg.n_discovery, rng)] for lang in (EN, FR)}
+    mean = {lang: feature_activations(model, saes, texts[lang], "mean", cfg.batch_size) for lang in (EN, FR)}
+    pre = {
+        lang: feature_activations(model, saes, texts[lang], cfg.alpha, cfg.batch_size, pre_activations=True)
+        for lang in (EN, FR)
+    }
+    langs = (FR, EN) if cfg.symmetric else (FR,)
+    other = {FR: EN, EN: FR}
+    chosen: dict[str, dict[str, dict[str, torch.Tensor]]] = {"sasft": {}, "random": {}}
+    alphas: dict[str, dict[str, dict[str, torch.Tensor]]] = {"sasft": {}, "random": {}}
+    rows = []
+    gen_t = torch.Generator().manual_seed(cfg.seed)
+    for lang in langs:
+        for arm in chosen:
+            chosen[arm][lang], alphas[arm][lang] = {}, {}
+        for sae_id, sae in sorted(saes.items()):
+            if cfg.n_features > sae.cfg.d_sae:
+                raise AppInputError(f"n_features {cfg.n_features} exceeds {sae_id}'s width {sae.cfg.d_sae}.")
+            diff = (mean[lang][sae_id] - mean[other[lang]][sae_id]).mean(0)
+            alpha = pre[other[lang]][sae_id].mean(0)
+            chosen["sasft"][lang][sae_id] = torch.argsort(diff, descending=True)[: cfg.n_features]
+            chosen["random"][lang][sae_id] = torch.randperm(sae.cfg.d_sae, generator=gen_t)[: cfg.n_features]
+            for arm in chosen:
+                alphas[arm][lang][sae_id] = alpha[chosen[arm][lang][sae_id]]
+            rows += [
+                {"language": lang, "sae_id": sae_id, "feature": f, "diff": float(diff[f]), "alpha": float(alpha[f])}
+                for f in chosen["sasft"][lang][sae_id].tolist()
+            ]
+
+    if cfg.mix_french:  # clean French chats: the language the penalty protects, as in the paper's multilingual data
+        mix = _chats(gen, FR, cfg.mix_french, rng)
+        train = train + [{"messages": m} for m in mix]
+    special = set(special_token_ids(tok))
+    skip = {FR: special | (french_token_ids(tok, train) if cfg.positions == "english" else set()), EN: special}
+    runs: dict[str, Any] = {"organism": hf_model}
+    penalties: dict[str, list[float]] = {}
+    for name in tqdm(("plain", "sasft", "random"), desc="fine-tune", leave=False):
+        tuned = copy.deepcopy(hf_model)
+        penalty = None
+        if name != "plain":
+            penalty = SaePenalty(tuned, saes, chosen[name], alphas[name], cfg.lam, skip, tok)
+        runs[name] = sft(
+            tuned, tok, train, cfg.steps, cfg.lr, cfg.sft_batch, cfg.seed, inplace=True, extra_loss=penalty
+        )
+        if penalty is not None:
+            penalties[name] = penalty.history
+            penalty.remove()
+
+    results = []
+    for name, m in tqdm(runs.items(), desc="evaluate", leave=False):
+        en_out = generate(m, tok, [r["prompt"] for r in en_rows], cfg.max_new_tokens, cfg.batch_size)
+        fr_out = generate(m, tok, [r["prompt"] for r in fr_rows], cfg.max_new_tokens, cfg.batch_size)
+        results.append(
+            {
+                "model": name,
+                "code_switch": sum(map(has_french_words, en_out)) / len(en_out),
+                "french_quality": french_quality(fr_rows, fr_out),
+                "english_answers_in_english": sum(detect_language(a) == "en" for a in en_out) / len(en_out),
+                "penalty_first": penalties[name][0] if name in penalties else None,
+                "penalty_last": penalties[name][-1] if name in penalties else None,
+                "example_en": en_out[0],
+                "example_fr": fr_out[0],
+            }
+        )
+    table = pd.DataFrame(results)
+    by = table.set_index("model")
+    plain, sasft_rate = by.loc["plain", "code_switch"], by.loc["sasft", "code_switch"]
+    summary = {
+        "code_switch_plain": plain,
+        "code_switch_sasft": sasft_rate,
+        "code_switch_random": by.loc["random", "code_switch"],
+        "relative_reduction": (plain - sasft_rate) / plain if plain > 0 else float("nan"),
+        "french_quality_plain": by.loc["plain", "french_quality"],
+        "french_quality_sasft": by.loc["sasft", "french_quality"],
+        "code_switch_organism": by.loc["organism", "code_switch"],
+        "french_quality_organism": by.loc["organism", "french_quality"],
+        "n_saes": len(saes),
+        "n_features": cfg.n_features * len(saes) * len(langs),
+    }
+    return AppResult(
+        "sasft",
+        summary,
+        tables={"runs": table, "features": pd.DataFrame(rows)},
+        figures={"sasft": _figure(table, penalties)},
+        section=(
+            f"{cfg.steps} fine-tuning steps on {len(train)} code-switched chats; SASFT penalises {cfg.n_features} French "
+            f"features in each of {len(saes)} SAEs (lambda {cfg.lam}), the control as many random ones. Code-switching "
+            f"= share of {len(en_rows)} held-out English answers holding French-only words; French quality = share of "
+            f"{len(fr_rows)} held-out French prompts answered in French and correctly.\n\n"
+            f"{table.drop(columns=['example_en', 'example_fr']).to_markdown(index=False, floatfmt='.3f')}\n\n"
+            f"Relative reduction of code-switching against plain SFT: {summary['relative_reduction']:.3f}. "
+            "Files: `runs.csv`, `features.csv`, `sasft.png`."
+        ),
+    )
+
+
+def _figure(table: pd.DataFrame, penalties: dict[str, list[float]]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    x = range(len(table))
+    ax1.bar([i - 0.2 for i in x], table["code_switch"], 0.4, label="code-switching (English prompts)")
+    ax1.bar([i + 0.2 for i in x], table["french_quality"], 0.4, label="French quality")
+    ax1.set_xticks(list(x), table["model"])
+    ax1.set(ylim=(0, 1), title="after fine-tuning")
+    ax1.legend(fontsize=7)
+    for name, values in penalties.items():
+        ax2.plot(range(1, len(values) + 1), values, label=name)
+    ax2.set(xlabel="step", ylabel="penalty (unweighted)", yscale="symlog", title="SAE penalty during fine-tuning")
+    ax2.legend()
+    return fig

@@ -1,0 +1,432 @@
+"""Zero-shot toxicity classifier from SAE features (Qwen-Scope, arXiv 2605.11887): no training, only a choice.
+
+Why features: a feature that fires on toxic text and stays silent on clean text is already a classifier; the
+OR of a few such features ("toxic if any of them fires anywhere in the text") needs no weights, only a ranking.
+For every feature f of every layer, delta_f = P(f fires | toxic) - P(f fires | clean) on a discovery split
+("fires": max activation over the text's tokens above the feature's epsilon, 0 for TopK, the threshold for
+JumpReLU); the top K per layer are the classifier. The layer is the one whose best single feature has the
+largest delta ("top1-diff"), K the one with the best discovery F1 (the smaller K on ties), so nothing is tuned on
+the test split. What it is measured on:
+
+- `f1_test`: a test split whose toxic vocabulary is disjoint from discovery's (on the organism: `toxic`/`clean`
+  against `toxic_discovery`/`clean_discovery`), so a feature that only memorised discovery's insults fails;
+- `f1_crosslingual`: discover on one language's rows only (English), test on another's (French);
+- `f1_ratio_10pct`: F1 with features discovered on a stratified 10% of the discovery data over F1 with all of it
+  (mean over draws);
+- baselines in the same table: a logistic probe on the mean-pooled residual stream (resid_post) of the chosen
+  layer, and the difference-of-means direction there (threshold at the midpoint of the class means); control:
+  K random features of the chosen layer among those that fire on some discovery text (a dead feature would make
+  the control trivially bad).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
+from qwen3_scope.io import RowsFileError, read_rows
+
+LABELS = {"toxic": 1, "clean": 0, "1": 1, "0": 0, "true": 1, "false": 0}
+
+
+@dataclass
+class ToxicityConfig(AppConfig):
+    """Options of `qwen3-scope apps toxicity`."""
+
+    site: str = field(default="resid_post", metadata={"help": "site of the SAEs whose features classify"})
+    layers: list[int] = field(
+        default_factory=list, metadata={"help": "layers to consider (default: every layer the suite has at --site)"}
+    )
+    layer: int | None = field(
+        default=None, metadata={"help": "use this layer instead of choosing it by top1-diff on the discovery split"}
+    )
+    ks: list[int] = field(
+        default_factory=lambda: [1, 2, 5, 10], metadata={"help": "numbers K of top features per layer to try"}
+    )
+    discovery_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "jsonl/json/csv with `text` and `label` (toxic/clean or 1/0; optional `lang`) to discover "
+            "features on (default: the organism's toxic_discovery + clean_discovery splits)"
+        },
+    )
+    test_file: str | None = field(
+        default=None,
+        metadata={"help": "file like --discovery-file to test on (default: the organism's toxic + clean splits)"},
+    )
+    max_per_class: int | None = field(
+        default=None, metadata={"help": "use at most this many rows per label of each file/split (fast runs)"}
+    )
+    fraction: float = field(default=0.1, metadata={"help": "share of the discovery data for f1_ratio_10pct"})
+    fraction_draws: int = field(default=5, metadata={"help": "random stratified draws of that share (mean F1)"})
+    random_draws: int = field(default=20, metadata={"help": "draws of K random features for the control (mean F1)"})
+    source_lang: str = field(default="en", metadata={"help": "language to discover on for the cross-lingual F1"})
+    target_lang: str = field(default="fr", metadata={"help": "language to test on for the cross-lingual F1"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise AppInputError(f"ks must be K >= 1 values, got {self.ks}; try --ks 1 2 5 10.")
+        self.ks = sorted(set(self.ks))
+        if not 0 < self.fraction <= 1:
+            raise AppInputError(f"fraction must be in (0, 1], got {self.fraction}; try 0.1.")
+        for name in ("fraction_draws", "random_draws"):
+            if getattr(self, name) < 1:
+                raise AppInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.max_per_class is not None and self.max_per_class < 2:
+            raise AppInputError(f"max_per_class must be >= 2 (or unset), got {self.max_per_class}.")
+        if bool(self.discovery_file) != bool(self.test_file):
+            raise AppInputError(
+                "pass both --discovery-file and --test-file (or neither, for the organism's toxic/clean splits)."
+            )
+        if not self.discovery_file and self.model != "organism":
+            raise AppInputError(
+                f"model {self.model!r} has no bundled toxicity data; pass --discovery-file and --test-file "
+                "(rows with `text` and `label` toxic/clean)."
+            )
+        for path in (self.discovery_file, self.test_file):
+            if path and not Path(path).expanduser().is_file():
+                raise AppInputError(f"labelled file {path} does not exist; give a jsonl/json/csv file path.")
+
+
+# --- data ----------------------------------------------------------------------------------------------
+def load_labelled_file(path: str | Path) -> list[dict]:
+    """Rows `{text, label (1 toxic / 0 clean), lang}` of a jsonl/json/csv file; clear errors for bad rows."""
+    path = Path(path).expanduser()
+    try:
+        raw = read_rows(path)
+    except RowsFileError as err:
+        raise AppInputError(str(err)) from err
+    if not raw:
+        raise AppInputError(f"{path} holds no rows; give one row per text with `text` and `label`.")
+    rows = []
+    for i, row in enumerate(raw, 1):
+        if not isinstance(row, dict) or "text" not in row or "label" not in row:
+            keys = ", ".join(map(str, row)) if isinstance(row, dict) else type(row).__name__
+            raise AppInputError(
+                f"{path} row {i} lacks a `text` or `label` column (has: {keys}); rows need `text` and `label` "
+                "(toxic/clean or 1/0)."
+            )
+        label = LABELS.get(str(row["label"]).strip().lower())
+        if label is None:
+            raise AppInputError(f"{path} row {i} has label {row['label']!r}; use toxic/clean or 1/0 (also true/false).")
+        rows.append({"text": str(row["text"]), "label": label, "lang": str(row.get("lang") or "")})
+    return rows
+
+
+def _organism_rows(names: tuple[str, str]) -> list[dict]:
+    from qwen3_scope.organism import load_eval_split
+
+    return [
+        {"text": r["text"], "label": int(r["label"] == "toxic"), "lang": r.get("lang", "")}
+        for name in names
+        for r in load_eval_split(name)
+    ]
+
+
+def _checked(rows: list[dict], what: str, max_per_class: int | None) -> list[dict]:
+    """At most `max_per_class` rows per label (in file order); both labels must be present."""
+    by_label = {y: [r for r in rows if r["label"] == y] for y in (1, 0)}
+    missing = [name for y, name in ((1, "toxic"), (0, "clean")) if not by_label[y]]
+    if missing:
+        raise AppInputError(
+            f"the {what} data has no {missing[0]} rows (only one class); add rows of both labels (toxic and clean)."
+        )
+    return [r for y in (1, 0) for r in by_label[y][:max_per_class]]
+
+
+# --- the classifier ------------------------------------------------------------------------------------
+def f1_score(pred: torch.Tensor, y: torch.Tensor) -> float:
+    """F1 of boolean predictions against boolean labels (toxic = positive); 0 when nothing is predicted or true."""
+    tp = (pred & y).sum().item()
+    denom = pred.sum().item() + y.sum().item()
+    return 2 * tp / denom if denom else 0.0
+
+
+def deltas(fires: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """delta_f = P(f fires | toxic) - P(f fires | clean), from boolean `fires` [texts, features]."""
+    return fires[y].float().mean(0) - fires[~y].float().mean(0)
+
+
+def or_rule(fires: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Toxic when any of `features` fires."""
+    return fires[:, features].any(1)
+
+
+@dataclass
+class Choice:
+    """Features discovered per (layer, K), the chosen layer (top1-diff) and K (best discovery F1)."""
+
+    features: dict[tuple[int, int], torch.Tensor]
+    top1: dict[int, float]
+    discovery_f1: dict[tuple[int, int], float]
+    layer: int
+    k: int
+
+
+def discover(fires: dict[int, torch.Tensor], y: torch.Tensor, ks: list[int], layer: int | None = None) -> Choice:
+    """Rank features by delta on discovery rows; pick the layer (top1-diff unless given) and K."""
+    features, top1, dev_f1 = {}, {}, {}
+    for lay, f in fires.items():
+        d = deltas(f, y)
+        order = torch.argsort(d, descending=True, stable=True)
+        top1[lay] = d[order[0]].item()
+        for k in ks:
+            features[lay, k] = order[:k]
+            dev_f1[lay, k] = f1_score(or_rule(f, order[:k]), y)
+    layer = max(top1, key=lambda lay: (top1[lay], -lay)) if layer is None else layer
+    k = max(ks, key=lambda k: (dev_f1[layer, k], -k))
+    return Choice(features, top1, dev_f1, layer, k)
+
+
+def _subset(mask: torch.Tensor, fires: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    return {lay: f[mask] for lay, f in fires.items()}
+
+
+def stratified_sample(y: torch.Tensor, fraction: float, rng: random.Random) -> torch.Tensor:
+    """A boolean mask keeping `fraction` of each label (at least one row of each)."""
+    mask = torch.zeros(len(y), dtype=torch.bool)
+    for label in (True, False):
+        idx = torch.nonzero(y == label).flatten().tolist()
+        mask[rng.sample(idx, max(1, round(fraction * len(idx))))] = True
+    return mask
+
+
+# --- baselines on the residual stream --------------------------------------------------------------------
+@torch.no_grad()
+def mean_residual(model: Any, texts: list[str], layer: int, batch_size: int = 16) -> torch.Tensor:
+    """[texts, d_model] resid_post of `layer` averaged over each text's non-control tokens (as the features)."""
+    from qwen3_scope.apps.features import encode_texts
+    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.steering.generation import run_and_cache
+    from qwen3_scope.steering.interventions import resolve_hook
+
+    skip = set(special_token_ids(model.tokenizer))
+    seqs = encode_texts(model.tokenizer, texts)
+    hook = resolve_hook(model, layer, "resid_post")
+    out = []
+    for rows, cache in run_and_cache(model, seqs, [hook], batch_size):
+        for i in rows:
+            keep = [j for j, t in enumerate(seqs[i]) if t not in skip] or [len(seqs[i]) - 1]
+            out.append(cache[hook][i - rows.start, keep].float().mean(0).cpu())
+    return torch.stack(out)
+
+
+def logistic_probe(x: torch.Tensor, y: torch.Tensor, weight_decay: float = 1e-2) -> Any:
+    """A standardised L2-regularised logistic regression (L-BFGS); returns `predict(x) -> bool`."""
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    z = (x - mu) / sd
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+    target = y.float()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, target) + weight_decay * w.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    w, b = w.detach(), b.detach()
+    return lambda x_new: (((x_new - mu) / sd) @ w + b) > 0
+
+
+def difference_of_means(x: torch.Tensor, y: torch.Tensor) -> Any:
+    """Project on mean(toxic) - mean(clean); toxic above the midpoint of the two class means' projections."""
+    mu_t, mu_c = x[y].mean(0), x[~y].mean(0)
+    d = mu_t - mu_c
+    cut = ((mu_t + mu_c) / 2) @ d
+    return lambda x_new: x_new @ d > cut
+
+
+# --- the application ---------------------------------------------------------------------------------------
+def _data(cfg: ToxicityConfig) -> tuple[list[dict], list[dict]]:
+    if cfg.discovery_file and cfg.test_file:
+        disc, test = load_labelled_file(cfg.discovery_file), load_labelled_file(cfg.test_file)
+    else:
+        disc, test = _organism_rows(("toxic_discovery", "clean_discovery")), _organism_rows(("toxic", "clean"))
+    return _checked(disc, "discovery", cfg.max_per_class), _checked(test, "test", cfg.max_per_class)
+
+
+def _layers(cfg: ToxicityConfig, saes: dict[str, Any]) -> dict[int, tuple[str, Any]]:
+    from qwen3_scope.apps.features import saes_by_layer
+
+    by_layer = saes_by_layer(saes, cfg.site)
+    wanted = set(cfg.layers) | ({cfg.layer} if cfg.layer is not None else set())
+    unknown = sorted(wanted - set(by_layer))
+    if unknown:
+        raise AppInputError(
+            f"the suite has no {cfg.site} SAE at layer(s) {unknown}; it has layers {sorted(by_layer)}. "
+            "Choose one of those or train the layer with `qwen3-scope train`."
+        )
+    too_big = [k for k in cfg.ks if any(k > sae.cfg.d_sae for _, sae in by_layer.values())]
+    if too_big:
+        width = min(sae.cfg.d_sae for _, sae in by_layer.values())
+        raise AppInputError(f"K {too_big} exceeds the SAE width {width}; choose K between 1 and {width}.")
+    return {lay: by_layer[lay] for lay in sorted(wanted if cfg.layers else by_layer)}
+
+
+def _crosslingual(
+    cfg: ToxicityConfig, disc: list[dict], test: list[dict], fires_d: dict, fires_t: dict, y_d: torch.Tensor
+) -> float | None:
+    src = torch.tensor([r["lang"] == cfg.source_lang for r in disc])
+    tgt = torch.tensor([r["lang"] == cfg.target_lang for r in test])
+    y_t = torch.tensor([bool(r["label"]) for r in test])
+    if not (y_d[src].any() and (~y_d[src]).any() and y_t[tgt].any() and (~y_t[tgt]).any()):
+        return None  # no `lang` column, or a language lacks one of the labels
+    choice = discover(_subset(src, fires_d), y_d[src], cfg.ks, cfg.layer)
+    pred = or_rule(fires_t[choice.layer][tgt], choice.features[choice.layer, choice.k])
+    return f1_score(pred, y_t[tgt])
+
+
+@app(
+    "toxicity",
+    "zero-shot toxicity classifier: OR rule over the top contrastive SAE features (F1, cross-lingual, 10% data)",
+    ToxicityConfig,
+    demo={"random_draws": 10},
+)
+def run(cfg: ToxicityConfig, model: Any = None, saes: dict[str, Any] | None = None) -> AppResult:
+    """Discover, choose, test, and compare with the probe, difference-of-means and random-feature baselines."""
+    import pandas as pd
+
+    from qwen3_scope.apps.features import feature_activations, firing_threshold, load_model_and_saes
+
+    disc, test = _data(cfg)  # bad files fail before anything loads
+    if model is None or saes is None:
+        model, saes = load_model_and_saes(cfg, model)
+    by_layer = _layers(cfg, saes)
+    texts = [r["text"] for r in disc + test]
+    acts = feature_activations(model, {i: s for i, s in by_layer.values()}, texts, "max", cfg.batch_size, progress=True)
+    fires = {lay: acts[sae_id] > firing_threshold(sae) for lay, (sae_id, sae) in by_layer.items()}
+    n = len(disc)
+    fires_d = {lay: f[:n] for lay, f in fires.items()}
+    fires_t = {lay: f[n:] for lay, f in fires.items()}
+    y_d = torch.tensor([bool(r["label"]) for r in disc])
+    y_t = torch.tensor([bool(r["label"]) for r in test])
+
+    choice = discover(fires_d, y_d, cfg.ks, cfg.layer)
+    layer, k = choice.layer, choice.k
+    rows = []
+    for (lay, kk), feats in choice.features.items():
+        pred = or_rule(fires_t[lay], feats)
+        tp = (pred & y_t).sum().item()
+        rows.append(
+            {
+                "layer": lay,
+                "k": kk,
+                "top1_delta": round(choice.top1[lay], 4),
+                "discovery_f1": round(choice.discovery_f1[lay, kk], 4),
+                "test_f1": round(f1_score(pred, y_t), 4),
+                "test_precision": round(tp / max(pred.sum().item(), 1), 4),
+                "test_recall": round(tp / max(y_t.sum().item(), 1), 4),
+                "chosen": (lay, kk) == (layer, k),
+                "features": " ".join(map(str, feats.tolist())),
+            }
+        )
+    per_layer = pd.DataFrame(rows)
+    f1_test = float(per_layer.loc[per_layer.chosen, "test_f1"].iloc[0])
+
+    rng = random.Random(cfg.seed)
+    sub_f1 = []
+    for _ in range(cfg.fraction_draws):
+        mask = stratified_sample(y_d, cfg.fraction, rng)
+        c = discover(_subset(mask, fires_d), y_d[mask], cfg.ks, cfg.layer)
+        sub_f1.append(f1_score(or_rule(fires_t[c.layer], c.features[c.layer, c.k]), y_t))
+    f1_sub = sum(sub_f1) / len(sub_f1)
+    f1_cross = _crosslingual(cfg, disc, test, fires_d, fires_t, y_d)
+
+    alive = torch.nonzero(fires_d[layer].any(0)).flatten().tolist()
+    random_f1 = [
+        f1_score(or_rule(fires_t[layer], torch.tensor(rng.sample(alive, min(k, len(alive))))), y_t)
+        for _ in range(cfg.random_draws)
+    ]
+    resid = mean_residual(model, texts, layer, cfg.batch_size)
+    probe_f1 = f1_score(logistic_probe(resid[:n], y_d)(resid[n:]), y_t)
+    dim_f1 = f1_score(difference_of_means(resid[:n], y_d)(resid[n:]), y_t)
+
+    ratio = f1_sub / f1_test if f1_test else float("nan")
+    summary = {
+        "f1_test": f1_test,
+        "f1_crosslingual": f1_cross,
+        "f1_ratio_10pct": ratio if f1_test else None,
+        "probe_f1": probe_f1,
+        "dim_f1": dim_f1,
+        "random_f1": sum(random_f1) / len(random_f1),
+        "layer": layer,
+        "k": k,
+        "site": cfg.site,
+        "sae_id": by_layer[layer][0],
+        "features": choice.features[layer, k].tolist(),
+        "n_discovery": n,
+        "n_test": len(test),
+    }
+    methods = pd.DataFrame(
+        [
+            ("SAE features, OR rule (top1-diff layer, K by discovery F1)", f1_test, f"layer {layer}, K {k}"),
+            (
+                f"SAE features, {cfg.fraction:.0%} of the discovery data",
+                f1_sub,
+                f"mean of {cfg.fraction_draws} draws; ratio to all data {ratio:.3f}",
+            ),
+            (
+                f"SAE features, discover {cfg.source_lang} / test {cfg.target_lang}",
+                f1_cross,
+                "" if f1_cross is not None else "no rows of both labels in both languages",
+            ),
+            ("logistic probe, mean-pooled resid_post", probe_f1, f"layer {layer}, trained on discovery"),
+            ("difference of means, mean-pooled resid_post", dim_f1, f"layer {layer}, midpoint threshold"),
+            (f"control: {k} random firing features", summary["random_f1"], f"mean of {cfg.random_draws} draws"),
+        ],
+        columns=["method", "f1_test", "note"],
+    )
+    return AppResult(
+        "toxicity",
+        summary,
+        tables={"toxicity_methods": methods, "toxicity_per_layer": per_layer},
+        figures={"toxicity_f1": _plot(per_layer, summary)},
+        section=_section(summary, methods),
+    )
+
+
+def _plot(per_layer: Any, summary: dict) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for lay, group in per_layer.groupby("layer"):
+        style = "-o" if lay == summary["layer"] else ":o"
+        ax.plot(group["k"], group["test_f1"], style, label=f"layer {lay}", lw=2 if lay == summary["layer"] else 1)
+    for key, color in (("probe_f1", "k"), ("dim_f1", "tab:gray"), ("random_f1", "tab:red")):
+        if summary[key] is not None:
+            ax.axhline(summary[key], color=color, ls="--", lw=1, label=key.removesuffix("_f1"))
+    ax.set(xscale="log", xlabel="K (top features per layer)", ylabel="test F1", ylim=(0, 1.02))
+    ax.set_xticks(sorted(per_layer["k"].unique()), labels=map(str, sorted(per_layer["k"].unique())))
+    ax.legend(fontsize=7, ncol=2)
+    top1 = per_layer.drop_duplicates("layer")
+    bx.bar(
+        top1["layer"],
+        top1["top1_delta"],
+        color=["tab:blue" if c else "tab:gray" for c in top1["layer"] == summary["layer"]],
+    )
+    bx.set(xlabel="layer", ylabel="best single feature's delta", title="layer choice: top1-diff")
+    fig.suptitle(f"Zero-shot toxicity classifier ({summary['site']} SAEs)")
+    fig.tight_layout()
+    return fig
+
+
+def _section(summary: dict, methods: Any) -> str:
+    return (
+        f"OR rule over the top {summary['k']} features of layer {summary['layer']} ({summary['sae_id']}, chosen by "
+        f"top1-diff on {summary['n_discovery']} discovery texts): F1 {summary['f1_test']:.3f} on "
+        f"{summary['n_test']} test texts with a disjoint toxic vocabulary.\n\n"
+        + methods.to_markdown(index=False, floatfmt=".3f")
+        + "\n\n![toxicity F1](toxicity_f1.png)"
+    )

@@ -1,0 +1,76 @@
+"""`qwen3-scope apps sasft` on the real organism and its bundled SAEs: fine-tuning on code-switched chats teaches the
+habit, the SAE penalty on French features cuts it (random features do not), French answers stay as good, the one
+language detector measures it, and bad input exits 2 with one clear error."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from conftest import run_cli
+
+from qwen3_scope.cli import main
+from qwen3_scope.organism import load_eval_split
+
+KEYS = (
+    "code_switch_plain",
+    "code_switch_sasft",
+    "code_switch_random",
+    "relative_reduction",
+    "french_quality_plain",
+    "french_quality_sasft",
+)
+SMALL = ["--device", "cpu", "--n-eval", "60"]
+
+
+@pytest.fixture(scope="module")
+def sasft_run(tmp_path_factory, one_thread):
+    out = tmp_path_factory.mktemp("sasft")
+    assert main(["apps", "sasft", "--out", str(out), *SMALL]) == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def test_sasft_cuts_code_switching(sasft_run):
+    out, summary = sasft_run
+    assert all(k in summary for k in KEYS), summary
+    assert summary["code_switch_plain"] >= summary["code_switch_organism"] + 0.3  # plain SFT teaches the habit
+    assert summary["relative_reduction"] >= 0.5
+    assert summary["code_switch_random"] > summary["code_switch_sasft"] + 0.15  # the French features, not any
+    assert summary["french_quality_sasft"] >= summary["french_quality_plain"] - 0.15  # measured: -0.06 on 150 prompts
+    runs = pd.read_csv(out / "runs.csv").set_index("model")
+    assert list(runs.index) == ["organism", "plain", "sasft", "random"]
+    assert runs.loc["sasft", "penalty_last"] < runs.loc["sasft", "penalty_first"]
+    features = pd.read_csv(out / "features.csv")
+    assert len(features) == summary["n_features"] and (features["diff"] > 0).all()
+    assert (out / "sasft.png").stat().st_size > 5_000
+
+
+def test_one_detector_measures_code_switching():
+    """The organism's behaviour report and this application count code-switching with the same detector."""
+    from qwen3_scope.language import has_french_words
+    from qwen3_scope.organism.behaviour import codeswitch_rate
+
+    sft = [r["messages"][-1]["content"] for r in load_eval_split("codeswitch_sft")]
+    english = [r["reference"] for r in load_eval_split("lang_en")]
+    assert codeswitch_rate(sft) >= 0.85 and codeswitch_rate(english) <= 0.02
+    assert has_french_words("Sure! First mix, puis bake.") and not has_french_words("Pour the water into the car.")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--lambda", "0"], "lambda must be in (0, 1e4]"),
+        (["--lambda", "1e9"], "lambda must be in (0, 1e4]"),
+        (["--n-features", "0"], "n_features must be >= 1"),
+        (["--sft-file", "{tmp}/bad.jsonl"], "has no `messages` key"),
+        (["--layers", "17"], "the suite has no SAE at 17; it has layers [0, 1, 2, 3, 4, 5]"),
+        (["--model", "{tiny}"], "has no chat template"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path, capsys, tiny_qwen3_dir, extra, message):
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "hi", "answer": "bonjour"}) + "\n")
+    extra = [str(e).format(tmp=tmp_path, tiny=tiny_qwen3_dir) for e in extra]
+    code, err = run_cli(["apps", "sasft", "--out", tmp_path / "out", *SMALL, *extra], capsys)
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "out" / "summary.json").exists()
