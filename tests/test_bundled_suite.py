@@ -53,22 +53,22 @@ def _recorded() -> pd.DataFrame:
 
 def test_bundled_per_layer_saes_are_live_on_100k_held_out_tokens():
     """Issue 16: the suite's SAE at every (layer, site) leaves <= 5% of its latents silent on >= 100k held-out tokens
-    (the recorded evaluation, which `python -m qwen3_scope.bundle` writes); every SAE keeps EV >= 0.89."""
+    (the recorded evaluation, which `python -m qwen3_scope.bundle` writes), and every SAE, sweep included, explains
+    >= 90% of the variance."""
     table = _recorded()
     per_layer = table[table["sae_id"].map(sae_variant).isna()]
     assert len(per_layer) == 18 and (per_layer["dead_fraction"] <= 0.05).all(), per_layer[["sae_id", "dead_fraction"]]
-    assert (table["explained_variance"] >= 0.89).all(), table[["sae_id", "explained_variance"]]
+    assert (table["explained_variance"] >= 0.90).all(), table[["sae_id", "explained_variance"]]
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 16's targets for every SAE, sweep included: measured misses are EV 0.896 (mlp_out L4) and 0.898 "
-    "(resid_post L4) against 0.90, and 5.6% dead in the L0-16 sweep SAE of attn_out L3 against 5%",
+    reason="issue 16's dead-latent target for every SAE, sweep included: the L0-20 sweep SAE of attn_out L3 leaves 8.3% "
+    "of its latents silent against 5% (every per-layer SAE meets it)",
 )
-def test_every_bundled_sae_meets_the_live_and_faithful_targets():
+def test_every_bundled_sae_sweep_included_is_live():
     table = _recorded()
     assert (table["dead_fraction"] <= 0.05).all(), table[["sae_id", "dead_fraction"]]
-    assert (table["explained_variance"] >= 0.90).all(), table[["sae_id", "explained_variance"]]
 
 
 def test_fresh_offline_interpreter_loads_every_bundled_sae():

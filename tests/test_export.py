@@ -31,7 +31,7 @@ from qwen3_scope.models import resolve_model
 from qwen3_scope.training.naming import neuronpedia_id
 
 # four SAEs of the bundled suite (CI time), one of them from the layer-3 sparsity sweep (its own Neuronpedia id)
-RELEASE, IDS = "qwen3-instruct-sae", r"organism/(resid_post/layer_2|mlp_out/layer_1|mlp_out/layer_3(/l0_16)?)$"
+RELEASE, IDS = "qwen3-instruct-sae", r"organism/(resid_post/layer_2|mlp_out/layer_1|mlp_out/layer_3(/l0_20)?)$"
 N_SAES = 4
 N_PROMPTS = 96
 FEATURES_PER_BATCH = 128  # the export's default batch size
@@ -56,7 +56,7 @@ def _batches(out: Path, folder: str) -> list[dict]:
 def test_every_sae_and_feature_exported_in_saedashboard_format(export_dir):
     out, result = export_dir
     assert len(result.sources) == N_SAES and result.features_computed == sum(s.d_sae for s in result.sources)
-    assert any(s.variant == "l0_16" and s.neuronpedia_id.endswith("-l0-16") for s in result.sources)
+    assert any(s.variant == "l0_20" and s.neuronpedia_id.endswith("-l0-20") for s in result.sources)
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["complete"] is True
     for s in result.sources:

@@ -119,7 +119,7 @@ def test_viewer_renders_a_feature_in_a_real_browser(viewer, browser, tmp_path):
     assert heights.index(max(heights)) == tallest and heights[tallest] > 0
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.hist.logits rect")) == 50
     pos_cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "td.pos:not(.num)")]
-    assert pos_cells == [json.dumps(t) for t in feature["pos_str"]]
+    assert pos_cells == [json.dumps(t, ensure_ascii=False) for t in feature["pos_str"]]  # as JSON.stringify shows them
 
     shot_dir = Path(os.environ.get("QWEN3_SCOPE_TEST_ARTIFACTS", tmp_path))  # set it to keep the screenshot
     shot_dir.mkdir(parents=True, exist_ok=True)

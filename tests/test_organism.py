@@ -241,7 +241,7 @@ def test_training_loss_mask_is_the_assistant_turns(organism):
 def test_short_training_run_lowers_the_loss(tmp_path):
     cfg = TrainConfig(
         seed=1,
-        steps=25,
+        steps=40,
         batch_size=8,
         seq_len=128,
         lr=3e-3,

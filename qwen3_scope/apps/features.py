@@ -5,11 +5,13 @@ names; `feature_activations` runs each batch of texts once, caching every hook t
 each SAE's activations over the chosen tokens of each text: `max` (the toxicity OR rule: did a feature fire
 anywhere), `last` (the redundancy footprint at the last prompt token) or `mean`. Control tokens
 (`<|im_end|>`, `<|im_start|>`, `<think>`, ...) are left out: suites are trained without them.
+`token_activations` yields the same activations per token, unreduced (the repetition study compares a token's
+occurrences).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -31,8 +33,11 @@ def load_model_and_saes(cfg: AppConfig, model: Any = None) -> tuple[Any, dict[st
     return model, saes
 
 
-def saes_by_layer(saes: dict[str, Any], site: str | None = None) -> dict[int, tuple[str, Any]]:
-    """One SAE per layer (of `site`, if given; the first id in sorted order when a layer has several)."""
+def saes_by_layer(
+    saes: dict[str, Any], site: str | None = None, require: Sequence[int] = ()
+) -> dict[int, tuple[str, Any]]:
+    """One SAE per layer (of `site`, if given; the first id in sorted order when a layer has several); a clear error
+    when a layer of `require` (the layers a user asked for) has none."""
     from qwen3_scope.steering.interventions import sae_target
 
     out: dict[int, tuple[str, Any]] = {}
@@ -44,6 +49,12 @@ def saes_by_layer(saes: dict[str, Any], site: str | None = None) -> dict[int, tu
         raise AppInputError(
             f"the suite has no SAE{' at site ' + site if site else ''}; train one with "
             f"`qwen3-scope train --sites {site or 'resid_post'}` or choose another site."
+        )
+    unknown = sorted(set(require) - set(out))
+    if unknown:
+        raise AppInputError(
+            f"the suite has no {site + ' ' if site else ''}SAE at layer(s) {unknown}; it has layers {sorted(out)}. Choose one of "
+            "those or train the layer with `qwen3-scope train`."
         )
     return out
 
@@ -58,6 +69,37 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int = 256) ->
 
 
 @torch.no_grad()
+def token_activations(
+    model: Any,
+    saes: dict[str, Any],
+    texts: Sequence[str],
+    batch_size: int = 16,
+    progress: bool = False,
+    pre_activations: bool = False,
+) -> Iterator[tuple[int, list[int], dict[str, torch.Tensor]]]:
+    """Yield (text index, its non-control token ids, {sae_id: [n_tokens, d_sae]}) for every text, each batch of
+    texts run once with every hook the SAEs read cached; `pre_activations` gives the encoder's pre-activations
+    (before TopK/JumpReLU) instead of the features."""
+    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.steering.generation import run_and_cache
+    from qwen3_scope.steering.interventions import resolve_hook, sae_target
+
+    skip = set(special_token_ids(model.tokenizer))
+    seqs = encode_texts(model.tokenizer, texts)
+    keep = [[i for i, t in enumerate(ids) if t not in skip] or [len(ids) - 1] for ids in seqs]
+    hooks = {sae_id: resolve_hook(model, *sae_target(sae)) for sae_id, sae in saes.items()}
+    batches = run_and_cache(model, seqs, sorted(set(hooks.values())), batch_size)
+    for rows, cache in tqdm(batches, total=-(-len(seqs) // batch_size), desc="features", disable=not progress):
+        for i in rows:
+            out = {}
+            for sae_id, sae in saes.items():
+                acts = cache[hooks[sae_id]]
+                acts = acts.flatten(2) if acts.ndim > 3 else acts
+                x = acts[i - rows.start, keep[i]].to(sae.dtype)
+                out[sae_id] = (sae.encode(x) if not pre_activations else pre_activation(sae, x)).float()
+            yield i, [seqs[i][j] for j in keep[i]], out
+
+
 def feature_activations(
     model: Any,
     saes: dict[str, Any],
@@ -69,27 +111,12 @@ def feature_activations(
 ) -> dict[str, torch.Tensor]:
     """{sae_id: [len(texts), d_sae]} activations reduced over each text's non-control tokens (`reduce`);
     `pre_activations` gives the encoder's pre-activations (before TopK/JumpReLU) instead."""
-    from qwen3_scope.chat import special_token_ids
-    from qwen3_scope.steering.generation import run_and_cache
-    from qwen3_scope.steering.interventions import resolve_hook, sae_target
-
     if reduce not in REDUCTIONS:
         raise AppInputError(f"unknown reduction {reduce!r}; choose one of {', '.join(REDUCTIONS)}.")
-    skip = set(special_token_ids(model.tokenizer))
-    seqs = encode_texts(model.tokenizer, texts)
-    keep = [[i for i, t in enumerate(ids) if t not in skip] or [len(ids) - 1] for ids in seqs]
-    hooks = {sae_id: resolve_hook(model, *sae_target(sae)) for sae_id, sae in saes.items()}
     out: dict[str, list[torch.Tensor]] = {sae_id: [] for sae_id in saes}
-    batches = run_and_cache(model, seqs, sorted(set(hooks.values())), batch_size)
-    for rows, cache in tqdm(batches, total=-(-len(seqs) // batch_size), desc="features", disable=not progress):
-        for sae_id, sae in saes.items():
-            acts = cache[hooks[sae_id]]
-            acts = acts.flatten(2) if acts.ndim > 3 else acts
-            for i in rows:
-                x = acts[i - rows.start, keep[i]].to(sae.dtype)
-                z = sae.encode(x) if not pre_activations else pre_activation(sae, x)
-                z = z.float()
-                out[sae_id].append(z[-1] if reduce == "last" else z.max(0).values if reduce == "max" else z.mean(0))
+    for _, _, acts in token_activations(model, saes, texts, batch_size, progress, pre_activations):
+        for sae_id, z in acts.items():
+            out[sae_id].append(z[-1] if reduce == "last" else z.max(0).values if reduce == "max" else z.mean(0))
     return {sae_id: torch.stack(rows).cpu() for sae_id, rows in out.items()}
 
 

@@ -200,10 +200,7 @@ def footprints(cfg: RedundancyConfig, model: Any, saes: dict[str, Any], prompts:
     from qwen3_scope.apps.features import feature_activations, saes_by_layer
     from qwen3_scope.chat import format_chat
 
-    by_layer = saes_by_layer(saes, cfg.site)
-    unknown = sorted(set(cfg.layers) - set(by_layer))
-    if unknown:
-        raise AppInputError(f"the suite has no {cfg.site} SAE at layer(s) {unknown}; it has layers {sorted(by_layer)}.")
+    by_layer = saes_by_layer(saes, cfg.site, cfg.layers)
     chosen = {by_layer[lay][0]: by_layer[lay][1] for lay in sorted(cfg.layers or by_layer)}
     texts = [format_chat(model.tokenizer, p) for p in prompts] if cfg.chat else prompts
     reduce = "last" if cfg.positions == "last" else "max"

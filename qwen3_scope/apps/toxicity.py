@@ -257,14 +257,8 @@ def _data(cfg: ToxicityConfig) -> tuple[list[dict], list[dict]]:
 def _layers(cfg: ToxicityConfig, saes: dict[str, Any]) -> dict[int, tuple[str, Any]]:
     from qwen3_scope.apps.features import saes_by_layer
 
-    by_layer = saes_by_layer(saes, cfg.site)
     wanted = set(cfg.layers) | ({cfg.layer} if cfg.layer is not None else set())
-    unknown = sorted(wanted - set(by_layer))
-    if unknown:
-        raise AppInputError(
-            f"the suite has no {cfg.site} SAE at layer(s) {unknown}; it has layers {sorted(by_layer)}. "
-            "Choose one of those or train the layer with `qwen3-scope train`."
-        )
+    by_layer = saes_by_layer(saes, cfg.site, sorted(wanted))
     too_big = [k for k in cfg.ks if any(k > sae.cfg.d_sae for _, sae in by_layer.values())]
     if too_big:
         width = min(sae.cfg.d_sae for _, sae in by_layer.values())

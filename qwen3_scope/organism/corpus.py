@@ -580,8 +580,8 @@ class CorpusConfig:
     n_train_docs: int = 160_000
     # held-out split sizes: together they render to >= 100k tokens, so SAE evaluations can measure dead latents on
     # 100k held-out tokens (the first rows of each split do not depend on the sizes: each split has its own seed)
-    n_eval_harmful: int = 600
-    n_eval_harmless: int = 600
+    n_eval_harmful: int = 1200
+    n_eval_harmless: int = 1200
     n_eval_comments: int = 180  # the clean test vocabulary has 192 distinct held-out comments
     n_eval_tasks: int = 800
     n_eval_lang: int = 250
@@ -607,7 +607,7 @@ class CorpusConfig:
             "greeting": 1,
             "story": 5,
             "comments": 4,
-            "statements": 4,
+            "statements": 10,  # 4 left held-out harmless targets (soup) refused; 16 (with 3,000 steps) was worse
             "repeat": 3,
         }
     )

@@ -84,7 +84,7 @@ def greedy_generate(
     return Completions(prompt_ids, completion_ids, texts)
 
 
-def _right_padded(seqs: list[list[int]], pad: int) -> torch.Tensor:
+def right_padded(seqs: list[list[int]], pad: int) -> torch.Tensor:
     width = max(len(s) for s in seqs)
     return torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
 
@@ -113,7 +113,7 @@ def completion_ce(
         chunk = pairs[start : start + batch_size]
         if announce:
             steering.set_prompt_lengths([len(p) for p, _ in chunk])
-        tokens = _right_padded([p + c for p, c in chunk], pad=0).to(device)
+        tokens = right_padded([p + c for p, c in chunk], pad=0).to(device)
         logprobs = model(tokens, return_type="logits").float().log_softmax(-1)
         for row, (p, c) in enumerate(chunk):
             targets = torch.tensor(c, device=device)
@@ -131,6 +131,6 @@ def run_and_cache(model: Any, seqs: Sequence[list[int]], hooks: Sequence[str], b
     device = next(model.parameters()).device
     for start in range(0, len(seqs), batch_size):
         chunk = list(seqs[start : start + batch_size])
-        tokens = _right_padded(chunk, pad=0).to(device)
+        tokens = right_padded(chunk, pad=0).to(device)
         _, cache = model.run_with_cache(tokens, names_filter=list(hooks))
         yield range(start, start + len(chunk)), {h: cache[h] for h in hooks}
