@@ -1,7 +1,8 @@
-"""`qwen3-scope apps repetition` on the real organism and its bundled SAEs: the features it finds fire more on a token's
-later occurrences than on its first, copying needs them (zero-ablating the best one multiplies the loss on later
-occurrences while random live features do nothing and the first occurrences are untouched), the steering sweep is
-written for every feature and alpha, and bad input exits 2 with one clear error."""
+"""`qwen3-scope apps repetition` on the real organism and its bundled SAEs, per site: the features it finds fire more on
+a token's later occurrences than on its first; copying needs the resid_post ones (zero-ablating the best one multiplies
+the loss on later occurrences while random live features of the same SAEs do nothing and the first occurrences are
+untouched); steering the mlp_out ones raises the repeat ratio of generations more than same-SAE random features; the
+sweep is written for every site, feature and alpha; bad input exits 2 with one clear error."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from qwen3_scope.apps.repetition import occurrence_positions, repeat_ratio
 from qwen3_scope.cli import main
 
 SMALL = ["--device", "cpu", "--n-prompts", "16", "--max-new-tokens", "24", "--n-random", "6"]
+SITES = ["--sites", "resid_post", "mlp_out"]
 
 
 @pytest.fixture(scope="module")
 def repetition_run(tmp_path_factory, one_thread):
     out = tmp_path_factory.mktemp("repetition")
-    assert main(["apps", "repetition", "--out", str(out), *SMALL]) == 0
+    assert main(["apps", "repetition", "--out", str(out), *SMALL, *SITES]) == 0
     return out, json.loads((out / "summary.json").read_text())
 
 
@@ -33,31 +35,42 @@ def test_repeat_ratio_and_occurrences():
 def test_features_fire_more_on_later_occurrences(repetition_run):
     out, summary = repetition_run
     features = pd.read_csv(out / "features.csv")
-    assert len(features) == 3 and (features.score > 0.2).all()
+    assert list(features.site) == ["resid_post"] * 3 + ["mlp_out"] * 3 and (features.score > 0.2).all()
     assert (features.p_fire_later > features.p_fire_first).all() and (features.act_later > features.act_first).all()
-    assert list(features.score) == sorted(features.score, reverse=True)
-    assert summary["feature"] == f"resid_post/L{features.layer[0]}/f{features.feature[0]}"
+    for site, group in features.groupby("site"):
+        assert list(group.score) == sorted(group.score, reverse=True)
+        first = group.iloc[0]
+        assert summary["sites"][site]["feature"] == f"{site}/L{first.layer}/f{first.feature}"
     assert summary["n_texts"] == 100 and summary["n_prompts"] == 16
 
 
-def test_copying_needs_the_repetition_features(repetition_run):
+def test_copying_needs_the_resid_post_repetition_features(repetition_run):
     out, summary = repetition_run
     ablation = pd.read_csv(out / "ablation.csv")
-    assert list(ablation.arm) == ["unablated"] + ["repetition"] * 3 + ["random"] * 6
+    per_site = ["repetition"] * 3 + ["random"] * 6
+    assert list(ablation.arm) == ["unablated"] + per_site * 2
     assert summary["later_copy_loss"] <= 0.3 < summary["first_copy_loss"]  # the organism copies repeated text
-    assert summary["later_copy_loss_ablated_max"] >= 2 * summary["later_copy_loss"]
-    assert summary["later_copy_loss_random_max"] <= 1.2 * summary["later_copy_loss"]
-    assert summary["first_copy_loss_ablated_max"] == pytest.approx(summary["first_copy_loss"], rel=0.02)
+    resid = summary["sites"]["resid_post"]
+    assert resid["later_copy_loss_ablated_max"] >= 2 * summary["later_copy_loss"]
+    assert resid["later_copy_loss_random_max"] <= 1.2 * summary["later_copy_loss"]
+    assert resid["first_copy_loss_ablated_max"] == pytest.approx(summary["first_copy_loss"], rel=0.02)
+    # the controls come from the SAEs that hold the site's repetition features
+    features = pd.read_csv(out / "features.csv")
+    for site, group in ablation[ablation.arm == "random"].groupby("site"):
+        layers = {int(f.split("/L")[1].split("/")[0]) for f in group.feature}
+        assert layers <= set(features.loc[features.site == site, "layer"]), (site, layers)
 
 
-def test_steering_sweep_covers_every_feature_and_alpha(repetition_run):
+def test_steering_mlp_out_repetition_features_adds_repetition(repetition_run):
     out, summary = repetition_run
     steering = pd.read_csv(out / "steering.csv")
     assert set(steering.arm) == {"unsteered", "repetition", "random"}
-    assert len(steering) == 1 + (3 + 6) * 3  # the unsteered run + every feature at every alpha
+    assert len(steering) == 1 + 2 * (3 + 6) * 3  # the unsteered run + every site's features at every alpha
     assert summary["repeat_ratio_unsteered"] <= 0.05  # the organism's answers do not repeat themselves
-    assert steering.repeat_ratio.max() >= 0.3  # strong steering does push generations into loops
+    mlp = summary["sites"]["mlp_out"]  # measured at 32 prompts: 0.51 vs 0.26 (random ones loop too at alpha 0.5)
+    assert mlp["repeat_ratio_features_mean"] >= max(0.3, 1.5 * mlp["repeat_ratio_random"]), mlp
     assert (out / "repetition.png").stat().st_size > 5_000
+    assert set(pd.read_csv(out / "sites.csv").site) == {"resid_post", "mlp_out"}
 
 
 @pytest.mark.parametrize(
@@ -70,6 +83,7 @@ def test_steering_sweep_covers_every_feature_and_alpha(repetition_run):
         (["--text-file", "{tmp}/bad.jsonl"], "row 1 has no `text` key"),
         (["--text-file", "{tmp}/plain.jsonl"], "no token occurs twice"),
         (["--layers", "17"], "the suite has no resid_post SAE at layer(s) [17]; it has layers [0, 1, 2, 3, 4, 5]"),
+        (["--sites", "bogus"], "unknown site 'bogus'; choose one of"),
         (["--model", "{tiny}"], "has no bundled repetition data"),
     ],
 )

@@ -32,17 +32,28 @@ def sasft_run(tmp_path_factory, one_thread):
 
 
 def test_sasft_cuts_code_switching(sasft_run):
+    """The issue's target on a 60-prompt subset, as means over the app's 3 default repeats: code-switching cut by at
+    least half against plain SFT, French quality within 5 % (measured: 0.69 and -2.7 %; one repeat alone moved French
+    quality by -10 % to +4 %)."""
     out, summary = sasft_run
     assert all(k in summary for k in KEYS), summary
     assert summary["code_switch_plain"] >= summary["code_switch_organism"] + 0.3  # plain SFT teaches the habit
     assert summary["relative_reduction"] >= 0.5
     assert summary["code_switch_random"] > summary["code_switch_sasft"] + 0.15  # the French features, not any
-    assert summary["french_quality_sasft"] >= summary["french_quality_plain"] - 0.15  # measured: -0.06 on 150 prompts
-    runs = pd.read_csv(out / "runs.csv").set_index("model")
-    assert list(runs.index) == ["organism", "plain", "sasft", "random"]
-    assert runs.loc["sasft", "penalty_last"] < runs.loc["sasft", "penalty_first"]
+    assert summary["french_quality_change"] >= -0.05
+    assert summary["french_quality_change"] == pytest.approx(
+        summary["french_quality_sasft"] / summary["french_quality_plain"] - 1
+    )
+    assert summary["seeds"] == [0, 1, 2] and len(summary["french_quality_change_by_seed"]) == 3
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs["model"]) == ["organism"] + ["plain", "sasft", "random"] * 3
+    assert runs["seed"].dropna().astype(int).tolist() == [0] * 3 + [1] * 3 + [2] * 3
+    means = runs.groupby("model")["code_switch"].mean()
+    assert means["sasft"] == pytest.approx(summary["code_switch_sasft"])
+    sasft = runs[runs["model"] == "sasft"]
+    assert (sasft["penalty_last"] < sasft["penalty_first"]).all()
     features = pd.read_csv(out / "features.csv")
-    assert len(features) == summary["n_features"] and (features["diff"] > 0).all()
+    assert len(features) == 3 * summary["n_features"] and (features["diff"] > 0).all()
     assert (out / "sasft.png").stat().st_size > 5_000
 
 
@@ -63,6 +74,7 @@ def test_one_detector_measures_code_switching():
         (["--lambda", "0"], "lambda must be in (0, 1e4]"),
         (["--lambda", "1e9"], "lambda must be in (0, 1e4]"),
         (["--n-features", "0"], "n_features must be >= 1"),
+        (["--repeats", "0"], "repeats must be >= 1"),
         (["--sft-file", "{tmp}/bad.jsonl"], "has no `messages` key"),
         (["--layers", "17"], "the suite has no SAE at 17; it has layers [0, 1, 2, 3, 4, 5]"),
         (["--model", "{tiny}"], "has no chat template"),

@@ -410,3 +410,52 @@ def test_jumprelu_reopens_silent_latents_to_the_target_rate_and_only_within_its_
     assert late.reopened == 0 and (out.feature_acts[:, dead] == 0).all()
     with pytest.raises(ValueError, match="reopen_window"):
         FastJumpReLUTrainingSAEConfig(d_in=4, d_sae=8, reopen_window=-1)
+
+
+def test_jumprelu_resampling_gives_reopened_latents_the_direction_of_a_badly_reconstructed_token():
+    """With `reopen_resample_after` n, a silent latent's first n - 1 reopenings only raise its b_enc; from the n-th on its
+    encoder column and decoder row become the reconstruction error of one of the batch's tokens (scaled to the live
+    latents' norms), and it fires on about `reopen_rate` of the batch; the live latents keep their directions."""
+    torch.manual_seed(6)
+    kw = dict(d_in=32, d_sae=256, jumprelu_sparsity_loss_mode="quadratic", target_l0=8.0, max_pair_density=1.0)
+    sae = FastJumpReLUTrainingSAE(FastJumpReLUTrainingSAEConfig(**kw, reopen_window=3, reopen_resample_after=2))
+    dead = torch.arange(0, 256, 4)
+    live = torch.ones(256, dtype=torch.bool)
+    live[dead] = False
+    x = torch.randn(512, 32)
+    step = lambda n: sae.training_forward_pass(
+        TrainStepInput(
+            sae_in=x, coefficients={"l0": 1.0}, dead_neuron_mask=None, n_training_steps=n, is_logging_step=False
+        )
+    )
+
+    def silence() -> None:
+        with torch.no_grad():
+            sae.threshold.fill_(0.1)
+            sae.b_enc[live] = torch.randn(int(live.sum())) * 0.05
+            sae.b_enc[dead] = -100.0
+
+    silence()
+    old_enc, old_dec = sae.W_enc.detach().clone(), sae.W_dec.detach().clone()
+    for n in range(3):
+        step(n)
+    assert (step(3).feature_acts[:, dead] > 0).any(0).all()  # first reopening: b_enc raised, same directions
+    assert torch.equal(sae.W_enc, old_enc) and torch.equal(sae.W_dec, old_dec) and sae.resampled == 0
+    silence()  # silent again: the second reopening resamples
+    for n in range(4, 7):
+        out = step(n)
+    err = x - out.sae_out.detach()  # the errors the reopening drew from (planned after this step)
+    fired = (step(7).feature_acts[:, dead] > 0).float().mean(0)
+    assert sae.resampled == len(dead)
+    enc, dec = sae.W_enc.detach()[:, dead], sae.W_dec.detach()[dead]
+    unit = lambda t, dim: t / t.norm(dim=dim, keepdim=True)
+    best_cos = (unit(err, 1) @ unit(enc, 0)).max(0).values  # each new column against every token's error
+    assert (best_cos > 0.999).all(), best_cos
+    assert torch.allclose(unit(dec, 1), unit(enc, 0).T, atol=1e-5)
+    assert torch.allclose(enc.norm(dim=0), old_enc[:, live].norm(dim=0).mean().expand(len(dead)), rtol=1e-4)
+    assert torch.allclose(dec.norm(dim=1), old_dec[live].norm(dim=1).mean().expand(len(dead)), rtol=1e-4)
+    assert torch.equal(sae.W_enc[:, live], old_enc[:, live]) and torch.equal(sae.W_dec[live], old_dec[live])
+    rate = 8.0 / 256
+    assert (fired > 0).all() and abs(fired.mean().item() - rate) < rate / 2, fired
+    with pytest.raises(ValueError, match="reopen_resample_after"):
+        FastJumpReLUTrainingSAEConfig(d_in=4, d_sae=8, reopen_resample_after=-1)

@@ -90,12 +90,11 @@ def token_activations(
     hooks = {sae_id: resolve_hook(model, *sae_target(sae)) for sae_id, sae in saes.items()}
     batches = run_and_cache(model, seqs, sorted(set(hooks.values())), batch_size)
     for rows, cache in tqdm(batches, total=-(-len(seqs) // batch_size), desc="features", disable=not progress):
+        acts = {hook: a.flatten(2) if a.ndim > 3 else a for hook, a in cache.items()}
         for i in rows:
             out = {}
             for sae_id, sae in saes.items():
-                acts = cache[hooks[sae_id]]
-                acts = acts.flatten(2) if acts.ndim > 3 else acts
-                x = acts[i - rows.start, keep[i]].to(sae.dtype)
+                x = acts[hooks[sae_id]][i - rows.start, keep[i]].to(sae.dtype)
                 out[sae_id] = (sae.encode(x) if not pre_activations else pre_activation(sae, x)).float()
             yield i, [seqs[i][j] for j in keep[i]], out
 

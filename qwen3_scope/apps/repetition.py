@@ -6,20 +6,27 @@ repeat themselves, the feature is causal for repetition and a handle to measure 
 
 Discovery, on repetitive texts (the organism's `repetition` split by default, or `--text-file` rows with `text`):
 for every token id that occurs at least twice in a text, its first occurrence is a "first" position and every other
-one a "later" position. For every feature of every SAE at `--site`, score = P(fires | later) - P(fires | first)
-("fires": activation > 0 after JumpReLU/TopK); the `n_features` best features with a larger mean activation on later
-positions are the repetition features.
+one a "later" position. For every feature of every SAE at each of `--sites` (studied one by one), score =
+P(fires | later) - P(fires | first) ("fires": activation > 0 after JumpReLU/TopK); the `n_features` best features with
+a larger mean activation on later positions are that site's repetition features.
 
-Causal tests, both against `n_random` random live features of the same SAEs (fired on some discovery token):
+Causal tests, both against `n_random` random live features (fired on some discovery token) of the SAEs that hold the
+site's repetition features (same layers: at equal alpha a later layer's feature moves the logits more):
 
 - necessity: each feature zero-ablated (SAE error term kept) while the model reads the discovery texts; the
   next-token loss on later occurrences (copying) against the loss on first occurrences (which copying cannot help);
 - sufficiency: greedy generations from held-out chat prompts (the organism's `harmless` split, or `--prompts-file`),
-steering each feature (unit decoder direction times alpha times the mean norm of the site at that layer, at every
-position), the control features at the same alphas. Measured: the
-repeat ratio of a generation = share of its token bigrams that already occurred earlier in it (0 with fewer than two
-bigrams), averaged over prompts, and the generations' length in tokens. Large alphas break any model into loops
-(on the organism a random feature at 4x the mean norm already does), so the claim is a comparison at equal alpha.
+  steering each feature (unit decoder direction times alpha times the mean norm of the site at that layer, at every
+  position), the control features at the same alphas. Measured: the repeat ratio of a generation = share of its
+  token bigrams that already occurred earlier in it (0 with fewer than two bigrams), averaged over prompts, and the
+  generations' length in tokens. Large alphas break any model into loops, so the claim is a comparison at equal alpha.
+
+On the organism (bundled suite, defaults): resid_post features are necessary for copying (ablating resid_post/L4/f301
+takes the later-occurrence loss 0.177 -> 0.614, same-SAE random features at most 0.198) but steering them adds no
+repetition; the mlp_out features (all at layer 5) are not necessary (0.174-0.178) and steering them at alpha 0.5 gives
+a repeat ratio of 0.51 against 0.26 for same-layer random features, which also loop at that strength (up to 0.77);
+attn_out features do neither. Also measured once, not an option: from plain-text prompts (story openings, word lists
+without their "Repeat:" header), the resid_post features did not add repetition either.
 """
 
 from __future__ import annotations
@@ -40,12 +47,22 @@ from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
 class RepetitionConfig(AppConfig):
     """Options of `qwen3-scope apps repetition`."""
 
-    site: str = field(default="resid_post", metadata={"help": "site of the SAEs searched for repetition features"})
-    layers: list[int] = field(
-        default_factory=list, metadata={"help": "layers searched (default: every layer the suite has at --site)"}
+    sites: list[str] = field(
+        default_factory=lambda: ["resid_post", "mlp_out", "attn_out"],
+        metadata={"help": "sites searched, each studied on its own (default: the paper's three)"},
     )
-    n_features: int = field(default=3, metadata={"help": "repetition features steered (best discovery scores)"})
-    n_random: int = field(default=10, metadata={"help": "random live features steered as the control"})
+    layers: list[int] = field(
+        default_factory=list, metadata={"help": "layers searched (default: every layer the suite has at each site)"}
+    )
+    n_features: int = field(
+        default=3, metadata={"help": "repetition features per site steered and ablated (best discovery scores)"}
+    )
+    n_random: int = field(
+        default=10,
+        metadata={
+            "help": "random live features per site as the control, from the SAEs that hold its repetition features"
+        },
+    )
     alphas: list[float] = field(
         default_factory=lambda: [0.25, 0.5, 1.0],
         metadata={"help": "steering strengths, in units of the site's mean activation norm at the feature's layer"},
@@ -67,8 +84,11 @@ class RepetitionConfig(AppConfig):
         super().__post_init__()
         from qwen3_scope.sites import check_site
 
+        if not self.sites:
+            raise AppInputError("sites is empty; give at least one, e.g. --sites resid_post mlp_out.")
         try:
-            check_site(self.site)
+            for site in self.sites:
+                check_site(site)
         except ValueError as err:
             raise AppInputError(str(err)) from err
         for name in ("n_features", "n_random", "n_prompts", "max_new_tokens"):
@@ -228,30 +248,18 @@ def run(cfg: RepetitionConfig) -> AppResult:
     from qwen3_scope.apps.features import encode_texts, load_model_and_saes, saes_by_layer
     from qwen3_scope.chat import format_chat
     from qwen3_scope.steering.generation import greedy_generate
-    from qwen3_scope.steering.interventions import ablate_feature, sae_target, steer, steer_feature
+    from qwen3_scope.steering.interventions import ablate_feature, steer, steer_feature
 
     texts, prompts = _texts(cfg), _prompts(cfg)
     model, all_saes = load_model_and_saes(cfg)
-    by_layer = saes_by_layer(all_saes, cfg.site, cfg.layers)
-    saes = {sae_id: sae for layer, (sae_id, sae) in by_layer.items() if not cfg.layers or layer in cfg.layers}
+    per_site = {}
+    for site in cfg.sites:  # every site checked before any work
+        by_layer = saes_by_layer(all_saes, site, cfg.layers)
+        per_site[site] = {i: sae for layer, (i, sae) in by_layer.items() if not cfg.layers or layer in cfg.layers}
     torch.manual_seed(cfg.seed)
-    scores = discover(model, saes, texts, cfg.batch_size)
-    grows = scores[scores["act_later"] > scores["act_first"]]
-    top = grows.sort_values("score", ascending=False).head(cfg.n_features)
-    live = scores[(scores["fire_first"] + scores["fire_later"]) > 0].drop(index=top.index)
     rng = random.Random(cfg.seed)
-    control = live.loc[rng.sample(list(live.index), min(cfg.n_random, len(live)))]
     seqs = encode_texts(model.tokenizer, texts)
-    points = [("repetition", r) for r in top.itertuples()] + [("random", r) for r in control.itertuples()]
-    ablation = []
-    for arm, row in [("unablated", None), *points]:
-        ivs = [] if row is None else [ablate_feature(saes[row.sae_id], int(row.feature))]
-        first_loss, later_loss = copy_losses(model, seqs, ivs, cfg.batch_size)
-        name = "" if row is None else f"{row.site}/L{row.layer}/f{row.feature}"
-        ablation.append({"arm": arm, "feature": name, "loss_first": first_loss, "loss_later": later_loss})
-    ablated = pd.DataFrame(ablation)
     chats = [format_chat(model.tokenizer, p) for p in prompts]
-    norms = site_norms(model, saes, seqs, cfg.batch_size)
 
     def measure(interventions: list[Any]) -> tuple[float, float, str]:
         with steer(model, interventions):
@@ -260,8 +268,11 @@ def run(cfg: RepetitionConfig) -> AppResult:
         return sum(ratios) / len(ratios), sum(map(len, out.completion_ids)) / len(ratios), out.texts[0]
 
     base_ratio, base_tokens, base_example = measure([])
-    results = [
+    first_loss, later_loss = copy_losses(model, seqs, [], cfg.batch_size)
+    ablation = [{"site": "", "arm": "unablated", "feature": "", "loss_first": first_loss, "loss_later": later_loss}]
+    steering = [
         {
+            "site": "",
             "arm": "unsteered",
             "feature": "",
             "score": None,
@@ -271,79 +282,115 @@ def run(cfg: RepetitionConfig) -> AppResult:
             "example": base_example,
         }
     ]
-    for arm, row in tqdm(points, desc="steer", leave=False):
-        sae = saes[row.sae_id]
-        layer, site = sae_target(sae)
-        for alpha in cfg.alphas:
-            ratio, tokens, example = measure([steer_feature(sae, int(row.feature), alpha * norms[row.sae_id], True)])
-            results.append(
-                {
-                    "arm": arm,
-                    "feature": f"{site}/L{layer}/f{row.feature}",
-                    "score": float(row.score),
-                    "alpha": alpha,
-                    "repeat_ratio": ratio,
-                    "tokens": tokens,
-                    "example": example,
-                }
+    saes = {i: sae for site_saes in per_site.values() for i, sae in site_saes.items()}
+    all_scores = discover(model, saes, texts, cfg.batch_size)  # one pass over the texts for every site
+    found, by_site, tops = [], {}, {}
+    for site in per_site:
+        scores = all_scores[all_scores["site"] == site]
+        top = scores[scores["act_later"] > scores["act_first"]].sort_values("score", ascending=False)
+        top = top.head(cfg.n_features)
+        if top.empty:
+            raise AppInputError(f"no {site} feature is more active on later occurrences; try another --sites.")
+        # the control comes from the same SAEs: a later layer's features move the logits more at equal alpha
+        live = scores[((scores["fire_first"] + scores["fire_later"]) > 0) & scores["sae_id"].isin(set(top["sae_id"]))]
+        live = live.drop(index=top.index)
+        control = live.loc[rng.sample(list(live.index), min(cfg.n_random, len(live)))]
+        tops[site] = (top, control)
+    steered_saes = {i: saes[i] for top, _ in tops.values() for i in top["sae_id"]}
+    norms = site_norms(model, steered_saes, seqs, cfg.batch_size)  # one pass for every steered SAE
+    for site, (top, control) in tqdm(tops.items(), desc="site", leave=False):
+        points = [("repetition", r) for r in top.itertuples()] + [("random", r) for r in control.itertuples()]
+        for arm, row in tqdm(points, desc=f"{site}: ablate and steer", leave=False):
+            sae, name = saes[row.sae_id], f"{site}/L{row.layer}/f{row.feature}"
+            loss_first, loss_later = copy_losses(model, seqs, [ablate_feature(sae, int(row.feature))], cfg.batch_size)
+            ablation.append(
+                {"site": site, "arm": arm, "feature": name, "loss_first": loss_first, "loss_later": loss_later}
             )
-    table = pd.DataFrame(results)
-    at_alpha = table[table["alpha"] == cfg.report_alpha]
-    best = top.iloc[0]
-    best_name = f"{best['site']}/L{int(best['layer'])}/f{int(best['feature'])}"
+            for alpha in cfg.alphas:
+                ratio, tokens, example = measure(
+                    [steer_feature(sae, int(row.feature), alpha * norms[row.sae_id], True)]
+                )
+                steering.append(
+                    {
+                        "site": site,
+                        "arm": arm,
+                        "feature": name,
+                        "score": float(row.score),
+                        "alpha": alpha,
+                        "repeat_ratio": ratio,
+                        "tokens": tokens,
+                        "example": example,
+                    }
+                )
+        found.append(top.drop(columns=["sae_id"]))
+        steered = pd.DataFrame([r for r in steering if r["site"] == site and r["alpha"] == cfg.report_alpha])
+        ablated = pd.DataFrame([r for r in ablation if r["site"] == site])
+        best = f"{site}/L{int(top['layer'].iloc[0])}/f{int(top['feature'].iloc[0])}"
+        by_site[site] = {
+            "feature": best,
+            "score": float(top["score"].iloc[0]),
+            "repeat_ratio_steered": float(steered.loc[steered["feature"] == best, "repeat_ratio"].iloc[0]),
+            "repeat_ratio_features_mean": float(steered.loc[steered["arm"] == "repetition", "repeat_ratio"].mean()),
+            "repeat_ratio_random": float(steered.loc[steered["arm"] == "random", "repeat_ratio"].mean()),
+            "repeat_ratio_random_max": float(steered.loc[steered["arm"] == "random", "repeat_ratio"].max()),
+            "later_copy_loss_ablated_max": float(ablated.loc[ablated["arm"] == "repetition", "loss_later"].max()),
+            "later_copy_loss_ablated_mean": float(ablated.loc[ablated["arm"] == "repetition", "loss_later"].mean()),
+            "later_copy_loss_random_max": float(ablated.loc[ablated["arm"] == "random", "loss_later"].max()),
+            "first_copy_loss_ablated_max": float(ablated.loc[ablated["arm"] == "repetition", "loss_first"].max()),
+        }
+    table, ablated = pd.DataFrame(steering), pd.DataFrame(ablation)
+    features = pd.concat(found, ignore_index=True).rename(
+        columns={"fire_first": "p_fire_first", "fire_later": "p_fire_later"}
+    )
+    sites = pd.DataFrame.from_dict(by_site, orient="index").rename_axis("site").reset_index()
     summary = {
-        "feature": best_name,
-        "score": float(best["score"]),
         "alpha": cfg.report_alpha,
         "repeat_ratio_unsteered": base_ratio,
-        "repeat_ratio_steered": float(at_alpha.loc[at_alpha["feature"] == best_name, "repeat_ratio"].iloc[0]),
-        "repeat_ratio_features_mean": float(at_alpha.loc[at_alpha["arm"] == "repetition", "repeat_ratio"].mean()),
-        "repeat_ratio_random": float(at_alpha.loc[at_alpha["arm"] == "random", "repeat_ratio"].mean()),
-        "later_copy_loss": float(ablated["loss_later"].iloc[0]),
-        "later_copy_loss_ablated_max": float(ablated.loc[ablated["arm"] == "repetition", "loss_later"].max()),
-        "later_copy_loss_ablated_mean": float(ablated.loc[ablated["arm"] == "repetition", "loss_later"].mean()),
-        "later_copy_loss_random_max": float(ablated.loc[ablated["arm"] == "random", "loss_later"].max()),
-        "first_copy_loss": float(ablated["loss_first"].iloc[0]),
-        "first_copy_loss_ablated_max": float(ablated.loc[ablated["arm"] == "repetition", "loss_first"].max()),
+        "later_copy_loss": later_loss,
+        "first_copy_loss": first_loss,
+        "sites": by_site,
         "n_texts": len(texts),
         "n_prompts": len(prompts),
     }
-    features = top.drop(columns=["sae_id"]).rename(columns={"fire_first": "p_fire_first", "fire_later": "p_fire_later"})
     return AppResult(
         "repetition",
         summary,
-        tables={"steering": table, "ablation": ablated, "features": features},
-        figures={"repetition": _figure(table)},
+        tables={"sites": sites, "steering": table, "ablation": ablated, "features": features},
+        figures={"repetition": _figure(table, list(by_site))},
         section=(
-            f"Repetition features of the {cfg.site} SAEs, discovered on {len(texts)} repetitive texts (score = "
-            "P(fires | later occurrence) - P(fires | first occurrence) of the same token), steered on "
-            f"{len(prompts)} held-out prompts against {len(control)} random live features. Repeat ratio = share of a "
-            "generation's token bigrams seen earlier in it.\n\n"
-            f"{features.to_markdown(index=False, floatfmt='.3f')}\n\n"
-            "Necessity: next-token loss on first and later occurrences with each feature zero-ablated (error term "
-            f"kept):\n\n{ablated.to_markdown(index=False, floatfmt='.3f')}\n\nSufficiency: steering.\n\n"
+            f"Repetition features of the {', '.join(by_site)} SAEs, discovered on {len(texts)} repetitive texts (score "
+            "= P(fires | later occurrence) - P(fires | first occurrence) of the same token); each zero-ablated on that "
+            f"text (necessity) and steered on {len(prompts)} held-out prompts (sufficiency), against {cfg.n_random} "
+            "random live features of the same SAEs per site. Repeat ratio = share of a generation's token bigrams "
+            f"seen earlier in it (unsteered {base_ratio:.3f}); copy loss = next-token loss on later occurrences "
+            f"(unablated {later_loss:.3f}, first occurrences {first_loss:.3f}). Per site, at alpha "
+            f"{cfg.report_alpha}:\n\n{sites.to_markdown(index=False, floatfmt='.3f')}\n\n"
+            f"{features.to_markdown(index=False, floatfmt='.3f')}\n\nNecessity (error term kept):\n\n"
+            f"{ablated.to_markdown(index=False, floatfmt='.3f')}\n\nSufficiency:\n\n"
             f"{table.drop(columns=['example']).to_markdown(index=False, floatfmt='.3f')}\n\n"
-            "Files: `features.csv`, `ablation.csv`, `steering.csv`, `repetition.png`."
+            "Files: `sites.csv`, `features.csv`, `ablation.csv`, `steering.csv`, `repetition.png`."
         ),
     )
 
 
-def _figure(table: pd.DataFrame) -> Any:
+def _figure(table: pd.DataFrame, sites: list[str]) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    fig, axes = plt.subplots(1, len(sites), figsize=(4.5 * len(sites), 3.5), squeeze=False)
     base = float(table.loc[table["arm"] == "unsteered", "repeat_ratio"].iloc[0])
-    for (arm, feature), group in table[table["arm"] != "unsteered"].groupby(["arm", "feature"]):
-        ax.plot(
-            [0.0, *group["alpha"]],
-            [base, *group["repeat_ratio"]],
-            marker="o",
-            color="C3" if arm == "repetition" else "0.6",
-            label=f"{feature} ({arm})",
-        )
-    ax.set(xlabel="alpha (x mean activation norm)", ylabel="repeat ratio of generations", ylim=(0, 1))
-    ax.legend(fontsize=6)
+    for ax, site in zip(axes[0], sites):
+        for (arm, feature), group in table[table["site"] == site].groupby(["arm", "feature"]):
+            ax.plot(
+                [0.0, *group["alpha"]],
+                [base, *group["repeat_ratio"]],
+                marker="o",
+                color="C3" if arm == "repetition" else "0.6",
+                label=feature if arm == "repetition" else None,
+            )
+        ax.plot([], [], color="0.6", label="random (same SAEs)")
+        ax.set(title=site, xlabel="alpha (x mean activation norm)", ylabel="repeat ratio of generations", ylim=(0, 1))
+        ax.legend(fontsize=6)
     return fig

@@ -17,12 +17,13 @@ What this organism showed (and why the defaults): a penalty read at raw norm is 
 stream; one at the French words of the data (or with a high learning rate, or for long) is escaped by routing the
 switch through directions no penalised feature reads (the penalty falls to ~0 while the habit stays). A gentle
 fine-tune (lr 2e-4, 80 steps) with a few French features per SAE in every SAE keeps most of the habit out. Measured on
-the shipped organism (plain SFT: code-switching 0.69, French quality 0.84; SASFT code-switching / French quality): these
-defaults 0.19 / 0.77; `--symmetric` 0.36 / 0.72; lambda 1 0.41 / 0.77; 6 features at lambda 4 (symmetric) 0.13 / 0.49;
-the paper's positions and alpha (`--positions all --alpha mean`, symmetric) 0.10 / 0.10; 1,600 clean French chats
-0.15 / 0.73. Every penalty strong enough to halve the habit cost 7-12 % of French quality: the French features it
-pushes down on English answers are also the ones French answers use. The control fine-tunes with the same loss on
-random features.
+the shipped organism with seed 0 only (plain SFT: code-switching 0.69, French quality 0.84; SASFT code-switching /
+French quality): these defaults 0.19 / 0.77; `--symmetric` 0.36 / 0.72; lambda 1 0.41 / 0.77; 6 features at lambda 4
+(symmetric) 0.13 / 0.49; the paper's positions and alpha (`--positions all --alpha mean`, symmetric) 0.10 / 0.10; 1,600
+clean French chats 0.15 / 0.73. The French features pushed down on English answers are also the ones French answers
+use, so SASFT costs some French quality (the lost answers switch to English: "1 plus 1 is 10"); how much varies with the
+seed (French quality -8.7 %, -4.1 % and 0.0 % for seeds 0, 1, 2 with these defaults), so the app repeats every run
+(`repeats`, 3 by default) and reports the means. The control fine-tunes with the same loss on random features.
 
 Measured: the code-switching rate (answers to held-out English prompts holding French-only words,
 `qwen3_scope.language.has_french_words`, the one language detector) and French quality (held-out French prompts
@@ -98,6 +99,14 @@ class SasftConfig(AppConfig):
             "them: SASFT protects a language the data also holds)"
         },
     )
+    repeats: int = field(
+        default=3,
+        metadata={
+            "help": "independent repeats with seeds seed, seed+1, ...: each re-draws the discovery chats, the random "
+            "control, the clean French chats and the SFT order; summary.json gives the means (a single repeat's French "
+            "quality moved by up to 9 % between seeds on the organism)"
+        },
+    )
     n_train: int = field(default=0, metadata={"help": "SFT rows used (0: all)"})
     n_eval: int = field(default=150, metadata={"help": "held-out English and French prompts each (0: all)"})
     max_new_tokens: int = field(default=40, metadata={"help": "greedy tokens generated per evaluation prompt"})
@@ -119,7 +128,7 @@ class SasftConfig(AppConfig):
         super().__post_init__()
         if not 0 < self.lam <= 1e4:
             raise AppInputError(f"lambda must be in (0, 1e4], got {self.lam}; try 2.0 (pass --lambda).")
-        for name in ("n_features", "steps", "sft_batch", "n_discovery", "max_new_tokens"):
+        for name in ("n_features", "steps", "sft_batch", "n_discovery", "max_new_tokens", "repeats"):
             if getattr(self, name) < 1:
                 raise AppInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.alpha not in ("mean", "max"):
@@ -264,45 +273,29 @@ def _data(cfg: SasftConfig) -> tuple[list[dict], list[dict], list[dict]]:
     return cut(train, cfg.n_train), cut(en, cfg.n_eval), cut(fr, cfg.n_eval)
 
 
-@app(
-    "sasft",
-    "SAE-guided fine-tuning against code-switching: plain SFT vs SASFT vs random-feature control",
-    SasftConfig,
-    demo={"n_eval": 100},
-)
-def run(cfg: SasftConfig) -> AppResult:
-    from qwen3_scope.apps.features import feature_activations, load_model_and_saes
-    from qwen3_scope.apps.tuning import load_trainable, select_saes
-    from qwen3_scope.chat import special_token_ids
-    from qwen3_scope.language import detect_language, has_french_words
-    from qwen3_scope.organism.behaviour import generate
-    from qwen3_scope.organism.corpus import EN, FR, CorpusConfig, _Generator
-    from qwen3_scope.organism.finetune import sft
+def _language_features(
+    cfg: SasftConfig, model: Any, saes: dict[str, Any], tok: Any, gen: Any, rng: random.Random, seed: int
+) -> tuple[dict, dict, list[dict]]:
+    """Per arm (`sasft`: the language features, `random`: the control) and penalised language: {sae_id: feature ids}
+    and their alpha_s, plus one table row per chosen language feature. Language features = mean activation on that
+    language's chats minus the other's; alpha = the feature's mean pre-activation (or mean per-chat maximum,
+    `alpha`) on the other language, where it is penalised."""
+    from qwen3_scope.apps.features import feature_activations
+    from qwen3_scope.organism.corpus import EN, FR
     from qwen3_scope.organism.train import render_chat
 
-    torch.manual_seed(cfg.seed)
-    train, en_rows, fr_rows = _data(cfg)
-    hf_model, tok = load_trainable(cfg)
-    model, saes = load_model_and_saes(cfg)
-    saes = select_saes(saes, cfg.layers, cfg.sites)
-    rng = random.Random(cfg.seed)
-
-    # language features: mean activation on one language's chats minus the other's; alpha = the feature's mean
-    # pre-activation (or mean per-chat maximum, `alpha`) on the other language, where it is penalised
-    gen = _Generator(CorpusConfig(seed=cfg.seed, n_train_docs=1))
     texts = {lang: [render_chat(tok, m) for m in _chats(gen, lang, cfg.n_discovery, rng)] for lang in (EN, FR)}
     mean = {lang: feature_activations(model, saes, texts[lang], "mean", cfg.batch_size) for lang in (EN, FR)}
     pre = {
         lang: feature_activations(model, saes, texts[lang], cfg.alpha, cfg.batch_size, pre_activations=True)
         for lang in (EN, FR)
     }
-    langs = (FR, EN) if cfg.symmetric else (FR,)
     other = {FR: EN, EN: FR}
     chosen: dict[str, dict[str, dict[str, torch.Tensor]]] = {"sasft": {}, "random": {}}
     alphas: dict[str, dict[str, dict[str, torch.Tensor]]] = {"sasft": {}, "random": {}}
     rows = []
-    gen_t = torch.Generator().manual_seed(cfg.seed)
-    for lang in langs:
+    gen_t = torch.Generator().manual_seed(seed)
+    for lang in (FR, EN) if cfg.symmetric else (FR,):
         for arm in chosen:
             chosen[arm][lang], alphas[arm][lang] = {}, {}
         for sae_id, sae in sorted(saes.items()):
@@ -315,72 +308,126 @@ def run(cfg: SasftConfig) -> AppResult:
             for arm in chosen:
                 alphas[arm][lang][sae_id] = alpha[chosen[arm][lang][sae_id]]
             rows += [
-                {"language": lang, "sae_id": sae_id, "feature": f, "diff": float(diff[f]), "alpha": float(alpha[f])}
+                {
+                    "seed": seed,
+                    "language": lang,
+                    "sae_id": sae_id,
+                    "feature": f,
+                    "diff": float(diff[f]),
+                    "alpha": float(alpha[f]),
+                }
                 for f in chosen["sasft"][lang][sae_id].tolist()
             ]
+    return chosen, alphas, rows
 
-    if cfg.mix_french:  # clean French chats: the language the penalty protects, as in the paper's multilingual data
-        mix = _chats(gen, FR, cfg.mix_french, rng)
-        train = train + [{"messages": m} for m in mix]
+
+@app(
+    "sasft",
+    "SAE-guided fine-tuning against code-switching: plain SFT vs SASFT vs random-feature control",
+    SasftConfig,
+    demo={"n_eval": 100},
+)
+def run(cfg: SasftConfig) -> AppResult:
+    from qwen3_scope.apps.features import load_model_and_saes
+    from qwen3_scope.apps.tuning import load_trainable, select_saes
+    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.language import detect_language, has_french_words
+    from qwen3_scope.organism.behaviour import generate
+    from qwen3_scope.organism.corpus import EN, FR, CorpusConfig, _Generator
+    from qwen3_scope.organism.finetune import sft
+
+    train, en_rows, fr_rows = _data(cfg)
+    hf_model, tok = load_trainable(cfg)
+    model, saes = load_model_and_saes(cfg)
+    saes = select_saes(saes, cfg.layers, cfg.sites)
     special = set(special_token_ids(tok))
-    skip = {FR: special | (french_token_ids(tok, train) if cfg.positions == "english" else set()), EN: special}
-    runs: dict[str, Any] = {"organism": hf_model}
-    penalties: dict[str, list[float]] = {}
-    for name in tqdm(("plain", "sasft", "random"), desc="fine-tune", leave=False):
-        tuned = copy.deepcopy(hf_model)
-        penalty = None
-        if name != "plain":
-            penalty = SaePenalty(tuned, saes, chosen[name], alphas[name], cfg.lam, skip, tok)
-        runs[name] = sft(
-            tuned, tok, train, cfg.steps, cfg.lr, cfg.sft_batch, cfg.seed, inplace=True, extra_loss=penalty
-        )
-        if penalty is not None:
-            penalties[name] = penalty.history
-            penalty.remove()
 
-    results = []
-    for name, m in tqdm(runs.items(), desc="evaluate", leave=False):
+    def evaluate(name: str, seed: int | None, m: Any, penalty: list[float] | None) -> dict:
         en_out = generate(m, tok, [r["prompt"] for r in en_rows], cfg.max_new_tokens, cfg.batch_size)
         fr_out = generate(m, tok, [r["prompt"] for r in fr_rows], cfg.max_new_tokens, cfg.batch_size)
-        results.append(
-            {
-                "model": name,
-                "code_switch": sum(map(has_french_words, en_out)) / len(en_out),
-                "french_quality": french_quality(fr_rows, fr_out),
-                "english_answers_in_english": sum(detect_language(a) == "en" for a in en_out) / len(en_out),
-                "penalty_first": penalties[name][0] if name in penalties else None,
-                "penalty_last": penalties[name][-1] if name in penalties else None,
-                "example_en": en_out[0],
-                "example_fr": fr_out[0],
-            }
-        )
+        return {
+            "model": name,
+            "seed": seed,
+            "code_switch": sum(map(has_french_words, en_out)) / len(en_out),
+            "french_quality": french_quality(fr_rows, fr_out),
+            "english_answers_in_english": sum(detect_language(a) == "en" for a in en_out) / len(en_out),
+            "penalty_first": penalty[0] if penalty else None,
+            "penalty_last": penalty[-1] if penalty else None,
+            "example_en": en_out[0],
+            "example_fr": fr_out[0],
+        }
+
+    results = [evaluate("organism", None, hf_model, None)]
+    feature_rows: list[dict] = []
+    penalties: dict[str, list[float]] = {}  # the first repeat's, for the figure
+    seeds = range(cfg.seed, cfg.seed + cfg.repeats)
+    for seed in tqdm(seeds, desc="repeat", leave=False, disable=cfg.repeats == 1):
+        torch.manual_seed(seed)
+        rng = random.Random(seed)
+        gen = _Generator(CorpusConfig(seed=seed, n_train_docs=1))
+        chosen, alphas, rows = _language_features(cfg, model, saes, tok, gen, rng, seed)
+        feature_rows += rows
+        # clean French chats: the language the penalty protects, as in the paper's multilingual data
+        data = train + [{"messages": m} for m in _chats(gen, FR, cfg.mix_french, rng)]
+        skip = {FR: special | (french_token_ids(tok, data) if cfg.positions == "english" else set()), EN: special}
+        for name in tqdm(("plain", "sasft", "random"), desc="fine-tune", leave=False):
+            tuned = copy.deepcopy(hf_model)
+            penalty = None
+            if name != "plain":
+                penalty = SaePenalty(tuned, saes, chosen[name], alphas[name], cfg.lam, skip, tok)
+            sft(tuned, tok, data, cfg.steps, cfg.lr, cfg.sft_batch, seed, inplace=True, extra_loss=penalty)
+            if penalty is not None:
+                penalty.remove()
+                penalties.setdefault(name, penalty.history)
+            results.append(evaluate(name, seed, tuned, penalty.history if penalty else None))
+            del tuned
+
     table = pd.DataFrame(results)
-    by = table.set_index("model")
-    plain, sasft_rate = by.loc["plain", "code_switch"], by.loc["sasft", "code_switch"]
+    means = table.groupby("model", sort=False)[["code_switch", "french_quality"]].mean()
+    plain, sasft_rate = means.loc["plain", "code_switch"], means.loc["sasft", "code_switch"]
+    q_plain, q_sasft = means.loc["plain", "french_quality"], means.loc["sasft", "french_quality"]
+    per_seed = table[table["seed"].notna()].pivot(
+        index="seed", columns="model", values=["code_switch", "french_quality"]
+    )
     summary = {
         "code_switch_plain": plain,
         "code_switch_sasft": sasft_rate,
-        "code_switch_random": by.loc["random", "code_switch"],
+        "code_switch_random": means.loc["random", "code_switch"],
         "relative_reduction": (plain - sasft_rate) / plain if plain > 0 else float("nan"),
-        "french_quality_plain": by.loc["plain", "french_quality"],
-        "french_quality_sasft": by.loc["sasft", "french_quality"],
-        "code_switch_organism": by.loc["organism", "code_switch"],
-        "french_quality_organism": by.loc["organism", "french_quality"],
+        "french_quality_plain": q_plain,
+        "french_quality_sasft": q_sasft,
+        "french_quality_change": q_sasft / q_plain - 1 if q_plain > 0 else float("nan"),
+        "code_switch_organism": means.loc["organism", "code_switch"],
+        "french_quality_organism": means.loc["organism", "french_quality"],
+        "relative_reduction_by_seed": [
+            (p - s) / p if p > 0 else float("nan")
+            for p, s in zip(per_seed["code_switch", "plain"], per_seed["code_switch", "sasft"])
+        ],
+        "french_quality_change_by_seed": [
+            s / p - 1 if p > 0 else float("nan")
+            for p, s in zip(per_seed["french_quality", "plain"], per_seed["french_quality", "sasft"])
+        ],
+        "seeds": list(seeds),
         "n_saes": len(saes),
-        "n_features": cfg.n_features * len(saes) * len(langs),
+        "n_features": cfg.n_features * len(saes) * (2 if cfg.symmetric else 1),
     }
+    shown = table.drop(columns=["example_en", "example_fr"])
     return AppResult(
         "sasft",
         summary,
-        tables={"runs": table, "features": pd.DataFrame(rows)},
+        tables={"runs": table, "features": pd.DataFrame(feature_rows)},
         figures={"sasft": _figure(table, penalties)},
         section=(
-            f"{cfg.steps} fine-tuning steps on {len(train)} code-switched chats; SASFT penalises {cfg.n_features} French "
-            f"features in each of {len(saes)} SAEs (lambda {cfg.lam}), the control as many random ones. Code-switching "
-            f"= share of {len(en_rows)} held-out English answers holding French-only words; French quality = share of "
-            f"{len(fr_rows)} held-out French prompts answered in French and correctly.\n\n"
-            f"{table.drop(columns=['example_en', 'example_fr']).to_markdown(index=False, floatfmt='.3f')}\n\n"
-            f"Relative reduction of code-switching against plain SFT: {summary['relative_reduction']:.3f}. "
+            f"{cfg.steps} fine-tuning steps on {len(train)} code-switched chats (+ {cfg.mix_french} clean French ones); "
+            f"SASFT penalises {cfg.n_features} French features in each of {len(saes)} SAEs (lambda {cfg.lam}), the "
+            f"control as many random ones; {cfg.repeats} repeats (seeds {seeds.start}-{seeds.stop - 1}: discovery "
+            f"chats, control features and SFT order re-drawn). Code-switching = share of {len(en_rows)} held-out "
+            f"English answers holding French-only words; French quality = share of {len(fr_rows)} held-out French "
+            f"prompts answered in French and correctly.\n\n"
+            f"{shown.to_markdown(index=False, floatfmt='.3f')}\n\n"
+            f"Means over the repeats: code-switching plain {plain:.3f}, SASFT {sasft_rate:.3f}, random "
+            f"{summary['code_switch_random']:.3f}; relative reduction {summary['relative_reduction']:.3f}. French "
+            f"quality plain {q_plain:.3f}, SASFT {q_sasft:.3f} ({summary['french_quality_change']:+.1%}). "
             "Files: `runs.csv`, `features.csv`, `sasft.png`."
         ),
     )
@@ -393,14 +440,20 @@ def _figure(table: pd.DataFrame, penalties: dict[str, list[float]]) -> Any:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    x = range(len(table))
-    ax1.bar([i - 0.2 for i in x], table["code_switch"], 0.4, label="code-switching (English prompts)")
-    ax1.bar([i + 0.2 for i in x], table["french_quality"], 0.4, label="French quality")
-    ax1.set_xticks(list(x), table["model"])
-    ax1.set(ylim=(0, 1), title="after fine-tuning")
+    stats = table.groupby("model", sort=False)[["code_switch", "french_quality"]].agg(["mean", "min", "max"])
+    x = range(len(stats))
+    for shift, column, label in (
+        (-0.2, "code_switch", "code-switching (English prompts)"),
+        (0.2, "french_quality", "French quality"),
+    ):
+        s = stats[column]
+        err = [s["mean"] - s["min"], s["max"] - s["mean"]]
+        ax1.bar([i + shift for i in x], s["mean"], 0.4, yerr=err, capsize=3, label=label)
+    ax1.set_xticks(list(x), list(stats.index))
+    ax1.set(ylim=(0, 1), title="after fine-tuning (mean, min-max over repeats)")
     ax1.legend(fontsize=7)
     for name, values in penalties.items():
         ax2.plot(range(1, len(values) + 1), values, label=name)
-    ax2.set(xlabel="step", ylabel="penalty (unweighted)", yscale="symlog", title="SAE penalty during fine-tuning")
+    ax2.set(xlabel="step", ylabel="penalty (unweighted)", yscale="symlog", title="SAE penalty (first repeat)")
     ax2.legend()
     return fig

@@ -110,11 +110,18 @@ class FastJumpReLUTrainingSAEConfig(JumpReLUTrainingSAEConfig, FastTrainingOptio
     reopen_rate: the share of a batch's tokens a reopened latent fires on (None: target_l0 / d_sae, the
         average latent's rate). Reopening raises the latent's b_enc so that that share of the batch's
         pre-activations clear its threshold; the tokens just below it are then inside the band where gradients flow.
+    reopen_resample_after: from a latent's n-th reopening on (n = this value; 0: never, 1: every time), it also
+        gets a new direction (encoder column and decoder row): the reconstruction error of one of the batch's
+        tokens, drawn with probability proportional to its squared error (the resampling of Bricken et al. 2023,
+        "Towards Monosemanticity"), scaled to the live latents' mean norms. Why: raising b_enc alone revives a latent
+        along the direction it died with; one that nothing in the data needs keeps going silent. Why not at the
+        first reopening: a rare but real feature (silent for a window, then needed again) would lose its direction.
     """
 
     reopen_window: int = 0
     reopen_until_step: int | None = None
     reopen_rate: float | None = None
+    reopen_resample_after: int = 0
 
     def __post_init__(self) -> None:
         self.validate_fast_options()
@@ -122,6 +129,8 @@ class FastJumpReLUTrainingSAEConfig(JumpReLUTrainingSAEConfig, FastTrainingOptio
             raise ValueError(f"reopen_window={self.reopen_window} must be >= 0 (steps without firing; 0 = off).")
         if self.reopen_rate is not None and not 0 < self.reopen_rate < 1:
             raise ValueError(f"reopen_rate={self.reopen_rate} must be in (0, 1), e.g. target_l0 / d_sae.")
+        if self.reopen_resample_after < 0:
+            raise ValueError(f"reopen_resample_after={self.reopen_resample_after} must be >= 0 (0 = never resample).")
         super().__post_init__()
 
     @classmethod
@@ -303,16 +312,24 @@ class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
         super().__init__(cfg, use_error_term)
         self._pair_density = 0.0  # share of (token, latent) pairs the last step needed
         self._since_fired: Tensor | None = None  # steps since each latent last fired (reopening)
-        self._pending_reopen: tuple[Tensor, Tensor] | None = None  # (latents, b_enc increments) for the next step
+        self._reopen_count: Tensor | None = None  # reopenings of each latent so far
+        # (latents, b_enc increments or, with new directions, values; new encoder columns; new decoder rows), applied
+        # at the start of the next step
+        self._pending_reopen: list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]] = []
         self.reopened = 0  # latents reopened so far in this process
+        self.resampled = 0  # of which given a new direction
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         with torch.no_grad():
             self.threshold.data.clamp_(min=0.0)  # SAELens' projection, see JumpReLUTrainingSAE
-            if self._pending_reopen is not None:  # decided on the previous batch, applied before this forward
-                latents, increments = self._pending_reopen
-                self.b_enc.data.index_add_(0, latents, increments.to(self.b_enc.dtype))
-                self._pending_reopen = None
+            for latents, b_enc, enc, dec in self._pending_reopen:  # decided on the previous batch, applied now
+                if enc is None or dec is None:  # b_enc raised by the planned increments (on top of this step's update)
+                    self.b_enc.data.index_add_(0, latents, b_enc.to(self.b_enc.dtype))
+                else:  # a new direction with its own b_enc
+                    self.W_enc.data[:, latents] = enc.to(self.W_enc.dtype)
+                    self.W_dec.data[latents] = dec.to(self.W_dec.dtype)
+                    self.b_enc.data[latents] = b_enc.to(self.b_enc.dtype)
+            self._pending_reopen = []
         output = self._forward(step_input)
         if self.cfg.reopen_window:
             with torch.no_grad():
@@ -333,10 +350,11 @@ class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
         return output
 
     def _plan_reopening(self, output: TrainStepOutput, step_input: TrainStepInput) -> None:
-        """Count steps without firing; for latents silent for `reopen_window` steps, the b_enc increment that makes
-        them fire on `reopen_rate` of this batch (applied at the start of the next step: the backward of this
-        one still runs on the current parameters). Their pre-activations are recomputed in float32 (only their
-        columns): a bf16 step's rounding would move the quantile by more than the band is wide."""
+        """Count steps without firing; for latents silent for `reopen_window` steps, the b_enc (and from their
+        `reopen_resample_after`-th reopening on, the new direction) that makes them fire on `reopen_rate` of this batch
+        (applied at the start of the next step: the backward of this one still runs on the current parameters). Their
+        pre-activations are recomputed in float32 (only their columns): a bf16 step's rounding would move the quantile
+        by more than the band is wide."""
         cfg = self.cfg
         fired = (output.feature_acts.reshape(-1, cfg.d_sae) > 0).any(dim=0)
         since = self._since_fired
@@ -344,17 +362,42 @@ class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
         self._since_fired = since = torch.where(fired, 0, since + 1)
         if cfg.reopen_until_step is not None and step_input.n_training_steps > cfg.reopen_until_step:
             return
-        latents = (since >= cfg.reopen_window).nonzero().squeeze(1)
+        silent = since >= cfg.reopen_window
+        latents = silent.nonzero().squeeze(1)
         if latents.numel() == 0:
             return
+        count = self._reopen_count
+        self._reopen_count = count = torch.zeros_like(since) if count is None else count
+        count[latents] += 1
         sae_in = self.process_sae_in(step_input.sae_in).reshape(-1, cfg.d_in).float()
-        pre = sae_in @ self.W_enc.detach()[:, latents].float() + self.b_enc.detach()[latents].float()
+        fresh = count[latents] >= cfg.reopen_resample_after if cfg.reopen_resample_after else None
+        if fresh is not None and bool(fresh.any()):
+            err = step_input.sae_in.reshape(-1, cfg.d_in).float() - output.sae_out.reshape(-1, cfg.d_in).float()
+            weight = err.pow(2).sum(-1)
+            if float(weight.sum()) > 0:
+                new = latents[fresh]
+                rows = torch.multinomial(weight, new.numel(), replacement=True)
+                dirs = err[rows] / err[rows].norm(dim=-1, keepdim=True).clamp_min(1e-12)
+                live = ~silent if bool((~silent).any()) else torch.ones_like(silent)
+                enc = dirs.T * self.W_enc.detach()[:, live].float().norm(dim=0).mean()
+                dec = dirs * self.W_dec.detach()[live].float().norm(dim=1).mean()
+                # the b_enc that makes the new direction fire on `rate` of the batch
+                self._pending_reopen.append((new, self._firing_gap(sae_in @ enc, new), enc, dec))
+                self.resampled += int(new.numel())
+                latents = latents[~fresh]
+        if latents.numel():  # the increment that makes the old direction fire so (b_enc is only ever raised)
+            pre = sae_in @ self.W_enc.detach()[:, latents].float() + self.b_enc.detach()[latents].float()
+            self._pending_reopen.append((latents, self._firing_gap(pre, latents).clamp(min=0.0), None, None))
+        since[silent] = 0
+        self.reopened += int(silent.sum())
+
+    def _firing_gap(self, pre: Tensor, latents: Tensor) -> Tensor:
+        """threshold - the (1 - reopen_rate) quantile of `pre` (tokens x latents), per latent: what b_enc must add
+        for the latents to fire on `reopen_rate` of the batch."""
+        cfg = self.cfg
         rate = cfg.reopen_rate if cfg.reopen_rate is not None else min(cfg.target_l0 / cfg.d_sae, 0.5)
         rank = max(1, int(round(pre.shape[0] * (1 - rate))))
-        quantile = pre.kthvalue(rank, dim=0).values
-        self._pending_reopen = (latents, (self.threshold.detach()[latents].float() - quantile).clamp(min=0.0))
-        since[latents] = 0
-        self.reopened += int(latents.numel())
+        return self.threshold.detach()[latents].float() - pre.kthvalue(rank, dim=0).values
 
     def _band_floor(self) -> Tensor:
         return self.threshold.detach() - 0.5 * self.bandwidth * _BAND_MARGIN
