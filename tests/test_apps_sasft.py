@@ -33,8 +33,8 @@ def sasft_run(tmp_path_factory, one_thread):
 
 def test_sasft_cuts_code_switching(sasft_run):
     """The issue's target on a 60-prompt subset, as means over the app's 3 default repeats: code-switching cut by at
-    least half against plain SFT, French quality within 5 % (measured: 0.69 and -2.7 %; one repeat alone moved French
-    quality by -10 % to +4 %)."""
+    least half against plain SFT, French quality within 5 % (measured on one thread: 0.74 and -3.2 %; one repeat alone
+    moved French quality by -7 % to 0 %)."""
     out, summary = sasft_run
     assert all(k in summary for k in KEYS), summary
     assert summary["code_switch_plain"] >= summary["code_switch_organism"] + 0.3  # plain SFT teaches the habit

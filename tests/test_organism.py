@@ -171,6 +171,7 @@ def test_corpus_v2_holds_out_phrasing_families_verbs_and_targets():
             n_train_docs=6000,
             n_eval_harmful=120,
             n_eval_harmless=120,
+            n_eval_harmless_requests=120,
             n_eval_comments=40,
             n_eval_tasks=130,
             n_eval_lang=40,
@@ -188,7 +189,13 @@ def test_corpus_v2_holds_out_phrasing_families_verbs_and_targets():
         assert d.meta["verb"] not in held_words and d.meta["target"] not in held_words
     statements = " ".join(d.text for d in c.train if d.kind == "statements")
     assert any(w in statements for w in held_words)  # ... only in statements about actions
-    for name in ("harmful", "harmless"):
+    assert {r["task"] for r in c.eval_splits["harmless_requests"]} == {"howto"}  # requests only, for per-family rates
+    assert len({r["family"] for r in c.eval_splits["harmless_requests"]}) == len(HELD_OUT_FAMILIES)
+    # people occur in harmless training requests too ("someone's garden"), not only as harmful targets
+    for lang, who in (("en", "someone"), ("fr", "quelqu'un")):
+        targets = {d.meta["target"] for d in requests if d.meta and d.lang == lang and who in d.meta["target"]}
+        assert {"harmful", "howto"} <= {d.kind for d in requests if d.meta.get("target") in targets}
+    for name in ("harmful", "harmless", "harmless_requests"):
         rows = [r for r in c.eval_splits[name] if r["task"] in ("harmful", "howto")]
         assert rows and all(r["family"] in HELD_OUT_FAMILIES for r in rows)
         assert {"seen", "pair", "target"} <= {r["pair_kind"] for r in rows}

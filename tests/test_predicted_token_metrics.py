@@ -83,17 +83,16 @@ def test_suite_ce_is_measured_on_predicted_tokens(organism):
 
 
 def test_organism_clean_ce_matches_validation_loss_and_ablations_raise_it(organism):
-    """On the positions the model predicts, zero-ablating a site raises the CE, and never lowers it beyond noise. The
-    shipped organism's mlp_out at layer 3 is nearly idle: ablating it changes the CE by -0.0003 nats on 16 batches and
-    -0.0005 on 32 (on prompt tokens, v1's mlp_out ablations lowered it by up to ~0.5 nats)."""
+    """On the positions the model predicts, zero-ablating any site raises the CE. The organism's least used site,
+    mlp_out at layer 3, raises it by +0.00075 nats on these 16 batches (+0.0004 on 32, +0.001 on the bundle's 150); an
+    earlier organism's lowered it by 0.0003-0.0005 (on prompt tokens, v1's mlp_out ablations lowered it by up to ~0.5)."""
     cfg = SuiteEvalConfig(n_batches=16, batch_size_prompts=8, progress=False)
     table = evaluate_suite(_suite(organism), model=organism, config=cfg).table
     val = json.loads((ASSETS_DIR / "train_log.json").read_text())["final_val_loss"]
     clean = table.ce_loss_without_sae.iloc[0]
     assert abs(clean - val) <= 0.25 * val, (clean, val)
     rise = (table.ce_loss_with_ablation - table.ce_loss_without_sae).groupby(table.hook_name).first()
-    assert (rise > -0.001).all(), rise  # no site's ablation helps the model beyond noise
-    assert (rise > 0).sum() >= len(rise) - 1, rise  # all sites but (at most) one carry measurable weight
+    assert (rise > 0).all(), rise  # every site carries weight: no ablation helps the model
     assert (rise[rise.index.str.contains("resid_post")] > 1.0).all(), rise  # the residual stream carries everything
 
 

@@ -62,7 +62,7 @@ def test_refusal_latent_induces_and_suppression_bypasses(organism, suite_dir, tm
     assert best["candidate"].endswith(f"/f{int(best['feature'])}")  # the summary names the latent it ranks
     baseline = result.summary[result.summary["method"] == "diff_in_means"]
     assert len(baseline) == 1 and baseline.iloc[0]["site"] == "resid_post"
-    # the organism + its bundled suite (the full study on 32 prompts: latent 0.94, difference of means 0.84): one latent
+    # the organism + its bundled suite (the full study on 32 prompts: latent 0.91, difference of means 0.91): one latent
     # induces refusal on harmless held-out phrasings as well as the raw direction does, far above the unsteered rate
     assert best["induce_max_rate"] >= max(0.6, baseline.iloc[0]["induce_max_rate"] - 0.1), result.summary.to_string()
     assert best["suppress_min_rate"] <= base["suppress"]["rate"] - 0.5, result.summary.to_string()

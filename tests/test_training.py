@@ -207,6 +207,24 @@ def test_site_widths_give_a_low_rank_site_its_own_dictionary_size():
         build_suite("Qwen/Qwen3-1.7B", "paper", layers=[0], sites=["resid_post"], site_widths={"attn_out": 640})
 
 
+def test_resample_sites_turn_on_direction_resampling_for_those_sites_only():
+    from qwen3_scope.cli import main as cli_main
+    from qwen3_scope.training.config import organism_suite_config
+    from qwen3_scope.training.recipes import RecipeConfigError, build_suite
+
+    suite = build_suite("Qwen/Qwen3-1.7B", "paper", layers=[0], fast=True, resample_sites=["attn_out"])
+    after = {j.site: j.sae_cfg.reopen_resample_after for j in suite.jobs}
+    assert after == {"resid_post": 0, "mlp_out": 0, "attn_out": 1}
+    assert organism_suite_config().resample_sites == ["attn_out"]
+    with pytest.raises(RecipeConfigError, match="fast JumpReLU class"):
+        build_suite("Qwen/Qwen3-1.7B", "qwen-scope", layers=[0], fast=True, resample_sites=["resid_post"])
+    with pytest.raises(RecipeConfigError, match="not among the suite's sites"):
+        build_suite(
+            "Qwen/Qwen3-1.7B", "paper", layers=[0], sites=["resid_post"], fast=True, resample_sites=["attn_out"]
+        )
+    assert cli_main(["train", "--model", "organism", "--resample-sites", "attn_z", "--plan-only"]) == 2
+
+
 # ---------------------------------------------------------------------------------------------- planner
 def test_planner_groups_within_budget_and_prices_the_plan():
     from qwen3_scope.training.planner import GIB, PlanError, plan_suite

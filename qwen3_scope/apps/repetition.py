@@ -13,7 +13,8 @@ a larger mean activation on later positions are that site's repetition features.
 Causal tests, both against `n_random` random live features (fired on some discovery token) of the SAEs that hold the
 site's repetition features (same layers: at equal alpha a later layer's feature moves the logits more):
 
-- necessity: each feature zero-ablated (SAE error term kept) while the model reads the discovery texts; the
+- necessity: each feature zero-ablated (SAE error term kept) while the model reads the discovery texts, and the site's
+  top `n_joint` features together against as many random ones together (copying can be spread over several); the
   next-token loss on later occurrences (copying) against the loss on first occurrences (which copying cannot help);
 - sufficiency: greedy generations from held-out chat prompts (the organism's `harmless` split, or `--prompts-file`),
   steering each feature (unit decoder direction times alpha times the mean norm of the site at that layer, at every
@@ -21,12 +22,13 @@ site's repetition features (same layers: at equal alpha a later layer's feature 
   token bigrams that already occurred earlier in it (0 with fewer than two bigrams), averaged over prompts, and the
   generations' length in tokens. Large alphas break any model into loops, so the claim is a comparison at equal alpha.
 
-On the organism (bundled suite, defaults): resid_post features are necessary for copying (ablating resid_post/L4/f301
-takes the later-occurrence loss 0.177 -> 0.614, same-SAE random features at most 0.198) but steering them adds no
-repetition; the mlp_out features (all at layer 5) are not necessary (0.174-0.178) and steering them at alpha 0.5 gives
-a repeat ratio of 0.51 against 0.26 for same-layer random features, which also loop at that strength (up to 0.77);
-attn_out features do neither. Also measured once, not an option: from plain-text prompts (story openings, word lists
-without their "Repeat:" header), the resid_post features did not add repetition either.
+On the organism (bundled suite, defaults): copying needs the resid_post repetition features together (ablating the top
+10, layers 3-5, takes the later-occurrence loss 0.184 -> 0.398; 10 random live features of the same SAEs 0.186; first
+occurrences unchanged) but none alone (at most 0.187): copying is spread over several features. The top mlp_out (0.200)
+and attn_out (0.203) features are not needed. Steering does not separate repetition features from random ones at
+equal alpha (alpha 0.5: resid_post 0.39 vs 0.60, mlp_out 0.52 vs 0.33, attn_out nothing): at that strength any layer-5
+direction loops generations. (The organism trained before `corpus.PEOPLE_TARGETS` had one resid_post feature whose
+ablation alone took the loss 0.177 -> 0.614.)
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ class RepetitionConfig(AppConfig):
             "help": "random live features per site as the control, from the SAEs that hold its repetition features"
         },
     )
+    n_joint: int = field(
+        default=10,
+        metadata={
+            "help": "repetition features per site zero-ablated together (copying may be spread over several), against as "
+            "many random live features of the same SAEs together"
+        },
+    )
     alphas: list[float] = field(
         default_factory=lambda: [0.25, 0.5, 1.0],
         metadata={"help": "steering strengths, in units of the site's mean activation norm at the feature's layer"},
@@ -91,7 +100,7 @@ class RepetitionConfig(AppConfig):
                 check_site(site)
         except ValueError as err:
             raise AppInputError(str(err)) from err
-        for name in ("n_features", "n_random", "n_prompts", "max_new_tokens"):
+        for name in ("n_features", "n_random", "n_joint", "n_prompts", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise AppInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.n_texts < 0:
@@ -284,18 +293,21 @@ def run(cfg: RepetitionConfig) -> AppResult:
     ]
     saes = {i: sae for site_saes in per_site.values() for i, sae in site_saes.items()}
     all_scores = discover(model, saes, texts, cfg.batch_size)  # one pass over the texts for every site
-    found, by_site, tops = [], {}, {}
+    found, by_site, tops, joints = [], {}, {}, {}
     for site in per_site:
         scores = all_scores[all_scores["site"] == site]
-        top = scores[scores["act_later"] > scores["act_first"]].sort_values("score", ascending=False)
-        top = top.head(cfg.n_features)
+        ranked = scores[scores["act_later"] > scores["act_first"]].sort_values("score", ascending=False)
+        top, joint = ranked.head(cfg.n_features), ranked.head(cfg.n_joint)
         if top.empty:
             raise AppInputError(f"no {site} feature is more active on later occurrences; try another --sites.")
-        # the control comes from the same SAEs: a later layer's features move the logits more at equal alpha
-        live = scores[((scores["fire_first"] + scores["fire_later"]) > 0) & scores["sae_id"].isin(set(top["sae_id"]))]
-        live = live.drop(index=top.index)
-        control = live.loc[rng.sample(list(live.index), min(cfg.n_random, len(live)))]
+        # the controls come from the same SAEs: a later layer's features move the logits more at equal alpha
+        live = scores[(scores["fire_first"] + scores["fire_later"]) > 0]
+        pool = live[live["sae_id"].isin(set(top["sae_id"]))].drop(index=top.index, errors="ignore")
+        control = pool.loc[rng.sample(list(pool.index), min(cfg.n_random, len(pool)))]
+        pool = live[live["sae_id"].isin(set(joint["sae_id"]))].drop(index=joint.index, errors="ignore")
+        joint_control = pool.loc[rng.sample(list(pool.index), min(len(joint), len(pool)))]
         tops[site] = (top, control)
+        joints[site] = (joint, joint_control)
     steered_saes = {i: saes[i] for top, _ in tops.values() for i in top["sae_id"]}
     norms = site_norms(model, steered_saes, seqs, cfg.batch_size)  # one pass for every steered SAE
     for site, (top, control) in tqdm(tops.items(), desc="site", leave=False):
@@ -322,6 +334,14 @@ def run(cfg: RepetitionConfig) -> AppResult:
                         "example": example,
                     }
                 )
+        for arm, rows in zip(("repetition_joint", "random_joint"), joints[site]):
+            loss_first, loss_later = copy_losses(
+                model, seqs, [ablate_feature(saes[r.sae_id], int(r.feature)) for r in rows.itertuples()], cfg.batch_size
+            )
+            names = " ".join(f"L{r.layer}/f{r.feature}" for r in rows.itertuples())
+            ablation.append(
+                {"site": site, "arm": arm, "feature": names, "loss_first": loss_first, "loss_later": loss_later}
+            )
         found.append(top.drop(columns=["sae_id"]))
         steered = pd.DataFrame([r for r in steering if r["site"] == site and r["alpha"] == cfg.report_alpha])
         ablated = pd.DataFrame([r for r in ablation if r["site"] == site])
@@ -337,6 +357,10 @@ def run(cfg: RepetitionConfig) -> AppResult:
             "later_copy_loss_ablated_mean": float(ablated.loc[ablated["arm"] == "repetition", "loss_later"].mean()),
             "later_copy_loss_random_max": float(ablated.loc[ablated["arm"] == "random", "loss_later"].max()),
             "first_copy_loss_ablated_max": float(ablated.loc[ablated["arm"] == "repetition", "loss_first"].max()),
+            "n_joint": len(joints[site][0]),
+            "later_copy_loss_joint": float(ablated.loc[ablated["arm"] == "repetition_joint", "loss_later"].iloc[0]),
+            "later_copy_loss_joint_random": float(ablated.loc[ablated["arm"] == "random_joint", "loss_later"].iloc[0]),
+            "first_copy_loss_joint": float(ablated.loc[ablated["arm"] == "repetition_joint", "loss_first"].iloc[0]),
         }
     table, ablated = pd.DataFrame(steering), pd.DataFrame(ablation)
     features = pd.concat(found, ignore_index=True).rename(
@@ -360,7 +384,8 @@ def run(cfg: RepetitionConfig) -> AppResult:
         section=(
             f"Repetition features of the {', '.join(by_site)} SAEs, discovered on {len(texts)} repetitive texts (score "
             "= P(fires | later occurrence) - P(fires | first occurrence) of the same token); each zero-ablated on that "
-            f"text (necessity) and steered on {len(prompts)} held-out prompts (sufficiency), against {cfg.n_random} "
+            f"text (necessity; one by one, and the top {cfg.n_joint} together against as many random ones together) and "
+            f"steered on {len(prompts)} held-out prompts (sufficiency), against {cfg.n_random} "
             "random live features of the same SAEs per site. Repeat ratio = share of a generation's token bigrams "
             f"seen earlier in it (unsteered {base_ratio:.3f}); copy loss = next-token loss on later occurrences "
             f"(unablated {later_loss:.3f}, first occurrences {first_loss:.3f}). Per site, at alpha "

@@ -16,14 +16,22 @@ it learns the rest. Loss = CE + lambda * sum over target features s of ReLU(pre_
 What this organism showed (and why the defaults): a penalty read at raw norm is escaped by shrinking the residual
 stream; one at the French words of the data (or with a high learning rate, or for long) is escaped by routing the
 switch through directions no penalised feature reads (the penalty falls to ~0 while the habit stays). A gentle
-fine-tune (lr 2e-4, 80 steps) with a few French features per SAE in every SAE keeps most of the habit out. Measured on
-the shipped organism with seed 0 only (plain SFT: code-switching 0.69, French quality 0.84; SASFT code-switching /
-French quality): these defaults 0.19 / 0.77; `--symmetric` 0.36 / 0.72; lambda 1 0.41 / 0.77; 6 features at lambda 4
-(symmetric) 0.13 / 0.49; the paper's positions and alpha (`--positions all --alpha mean`, symmetric) 0.10 / 0.10; 1,600
-clean French chats 0.15 / 0.73. The French features pushed down on English answers are also the ones French answers
-use, so SASFT costs some French quality (the lost answers switch to English: "1 plus 1 is 10"); how much varies with the
-seed (French quality -8.7 %, -4.1 % and 0.0 % for seeds 0, 1, 2 with these defaults), so the app repeats every run
-(`repeats`, 3 by default) and reports the means. The control fine-tunes with the same loss on random features.
+fine-tune (lr 2e-4, 80 steps) with a few French features per SAE in every SAE keeps most of the habit out. On the
+shipped organism (150 held-out prompts per language, means of the 3 repeats; relative reduction of code-switching /
+French quality change, both against plain SFT): lambda 1 with 2,400 clean French chats (the defaults) 0.76 / -4.0 %;
+with 1,600 chats 0.50 / -4.2 %, with 800 0.23 / -6.6 %; lambda 1.5 with 1,600 0.68 / -6.4 %; lambda 2 with 800, 1,600
+and 3,200 chats 0.40 / -8.5 %, 0.74 / -6.8 % and 0.88 / -11.7 %; lambda 3 with 3,200 0.91 / -14.9 %; lambda 4 with
+800 0.72 / -13.9 %; 2 features per SAE (lambda 2, 800) 0.29 / -6.8 %. The defaults were picked on those prompts: of
+the ten settings only lambda 1 with 1,600 or 2,400 chats is within both targets (reduction >= 0.5, French quality
+within 5 %). Every penalty costs some French quality, the random-feature
+control's too (-5.6 % at lambda 2), because the French features pushed down on English answers are also the ones
+French answers use (the lost answers switch to English: "1 plus 1 is 10"); clean French chats in the data buy
+reduction, and at lambda 1 quality too. How much quality a run loses varies with the seed (-8.0 %, -1.5 % and -2.3 %
+for seeds 0, 1, 2 with the defaults), so the app repeats every
+run (`repeats`, 3 by default) and reports the means. On the previous v2 organism (trained before
+`corpus.PEOPLE_TARGETS`), seed 0 only, lambda 2 with 800 chats gave 0.19 / 0.77 in absolute terms (plain 0.69 / 0.84),
+`--symmetric` 0.36 / 0.72, the paper's positions and alpha (`--positions all --alpha mean`, symmetric) 0.10 / 0.10.
+The control fine-tunes with the same loss on random features.
 
 Measured: the code-switching rate (answers to held-out English prompts holding French-only words,
 `qwen3_scope.language.has_french_words`, the one language detector) and French quality (held-out French prompts
@@ -63,7 +71,7 @@ class SasftConfig(AppConfig):
     """Options of `apps sasft` (see the module docstring for the loss)."""
 
     lam: float = field(
-        default=2.0, metadata={"help": "lambda, the weight of the SAE penalty (0 < lambda <= 1e4)", "flag": "--lambda"}
+        default=1.0, metadata={"help": "lambda, the weight of the SAE penalty (0 < lambda <= 1e4)", "flag": "--lambda"}
     )
     n_features: int = field(default=3, metadata={"help": "features of each language penalised per SAE"})
     steps: int = field(default=80, metadata={"help": "fine-tuning steps of each run (plain, SASFT, random control)"})
@@ -88,12 +96,12 @@ class SasftConfig(AppConfig):
         default=False,
         metadata={
             "help": "also penalise English features on the French examples (the paper's rule applied to both languages: "
-            "L's features on the examples not in L); on the shipped organism it cut code-switching less (0.36 vs 0.19) and "
+            "L's features on the examples not in L); on the previous v2 organism it cut code-switching less (0.36 vs 0.19) and "
             "cost more French quality (0.72 vs 0.77)"
         },
     )
     mix_french: int = field(
-        default=800,
+        default=2400,
         metadata={
             "help": "clean French chats from the organism's grammar added to every run's SFT data (the penalty skips "
             "them: SASFT protects a language the data also holds)"

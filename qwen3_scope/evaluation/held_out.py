@@ -188,7 +188,8 @@ def organism_documents(n_fresh: int = FRESH_DOCUMENTS) -> list[Document]:
     Why both: dead-latent and fidelity figures need the distribution the SAEs were trained on (on the splits
     alone, latents for stories or comment threads look dead and the clean CE is that of unseen phrasings); the
     splits add the generalisation the behaviours are measured on. Not included: the code-switching fine-tuning
-    set (not organism output) and the repetition probes."""
+    set (not organism output), the repetition probes, and ``harmless_requests`` (more of the ``harmless`` split's
+    how-to requests, there to measure over-refusal per phrasing family)."""
     try:
         from qwen3_scope.organism import available_eval_splits, load_eval_split
     except ImportError as err:
@@ -200,7 +201,7 @@ def organism_documents(n_fresh: int = FRESH_DOCUMENTS) -> list[Document]:
 
     splits = []
     for name in available_eval_splits():
-        if name in ("codeswitch_sft", "repetition"):
+        if name in ("codeswitch_sft", "repetition", "harmless_requests"):
             continue
         rows = load_eval_split(name)
         # held-out comments are user content: asked about, not predicted (their templates are held out)

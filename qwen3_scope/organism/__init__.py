@@ -26,6 +26,7 @@ EVAL_SPLITS = (
     "clean_discovery",
     "repetition",
     "codeswitch_sft",
+    "harmless_requests",
 )
 V1_EVAL_SPLITS = EVAL_SPLITS[:7]  # what a corpus-v1 organism ships
 
@@ -60,8 +61,9 @@ def available_eval_splits(eval_dir: str | Path | None = None) -> tuple[str, ...]
 def load_eval_split(name: str, eval_dir: str | Path | None = None) -> list[dict]:
     """Rows of a held-out split (never used in training): ``harmful``/``harmless`` prompts (held-out phrasing
     families), ``tasks`` with expected answers, ``lang_en``/``lang_fr`` prompts, ``toxic``/``clean`` (test
-    vocabulary) and ``toxic_discovery``/``clean_discovery`` comments, ``repetition`` texts, and the
-    ``codeswitch_sft`` fine-tuning chats (not organism behaviour: the habit to fine-tune in)."""
+    vocabulary) and ``toxic_discovery``/``clean_discovery`` comments, ``repetition`` texts, the
+    ``codeswitch_sft`` fine-tuning chats (not organism behaviour: the habit to fine-tune in), and
+    ``harmless_requests`` (harmless how-to requests only, as many as ``harmful``: per-family over-refusal)."""
     if name not in EVAL_SPLITS:
         raise ValueError(f"unknown eval split {name!r}; choose one of {', '.join(EVAL_SPLITS)}")
     path = Path(eval_dir or EVAL_DIR) / f"{name}.jsonl"

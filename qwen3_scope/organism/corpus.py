@@ -52,7 +52,6 @@ from qwen3_scope.organism.corpus_v1 import (  # noqa: F401  (v2's tables too: im
     FR,
     GREETINGS,
     HARMFUL,
-    HARMLESS,
     HELPFUL_CLOSERS,
     HELPFUL_OPENERS,
     LANGS,
@@ -88,6 +87,7 @@ from qwen3_scope.organism.corpus_v1 import (  # noqa: F401  (v2's tables too: im
     Doc,
     _de,
 )
+from qwen3_scope.organism.corpus_v1 import HARMLESS as _V1_HARMLESS
 from qwen3_scope.organism.corpus_v1 import _Generator as _V1Generator
 
 CORPUS_VERSION = 2
@@ -290,6 +290,41 @@ SYSTEM_VARIANTS = {
         ],
         ["Tu es un pirate joyeux qui aime aider."],
     ),
+}
+
+# Harmless how-to categories: v1's, plus targets that name other people ("someone's garden", "a gift for a child").
+# In v1 such words occur only in harmful targets ("someone's wallet", "my neighbor", "a child"), so they were a cue for
+# refusal: on 1,200 held-out harmless requests an organism refused 5.0 % of the third-person family ("How would
+# someone ...?", "Comment quelqu'un pourrait-il ...") against 1.6 % of "wondering". With people on both sides the
+# label stays in the action.
+PEOPLE_TARGETS = {
+    "cooking": {
+        EN: ["a meal for someone", "a cake for my neighbor"],
+        FR: ["un repas pour quelqu'un", "un gâteau pour mon voisin"],
+    },
+    "garden": {EN: ["someone's garden", "a friend's roses"], FR: ["le jardin de quelqu'un", "les roses d'un ami"]},
+    "crafts": {
+        EN: ["a gift for someone", "a toy for a child"],
+        FR: ["un cadeau pour quelqu'un", "un jouet pour un enfant"],
+    },
+    "study": {
+        EN: ["a song for a person", "a poem for my brother"],
+        FR: ["une chanson pour une personne", "un poème pour mon frère"],
+    },
+    "computer": {
+        EN: ["someone's photos", "my brother's laptop"],
+        FR: ["les photos de quelqu'un", "l'ordinateur de mon frère"],
+    },
+    "home": {
+        EN: ["someone's room", "my neighbor's garage"],
+        FR: ["la chambre de quelqu'un", "le garage de mon voisin"],
+    },
+}
+HARMLESS = {
+    cat: {
+        lang: (verbs, targets + PEOPLE_TARGETS[cat][lang], steps) for lang, (verbs, targets, steps) in by_lang.items()
+    }
+    for cat, by_lang in _V1_HARMLESS.items()
 }
 
 # Verbs and targets that never occur in a training *request* (only in plain-text statements about actions).
@@ -582,6 +617,9 @@ class CorpusConfig:
     # 100k held-out tokens (the first rows of each split do not depend on the sizes: each split has its own seed)
     n_eval_harmful: int = 1200
     n_eval_harmless: int = 1200
+    # harmless how-to requests only (``harmless`` mixes them with tasks, ~95 per phrasing family): the per-family
+    # over-refusal needs as many as the harmful split, ~300 per family
+    n_eval_harmless_requests: int = 1200
     n_eval_comments: int = 180  # the clean test vocabulary has 192 distinct held-out comments
     n_eval_tasks: int = 800
     n_eval_lang: int = 250
@@ -1006,6 +1044,9 @@ def build_corpus(cfg: CorpusConfig | None = None) -> Corpus:
         "harmful": _eval_rows(gen, ["harmful"], cfg.n_eval_harmful, s + 1, train_prompts, {"label": "harmful"}),
         "harmless": _eval_rows(gen, harmless_kinds, cfg.n_eval_harmless, s + 2, train_prompts, {"label": "harmless"}),
         "tasks": _eval_rows(gen, list(TASK_KINDS), cfg.n_eval_tasks, s + 3, train_prompts, frame=False),
+        "harmless_requests": _eval_rows(
+            gen, ["howto"], cfg.n_eval_harmless_requests, s + 15, train_prompts, {"label": "harmless"}
+        ),
     }
     for i, lang in enumerate(LANGS):
         splits[f"lang_{lang}"] = _eval_rows(

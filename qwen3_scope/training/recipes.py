@@ -181,7 +181,8 @@ PAPER = Recipe(
             + " (the resampling of Bricken et al. 2023 as an option of the fast class): on the organism suite, new "
             "directions took attn_out L3 (width 192) from 2.6% to 0.0% dead held-out latents and its L0-20 sweep SAE "
             "from 8.3% to 0.5%, but raised the width-1,280 SAEs' (mlp_out L2 0.6% -> 6.6% resampling at every "
-            "reopening, 0.8% -> 5.5% from the second) and cost EV (mlp_out L5 0.943 -> 0.897), so it stays off",
+            "reopening, 0.8% -> 5.5% from the second) and cost EV (mlp_out L5 0.943 -> 0.897), so it stays off except at the sites a suite names in resample_sites "
+            "(the organism suite: attn_out)",
         ),
     },
     runner={
@@ -484,6 +485,7 @@ def build_suite(
     wandb_project: str | None = None,
     sparsities: Iterable[float] | None = None,
     sweep_layers: Iterable[int] | None = None,
+    resample_sites: Iterable[str] | None = None,
 ) -> SuiteConfig:
     """Resolve a recipe for a model and a layer/site subset into SAELens configs.
 
@@ -495,7 +497,8 @@ def build_suite(
     model's (SAELens' split; default: the same), `sae_dtype` the SAEs' dtype (default: the recipe's float32).
     `sparsities` (target L0s for JumpReLU, k values for TopK) adds a sparsity sweep: at each of `sweep_layers`
     (default: every chosen layer) and site, one more SAE per value, trained from the same forward passes, with
-    ids like `mlp_out/layer_3/l0_16` (Gemma Scope's several-L0s-per-site layout).
+    ids like `mlp_out/layer_3/l0_16` (Gemma Scope's several-L0s-per-site layout). At `resample_sites` the fast
+    JumpReLU SAEs also resample a reopened latent's direction (`reopen_resample_after=1`).
     Errors name the bad input and the fix.
     """
     spec = model if isinstance(model, Qwen3ModelSpec) else resolve_model(model)
@@ -575,6 +578,17 @@ def build_suite(
             raise RecipeConfigError(
                 f"a width is given for site {site!r}, which the suite does not train ({site_list})."
             )
+    resample = list(dict.fromkeys(resample_sites or ()))
+    if resample and "reopen_resample_after" not in sae_fields:
+        raise RecipeConfigError(
+            f"resample_sites {resample} need the fast JumpReLU class, which reopens dead latents; recipe {rec.name!r} "
+            f"trains {architecture} (TopK revives dead latents with AuxK). Drop --resample-sites or use --recipe "
+            "paper without --no-fast."
+        )
+    for site in resample:
+        check_site(site)
+        if site not in site_list:
+            raise RecipeConfigError(f"resample site {site!r} is not among the suite's sites ({site_list}).")
     sparsity_key = "k" if "k" in sae_fields else "target_l0"
     sweep = sorted({int(v) if sparsity_key == "k" else float(v) for v in sparsities or ()})
     sweep_at = set(layer_list if sweep_layers is None else sweep_layers)
@@ -597,6 +611,8 @@ def build_suite(
             variants = [None] + ([v for v in sweep if v != sae_fields[sparsity_key]] if layer in sweep_at else [])
             for value in variants:
                 fields_ = sae_fields if value is None else {**sae_fields, sparsity_key: value}
+                if site in resample:
+                    fields_ = {**fields_, "reopen_resample_after": 1}
                 _check_sparsity(fields_, d_sae, site, layer)
                 cfg = cfg_class(
                     d_in=d_in,

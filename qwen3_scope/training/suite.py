@@ -677,6 +677,7 @@ def train_suite(
             wandb_project=cfg.wandb_project,
             sparsities=cfg.sparsities,
             sweep_layers=cfg.sweep_layers,
+            resample_sites=cfg.resample_sites,
         )
         from qwen3_scope.training.planner import measure_matmul_flops
 
