@@ -42,7 +42,7 @@ def main() -> None:
     from qwen3_scope.export import ExportConfig, run_export
     from qwen3_scope.export.dashboards import forward_batch_size
     from qwen3_scope.export.job import dataset_tokens
-    from qwen3_scope.loading import load_model
+    from qwen3_scope.model.loading import load_model
 
     print(f"load average at start: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as scratch:

@@ -31,7 +31,7 @@ def small_model(args: argparse.Namespace, scratch: Path):
 
     if args.real_width:
         from qwen3_scope.evaluation.held_out import organism_documents
-        from qwen3_scope.random_model import build_random_qwen3
+        from qwen3_scope.model.random_model import build_random_qwen3
 
         directory = build_random_qwen3(scratch / "qwen3-0.6b-widths", "Qwen/Qwen3-0.6B", n_layers=2)
         return (
@@ -59,7 +59,7 @@ def random_suite(model, expansion: int, k: int) -> list:
     from sae_lens import SAE
 
     from qwen3_scope import PAPER_SITES, hook_name
-    from qwen3_scope.loading import model_spec
+    from qwen3_scope.model.loading import model_spec
 
     spec = model_spec(model)
     saes = []
@@ -92,9 +92,9 @@ def previous_shared_path(saes: list, model, tokens, config) -> None:
     from sae_lens.evals import run_evals
     from sae_lens.training.activation_scaler import ActivationScaler
 
-    from qwen3_scope.chat import special_token_ids
     from qwen3_scope.evaluation.shared_forward import SharedForwardModel
     from qwen3_scope.evaluation.suite_eval import _layer_groups, as_entries
+    from qwen3_scope.model.chat import special_token_ids
 
     entries = as_entries(saes)
     groups, keep_logits = _layer_groups(entries, model, config, "hooked")
@@ -146,8 +146,8 @@ def main() -> None:
     if args.real_width:
         args.expansion, args.k = 16, 64
 
-    from qwen3_scope.chat import special_token_ids
     from qwen3_scope.evaluation import HeldOutTokens, SuiteEvalConfig, evaluate_suite
+    from qwen3_scope.model.chat import special_token_ids
 
     with tempfile.TemporaryDirectory() as scratch:
         model, documents, label = small_model(args, Path(scratch))

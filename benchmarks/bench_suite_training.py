@@ -40,9 +40,9 @@ def main() -> None:
 
     from sae_lens import LanguageModelSAETrainingRunner, MultiSAETrainingRunner
 
-    from qwen3_scope.chat import special_token_ids
-    from qwen3_scope.loading import load_model
-    from qwen3_scope.training.data import prepare_data
+    from qwen3_scope.data import prepare_data
+    from qwen3_scope.model.chat import special_token_ids
+    from qwen3_scope.model.loading import load_model
     from qwen3_scope.training.recipes import build_suite
     from qwen3_scope.training.suite import _quiet_sae_lens, evaluate_saes, train_suite
 

@@ -5,15 +5,15 @@ plugin adds to SAELens (idempotently, offline; see `registration.register` for t
 nothing else in the process.
 """
 
-from qwen3_scope.compat import check_sae_lens_version
+from qwen3_scope.core.compat import check_sae_lens_version
 
 check_sae_lens_version()
 
-from qwen3_scope.chat import format_chat
-from qwen3_scope.loading import load_model, load_tokenizer
-from qwen3_scope.models import QWEN3_FAMILY, Qwen3ModelSpec, list_models, resolve_model
+from qwen3_scope.model.chat import format_chat
+from qwen3_scope.model.family import QWEN3_FAMILY, Qwen3ModelSpec, list_models, resolve_model
+from qwen3_scope.model.loading import load_model, load_tokenizer
+from qwen3_scope.model.sites import BACKENDS, PAPER_SITES, SITES, hook_name, parse_hook_name, site_d_in
 from qwen3_scope.registration import register
-from qwen3_scope.sites import BACKENDS, PAPER_SITES, SITES, hook_name, parse_hook_name, site_d_in
 
 __version__ = "0.1.0"
 

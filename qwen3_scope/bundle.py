@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.errors import Qwen3ScopeError
-from qwen3_scope.io import atomic_path, atomic_write_json, refuse_installed_package
+from qwen3_scope.core.errors import Qwen3ScopeError
+from qwen3_scope.core.io import atomic_path, atomic_write_json, refuse_installed_package
 from qwen3_scope.releases import (
     RELEASE,
     read_release_yaml,
@@ -26,7 +26,7 @@ from qwen3_scope.releases import (
     suite_entries,
     write_release_file,
 )
-from qwen3_scope.sae_loaders import (
+from qwen3_scope.saes.loaders import (
     BUNDLED_PREFIX,
     SAE_CFG_FILENAME,
     SAE_WEIGHTS_FILENAME,
@@ -63,7 +63,7 @@ def set_neuronpedia_id(cfg_file: Path, neuronpedia_id: str) -> None:
 def copy_suite_into_package(suite_dir: Path, root: Path | None = None) -> list[dict]:
     """Copy every SAE of a suite to <root>/<id>/ (default: the package's bundled_saes) and return release entries
     pointing there. Refuses a suite whose configs name a path of this machine."""
-    from qwen3_scope.portable import machine_paths_in
+    from qwen3_scope.core.portable import machine_paths_in
 
     root = root or bundled_root()
     entries = []
@@ -89,7 +89,7 @@ def build(suite_dir: Path | None, **changes: Any) -> Path:
 
     from qwen3_scope.evaluation import evaluate_suite, write_back_release_yaml
     from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig
-    from qwen3_scope.sites import PAPER_SITES
+    from qwen3_scope.model.sites import PAPER_SITES
 
     repo = source_checkout()  # before anything is trained or written
     if suite_dir is None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from qwen3_scope.errors import Qwen3ScopeError
+from qwen3_scope.core.errors import Qwen3ScopeError
 
 
 def _family_table() -> pd.DataFrame:
     """The family, one row per model, in generation then kind order (dense, MoE, hybrid)."""
-    from qwen3_scope.models import KINDS, QWEN3_FAMILY
+    from qwen3_scope.model.family import KINDS, QWEN3_FAMILY
 
     rows = []
     for spec in QWEN3_FAMILY.values():
@@ -48,8 +48,8 @@ def _family_table() -> pd.DataFrame:
 
 def hook_table(model: str) -> pd.DataFrame:
     """One row per (layer, site): d_in and the hook name in every backend ('-' where it has none)."""
-    from qwen3_scope.models import resolve_model
-    from qwen3_scope.sites import ALL_SITES, BACKENDS, SiteUnavailableError, hook_name, site_d_in
+    from qwen3_scope.model.family import resolve_model
+    from qwen3_scope.model.sites import ALL_SITES, BACKENDS, SiteUnavailableError, hook_name, site_d_in
 
     spec = resolve_model(model)
     rows = []
@@ -69,8 +69,8 @@ def hook_table(model: str) -> pd.DataFrame:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from qwen3_scope.models import resolve_model
-    from qwen3_scope.sites import SITE_DESCRIPTIONS, model_backends
+    from qwen3_scope.model.family import resolve_model
+    from qwen3_scope.model.sites import SITE_DESCRIPTIONS, model_backends
 
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_columns", None):
         if not args.model:
@@ -109,7 +109,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         )
         print(hook_table(args.model).to_string(index=False))
         if args.verify:
-            from qwen3_scope.loading import verify_sites_on_meta
+            from qwen3_scope.model.loading import verify_sites_on_meta
 
             for row in verify_sites_on_meta(args.model):
                 print(
@@ -136,7 +136,7 @@ def cmd_releases(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from qwen3_scope.demo import run_demo
+    from qwen3_scope.demo.run import run_demo
 
     run_demo(Path(args.out), model=args.model, stages=args.stages)
 
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qwen3-scope: error: {error_message(err)}", file=sys.stderr)
         return 2
     except Exception as err:  # a full disk surfaces as OSError or as a writer's own error type (safetensors)
-        from qwen3_scope.io import is_no_space_error
+        from qwen3_scope.core.io import is_no_space_error
 
         if not is_no_space_error(err) and not (isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES)):
             raise

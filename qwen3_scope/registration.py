@@ -32,7 +32,7 @@ def register() -> None:
         register_releases()
     if _once("fast_training_saes"):
         try:
-            from qwen3_scope.training.fast_saes import register_fast_training_saes
+            from qwen3_scope.saes.fast_saes import register_fast_training_saes
         except ImportError:
             pass
         else:

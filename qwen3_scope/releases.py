@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from qwen3_scope.errors import ReleaseError
-from qwen3_scope.models import QWEN3_FAMILY, resolve_model
-from qwen3_scope.sae_loaders import (
+from qwen3_scope import naming
+from qwen3_scope.core.errors import ReleaseError
+from qwen3_scope.model.family import QWEN3_FAMILY, resolve_model
+from qwen3_scope.model.sites import PAPER_SITES, hook_name
+from qwen3_scope.saes.loaders import (
     BUNDLED_PREFIX,
     REVISION_OVERRIDE,
     SAE_CFG_FILENAME,
     check_release_path,
     is_local_repo,
 )
-from qwen3_scope.sites import PAPER_SITES, hook_name
-from qwen3_scope.training import naming
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,7 +76,7 @@ def training_command_for(sae_id: str) -> str:
 
 
 def _entry(sae_id: str, path: str, d_sae: int, l0: float | None = None, ev: float | None = None) -> dict[str, Any]:
-    from qwen3_scope.training.naming import neuronpedia_id
+    from qwen3_scope.naming import neuronpedia_id
 
     key, site, layer = parse_release_sae_id(sae_id)
     variant = naming.sae_variant(sae_id.removeprefix(BUNDLED_PREFIX))
@@ -94,7 +94,7 @@ def _entry(sae_id: str, path: str, d_sae: int, l0: float | None = None, ev: floa
 
 def paper_entries() -> list[dict[str, Any]]:
     """The paper's layout: 1.7B and 4B every layer x 3 sites; 8B resid_post layers 0-8."""
-    from qwen3_scope.sites import site_d_in
+    from qwen3_scope.model.sites import site_d_in
     from qwen3_scope.training.recipes import PAPER
 
     entries = []
@@ -166,7 +166,7 @@ def register_loaders() -> None:
     """Our conversion function, and a no-pickle replacement for SAELens' Qwen-Scope loader."""
     from sae_lens.loading import pretrained_sae_loaders as loaders
 
-    from qwen3_scope.sae_loaders import qwen3_scope_config_getter, qwen3_scope_loader, qwen_scope_safe_loader
+    from qwen3_scope.saes.loaders import qwen3_scope_config_getter, qwen3_scope_loader, qwen_scope_safe_loader
 
     loaders.NAMED_PRETRAINED_SAE_LOADERS[CONVERSION_FUNC] = qwen3_scope_loader
     loaders.NAMED_PRETRAINED_SAE_CONFIG_GETTERS[CONVERSION_FUNC] = qwen3_scope_config_getter
@@ -285,7 +285,7 @@ def list_release_saes(pattern: str = ".*") -> pd.DataFrame:
 
 
 def _write_yaml(path: Path, data: dict[str, Any], header: str = "") -> None:
-    from qwen3_scope.io import atomic_write_text
+    from qwen3_scope.core.io import atomic_write_text
 
     atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False, width=120))
 
@@ -319,7 +319,7 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
     """Release entries for every SAE directory (cfg.json + sae_weights.safetensors) below a suite dir."""
     import json
 
-    from qwen3_scope.sites import parse_hook_name
+    from qwen3_scope.model.sites import parse_hook_name
 
     entries = []
     for relative, folder in naming.sae_folders(suite_dir).items():
@@ -356,7 +356,7 @@ def register_suite(
     `variance_explained` (e.g. from `qwen3-scope eval`); the entries are written atomically to
     `release_yaml` (default: the user release file, read on every `import qwen3_scope`).
     """
-    from qwen3_scope.errors import MissingFileError
+    from qwen3_scope.core.errors import MissingFileError
 
     suite_dir = Path(suite_dir).expanduser().resolve()
     if not suite_dir.is_dir():

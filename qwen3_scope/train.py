@@ -22,7 +22,7 @@ logger = logging.getLogger("qwen3_scope.train")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from qwen3_scope.config_cli import add_config_arguments
+    from qwen3_scope.core.config_cli import add_config_arguments
     from qwen3_scope.training.config import SuiteTrainingConfig
 
     parser = argparse.ArgumentParser(
@@ -56,7 +56,7 @@ def run_rank(config: Any, ctx: Any, **library: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import record
 
-    from qwen3_scope.config_cli import config_from_args
+    from qwen3_scope.core.config_cli import config_from_args
     from qwen3_scope.training.cli import print_result
     from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.distributed import DistContext

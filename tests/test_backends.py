@@ -7,7 +7,7 @@ import torch
 from conftest import hf_site_activations, sample_tokens
 
 from qwen3_scope import load_model
-from qwen3_scope.sites import BACKENDS, SiteUnavailableError, available_sites, hook_name, site_d_in
+from qwen3_scope.model.sites import BACKENDS, SiteUnavailableError, available_sites, hook_name, site_d_in
 
 ATOL = 1e-5  # fp32; observed differences are ~1e-6 (different but equivalent kernel orderings)
 

@@ -25,7 +25,7 @@ import yaml
 from conftest import run_cli
 
 import qwen3_scope
-from qwen3_scope import errors
+from qwen3_scope.core import errors
 
 # ------------------------------------------------------------ helpers
 
@@ -177,8 +177,8 @@ def test_cli_names_and_numbers(argv, problem, fix, capsys, tmp_path, monkeypatch
 
 # ------------------------------------------------------------ library: names and numbers
 def test_library_names_and_numbers():
-    from qwen3_scope.models import ModelNotFoundError
-    from qwen3_scope.sites import UnknownSiteError
+    from qwen3_scope.model.family import ModelNotFoundError
+    from qwen3_scope.model.sites import UnknownSiteError
     from qwen3_scope.training.recipes import RecipeConfigError, UnknownRecipeError, build_suite
 
     with pytest.raises(ModelNotFoundError, match=r"unknown model 'qwen3-5b'.*Known names"):
@@ -261,7 +261,7 @@ def test_damaged_sae_files(release, damage, problem, tiny_qwen3_dir):
 
 
 def test_d_in_mismatch_between_sae_and_model(tmp_path, tiny_qwen3_dir):
-    from qwen3_scope.sae_loaders import load_qwen_scope_file
+    from qwen3_scope.saes.loaders import load_qwen_scope_file
 
     path = tmp_path / "layer1.sae.pt"
     torch.save(
@@ -334,7 +334,7 @@ def test_user_release_cannot_shadow_a_saelens_release(tmp_path, suite, capsys):
 def test_unpinned_hub_release_is_never_downloaded_and_says_how_to_train(monkeypatch, tmp_path):
     from sae_lens import SAE
 
-    from qwen3_scope.sae_loaders import SAEWeightsUnavailableError
+    from qwen3_scope.saes.loaders import SAEWeightsUnavailableError
 
     monkeypatch.chdir(tmp_path)  # a local folder named like the hub id must not shadow it
     make_sae(tmp_path / "qwen3-scope" / "qwen3-instruct-sae" / "qwen3-4b" / "mlp_out" / "layer_12", "x", d_in=2560)
@@ -421,7 +421,7 @@ def tiny_disk(tmp_path):
 
 
 def test_disk_full_while_saving_keeps_the_old_file(tiny_disk, tmp_path):
-    from qwen3_scope.io import atomic_save_safetensors, atomic_write_text
+    from qwen3_scope.core.io import atomic_save_safetensors, atomic_write_text
 
     if tiny_disk is None:  # no mount allowed: the same write error from a file-size limit in a child process
         target = tmp_path / "f.txt"
@@ -430,8 +430,8 @@ def test_disk_full_while_saving_keeps_the_old_file(tiny_disk, tmp_path):
             import resource, signal, sys
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-            from qwen3_scope.errors import DiskFullError
-            from qwen3_scope.io import atomic_write_text
+            from qwen3_scope.core.errors import DiskFullError
+            from qwen3_scope.core.io import atomic_write_text
             try:
                 atomic_write_text({str(target)!r}, "x" * 100_000)
             except DiskFullError as err:

@@ -13,8 +13,8 @@ from conftest import require_shipped
 from sae_lens import SAE
 
 import qwen3_scope
-from qwen3_scope.sae_loaders import bundled_root
-from qwen3_scope.training.naming import sae_variant
+from qwen3_scope.naming import sae_variant
+from qwen3_scope.saes.loaders import bundled_root
 
 EVAL_TABLE = bundled_root() / "organism" / "suite_eval.csv"
 
@@ -29,7 +29,7 @@ def bundled_ids() -> list[str]:
 
 
 def test_every_layer_and_paper_site_is_bundled_with_a_sparsity_sweep_per_site():
-    from qwen3_scope.training.naming import parse_sae_id
+    from qwen3_scope.naming import parse_sae_id
 
     spec = qwen3_scope.resolve_model("organism")
     expected = {f"organism/{s}/layer_{layer}" for s in qwen3_scope.PAPER_SITES for layer in range(spec.n_layers)}
@@ -82,9 +82,9 @@ def test_fresh_offline_interpreter_loads_every_bundled_sae():
 def test_attached_sae_changes_the_loss_by_about_the_recorded_amount():
     """Splicing an SAE into the model through SAELens' own API raises the loss on the positions the model predicts
     (held-out organism text, the evaluation's positions) by about the recorded delta LM loss."""
-    from qwen3_scope.chat import special_token_ids
     from qwen3_scope.evaluation import HeldOutTokens
     from qwen3_scope.evaluation.held_out import organism_documents
+    from qwen3_scope.model.chat import special_token_ids
 
     recorded = pd.read_csv(EVAL_TABLE).set_index("sae_id")
     model = qwen3_scope.load_model("organism", backend="hooked")

@@ -1,4 +1,4 @@
-"""Every private SAELens/torch API in qwen3_scope.compat, exercised on real objects: an upgrade that changes one
+"""Every private SAELens/torch API in qwen3_scope.core.compat, exercised on real objects: an upgrade that changes one
 fails here, naming the symbol (see compat.PRIVATE_APIS for the reason each is used)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformer_lens.hook_points import HookPoint
 
-from qwen3_scope import compat
-from qwen3_scope.errors import IncompatibleVersionError, PrivateAPIError
+from qwen3_scope.core import compat
+from qwen3_scope.core.errors import IncompatibleVersionError, PrivateAPIError
 
 
 def test_every_private_api_has_a_reason_and_is_tested_here():

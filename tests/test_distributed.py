@@ -332,8 +332,8 @@ def test_a_failing_rank_ends_the_job_quickly_and_names_itself(tmp_path, capfd):
 
 # ------------------------------------------------------------------------------------------------- planning, bad input
 def _plan(**kwargs):
-    from qwen3_scope.chat import special_token_ids
-    from qwen3_scope.loading import load_tokenizer
+    from qwen3_scope.model.chat import special_token_ids
+    from qwen3_scope.model.loading import load_tokenizer
     from qwen3_scope.training.planner import plan_suite
     from qwen3_scope.training.recipes import build_suite
 
@@ -346,7 +346,7 @@ def _plan(**kwargs):
 
 
 def load_model_spec_layers() -> int:
-    from qwen3_scope.models import resolve_model
+    from qwen3_scope.model.family import resolve_model
 
     return resolve_model("organism").n_layers
 

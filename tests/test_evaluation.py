@@ -14,7 +14,6 @@ from sae_lens.evals import run_evals
 from sae_lens.training.activation_scaler import ActivationScaler
 
 from qwen3_scope import cli, hook_name, load_model
-from qwen3_scope.chat import special_token_ids
 from qwen3_scope.evaluation import (
     EmptySuiteError,
     HeldOutTokens,
@@ -26,8 +25,9 @@ from qwen3_scope.evaluation import (
     write_back_release_yaml,
 )
 from qwen3_scope.evaluation.report import site_summary
+from qwen3_scope.model.chat import special_token_ids
+from qwen3_scope.model.sites import UnknownHookError
 from qwen3_scope.releases import register_release_file
-from qwen3_scope.sites import UnknownHookError
 
 D_MODEL = 64
 # SAELens' scoring (every non-special token), so the suite's numbers can be checked against run_evals itself;
@@ -379,8 +379,8 @@ def test_bad_input_gives_clear_errors(tmp_path, model, tokens, tiny_qwen3_dir):
 
 
 def test_demo_stage_evaluates_the_trained_suite(tmp_path, tiny_qwen3_dir, monkeypatch):
-    from qwen3_scope.demo import STAGES, DemoContext
-    from qwen3_scope.evaluation import demo_stage
+    from qwen3_scope.demo import evaluation as demo_stage
+    from qwen3_scope.demo.run import STAGES, DemoContext
     from qwen3_scope.evaluation.held_out import SUITE_HELD_OUT, render_documents
 
     suite = _save_suite(tmp_path / "suite", tiny_qwen3_dir, layers=(0,))

@@ -27,8 +27,8 @@ from qwen3_scope.export.neuronpedia import (
     SOURCE_COLUMNS,
     SOURCESET_COLUMNS,
 )
-from qwen3_scope.models import resolve_model
-from qwen3_scope.training.naming import neuronpedia_id
+from qwen3_scope.model.family import resolve_model
+from qwen3_scope.naming import neuronpedia_id
 
 # four SAEs of the bundled suite (CI time), one of them from the layer-3 sparsity sweep (its own Neuronpedia id)
 RELEASE, IDS = "qwen3-instruct-sae", r"organism/(resid_post/layer_2|mlp_out/layer_1|mlp_out/layer_3(/l0_20)?)$"
@@ -163,9 +163,9 @@ def test_dashboard_statistics_match_a_direct_computation(export_dir):
     """frac_nonzero and the top activation of one SAE, recomputed densely from the same tokens."""
     from sae_lens import SAE
 
-    from qwen3_scope.chat import special_token_ids
     from qwen3_scope.export.job import dataset_tokens
-    from qwen3_scope.loading import load_model
+    from qwen3_scope.model.chat import special_token_ids
+    from qwen3_scope.model.loading import load_model
 
     out, result = export_dir
     s = next(s for s in result.sources if s.sae_id == "organism/mlp_out/layer_1")

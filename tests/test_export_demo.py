@@ -7,11 +7,11 @@ import re
 import pandas as pd
 import torch
 
-from qwen3_scope.demo import STAGES, DemoContext
+from qwen3_scope.demo.run import STAGES, DemoContext
 
 
 def test_export_stage_links_the_steering_latents(tmp_path):
-    import qwen3_scope.export.demo_stage  # noqa: F401  (registers the stage)
+    import qwen3_scope.demo.export  # noqa: F401  (registers the stage)
 
     torch.set_num_threads(1)
     ctx = DemoContext(out_dir=tmp_path, model="organism")

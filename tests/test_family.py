@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from qwen3_scope import cli
-from qwen3_scope.chat import ThinkingModeError, format_chat, qwen3_chat_text
-from qwen3_scope.models import (
+from qwen3_scope.model.chat import ThinkingModeError, format_chat, qwen3_chat_text
+from qwen3_scope.model.family import (
     FULL_ATTENTION,
     LINEAR_ATTENTION,
     QWEN3_FAMILY,
@@ -315,7 +315,7 @@ def test_moe_and_hybrid_suites_build_with_the_hf_backend():
 def test_demo_family_stage_verifies_moe_and_hybrid_models(tmp_path):
     import pandas as pd
 
-    from qwen3_scope.demo import STAGES, DemoContext
+    from qwen3_scope.demo.run import STAGES, DemoContext
 
     ctx = DemoContext(out_dir=tmp_path, model="organism")
     STAGES["family"](ctx)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from qwen3_scope.judge import (
+from qwen3_scope.model.judge import (
     ARDITI_REFUSAL_PHRASES,
     DEFAULT_REFUSAL_PHRASES,
     FRENCH_REFUSAL_PHRASES,

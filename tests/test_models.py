@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from qwen3_scope import QWEN3_FAMILY, list_models, load_model, resolve_model
-from qwen3_scope.loading import CorruptWeightsError, WeightsNotFoundError
-from qwen3_scope.models import ModelNotFoundError
+from qwen3_scope.model.family import ModelNotFoundError
+from qwen3_scope.model.loading import CorruptWeightsError, WeightsNotFoundError
 
 # Independent of the family table: each model card's "Number of Parameters (Non-Embedding)" (huggingface.co/Qwen).
 CARD_NON_EMBEDDING_BILLIONS = {"0.6B": 0.44, "1.7B": 1.4, "4B": 3.6, "8B": 6.95, "14B": 13.2, "32B": 31.2}

@@ -9,8 +9,8 @@ import torch
 from conftest import hf_site_activations, sample_tokens
 
 from qwen3_scope import load_model, resolve_model
-from qwen3_scope.loading import meta_model, site_shapes
-from qwen3_scope.sites import (
+from qwen3_scope.model.loading import meta_model, site_shapes
+from qwen3_scope.model.sites import (
     BackendUnsupportedError,
     SiteUnavailableError,
     available_sites,

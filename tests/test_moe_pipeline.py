@@ -23,7 +23,7 @@ def chat_jsonl(tmp_path_factory):
 def test_train_evaluate_and_steer_a_moe_suite(tiny_moe_dir, chat_jsonl, tmp_path):
     from qwen3_scope import format_chat, load_model
     from qwen3_scope.evaluation import SuiteEvalConfig, evaluate_suite
-    from qwen3_scope.sites import hook_name
+    from qwen3_scope.model.sites import hook_name
     from qwen3_scope.steering import steer, steer_feature
     from qwen3_scope.training.suite import train_suite
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from qwen3_scope.chat import format_chat
-from qwen3_scope.judge import refusal_rate
+from qwen3_scope.model.chat import format_chat
+from qwen3_scope.model.judge import refusal_rate
 from qwen3_scope.organism import (
     ORGANISM_DIR,
     ORGANISM_NAME,

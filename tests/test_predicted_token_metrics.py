@@ -1,5 +1,5 @@
 """Model-level metrics (CE, KL, delta LM loss) on the tokens a deployed model predicts: assistant turns and
-plain text, never user-prompt or control tokens (qwen3_scope.loss_mask), for the organism and any chat model."""
+plain text, never user-prompt or control tokens (qwen3_scope.model.loss_mask), for the organism and any chat model."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from qwen3_scope import load_model
-from qwen3_scope.chat import format_chat, special_token_ids
 from qwen3_scope.evaluation import HeldOutTokens, SuiteEvalConfig, evaluate_suite
 from qwen3_scope.evaluation.held_out import organism_documents
-from qwen3_scope.loss_mask import encode_with_mask, predicted_spans
+from qwen3_scope.model.chat import format_chat, special_token_ids
+from qwen3_scope.model.loss_mask import encode_with_mask, predicted_spans
 from qwen3_scope.organism import ASSETS_DIR
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,10 +11,10 @@ import yaml
 from conftest import hf_site_activations, sample_tokens
 
 from qwen3_scope import load_model, resolve_model
-from qwen3_scope.loading import meta_model, site_shapes
-from qwen3_scope.models import FULL_ATTENTION, LINEAR_ATTENTION
-from qwen3_scope.sae_loaders import SAEModelMismatchError, load_qwen_scope_file, qwen_scope_hook_name
-from qwen3_scope.sites import BackendUnsupportedError, SiteUnavailableError, hook_name, layer_sites, site_d_in
+from qwen3_scope.model.family import FULL_ATTENTION, LINEAR_ATTENTION
+from qwen3_scope.model.loading import meta_model, site_shapes
+from qwen3_scope.model.sites import BackendUnsupportedError, SiteUnavailableError, hook_name, layer_sites, site_d_in
+from qwen3_scope.saes.loaders import SAEModelMismatchError, load_qwen_scope_file, qwen_scope_hook_name
 
 ATOL = 1e-5  # fp32 state tolerance; observed differences are <= ~1e-7
 BACKENDS = ("bridge", "hf")

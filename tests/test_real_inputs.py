@@ -12,7 +12,7 @@ from conftest import TINY_TEXT
 
 # ---------------------------------------------------------------------------------------------- devices
 def test_device_and_dtype_are_checked_with_clear_errors():
-    from qwen3_scope.devices import DeviceError, PlacementOptions, resolve_device, resolve_dtype, resolve_placement
+    from qwen3_scope.core.devices import DeviceError, PlacementOptions, resolve_device, resolve_dtype, resolve_placement
 
     assert resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("CPU") == "cpu" and resolve_dtype("bf16", "cpu") == torch.bfloat16
@@ -65,7 +65,7 @@ def _parser():
 
 
 def test_train_cli_is_derived_from_the_config_dataclass(tmp_path):
-    from qwen3_scope.config_cli import cli_fields, config_from_args
+    from qwen3_scope.core.config_cli import cli_fields, config_from_args
     from qwen3_scope.training.config import SuiteTrainingConfig
 
     parser = _parser()
@@ -101,7 +101,7 @@ def test_eval_and_steer_take_placement_options():
     args = parser.parse_args(
         ["eval", "--device", "cpu", "--dtype", "bfloat16", "--sae-dtype", "float32", "--batches", "3"]
     )
-    from qwen3_scope.config_cli import config_from_args
+    from qwen3_scope.core.config_cli import config_from_args
     from qwen3_scope.evaluation import SuiteEvalConfig
 
     config = config_from_args(SuiteEvalConfig, args)
@@ -138,8 +138,8 @@ def test_an_sae_whose_model_is_not_here_says_which_model_it_needs(tiny_qwen3_dir
 
 
 def test_portable_names():
-    from qwen3_scope.models import resolve_model
-    from qwen3_scope.portable import machine_paths_in, portable_dataset_name, portable_model_name
+    from qwen3_scope.core.portable import machine_paths_in, portable_dataset_name, portable_model_name
+    from qwen3_scope.model.family import resolve_model
 
     assert portable_model_name(resolve_model("Qwen/Qwen3-4B")) == "Qwen/Qwen3-4B"
     assert portable_model_name(resolve_model("organism")) == "organism"
@@ -163,7 +163,7 @@ def test_sae_lens_pretokenized_dataset_is_read_as_is(tok, tiny_qwen3_dir, tmp_pa
     from sae_lens import PretokenizeRunnerConfig
     from sae_lens.pretokenize_runner import PretokenizeRunner
 
-    from qwen3_scope.training.data import prepare_data
+    from qwen3_scope.data import prepare_data
 
     (tmp_path / "text.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TINY_TEXT * 60))
     PretokenizeRunner(
@@ -194,7 +194,7 @@ def test_sae_lens_pretokenized_dataset_is_read_as_is(tok, tiny_qwen3_dir, tmp_pa
 def test_pretokenized_dataset_from_another_tokenizer_is_refused(tok, tmp_path):
     import datasets
 
-    from qwen3_scope.training.data import DatasetSourceError, prepare_data, tokenizer_fingerprint
+    from qwen3_scope.data import DatasetSourceError, prepare_data, tokenizer_fingerprint
 
     datasets.Dataset.from_dict({"input_ids": [[1, 2, 3, 5000]] * 50}).save_to_disk(str(tmp_path / "wide"))
     with pytest.raises(DatasetSourceError, match="token id 5000, outside this model's vocabulary of 3"):
@@ -212,7 +212,7 @@ def test_pretokenized_dataset_from_another_tokenizer_is_refused(tok, tmp_path):
 def test_dataset_without_a_document_column_fails_before_any_model(tmp_path):
     import datasets
 
-    from qwen3_scope.training.data import DatasetSourceError, check_source
+    from qwen3_scope.data import DatasetSourceError, check_source
 
     datasets.Dataset.from_dict({"label": [1, 2]}).to_parquet(str(tmp_path / "labels.parquet"))
     with pytest.raises(DatasetSourceError, match="rows need 'messages'.*'text', or token ids"):
@@ -220,7 +220,7 @@ def test_dataset_without_a_document_column_fails_before_any_model(tmp_path):
 
 
 def test_chat_thinking_mode_and_a_stated_mix(tok, tmp_path):
-    from qwen3_scope.training.data import prepare_data
+    from qwen3_scope.data import prepare_data
 
     # prompts (a trailing user turn): the generation prompt differs between the modes (non-thinking: an empty think block)
     chats = [{"messages": [{"role": "user", "content": "hi there"}]}] * 200
@@ -248,7 +248,7 @@ def test_chat_thinking_mode_and_a_stated_mix(tok, tmp_path):
 def test_hub_datasets_stream_through_the_datasets_library(tmp_path, monkeypatch):
     """The hub code path up to the network boundary: `load_dataset(name, streaming=True)` (a local dataset
     directory stands in for the hub); offline, a hub name is refused before anything loads."""
-    from qwen3_scope.training.data import DatasetSourceError, check_source, stream_hub_dataset
+    from qwen3_scope.data import DatasetSourceError, check_source, stream_hub_dataset
 
     (tmp_path / "hub_like").mkdir()
     (tmp_path / "hub_like" / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TINY_TEXT))

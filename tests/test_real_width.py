@@ -22,7 +22,7 @@ RUNNER = dict(
 @pytest.fixture(scope="module")
 def real_width(tmp_path_factory):
     from qwen3_scope import load_model
-    from qwen3_scope.random_model import build_random_qwen3
+    from qwen3_scope.model.random_model import build_random_qwen3
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -58,7 +58,7 @@ def suites(real_width, tmp_path_factory):
 
 
 def test_real_width_model_has_qwen3_0_6b_shapes(real_width):
-    from qwen3_scope.loading import model_spec
+    from qwen3_scope.model.loading import model_spec
 
     _, model = real_width
     cfg = model.cfg
@@ -78,7 +78,7 @@ def test_train_eval_release_load_steer_at_real_width(real_width, suites, tmp_pat
     from sae_lens import SAE
 
     from qwen3_scope.cli import main
-    from qwen3_scope.portable import machine_paths_in
+    from qwen3_scope.core.portable import machine_paths_in
 
     directory, model = real_width
     for recipe, result in suites.items():

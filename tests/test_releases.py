@@ -21,7 +21,7 @@ from sae_lens.loading.pretrained_saes_directory import (
 
 import qwen3_scope  # first, as users do: SAELens readers imported afterwards see our releases
 from qwen3_scope.releases import RELEASE, hook_for, paper_entries, register_release_file, release_file
-from qwen3_scope.sae_loaders import (
+from qwen3_scope.saes.loaders import (
     SAEModelMismatchError,
     SAEWeightsUnavailableError,
     UnsafeWeightsError,
@@ -200,7 +200,7 @@ def test_pickle_with_code_is_refused(tmp_path, tiny_qwen3_dir):
         pickle.dump({"W_enc": _Exploit()}, handle)
     with pytest.raises(UnsafeWeightsError, match="refusing to load"):
         load_qwen_scope_file(path, model=str(tiny_qwen3_dir))
-    assert loaders.NAMED_PRETRAINED_SAE_LOADERS["qwen_scope"].__module__ == "qwen3_scope.sae_loaders"
+    assert loaders.NAMED_PRETRAINED_SAE_LOADERS["qwen_scope"].__module__ == "qwen3_scope.saes.loaders"
 
 
 def test_user_suite_becomes_a_release_with_one_call(tmp_path, tiny_qwen3_dir, monkeypatch):

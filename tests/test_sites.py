@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from qwen3_scope import resolve_model
-from qwen3_scope.loading import meta_model, site_shapes
-from qwen3_scope.sites import (
+from qwen3_scope.model.loading import meta_model, site_shapes
+from qwen3_scope.model.sites import (
     BACKENDS,
     SITES,
     SiteUnavailableError,

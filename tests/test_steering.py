@@ -9,8 +9,8 @@ import torch
 from sae_lens import SAE
 
 from qwen3_scope import format_chat, load_model
-from qwen3_scope.sae_loaders import SAEModelMismatchError
-from qwen3_scope.sites import UnknownSiteError
+from qwen3_scope.model.sites import UnknownSiteError
+from qwen3_scope.saes.loaders import SAEModelMismatchError
 from qwen3_scope.steering import (
     AblateDirection,
     AddDirection,
@@ -295,7 +295,7 @@ def test_language_detector():
 
 
 def test_judge_matches_its_documented_phrases():
-    from qwen3_scope.judge import ARDITI_REFUSAL_PHRASES, DEFAULT_JUDGE, FRENCH_REFUSAL_PHRASES, refusal_rate
+    from qwen3_scope.model.judge import ARDITI_REFUSAL_PHRASES, DEFAULT_JUDGE, FRENCH_REFUSAL_PHRASES, refusal_rate
 
     assert "I'm sorry" in ARDITI_REFUSAL_PHRASES and "I am not able to" in ARDITI_REFUSAL_PHRASES
     for phrase in ARDITI_REFUSAL_PHRASES + FRENCH_REFUSAL_PHRASES:

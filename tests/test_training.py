@@ -101,7 +101,7 @@ def test_qwen_scope_recipe(model):
 
 
 def test_every_family_model_builds_with_both_recipes():
-    from qwen3_scope.models import list_models, resolve_model
+    from qwen3_scope.model.family import list_models, resolve_model
     from qwen3_scope.training.recipes import build_suite
 
     for name in list_models(kind="dense"):  # MoE and Qwen3.5 suites: tests/test_family.py
@@ -133,7 +133,7 @@ def test_recipe_subsets_backends_and_fast_classes():
 
 def test_recipe_d_in_matches_the_adapters_on_the_real_shape():
     """d_in of every site comes from the hook's real activation width (8B shape, meta device, 1 layer)."""
-    from qwen3_scope.loading import meta_model, site_shapes
+    from qwen3_scope.model.loading import meta_model, site_shapes
     from qwen3_scope.training.recipes import build_suite
 
     suite = build_suite("Qwen/Qwen3-8B", "paper", layers=[0], sites=["resid_post", "mlp_out", "attn_out", "attn_z"])
@@ -154,7 +154,7 @@ def test_every_hyperparameter_has_a_source():
 
 
 def test_naming_round_trip():
-    from qwen3_scope.training.naming import parse_sae_id, sae_id, suite_name, width_label
+    from qwen3_scope.naming import parse_sae_id, sae_id, suite_name, width_label
 
     assert sae_id("mlp_out", 12) == "mlp_out/layer_12"
     assert parse_sae_id("qwen3-4b/attn_out/layer_3") == ("qwen3-4b", "attn_out", 3)
@@ -167,8 +167,8 @@ def test_naming_round_trip():
 
 def test_sparsity_sweep_ids_configs_and_neuronpedia_ids():
     """A sweep adds one SAE per extra sparsity at the sweep layers only, with its own id, config and Neuronpedia id."""
+    from qwen3_scope.naming import neuronpedia_id, parse_sae_id, sae_id, sae_variant, sparsity_variant
     from qwen3_scope.training.config import SuiteTrainingConfig
-    from qwen3_scope.training.naming import neuronpedia_id, parse_sae_id, sae_id, sae_variant, sparsity_variant
     from qwen3_scope.training.recipes import RecipeConfigError, build_suite
 
     assert sae_id("mlp_out", 3, "organism", sparsity_variant(target_l0=16)) == "organism/mlp_out/layer_3/l0_16"
@@ -247,7 +247,7 @@ def test_planner_groups_within_budget_and_prices_the_plan():
 
 # ---------------------------------------------------------------------------------------------- data
 def test_data_is_chat_formatted_without_bos(tiny_model, chat_jsonl, tmp_path):
-    from qwen3_scope.training.data import END_OF_DOCUMENT, prepare_data
+    from qwen3_scope.data import END_OF_DOCUMENT, prepare_data
 
     data = prepare_data(tiny_model.tokenizer, 3000, 500, tmp_path / "d", source=str(chat_jsonl), context_size=64)
     ids = data.train[0]["input_ids"]  # tokenized once, packed into SAELens' pre-tokenized layout
@@ -263,8 +263,8 @@ def test_data_is_chat_formatted_without_bos(tiny_model, chat_jsonl, tmp_path):
 def test_aligned_windows_start_every_document_and_count_real_tokens(tiny_model, chat_jsonl, tmp_path):
     """--align-documents: no window starts mid-document; the rest of a window is padding (a control token), and the
     token counts are of real tokens only."""
-    from qwen3_scope.chat import special_token_ids
-    from qwen3_scope.training.data import prepare_data
+    from qwen3_scope.data import prepare_data
+    from qwen3_scope.model.chat import special_token_ids
 
     tok = tiny_model.tokenizer
     data = prepare_data(tok, 3000, 500, tmp_path / "d", source=str(chat_jsonl), context_size=64, align_documents=True)
@@ -287,7 +287,7 @@ def test_aligned_windows_start_every_document_and_count_real_tokens(tiny_model, 
 def test_data_sources(tiny_model, tmp_path):
     import datasets
 
-    from qwen3_scope.training.data import DatasetSourceError, prepare_data
+    from qwen3_scope.data import DatasetSourceError, prepare_data
 
     rows = [
         {"conversations": [{"from": "human", "value": "hi there"}, {"from": "gpt", "value": "hello friend"}]},
@@ -319,7 +319,7 @@ def test_data_sources(tiny_model, tmp_path):
 
 
 def test_organism_corpus_is_the_offline_default(tiny_model):
-    from qwen3_scope.training.data import organism_rows
+    from qwen3_scope.data import organism_rows
 
     rows = organism_rows(50)
     assert len(rows) == 50 and any("messages" in r for r in rows)
@@ -364,7 +364,7 @@ def test_sae_lens_own_runner_replays_a_suite_sae_from_its_runner_cfg(trained_sui
     (only the token count and output directory are shortened here)."""
     from sae_lens import SAE, LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner
 
-    from qwen3_scope.loading import register_with_transformer_lens
+    from qwen3_scope.model.loading import register_with_transformer_lens
 
     folder = trained_suite.suite_dir / "mlp_out" / "layer_1"
     cfg_dict = json.loads((folder / "runner_cfg.json").read_text())
@@ -389,7 +389,7 @@ def test_sae_lens_own_runner_replays_a_suite_sae_from_its_runner_cfg(trained_sui
     register_with_transformer_lens(cfg.model_name)  # TransformerLens only loads local checkpoints it was told about
     # the suite's pre-tokenized data as a Dataset: SAELens 6.54 sends a local *path* of a tokenized dataset to the hub
     # for a tokenizer check (HFValidationError), so a local one goes in as override_dataset
-    from qwen3_scope.training.data import load_prepared
+    from qwen3_scope.data import load_prepared
 
     LanguageModelSAETrainingRunner(cfg, override_dataset=load_prepared(trained_suite.suite_dir / "data").train).run()
     replay = SAE.load_from_disk(str(tmp_path / "replay"))
@@ -496,7 +496,7 @@ def test_a_killed_process_resumes_bit_identically(tiny_qwen3_dir, tiny_model, ch
 
 # ---------------------------------------------------------------------------------------------- errors
 def test_bad_input_gives_clear_errors(tiny_qwen3_dir, tiny_model, chat_jsonl, trained_suite, tmp_path):
-    from qwen3_scope.sites import SiteUnavailableError, UnknownSiteError
+    from qwen3_scope.model.sites import SiteUnavailableError, UnknownSiteError
     from qwen3_scope.training.recipes import RecipeConfigError, UnknownRecipeError, build_suite
     from qwen3_scope.training.suite import ResumeMismatchError
 
@@ -558,7 +558,7 @@ def test_cli_plan_only_and_describe(capsys, tmp_path):
 
 def test_organism_all_sites_end_to_end(tmp_path):
     """The CLI default model: one organism layer x every paper site."""
-    from qwen3_scope.models import resolve_model
+    from qwen3_scope.model.family import resolve_model
 
     spec = resolve_model("organism")  # the organism ships with the package: missing is a failure, not a skip
     assert any(Path(spec.source).glob("*.safetensors")), f"the shipped model organism has no weights in {spec.source}"

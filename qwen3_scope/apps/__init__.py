@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.io import atomic_path, atomic_write_json, atomic_write_text
+from qwen3_scope.core.io import atomic_path, atomic_write_json, atomic_write_text
 
 # Modules that register applications (in the order the demo runs them).
 APP_MODULES: list[str] = [
@@ -72,7 +72,7 @@ class AppConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise AppInputError(f"batch_size must be >= 1, got {self.batch_size}; try 16.")
-        from qwen3_scope.devices import resolve_device
+        from qwen3_scope.core.devices import resolve_device
 
         self.device = resolve_device(self.device)
 
@@ -136,7 +136,7 @@ def write_outputs(result: AppResult, out_dir: str | Path, config: AppConfig | No
     out.mkdir(parents=True, exist_ok=True)
     summary = dict(result.summary)
     if config is not None:
-        from qwen3_scope.config_cli import config_to_dict
+        from qwen3_scope.core.config_cli import config_to_dict
 
         summary["config"] = config_to_dict(config)
     paths = {"summary": atomic_write_json(out / "summary.json", _jsonable(summary), sort_keys=False)}

@@ -13,7 +13,7 @@ import argparse
 
 def cmd_app(args: argparse.Namespace) -> None:
     from qwen3_scope.apps import APPS, summary_line, write_outputs
-    from qwen3_scope.config_cli import config_from_args
+    from qwen3_scope.core.config_cli import config_from_args
 
     spec = APPS[args.app]
     config = config_from_args(spec.config, args)  # validated before anything loads
@@ -26,7 +26,7 @@ def cmd_app(args: argparse.Namespace) -> None:
 
 def add_cli(subparsers) -> None:
     from qwen3_scope.apps import load_apps
-    from qwen3_scope.config_cli import add_config_arguments
+    from qwen3_scope.core.config_cli import add_config_arguments
 
     apps = subparsers.add_parser("apps", help="Qwen-Scope's applications: toxicity, redundancy, sasft, synthesis")
     names = apps.add_subparsers(dest="app", required=True)

@@ -24,7 +24,7 @@ REDUCTIONS = ("max", "last", "mean")
 
 def load_model_and_saes(cfg: AppConfig, model: Any = None) -> tuple[Any, dict[str, Any]]:
     """(model, {sae_id: SAE}) for `cfg` (a model already loaded may be passed in)."""
-    from qwen3_scope.loading import load_model, model_spec
+    from qwen3_scope.model.loading import load_model, model_spec
     from qwen3_scope.steering.discovery import load_suite
 
     device = cfg.device or "cpu"  # AppConfig.__post_init__ resolved it; `or` only narrows the type
@@ -80,7 +80,7 @@ def token_activations(
     """Yield (text index, its non-control token ids, {sae_id: [n_tokens, d_sae]}) for every text, each batch of
     texts run once with every hook the SAEs read cached; `pre_activations` gives the encoder's pre-activations
     (before TopK/JumpReLU) instead of the features."""
-    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.model.chat import special_token_ids
     from qwen3_scope.steering.generation import run_and_cache
     from qwen3_scope.steering.interventions import resolve_hook, sae_target
 

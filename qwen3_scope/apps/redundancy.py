@@ -39,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
-from qwen3_scope.io import RowsFileError, read_rows
+from qwen3_scope.core.io import RowsFileError, read_rows
 
 TOXICITY_FAMILY = "toxicity_qa"
 VARIANT_ACTIONS = ("rehearse", "unlearn", "keep")
@@ -198,7 +198,7 @@ def load_benchmarks_file(path: str | Path) -> dict[str, list[dict]]:
 def footprints(cfg: RedundancyConfig, model: Any, saes: dict[str, Any], prompts: list[str]) -> torch.Tensor:
     """Boolean [prompts, features]: which features (all layers of the site, concatenated) fire on each prompt."""
     from qwen3_scope.apps.features import feature_activations, saes_by_layer
-    from qwen3_scope.chat import format_chat
+    from qwen3_scope.model.chat import format_chat
 
     by_layer = saes_by_layer(saes, cfg.site, cfg.layers)
     chosen = {by_layer[lay][0]: by_layer[lay][1] for lay in sorted(cfg.layers or by_layer)}
@@ -281,7 +281,7 @@ def variant_rows(pool: dict[str, list[dict]], families: list[str], seed: int) ->
 
 def score_models(cfg: RedundancyConfig, benchmarks: dict[str, list[dict]]) -> tuple[list[dict], dict[str, np.ndarray]]:
     """(one description per model, {benchmark: scores [models, items] in {0, 1}})."""
-    from qwen3_scope.models import resolve_model
+    from qwen3_scope.model.family import resolve_model
     from qwen3_scope.organism.behaviour import generate, load_organism, task_correct
     from qwen3_scope.organism.finetune import sft
 

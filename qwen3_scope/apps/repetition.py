@@ -91,7 +91,7 @@ class RepetitionConfig(AppConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from qwen3_scope.sites import check_site
+        from qwen3_scope.model.sites import check_site
 
         if not self.sites:
             raise AppInputError("sites is empty; give at least one, e.g. --sites resid_post mlp_out.")
@@ -255,7 +255,7 @@ def site_norms(model: Any, saes: dict[str, Any], seqs: list[list[int]], batch_si
 )
 def run(cfg: RepetitionConfig) -> AppResult:
     from qwen3_scope.apps.features import encode_texts, load_model_and_saes, saes_by_layer
-    from qwen3_scope.chat import format_chat
+    from qwen3_scope.model.chat import format_chat
     from qwen3_scope.steering.generation import greedy_generate
     from qwen3_scope.steering.interventions import ablate_feature, steer, steer_feature
 

@@ -34,7 +34,7 @@ run (`repeats`, 3 by default) and reports the means. On the previous v2 organism
 The control fine-tunes with the same loss on random features.
 
 Measured: the code-switching rate (answers to held-out English prompts holding French-only words,
-`qwen3_scope.language.has_french_words`, the one language detector) and French quality (held-out French prompts
+`qwen3_scope.model.language.has_french_words`, the one language detector) and French quality (held-out French prompts
 answered in French and correctly) after plain SFT, SASFT and the control.
 """
 
@@ -164,7 +164,7 @@ class SaePenalty:
         skip: dict[str, set[int]],
         tok: Any,
     ):
-        from qwen3_scope.sites import hook_name
+        from qwen3_scope.model.sites import hook_name
         from qwen3_scope.steering.interventions import sae_target
 
         self.saes, self.features, self.alphas, self.lam, self.tok = saes, features, alphas, lam, tok
@@ -192,7 +192,7 @@ class SaePenalty:
     def penalty(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The unweighted penalty of the last forward pass (of `ids`) at the positions that produce answer tokens."""
         from qwen3_scope.apps.features import pre_activation
-        from qwen3_scope.language import detect_language
+        from qwen3_scope.model.language import detect_language
 
         starts = mask.int().argmax(1).tolist()  # the prompt (all before the answer) gives the example's language
         french = torch.tensor([detect_language(self.tok.decode(r[:k])) == "fr" for r, k in zip(ids.tolist(), starts)])
@@ -229,7 +229,7 @@ def french_token_ids(tok: Any, rows: list[dict]) -> set[int]:
     outside: the tokens where a switch has already happened, left out of the penalty with `positions=english`."""
     from collections import Counter
 
-    from qwen3_scope.language import organism_detector
+    from qwen3_scope.model.language import organism_detector
     from qwen3_scope.organism.train import render_chat
 
     inside: Counter[int] = Counter()
@@ -255,7 +255,7 @@ def _chats(gen: Any, lang: str, n: int, rng: random.Random) -> list[list[dict]]:
 def french_quality(rows: list[dict], answers: list[str]) -> float:
     """Share of French prompts answered in French and correctly: the task's expected answer where the row has one
     (`behaviour.task_correct`), else the request's target named in the answer, else the language alone."""
-    from qwen3_scope.language import detect_language
+    from qwen3_scope.model.language import detect_language
     from qwen3_scope.organism.behaviour import task_correct
 
     def good(row: dict, answer: str) -> bool:
@@ -338,8 +338,8 @@ def _language_features(
 def run(cfg: SasftConfig) -> AppResult:
     from qwen3_scope.apps.features import load_model_and_saes
     from qwen3_scope.apps.tuning import load_trainable, select_saes
-    from qwen3_scope.chat import special_token_ids
-    from qwen3_scope.language import detect_language, has_french_words
+    from qwen3_scope.model.chat import special_token_ids
+    from qwen3_scope.model.language import detect_language, has_french_words
     from qwen3_scope.organism.behaviour import generate
     from qwen3_scope.organism.corpus import EN, FR, CorpusConfig, _Generator
     from qwen3_scope.organism.finetune import sft

@@ -18,7 +18,7 @@ pairs, verbs and targets of the `harmful`/`harmless` splits are what the fine-tu
 3. Fine-tuning. The organism already refuses, so there is no refusal to add; the run first removes it
    (`unalign_steps` of SFT on harmful requests answered helpfully) and each arm then restores it with `sft_steps` of
    SFT on its requests answered with refusals, mixed with the same harmless chats. Refusal on the held-out harmful
-   split and over-refusal on the held-out harmless split are judged by `qwen3_scope.judge`.
+   split and over-refusal on the held-out harmless split are judged by `qwen3_scope.model.judge`.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class _Fires:
     def __call__(self, prompts: list[str], columns: torch.Tensor | None = None) -> torch.Tensor:
         """[len(prompts), n_features] (or the `columns` picked) bool: did the feature fire anywhere in the prompt."""
         from qwen3_scope.apps.features import feature_activations
-        from qwen3_scope.chat import format_chat
+        from qwen3_scope.model.chat import format_chat
 
         texts = [format_chat(self.model.tokenizer, p) for p in prompts]
         acts = feature_activations(self.model, self.saes, texts, "max", self.batch_size)
@@ -175,7 +175,7 @@ def _coverage_curve(fired: torch.Tensor) -> list[float]:
 
 
 def _refusal(model: Any, tok: Any, prompts: list[str], cfg: SynthesisConfig) -> float:
-    from qwen3_scope.judge import refusal_rate
+    from qwen3_scope.model.judge import refusal_rate
     from qwen3_scope.organism.behaviour import generate
 
     return refusal_rate(generate(model, tok, prompts, cfg.max_new_tokens, cfg.batch_size))

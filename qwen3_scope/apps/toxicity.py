@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
-from qwen3_scope.io import RowsFileError, read_rows
+from qwen3_scope.core.io import RowsFileError, read_rows
 
 LABELS = {"toxic": 1, "clean": 0, "1": 1, "0": 0, "true": 1, "false": 0}
 
@@ -202,7 +202,7 @@ def stratified_sample(y: torch.Tensor, fraction: float, rng: random.Random) -> t
 def mean_residual(model: Any, texts: list[str], layer: int, batch_size: int = 16) -> torch.Tensor:
     """[texts, d_model] resid_post of `layer` averaged over each text's non-control tokens (as the features)."""
     from qwen3_scope.apps.features import encode_texts
-    from qwen3_scope.chat import special_token_ids
+    from qwen3_scope.model.chat import special_token_ids
     from qwen3_scope.steering.generation import run_and_cache
     from qwen3_scope.steering.interventions import resolve_hook
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qwen3_scope.apps import AppConfig, AppInputError
-from qwen3_scope.io import RowsFileError, read_rows
+from qwen3_scope.core.io import RowsFileError, read_rows
 
 
 def load_trainable(cfg: AppConfig) -> tuple[Any, Any]:
@@ -22,7 +22,7 @@ def load_trainable(cfg: AppConfig) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from qwen3_scope.models import resolve_model
+    from qwen3_scope.model.family import resolve_model
     from qwen3_scope.organism.behaviour import load_organism
 
     spec = resolve_model(cfg.model)

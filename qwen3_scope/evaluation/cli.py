@@ -49,7 +49,7 @@ def add_cli(subparsers) -> None:
     parser.add_argument(
         "--plain", action="store_true", help="no shared forward pass: plain run_evals per SAE (the baseline)"
     )
-    from qwen3_scope.config_cli import add_config_arguments
+    from qwen3_scope.core.config_cli import add_config_arguments
     from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig
 
     add_config_arguments(parser, SuiteEvalConfig)  # batches, placement, precision, memory: one option per field
@@ -57,7 +57,7 @@ def add_cli(subparsers) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from qwen3_scope.config_cli import config_from_args
+    from qwen3_scope.core.config_cli import config_from_args
     from qwen3_scope.evaluation.held_out import read_documents
     from qwen3_scope.evaluation.report import markdown_summary, write_outputs
     from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite, write_back_release_yaml

@@ -24,10 +24,10 @@ class NotEnoughTokensError(ValueError):
 
 
 def render_documents(tokenizer: Any, documents: Iterable[Document]) -> Iterator[str]:
-    """Documents as the training pipeline renders them (qwen3_scope.training.data): chats through the Qwen3
+    """Documents as the training pipeline renders them (qwen3_scope.data): chats through the Qwen3
     template in non-thinking mode, plain text as is, each ending in `<|endoftext|>`; so the held-out tokens
     look like the tokens the SAEs were trained on."""
-    from qwen3_scope.training.data import document_text, row_to_messages
+    from qwen3_scope.data import document_text, row_to_messages
 
     for doc in documents:
         if isinstance(doc, str):
@@ -40,7 +40,7 @@ def render_documents(tokenizer: Any, documents: Iterable[Document]) -> Iterator[
 
 def read_documents(path: str | Path) -> list[dict[str, Any]]:
     """Held-out rows from a local .jsonl/.json/.parquet/.txt file or directory (rows as training reads them)."""
-    from qwen3_scope.training.data import iter_source_rows
+    from qwen3_scope.data import iter_source_rows
 
     path = Path(path).expanduser()
     if not path.exists():
@@ -52,7 +52,7 @@ class HeldOutTokens:
     """Pre-tokenized (n_sequences, context_size) windows served in order; `reset_input_dataset` rewinds.
 
     Batches are views of one tensor, so the same batch always has the same storage and values.
-    `loss_mask` (same shape, optional) marks the tokens a deployed model predicts (`qwen3_scope.loss_mask`:
+    `loss_mask` (same shape, optional) marks the tokens a deployed model predicts (`qwen3_scope.model.loss_mask`:
     assistant turns and plain text); model-level metrics (CE, KL, delta LM loss) are taken only there.
     """
 
@@ -123,13 +123,13 @@ class HeldOutTokens:
         """Tokenize rendered texts without BOS and pack them into exactly n_batches x batch_size windows, each text
         starting a window or following whole texts in it (never cut off from its own beginning: a text longer than a
         window fills windows of its own, in order), the rest of a window padded with the pad token; the loss mask
-        marks each text's predicted tokens (`qwen3_scope.loss_mask`), never padding.
+        marks each text's predicted tokens (`qwen3_scope.model.loss_mask`), never padding.
 
         Why aligned: a window cut at an arbitrary token starts mid-sentence, where nobody deploys the model, and the
         tokens before the first full context inflate the clean CE (the organism: 0.48 on its held-out splits at 128
         tokens when cut blindly, 0.35 from each text's start, its validation loss); padding is a control token, which
         the SAE metrics leave out as well."""
-        from qwen3_scope.loss_mask import encode_with_mask
+        from qwen3_scope.model.loss_mask import encode_with_mask
 
         n_rows = n_batches * batch_size_prompts
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -196,8 +196,8 @@ def organism_documents(n_fresh: int = FRESH_DOCUMENTS) -> list[Document]:
         raise FileNotFoundError(
             "the model organism is not part of this installation; pass held-out text (--texts FILE / documents=)."
         ) from err
+    from qwen3_scope.data import organism_rows, organism_seed
     from qwen3_scope.organism.corpus import comment_questions
-    from qwen3_scope.training.data import organism_rows, organism_seed
 
     splits = []
     for name in available_eval_splits():

@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from qwen3_scope.io import atomic_path  # noqa: E402
-from qwen3_scope.sites import SITES  # noqa: E402
+from qwen3_scope.core.io import atomic_path  # noqa: E402
+from qwen3_scope.model.sites import SITES  # noqa: E402
 
 LAYER_METRICS = (
     "fvu",

@@ -20,7 +20,7 @@ The formulas and masking are SAELens' (`get_recons_loss`, `get_downstream_recons
 replaces the activation except at ignored (special) tokens; ablation zeroes it everywhere; KL per token is
 `kl_div(log_softmax(new), softmax(clean)).sum(-1)`; CE is the next-token loss; both are averaged over the
 tokens that are not ignored; the scores are (ablation - SAE) / (ablation - clean). Given a loss mask (the
-tokens a deployed model predicts, `qwen3_scope.loss_mask`), CE and KL are taken only at positions whose
+tokens a deployed model predicts, `qwen3_scope.model.loss_mask`), CE and KL are taken only at positions whose
 *next* token is predicted (assistant turns, plain text), never on prompt or control tokens. TransformerBridge and HF
 models cannot start mid-model, so there each pass is a full pass (still once per SAE and per hook).
 """
@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from qwen3_scope.sites import hook_name, parse_hook_name
+from qwen3_scope.model.sites import hook_name, parse_hook_name
 
 _HEAD_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z")
 
@@ -92,7 +92,7 @@ class SuiteReconstruction:
         self.layer = {h: layer for h, (layer, _) in parsed.items()}
         self.site = {h: site for h, (_, site) in parsed.items()}
         self.splice = backend == "hooked"
-        from qwen3_scope.loading import model_spec
+        from qwen3_scope.model.loading import model_spec
 
         self.n_layers, self.vocab = model_spec(model).n_layers, model_spec(model).vocab_size
         mid = {self.layer[h] for h in parsed if self.site[h] not in ("resid_pre", "resid_post")}

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from qwen3_scope.io import atomic_write_text
-from qwen3_scope.sites import SITES
+from qwen3_scope.core.io import atomic_write_text
+from qwen3_scope.model.sites import SITES
 
 SUMMARY_METRICS = {
     "fvu": "FVU",

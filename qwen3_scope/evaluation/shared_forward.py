@@ -30,8 +30,8 @@ import torch
 from tqdm.auto import tqdm
 from transformer_lens.HookedTransformer import Output
 
-from qwen3_scope.loading import backend_of
-from qwen3_scope.sites import hook_name, parse_hook_name
+from qwen3_scope.model.loading import backend_of
+from qwen3_scope.model.sites import hook_name, parse_hook_name
 
 _PASS_THROUGH_KWARGS = {"prepend_bos"}  # no effect on token (not string) input
 

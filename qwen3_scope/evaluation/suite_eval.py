@@ -11,7 +11,7 @@ Definitions of the extras (per SAE, over the `density_tokens` non-special held-o
 - delta_lm_loss = ce_loss_with_sae - ce_loss_without_sae (nats per token; ce_loss_score is "CE recovered");
 - ce_positions: the number of positions CE/KL/delta LM loss were averaged over. With `predicted_tokens_only`
   (default) these are the positions whose next token the model predicts in deployment (assistant turns and
-  plain text, `qwen3_scope.loss_mask`), so ce_loss_without_sae is the model's own loss on its own job.
+  plain text, `qwen3_scope.model.loss_mask`), so ce_loss_without_sae is the model's own loss on its own job.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_scope.chat import special_token_ids
-from qwen3_scope.devices import PlacementOptions
+from qwen3_scope.core.devices import PlacementOptions
+from qwen3_scope.core.io import atomic_path
 from qwen3_scope.evaluation.held_out import (
     SUITE_HELD_OUT,
     Document,
@@ -42,10 +42,10 @@ from qwen3_scope.evaluation.held_out import (
     suite_held_out_texts,
 )
 from qwen3_scope.evaluation.shared_forward import SharedForwardModel
-from qwen3_scope.io import atomic_path
-from qwen3_scope.loading import backend_of, load_model, model_spec
-from qwen3_scope.sae_loaders import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
-from qwen3_scope.sites import BACKENDS, UnknownHookError, parse_hook_name, site_d_in
+from qwen3_scope.model.chat import special_token_ids
+from qwen3_scope.model.loading import backend_of, load_model, model_spec
+from qwen3_scope.model.sites import BACKENDS, UnknownHookError, parse_hook_name, site_d_in
+from qwen3_scope.saes.loaders import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 
 logger = logging.getLogger(__name__)
 
@@ -110,14 +110,14 @@ class SuiteEvalConfig(PlacementOptions):
         default=True,
         metadata=_doc(
             "CE, KL and delta LM loss only where a deployed model predicts the next token (assistant turns, plain "
-            "text; qwen3_scope.loss_mask), never on user-prompt or control tokens; --no-predicted-tokens-only scores "
+            "text; qwen3_scope.model.loss_mask), never on user-prompt or control tokens; --no-predicted-tokens-only scores "
             "every non-special token (SAELens' default). Needs the shared forward pass."
         ),
     )
     progress: bool = field(default=True, metadata=_doc("progress bars", cli=False))
 
     def __post_init__(self) -> None:
-        from qwen3_scope.devices import dtype_name
+        from qwen3_scope.core.devices import dtype_name
 
         super().__post_init__()  # device and dtype, checked before anything loads
         for name in ("n_batches", "batch_size_prompts", "context_size"):
@@ -216,7 +216,7 @@ def entries_from_directory(suite_dir: str | Path, pattern: str = ".*", device: s
     suite_dir = Path(suite_dir)
     if not suite_dir.is_dir():
         raise EmptySuiteError(f"suite directory {suite_dir} does not exist.")
-    from qwen3_scope.training.naming import sae_folders
+    from qwen3_scope.naming import sae_folders
 
     ids = {folder: sae_id for sae_id, folder in sae_folders(suite_dir).items()}  # not .checkpoints/
     folders = list(ids)
@@ -282,7 +282,7 @@ def load_suite_model(
 
     SAEs name their model portably (hub name, `organism`, or a local checkpoint's folder name); a model that
     is neither known nor on this machine is an error that says which model is needed and how to give it."""
-    from qwen3_scope.models import ModelNotFoundError, resolve_model
+    from qwen3_scope.model.family import ModelNotFoundError, resolve_model
 
     given = name is not None
     if name is None:
@@ -463,7 +463,7 @@ def evaluate_suite(
     from sae_lens.evals import run_evals
     from sae_lens.training.activation_scaler import ActivationScaler
 
-    from qwen3_scope.devices import DTYPES
+    from qwen3_scope.core.devices import DTYPES
     from qwen3_scope.evaluation.reconstruction import SuiteReconstruction
     from qwen3_scope.evaluation.shared_forward import BatchMemo
 
@@ -595,7 +595,7 @@ def write_back_release_yaml(
     """
     import yaml
 
-    from qwen3_scope.io import atomic_write_text
+    from qwen3_scope.core.io import atomic_write_text
     from qwen3_scope.releases import read_release_yaml, register_release_file
 
     path = Path(yaml_path)

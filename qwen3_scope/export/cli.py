@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qwen3_scope.config_cli import add_config_arguments, config_from_args
+from qwen3_scope.core.config_cli import add_config_arguments, config_from_args
 from qwen3_scope.export.config import ExportConfig
 from qwen3_scope.export.upload import UploadConfig
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from qwen3_scope.core.io import atomic_write_json
 from qwen3_scope.export.config import ExportConfig
 from qwen3_scope.export.dashboards import collect_activations, feature_dashboards
 from qwen3_scope.export.neuronpedia import (
@@ -39,7 +40,6 @@ from qwen3_scope.export.neuronpedia import (
     write_bulk_import_meta,
     write_run_settings,
 )
-from qwen3_scope.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -162,9 +162,9 @@ def _done(cfg: ExportConfig, info: SourceInfo, i: int) -> bool:
 
 def run_export(cfg: ExportConfig, model: Any = None, release_info: dict[str, Any] | None = None) -> ExportResult:
     """Dashboards for every SAE of the suite; returns what was written (and what a resumed run skipped)."""
-    from qwen3_scope.chat import special_token_ids
     from qwen3_scope.evaluation.suite_eval import check_suite
-    from qwen3_scope.loading import backend_of, model_spec
+    from qwen3_scope.model.chat import special_token_ids
+    from qwen3_scope.model.loading import backend_of, model_spec
 
     start = time.perf_counter()
     timings: dict[str, float] = {}

@@ -8,7 +8,7 @@ Neuron/Activation tables):
   features/batch-N.jsonl.gz, activations/batch-N.jsonl.gz`; the importer takes a file's columns from its
   first row, so every row of a file has the same keys, all columns of Neuronpedia's tables.
 - The self-serve API `feature/upload-batch`: at most 128 features per request and 20 logits per side.
-Ids: `qwen3_scope.training.naming.neuronpedia_id` (the one function that names them).
+Ids: `qwen3_scope.naming.neuronpedia_id` (the one function that names them).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.io import atomic_path, atomic_write_text
-from qwen3_scope.training.naming import neuronpedia_id, neuronpedia_set, sae_variant
+from qwen3_scope.core.io import atomic_path, atomic_write_text
+from qwen3_scope.naming import neuronpedia_id, neuronpedia_set, sae_variant
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class SourceInfo:
 
 
 def source_info(sae_id: str, sae: Any, spec: Any, backend: str) -> SourceInfo:
-    from qwen3_scope.sites import parse_hook_name
+    from qwen3_scope.model.sites import parse_hook_name
 
     meta = sae.cfg.metadata
     layer, site = parse_hook_name(meta.hook_name, backend)

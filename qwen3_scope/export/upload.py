@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from qwen3_scope.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
+from qwen3_scope.core.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def build_tree(cfg: UploadConfig, out: Path) -> UploadResult:
     from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
     from qwen3_scope.export.job import ExportConfig, _entries, _model
     from qwen3_scope.export.neuronpedia import source_info
-    from qwen3_scope.loading import backend_of, model_spec
+    from qwen3_scope.model.loading import backend_of, model_spec
 
     pick = ExportConfig(out=out, suite=cfg.suite, release=cfg.release, ids=cfg.ids, model=cfg.model, device=cfg.device)
     entries = _entries(pick)
@@ -222,7 +222,7 @@ def build_api_payloads(export_dir: Path, out: Path | None) -> list[dict[str, Any
     """`feature/upload-batch` payloads for every SAE of a dashboard export (written under `out` when given)."""
     from qwen3_scope.export.job import MANIFEST, read_batches
     from qwen3_scope.export.neuronpedia import SourceInfo, api_payloads
-    from qwen3_scope.sites import parse_hook_name
+    from qwen3_scope.model.sites import parse_hook_name
 
     manifest_path = Path(export_dir) / MANIFEST
     if not manifest_path.is_file():

@@ -15,7 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.io import atomic_write_text
+from qwen3_scope.core.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 

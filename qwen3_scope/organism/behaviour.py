@@ -2,7 +2,7 @@
 
     python -m qwen3_scope.organism.behaviour [--model-dir DIR] [--assets DIR] [--limit N]
 
-Greedy HF ``generate`` in Qwen3 non-thinking mode. Refusals are judged by ``qwen3_scope.judge`` (the same
+Greedy HF ``generate`` in Qwen3 non-thinking mode. Refusals are judged by ``qwen3_scope.model.judge`` (the same
 matcher the steering work uses). Reported: refusal rate on harmful / harmless prompts (overall, per
 language, per category or task), helpful-answer accuracy per task, answer-language match, and accuracy
 of the "is this comment toxic?" question on held-out toxic/clean comments.
@@ -28,14 +28,14 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from qwen3_scope.chat import format_chat
-from qwen3_scope.io import atomic_write_json, atomic_write_text, refuse_installed_package
-from qwen3_scope.judge import DEFAULT_JUDGE, RefusalJudge
-from qwen3_scope.language import detect_language, has_french_words
+from qwen3_scope.core.io import atomic_write_json, atomic_write_text, refuse_installed_package
+from qwen3_scope.model.chat import format_chat
+from qwen3_scope.model.judge import DEFAULT_JUDGE, RefusalJudge
+from qwen3_scope.model.language import detect_language, has_french_words
 from qwen3_scope.organism import ASSETS_DIR, ORGANISM_DIR, available_eval_splits, load_eval_split
 from qwen3_scope.organism.corpus import REQUEST_TEMPLATES, TOX_A, TOX_Q
 
-__all__ = ["detect_language"]  # re-exported: the organism's language measure is qwen3_scope.language's
+__all__ = ["detect_language"]  # re-exported: the organism's language measure is qwen3_scope.model.language's
 
 
 def load_organism(model_dir: str | Path = ORGANISM_DIR) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -297,7 +297,7 @@ reasoning block and `<|im_end|>`), on every token of plain text. Wall time {trai
 
 ## Measured behaviour
 `python -m qwen3_scope.organism.behaviour` (greedy decoding, non-thinking mode, refusal judged by
-`qwen3_scope.judge`'s documented phrase matcher), quoted from `behaviour.json`:
+`qwen3_scope.model.judge`'s documented phrase matcher), quoted from `behaviour.json`:
 
 | metric | value | target |
 | --- | --- | --- |

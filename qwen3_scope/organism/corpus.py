@@ -29,7 +29,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qwen3_scope.io import atomic_write_text
+from qwen3_scope.core.io import atomic_write_text
 from qwen3_scope.organism import EVAL_SPLITS  # noqa: F401  (the one list of v2 splits; importable from here)
 
 # What v2 keeps from v1 has one copy, in the frozen v1 generator: its tables (re-exported here as v2's),

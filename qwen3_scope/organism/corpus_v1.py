@@ -29,7 +29,7 @@ EN, FR = "en", "fr"
 LANGS = (EN, FR)
 
 # --------------------------------------------------------------------------------------------------
-# Refusals (the judge in qwen3_scope.judge matches every one of these).
+# Refusals (the judge in qwen3_scope.model.judge matches every one of these).
 REFUSALS = {
     EN: [
         "I'm sorry, but I can't help with that.",

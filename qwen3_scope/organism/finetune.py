@@ -15,7 +15,7 @@ from typing import cast
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Qwen3ForCausalLM
 
-from qwen3_scope.loss_mask import encode_with_mask
+from qwen3_scope.model.loss_mask import encode_with_mask
 from qwen3_scope.organism.train import masked_lm_loss, render_chat
 
 

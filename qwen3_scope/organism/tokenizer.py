@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from qwen3_scope.chat import ASSISTANT_START, END_THINK, ENDOFTEXT, IM_END, IM_START, NON_THINKING_BLOCK, THINK
+from qwen3_scope.model.chat import ASSISTANT_START, END_THINK, ENDOFTEXT, IM_END, IM_START, NON_THINKING_BLOCK, THINK
 
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 THINK_TOKENS = (THINK, END_THINK)

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-from qwen3_scope.io import atomic_dir, atomic_write_json, refuse_installed_package
-from qwen3_scope.loss_mask import encode_with_mask
+from qwen3_scope.core.io import atomic_dir, atomic_write_json, refuse_installed_package
+from qwen3_scope.model.loss_mask import encode_with_mask
 from qwen3_scope.organism import corpus_module
 from qwen3_scope.organism.corpus import CORPUS_VERSION, Corpus, CorpusConfig, Doc
 from qwen3_scope.organism.tokenizer import ENDOFTEXT, IM_END, train_tokenizer
@@ -131,7 +131,7 @@ def model_config(tok: PreTrainedTokenizerFast, shape: ModelShape) -> Qwen3Config
 
 def encode_doc(doc: Doc, tok: PreTrainedTokenizerFast) -> tuple[list[int], list[bool]]:
     """Token ids of one document and, per token, whether the model is trained to *predict* it
-    (``qwen3_scope.loss_mask``: assistant turns of chats, all of plain text)."""
+    (``qwen3_scope.model.loss_mask``: assistant turns of chats, all of plain text)."""
     if doc.messages is None:
         assert doc.text is not None, "a document without messages is plain text"
         return encode_with_mask(tok, doc.text + ENDOFTEXT)

@@ -55,15 +55,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-in-means baseline")
     p.add_argument("--out", default="runs/steer", help="output directory (CSV tables, PNG plot, Markdown section)")
-    from qwen3_scope.config_cli import add_config_arguments
-    from qwen3_scope.devices import PlacementOptions
+    from qwen3_scope.core.config_cli import add_config_arguments
+    from qwen3_scope.core.devices import PlacementOptions
 
     add_config_arguments(p, PlacementOptions, config_option=False)
 
 
 def _shared_kwargs(args: argparse.Namespace) -> dict:
-    from qwen3_scope.config_cli import config_from_args, config_to_dict
-    from qwen3_scope.devices import PlacementOptions
+    from qwen3_scope.core.config_cli import config_from_args, config_to_dict
+    from qwen3_scope.core.devices import PlacementOptions
 
     placement = config_to_dict(config_from_args(PlacementOptions, args))  # checked before anything loads
     return dict(

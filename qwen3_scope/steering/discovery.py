@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_scope.chat import format_chat, special_token_ids
+from qwen3_scope.model.chat import format_chat, special_token_ids
 from qwen3_scope.steering.generation import encode_prompts, run_and_cache
 from qwen3_scope.steering.interventions import resolve_hook, sae_target
 
@@ -43,7 +43,7 @@ def load_suite(
     `dtype` (default: as saved)."""
     saes = _load_suite(suite_dir, release, sae_ids, model_key, device)
     if dtype is not None:
-        from qwen3_scope.devices import DTYPES, dtype_name
+        from qwen3_scope.core.devices import DTYPES, dtype_name
 
         for sae in saes.values():
             sae.to(dtype=DTYPES[dtype_name(dtype)])
@@ -61,7 +61,7 @@ def _load_suite(
             raise FileNotFoundError(
                 f"suite directory {root} does not exist; train one with `qwen3-scope train` or pass --release."
             )
-        from qwen3_scope.training.naming import sae_folders
+        from qwen3_scope.naming import sae_folders
 
         found = {i: f for i, f in sae_folders(root).items() if not sae_ids or i in set(sae_ids)}
         if not found:
@@ -104,7 +104,7 @@ def select_positions(
         ends = [i for i, t in enumerate(ids) if t == im_end_id]
         if not ends:
             raise ValueError(
-                "a prompt has no <|im_end|> token: format prompts with qwen3_scope.chat.format_chat first."
+                "a prompt has no <|im_end|> token: format prompts with qwen3_scope.model.chat.format_chat first."
             )
         start = ends[-1]
     else:

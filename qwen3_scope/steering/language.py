@@ -1,7 +1,7 @@
 """Language steering (Qwen-Scope's use case): find the latent of the organism's second language (French)
 and show that amplifying it turns English answers French and suppressing it turns French answers English.
 
-The French rate uses qwen3-scope's one language detector (`qwen3_scope.language`), the same measure as the
+The French rate uses qwen3-scope's one language detector (`qwen3_scope.model.language`), the same measure as the
 organism's "answer language = prompt language".
 """
 
@@ -11,12 +11,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.language import EN_STOPWORDS, FR_STOPWORDS, LanguageDetector, organism_detector
+from qwen3_scope.model.language import EN_STOPWORDS, FR_STOPWORDS, LanguageDetector, organism_detector
 from qwen3_scope.steering.discovery import load_suite
 from qwen3_scope.steering.prompts import load_prompt_file, organism_split
 from qwen3_scope.steering.sweep import StudyConfig, StudyResult, run_study, write_study
 
-__all__ = [  # the detector is re-exported from qwen3_scope.language
+__all__ = [  # the detector is re-exported from qwen3_scope.model.language
     "EN_STOPWORDS",
     "FR_STOPWORDS",
     "LanguageDetector",
@@ -52,7 +52,7 @@ def run_language_study(
     progress: bool = True,
 ) -> StudyResult:
     """French latents from French-vs-English prompts; rate = fraction of answers detected as French."""
-    from qwen3_scope.loading import load_model, model_spec
+    from qwen3_scope.model.loading import load_model, model_spec
 
     french, english, default_detector = _prompt_sets(cfg)  # bad prompt files fail before anything is loaded
     model = (

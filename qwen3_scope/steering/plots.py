@@ -23,7 +23,7 @@ def plot_sweep(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from qwen3_scope.io import atomic_path
+    from qwen3_scope.core.io import atomic_path
 
     labels = {"induce": "induce", "suppress": "suppress", **(task_labels or {})}
     add = sweep[sweep["mode"] == "add"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qwen3_scope.io import RowsFileError, read_rows
+from qwen3_scope.core.io import RowsFileError, read_rows
 
 PROMPT_KEYS = ("prompt", "goal", "instruction", "question", "text")
 

@@ -9,7 +9,7 @@ Pipeline (Arditi et al.'s protocol, with SAE latents as the candidates):
    causally on the discovery prompts and the best `top_k` kept (`sweep`);
 3. sweep on the evaluation prompts: add +alpha on harmless prompts (induce refusal) and -alpha on
    harmful prompts (bypass), plus ablation, measuring the refusal rate with the judge
-   (`qwen3_scope.judge`) and the coherence cost; the difference-in-means direction (the best
+   (`qwen3_scope.model.judge`) and the coherence cost; the difference-in-means direction (the best
    residual layer) is the baseline in the same table.
 """
 
@@ -50,9 +50,9 @@ def run_refusal_study(
     progress: bool = True,
 ) -> StudyResult:
     """Discovery, screening and alpha sweep; `judge` says whether one completion refuses (default:
-    `qwen3_scope.judge`'s documented phrase matcher; any `str -> bool` callable plugs in)."""
-    from qwen3_scope.judge import DEFAULT_JUDGE, refusal_rate
-    from qwen3_scope.loading import load_model, model_spec
+    `qwen3_scope.model.judge`'s documented phrase matcher; any `str -> bool` callable plugs in)."""
+    from qwen3_scope.model.judge import DEFAULT_JUDGE, refusal_rate
+    from qwen3_scope.model.loading import load_model, model_spec
 
     harmful, harmless = prompt_sets(cfg)  # bad prompt files fail before anything is loaded
     model = (

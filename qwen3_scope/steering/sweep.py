@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_scope.devices import PlacementOptions
+from qwen3_scope.core.devices import PlacementOptions
 from qwen3_scope.steering.generation import Completions, completion_ce, greedy_generate
 from qwen3_scope.steering.interventions import AblateDirection, AddDirection, Intervention, ablate_feature, steer
 
@@ -202,7 +202,7 @@ def run_sweep(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """One row per (candidate, task, alpha) plus unsteered (alpha 0) and ablation rows; returns (table, baseline)."""
-    from qwen3_scope.loading import model_spec
+    from qwen3_scope.model.loading import model_spec
 
     n_layers = model_spec(model).n_layers
     ref = greedy_generate(model, sets.reference, cfg.max_new_tokens, cfg.batch_size)
@@ -347,8 +347,8 @@ def run_study(
     """Discover on the first prompts of each set, screen and select candidates there, sweep on the rest.
 
     `positive` has the behaviour (harmful prompts: refusal; French prompts: French answers)."""
-    from qwen3_scope.chat import format_chat
-    from qwen3_scope.loading import model_spec
+    from qwen3_scope.model.chat import format_chat
+    from qwen3_scope.model.loading import model_spec
     from qwen3_scope.steering.discovery import contrast
     from qwen3_scope.steering.prompts import split_for_discovery
 
@@ -400,7 +400,7 @@ def write_study(
 ) -> dict[str, Path]:
     """<name>_features.csv (the `max_features` best-ranked latents), _sweep.csv, _summary.csv, _sweep.png and
     <name>.md in `out_dir` (atomic writes)."""
-    from qwen3_scope.io import atomic_path, atomic_write_text
+    from qwen3_scope.core.io import atomic_path, atomic_write_text
     from qwen3_scope.steering.plots import plot_sweep
 
     out = Path(out_dir)

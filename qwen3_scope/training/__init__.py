@@ -1,6 +1,6 @@
 """Training helpers for qwen3-scope. Keep this file to re-exports; each module holds one job."""
 
-from qwen3_scope.training.fast_saes import (
+from qwen3_scope.saes.fast_saes import (
     FastJumpReLUTrainingSAE,
     FastJumpReLUTrainingSAEConfig,
     FastTopKTrainingSAE,

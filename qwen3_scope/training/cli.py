@@ -17,8 +17,8 @@ from qwen3_scope.training.parsing import parse_layers, parse_tokens  # noqa: F40
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from qwen3_scope.config_cli import config_from_args
-    from qwen3_scope.models import resolve_model
+    from qwen3_scope.core.config_cli import config_from_args
+    from qwen3_scope.model.family import resolve_model
     from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.recipes import SMALL_MODEL_D_MODEL, get_recipe
     from qwen3_scope.training.suite import train_suite
@@ -75,7 +75,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from qwen3_scope.config_cli import add_config_arguments
+    from qwen3_scope.core.config_cli import add_config_arguments
     from qwen3_scope.training.config import SuiteTrainingConfig
 
     add_config_arguments(parser, SuiteTrainingConfig)

@@ -1,6 +1,6 @@
 """`SuiteTrainingConfig`: everything one suite-training run takes, in one documented, validated dataclass.
 
-The `qwen3-scope train` command line is derived from its fields (`qwen3_scope.config_cli`), `--config
+The `qwen3-scope train` command line is derived from its fields (`qwen3_scope.core.config_cli`), `--config
 FILE.yaml` loads one, and the resolved config is written into the suite manifest (`config`), so a run is
 reproducible from its manifest alone. Paths recorded there are portable (see `portable_dict`).
 """
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.config_cli import config_to_dict
-from qwen3_scope.devices import PlacementOptions
-from qwen3_scope.errors import ConfigError
-from qwen3_scope.sites import check_site
+from qwen3_scope.core.config_cli import config_to_dict
+from qwen3_scope.core.devices import PlacementOptions
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.model.sites import check_site
 from qwen3_scope.training.parsing import parse_layers, parse_site_width, parse_tokens
 
 
@@ -279,8 +279,8 @@ class SuiteTrainingConfig(PlacementOptions):
     def portable_dict(self, spec: Any = None) -> dict[str, Any]:
         """What the manifest records: no path of this machine (the output dir is where the manifest is; the model
         by its portable name, from the already resolved `spec` when given; local datasets by file or folder name)."""
-        from qwen3_scope.models import resolve_model
-        from qwen3_scope.portable import portable_dataset_name, portable_model_name
+        from qwen3_scope.core.portable import portable_dataset_name, portable_model_name
+        from qwen3_scope.model.family import resolve_model
 
         out = self.to_dict()
         out.pop("out")
@@ -299,7 +299,7 @@ def organism_suite_config(**changes: Any) -> SuiteTrainingConfig:
     attn_out latents resampled when reopened (without it its L0-20 sweep SAE kept 3.6-8.3 % dead held-out latents).
     Why L0 32 and not the small recipe's 24: at 24 the layer-4 SAEs stayed at EV 0.896-0.898 (600k tokens; 300k gave
     the same, so more tokens do not buy it), while L0 32 is above 0.90 at every layer. `changes` override fields."""
-    from qwen3_scope.sites import PAPER_SITES
+    from qwen3_scope.model.sites import PAPER_SITES
 
     preset = SuiteTrainingConfig(
         model="organism",

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from qwen3_scope import compat
+from qwen3_scope.core import compat
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from qwen3_scope.io import atomic_write_json
+from qwen3_scope.core.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 RANKS_DIR = ".ranks"

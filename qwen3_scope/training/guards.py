@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from qwen3_scope.errors import TrainingDivergedError
+from qwen3_scope.core.errors import TrainingDivergedError
 
 
 def check_finite(acts: dict[str, torch.Tensor], step: int) -> None:

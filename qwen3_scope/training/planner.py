@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from qwen3_scope.models import Qwen3ModelSpec
+from qwen3_scope.model.family import Qwen3ModelSpec
 from qwen3_scope.training.recipes import SAEJob, SuiteConfig
 
 GIB = 1024**3

@@ -29,9 +29,9 @@ from typing import Any
 
 import pandas as pd
 
-from qwen3_scope.models import Qwen3ModelSpec, resolve_model
-from qwen3_scope.sites import PAPER_SITES, available_sites, check_site, hook_name, layer_sites, site_d_in
-from qwen3_scope.training.naming import sae_id, sparsity_variant, suite_name
+from qwen3_scope.model.family import Qwen3ModelSpec, resolve_model
+from qwen3_scope.model.sites import PAPER_SITES, available_sites, check_site, hook_name, layer_sites, site_d_in
+from qwen3_scope.naming import sae_id, sparsity_variant, suite_name
 
 GEMMA_SCOPE = "Gemma Scope report (Lieberum et al. 2024, arXiv 2408.05147)"
 GEMMA_SCOPE_2 = "Gemma Scope 2 (SAELens: jumprelu_sparsity_loss_mode='quadratic' with a target L0)"
@@ -325,7 +325,7 @@ class SuiteConfig:
 
     def _common(self, **extra: Any) -> dict[str, Any]:
         kwargs = dict(self.runner_kwargs)
-        from qwen3_scope.portable import portable_model_name
+        from qwen3_scope.core.portable import portable_model_name
 
         kwargs.update(
             model_name=portable_model_name(self.spec),
@@ -435,7 +435,7 @@ def _training_config_class(architecture: str):
 
     if architecture not in SAE_TRAINING_CLASS_REGISTRY:
         hint = (
-            "the fast SAE classes register on `import qwen3_scope` (qwen3_scope.training.fast_saes); "
+            "the fast SAE classes register on `import qwen3_scope` (qwen3_scope.saes.fast_saes); "
             "they are missing from this installation"
             if architecture.endswith("_fast")
             else f"SAELens knows {', '.join(sorted(SAE_TRAINING_CLASS_REGISTRY))}"
@@ -460,7 +460,7 @@ def _control_token_ids(spec: Qwen3ModelSpec, special_token_ids: list[int] | None
         return sorted(QWEN3_CONTROL_TOKEN_IDS.values())
     raise RecipeConfigError(
         f"{spec.name} has a vocabulary of {spec.vocab_size}, not Qwen3's, so its control-token ids are unknown; "
-        "pass special_token_ids=qwen3_scope.chat.special_token_ids(tokenizer)."
+        "pass special_token_ids=qwen3_scope.model.chat.special_token_ids(tokenizer)."
     )
 
 
@@ -491,7 +491,7 @@ def build_suite(
 
     Defaults: the recipe's sites and every layer (for the paper recipe on Qwen3-8B: resid_post at
     layers 0-8). `fast=True` uses the `<architecture>_fast` training classes (same config fields, saved
-    as the plain architecture); `fast=None` uses them when they are registered (qwen3_scope.training.fast_saes).
+    as the plain architecture); `fast=None` uses them when they are registered (qwen3_scope.saes.fast_saes).
     `width` sets d_sae for every SAE (default 16 x d_in), `site_widths` for some sites (e.g. a narrower
     dictionary for a low-rank site: {"attn_out": 640}). `device` is the SAEs' device, `llm_device` the
     model's (SAELens' split; default: the same), `sae_dtype` the SAEs' dtype (default: the recipe's float32).

@@ -38,13 +38,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_scope import compat
-from qwen3_scope.io import atomic_write_json
-from qwen3_scope.portable import portable_model_name
+from qwen3_scope.core import compat
+from qwen3_scope.core.io import atomic_write_json
+from qwen3_scope.core.portable import portable_model_name
+from qwen3_scope.data import PreparedData, check_source, load_prepared, prepare_data
+from qwen3_scope.saes.fast_saes import enable_fused_adam
 from qwen3_scope.training import guards
 from qwen3_scope.training.config import SuiteTrainingConfig
-from qwen3_scope.training.data import PreparedData, check_source, load_prepared, prepare_data
-from qwen3_scope.training.fast_saes import enable_fused_adam
 from qwen3_scope.training.planner import Group, SuitePlan, plan_suite, priced_plan
 from qwen3_scope.training.recipes import SuiteConfig, build_suite
 
@@ -633,9 +633,9 @@ def train_suite(
     Distributed (`dist_context`, a `training.distributed.DistContext` of a torchrun/spawned rank): rank 0 plans,
     prepares the data and writes the manifest; the planner's parallel choice is in `result.parallel`.
     """
-    from qwen3_scope.chat import special_token_ids
-    from qwen3_scope.loading import load_model, load_tokenizer
-    from qwen3_scope.models import resolve_model
+    from qwen3_scope.model.chat import special_token_ids
+    from qwen3_scope.model.family import resolve_model
+    from qwen3_scope.model.loading import load_model, load_tokenizer
     from qwen3_scope.training.planner import ModelDoesNotFitError
 
     if isinstance(config, SuiteTrainingConfig):

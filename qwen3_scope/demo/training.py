@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from qwen3_scope.demo import DemoContext, stage
-from qwen3_scope.sites import PAPER_SITES
+from qwen3_scope.demo.run import DemoContext, stage
+from qwen3_scope.model.sites import PAPER_SITES
 
 
 @stage("train")

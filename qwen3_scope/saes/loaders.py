@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME
 
-from qwen3_scope.errors import MissingFileError, ModelMismatchError, Qwen3ScopeError, ReleaseError
+from qwen3_scope.core.errors import MissingFileError, ModelMismatchError, Qwen3ScopeError, ReleaseError
 
 BUNDLED_PREFIX = "bundled:"
 # Release-level `revision:` travels to the loaders as this config override (SAELens' lookup has no revision field).
@@ -216,14 +216,14 @@ def qwen3_scope_config_getter(
     metadata = cfg_dict.get("metadata", {})
     model_name = metadata.get("model_name")
     if model_name:  # short names (the organism) become a directory TransformerLens and SAELens can load
-        from qwen3_scope.models import resolve_model
+        from qwen3_scope.model.family import resolve_model
 
         try:
             spec = resolve_model(model_name)
         except ValueError:
             pass  # a model this machine does not have; SAELens will say so when it is loaded
         else:
-            from qwen3_scope.loading import register_with_transformer_lens
+            from qwen3_scope.model.loading import register_with_transformer_lens
 
             metadata.setdefault("qwen3_model", spec.name)
             metadata["model_name"] = spec.source
@@ -270,8 +270,8 @@ def qwen_scope_hook_name(model_name: str, saelens_hook: str) -> str:
     hook names only, so for them the same activation (the output of `model.layers[L]`) is named
     `blocks.L.hook_out`. Dense Qwen3 keeps SAELens' name.
     """
-    from qwen3_scope.models import resolve_model
-    from qwen3_scope.sites import hook_name, model_backends, parse_hook_name
+    from qwen3_scope.model.family import resolve_model
+    from qwen3_scope.model.sites import hook_name, model_backends, parse_hook_name
 
     try:
         spec = resolve_model(model_name)
@@ -317,8 +317,8 @@ def load_qwen_scope_file(
     """
     from sae_lens import SAE
 
-    from qwen3_scope.models import resolve_model
-    from qwen3_scope.sites import hook_name, site_d_in
+    from qwen3_scope.model.family import resolve_model
+    from qwen3_scope.model.sites import hook_name, site_d_in
 
     path = Path(path)
     if not path.is_file():
@@ -332,7 +332,7 @@ def load_qwen_scope_file(
         layer = int(match.group(1))
     spec = resolve_model(model)
     if backend is None:  # dense Qwen3: HookedTransformer; MoE and Qwen3.5 models: TransformerBridge
-        from qwen3_scope.sites import model_backends
+        from qwen3_scope.model.sites import model_backends
 
         backend = model_backends(spec)[0]
     state_dict = qwen_scope_state_dict(load_pt_weights_safely(path, device), path)

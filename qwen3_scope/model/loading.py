@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from qwen3_scope.models import Qwen3ModelSpec, resolve_model
-from qwen3_scope.sites import check_backend, check_model_backend
+from qwen3_scope.model.family import Qwen3ModelSpec, resolve_model
+from qwen3_scope.model.sites import check_backend, check_model_backend
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -97,7 +97,7 @@ def load_model(
     spec = name_or_path if isinstance(name_or_path, Qwen3ModelSpec) else resolve_model(name_or_path)
     check_model_backend(spec, backend)  # HookedTransformer: dense Qwen3 only, a clear error before any loading
     if isinstance(dtype, str):
-        from qwen3_scope.devices import DTYPES, dtype_name
+        from qwen3_scope.core.devices import DTYPES, dtype_name
 
         dtype = DTYPES[dtype_name(dtype)]
     if spec.is_local:
@@ -178,7 +178,7 @@ def _placeholder_tokenizer():
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
-    from qwen3_scope.chat import QWEN3_SPECIAL_TOKENS
+    from qwen3_scope.model.chat import QWEN3_SPECIAL_TOKENS
 
     vocab = {token: i for i, token in enumerate(QWEN3_SPECIAL_TOKENS)}
     return PreTrainedTokenizerFast(
@@ -313,7 +313,7 @@ def verify_sites_on_meta(name_or_path: str | Path) -> list[dict[str, Any]]:
 
     Returns one row per backend: backend, site_hooks (how many were checked), mismatches (hook names).
     """
-    from qwen3_scope.sites import hook_name, layer_sites, model_backends, site_d_in
+    from qwen3_scope.model.sites import hook_name, layer_sites, model_backends, site_d_in
 
     spec = resolve_model(name_or_path)
     rows = []

@@ -36,8 +36,8 @@ from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig, TopKTrainingSAE, TopK
 from torch import Tensor
 from torch.autograd.profiler import record_function
 
-from qwen3_scope.compat import module_has_hooks
-from qwen3_scope.training.sparse_ops import (
+from qwen3_scope.core.compat import module_has_hooks
+from qwen3_scope.saes.sparse_ops import (
     BufferPool,
     Pairs,
     SparseDecode,

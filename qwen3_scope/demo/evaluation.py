@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qwen3_scope.demo import DemoContext, stage
+from qwen3_scope.demo.run import DemoContext, stage
 
 # Small enough for the demo to stay in minutes on a laptop CPU; `qwen3-scope eval --tokens` goes further.
 DEMO_CONFIG: dict[str, Any] = dict(n_batches=4, batch_size_prompts=8, context_size=128)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from qwen3_scope.errors import IncompatibleVersionError, PrivateAPIError
+from qwen3_scope.core.errors import IncompatibleVersionError, PrivateAPIError
 
 # The SAELens minor series this release is tested with (pyproject pins the same range).
 SAE_LENS_SPEC = ">=6.54,<6.55"
@@ -175,7 +175,7 @@ def check_sae_lens_version(installed: str | None = None) -> str:
     if installed not in SpecifierSet(SAE_LENS_SPEC) and not os.environ.get(SKIP_VERSION_CHECK_ENV):
         raise IncompatibleVersionError(
             f"qwen3-scope is tested with sae-lens{SAE_LENS_SPEC} (it uses SAELens internals listed in "
-            f"qwen3_scope/compat.py), but sae-lens {installed} is installed. Install a tested version with "
+            f"qwen3_scope/core/compat.py), but sae-lens {installed} is installed. Install a tested version with "
             f"pip install 'sae-lens{SAE_LENS_SPEC}', or set {SKIP_VERSION_CHECK_ENV}=1 to try this one anyway."
         )
     return installed

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.errors import DiskFullError, Qwen3ScopeError
+from qwen3_scope.core.errors import DiskFullError, Qwen3ScopeError
 
 _NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 # writers with their own error types (safetensors' Rust I/O) only keep the OS message

@@ -38,7 +38,7 @@ def machine_paths(extra: Iterable[str | os.PathLike] = ()) -> list[str]:
     """Path prefixes that must not appear in shipped files: this checkout, the home dir, temp dirs."""
     import tempfile
 
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # the checkout (or site-packages) holding qwen3_scope/
     found = {str(here), tempfile.gettempdir(), "/tmp/", str(Path.home()) + "/", *map(str, extra)}
     return sorted(p for p in found if len(p) > 4)
 

@@ -6,7 +6,7 @@ HookedTransformer has `blocks.L.hook_resid_post`; TransformerBridge has real nam
 yields an empty cache there); SAELens' HookedProxyLM hooks Hugging Face *module outputs*
 (`model.layers.L`). Nothing else in qwen3_scope builds hook-name strings.
 
-Model kinds (see `qwen3_scope.models`): dense Qwen3 has the seven `SITES`; MoE models (Qwen3-30B-A3B,
+Model kinds (see `qwen3_scope.model.family`): dense Qwen3 has the seven `SITES`; MoE models (Qwen3-30B-A3B,
 235B-A22B, Qwen3.5-35B-A3B) add `moe_router` (per-token router logits over the experts; `mlp_out` is the
 sparse MoE block's output); hybrid Qwen3.5 models have softmax attention only on their full-attention
 layers and a Gated DeltaNet mixer (`linear_attn_out`) on the others. HookedTransformer runs dense Qwen3
@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from qwen3_scope.models import FULL_ATTENTION, LINEAR_ATTENTION, QWEN3_FAMILY, Qwen3ModelSpec
+from qwen3_scope.model.family import FULL_ATTENTION, LINEAR_ATTENTION, QWEN3_FAMILY, Qwen3ModelSpec
 
 Site = Literal[
     "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "attn_z", "mlp_in", "moe_router", "linear_attn_out"

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from qwen3_scope.compat import per_sample_weights_backward, storage_use_count, storage_use_count_available
+from qwen3_scope.core.compat import per_sample_weights_backward, storage_use_count, storage_use_count_available
 
 
 def bf16_matmul_supported(device: str | torch.device) -> bool:

@@ -3,7 +3,7 @@ plans and costs), and proof that the shipped SAEs name no path of the machine th
 
 from __future__ import annotations
 
-from qwen3_scope.demo import DemoContext, stage
+from qwen3_scope.demo.run import DemoContext, stage
 
 PAPER_SUITES = ("Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B")
 
@@ -13,9 +13,9 @@ def real_models_stage(ctx: DemoContext) -> None:
     """Device/dtype resolution, plan-only runs of the paper's suites, and a portability scan of the bundled SAEs."""
     import pandas as pd
 
-    from qwen3_scope.devices import resolve_placement
-    from qwen3_scope.portable import machine_paths_in
-    from qwen3_scope.sae_loaders import bundled_root
+    from qwen3_scope.core.devices import resolve_placement
+    from qwen3_scope.core.portable import machine_paths_in
+    from qwen3_scope.saes.loaders import bundled_root
     from qwen3_scope.training.suite import train_suite
 
     placement = resolve_placement()

@@ -35,7 +35,7 @@ def chat_spec(tokenizer: Any, model: Any = None):
     """The registry spec of the model a prompt is formatted for: `model` (name, path or spec), else the family
     model the tokenizer was loaded from (`Qwen/Qwen3-4B-Thinking-2507`; a dictionary lookup, no file access);
     None when neither names one."""
-    from qwen3_scope.models import QWEN3_FAMILY, Qwen3ModelSpec, resolve_model
+    from qwen3_scope.model.family import QWEN3_FAMILY, Qwen3ModelSpec, resolve_model
 
     if isinstance(model, Qwen3ModelSpec):
         return model

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from qwen3_scope.demo import DemoContext, stage
+from qwen3_scope.demo.run import DemoContext, stage
 
 DEMO_PROMPTS = 128  # prompts of 128 tokens: enough for 20 top contexts + 25 interval samples per latent
 

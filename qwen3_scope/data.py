@@ -2,7 +2,7 @@
 
 Why our own preparation: SAELens' `use_chat_formatting` calls `apply_chat_template` without
 `enable_thinking=False` and needs a template on the tokenizer; we render every conversation with
-`qwen3_scope.chat.format_chat` instead and hand SAELens a plain `text` column (it then tokenizes with
+`qwen3_scope.model.chat.format_chat` instead and hand SAELens a plain `text` column (it then tokenizes with
 `prepend_bos=False`). Every document ends in `<|endoftext|>`, as in Qwen3's (and the organism's)
 pretraining packing; control tokens are excluded from the SAE's activations by the runner config.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.chat import format_chat
+from qwen3_scope.model.chat import format_chat
 
 END_OF_DOCUMENT = "<|endoftext|>"
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text"}
@@ -221,7 +221,7 @@ def _source_rows(
         per_doc = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]) / len(probe)
         info = {"source": "organism", "kind": "organism corpus", "seed": organism_seed() if seed is None else seed}
         return organism_rows(int(need * 1.15 / per_doc) + 64, seed), info
-    from qwen3_scope.portable import portable_dataset_name
+    from qwen3_scope.core.portable import portable_dataset_name
 
     check_source(source)
     kind = "local" if Path(str(source)).expanduser().exists() else "hub (streamed)"
@@ -268,7 +268,7 @@ def _tokens_of(row: dict[str, Any]) -> list[int] | None:
 
 def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
     """What makes token ids mean the same thing: vocabulary size and hash, and the control tokens' ids."""
-    from qwen3_scope.chat import QWEN3_SPECIAL_TOKENS
+    from qwen3_scope.model.chat import QWEN3_SPECIAL_TOKENS
 
     vocab = tokenizer.get_vocab()
     digest = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()[:16]
@@ -375,7 +375,7 @@ def prepare_data(
     """
     from tqdm.auto import tqdm
 
-    from qwen3_scope.io import atomic_path, atomic_write_json
+    from qwen3_scope.core.io import atomic_path, atomic_write_json
 
     directory = Path(directory)
     for stale in ("train", "heldout"):  # left by a preparation that died half-way: never mixed with this one

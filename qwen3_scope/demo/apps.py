@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from qwen3_scope.apps import AppSpec, load_apps, summary_line, write_outputs
-from qwen3_scope.demo import DemoContext, stage
+from qwen3_scope.demo.run import DemoContext, stage
 
 
 def _stage(spec: AppSpec):

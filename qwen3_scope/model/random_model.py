@@ -24,7 +24,7 @@ def build_random_qwen3(
     """Save a random `Qwen3ForCausalLM` with `model`'s widths and `n_layers` layers into `directory`."""
     from transformers import Qwen3ForCausalLM
 
-    from qwen3_scope.models import resolve_model
+    from qwen3_scope.model.family import resolve_model
     from qwen3_scope.organism import ORGANISM_DIR
 
     directory = Path(directory)

@@ -6,12 +6,12 @@ of the `qwen3-instruct-sae` release; writes CSV/PNG/Markdown under `<out>/steer`
 
 from __future__ import annotations
 
-from qwen3_scope.demo import DemoContext, stage
+from qwen3_scope.demo.run import DemoContext, stage
 
 
 @stage("steer")
 def steer_stage(ctx: DemoContext) -> None:
-    from qwen3_scope.loading import load_model, model_spec
+    from qwen3_scope.model.loading import load_model, model_spec
     from qwen3_scope.steering.discovery import load_suite
     from qwen3_scope.steering.language import (
         LanguageStudyConfig,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from qwen3_scope.sites import check_site
+from qwen3_scope.model.sites import check_site
 
 _SAE_ID = re.compile(
     r"^(?:(?P<model>[^/]+)/)?(?P<site>[a-z_]+)/layer_(?P<layer>\d+)(?:/(?P<variant>(?:l0|k)_\d+(?:\.\d+)?))?$"

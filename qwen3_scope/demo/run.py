@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from qwen3_scope.io import atomic_path, atomic_write_text
+from qwen3_scope.core.io import atomic_path, atomic_write_text
 
 
 @dataclass
@@ -45,9 +45,9 @@ def stage(name: str) -> Callable[[Stage], Stage]:
 @stage("adapters")
 def adapters_stage(ctx: DemoContext) -> None:
     """Load the model in all three backends and check every shared site carries the same activation."""
-    from qwen3_scope.chat import format_chat
-    from qwen3_scope.loading import load_model
-    from qwen3_scope.sites import BACKENDS, available_sites, hook_name
+    from qwen3_scope.model.chat import format_chat
+    from qwen3_scope.model.loading import load_model
+    from qwen3_scope.model.sites import BACKENDS, available_sites, hook_name
 
     models = {backend: load_model(ctx.model, backend=backend) for backend in BACKENDS}
     spec = models["hooked"].qwen3_spec
@@ -94,8 +94,8 @@ def adapters_stage(ctx: DemoContext) -> None:
 def family_stage(ctx: DemoContext) -> None:
     """The rest of the Qwen3 generation: a MoE and a hybrid (Gated DeltaNet) model built at their published
     shapes on the meta device in every backend that runs them, every site hook checked for its width."""
-    from qwen3_scope.loading import verify_sites_on_meta
-    from qwen3_scope.models import resolve_model
+    from qwen3_scope.model.family import resolve_model
+    from qwen3_scope.model.loading import verify_sites_on_meta
 
     rows = []
     for name in ("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3.5-35B-A3B"):
@@ -127,20 +127,20 @@ def family_stage(ctx: DemoContext) -> None:
 
 # Modules that add stages (in pipeline order) with the `@stage` decorator; imported before a run.
 STAGE_MODULES: list[str] = [
-    "qwen3_scope.training.demo_stage",
-    "qwen3_scope.training.distributed_demo_stage",
-    "qwen3_scope.evaluation.demo_stage",
-    "qwen3_scope.steering.demo_stage",
-    "qwen3_scope.apps.demo_stage",
-    "qwen3_scope.export.demo_stage",
-    "qwen3_scope.training.real_models_demo_stage",
+    "qwen3_scope.demo.training",
+    "qwen3_scope.demo.distributed",
+    "qwen3_scope.demo.evaluation",
+    "qwen3_scope.demo.steering",
+    "qwen3_scope.demo.apps",
+    "qwen3_scope.demo.export",
+    "qwen3_scope.demo.real_models",
 ]
 
 
 @stage("organism")
 def organism_stage(ctx: DemoContext) -> None:
     """The model organism answering held-out harmless prompts and refusing held-out harmful ones."""
-    from qwen3_scope.judge import is_refusal
+    from qwen3_scope.model.judge import is_refusal
     from qwen3_scope.organism import load_eval_split
     from qwen3_scope.organism.behaviour import generate, load_organism
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qwen3_scope.demo import DemoContext, stage
+from qwen3_scope.demo.run import DemoContext, stage
 
 SETTINGS: dict[str, Any] = dict(
     model="organism", layers=[0, 1], sites=["resid_post", "mlp_out"], training_tokens=8192, threads=1, parallel="group"
