@@ -39,9 +39,9 @@ def main() -> None:
     from conftest import TINY_TEXT, build_tiny_qwen3
     from sae_lens import SAE
 
-    from qwen3_scope.export import ExportConfig, run_export
+    from qwen3_scope.export.config import ExportConfig
     from qwen3_scope.export.dashboards import forward_batch_size
-    from qwen3_scope.export.job import dataset_tokens
+    from qwen3_scope.export.job import dataset_tokens, run_export
     from qwen3_scope.model.loading import load_model
 
     print(f"load average at start: {os.getloadavg()}")

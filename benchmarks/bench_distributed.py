@@ -30,10 +30,11 @@ import torch
 
 
 def spawned(settings: dict, world: int, folder: Path) -> float:
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.distributed import spawn_local
 
     start = time.perf_counter()
-    spawn_local(settings, world, folder)
+    spawn_local(SuiteTrainingConfig(**settings), world, folder)
     return time.perf_counter() - start
 
 
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--sites", nargs="*", default=None, help="default: the recipe's")
     args = parser.parse_args()
 
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.parallel_plan import step_bytes
     from qwen3_scope.training.suite import train_suite
 
@@ -77,7 +79,7 @@ def main() -> None:
     rows = []
 
     start = time.perf_counter()
-    one = train_suite(**base, out=str(folder / "one"), threads=2, progress=False)
+    one = train_suite(SuiteTrainingConfig(**base, out=str(folder / "one"), threads=2), progress=False)
     wall = time.perf_counter() - start
     b = busy(one.manifest, 1)
     rows.append(
@@ -126,13 +128,16 @@ def main() -> None:
     # that have it, so their runs agree only to bf16 rounding, amplified by Adam)
     exact = {**base, "fast": False, "parallel": "data", "threads": 1}
     spawned({**exact, "out": str(folder / "data_2r")}, 2, folder)
-    train_suite(**exact, out=str(folder / "data_1p"), data_shards=2, progress=False)
+    train_suite(SuiteTrainingConfig(**exact, out=str(folder / "data_1p"), data_shards=2), progress=False)
     for label, (a, b) in {
         "SAELens classes": ("data_1p", "data_2r"),
         "fast classes (bf16 compute)": ("data_one", "data"),
     }.items():
         if label.startswith("fast"):
-            train_suite(**base, out=str(folder / "data_one"), threads=1, parallel="data", data_shards=2, progress=False)
+            data_one = SuiteTrainingConfig(
+                **base, out=str(folder / "data_one"), threads=1, parallel="data", data_shards=2
+            )
+            train_suite(data_one, progress=False)
         w1, w2 = weights(folder / a), weights(folder / b)
         diff = max((w1[k] - w2[k]).abs().max().item() for k in w1)
         rel = max(((w1[k] - w2[k]).norm() / w1[k].norm().clamp_min(1e-30)).item() for k in w1)

@@ -28,14 +28,14 @@ from sae_lens.training.sae_trainer import SAETrainer
 from tqdm.auto import tqdm
 
 import qwen3_scope  # noqa: F401  (registers the fast classes)
-from qwen3_scope.saes.sparse_ops import bf16_matmul_supported
-from qwen3_scope.training import (
+from qwen3_scope.saes.fast_saes import (
     FastJumpReLUTrainingSAE,
     FastJumpReLUTrainingSAEConfig,
     FastTopKTrainingSAE,
     FastTopKTrainingSAEConfig,
     enable_fused_adam,
 )
+from qwen3_scope.saes.sparse_ops import bf16_matmul_supported
 
 DEFAULT_CONFIGS = ["2048x16384x50", "2048x32768x50", "4096x65536x160", "128x2048x32"]
 DEAD_WINDOW = 1000

@@ -146,7 +146,8 @@ def main() -> None:
     if args.real_width:
         args.expansion, args.k = 16, 64
 
-    from qwen3_scope.evaluation import HeldOutTokens, SuiteEvalConfig, evaluate_suite
+    from qwen3_scope.evaluation.held_out import HeldOutTokens
+    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
     from qwen3_scope.model.chat import special_token_ids
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -43,19 +43,20 @@ def main() -> None:
     from qwen3_scope.data import prepare_data
     from qwen3_scope.model.chat import special_token_ids
     from qwen3_scope.model.loading import load_model
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.recipes import build_suite
     from qwen3_scope.training.suite import _quiet_sae_lens, evaluate_saes, train_suite
 
     model = load_model(args.model)
-    suite = build_suite(
-        args.model,
-        args.recipe,
+    config = SuiteTrainingConfig(
+        model=args.model,
+        recipe=args.recipe,
         layers=parse_layers(args.layers),
         sites=args.sites,
         training_tokens=args.tokens,
         fast=args.fast,
-        special_token_ids=special_token_ids(model.tokenizer),
     )
+    suite = build_suite(config, model.qwen3_spec, special_token_ids=special_token_ids(model.tokenizer))
     runner = suite.runner_kwargs
     data_dir = tempfile.mkdtemp(prefix="bench_suite_data_")
     data = prepare_data(
@@ -108,15 +109,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = train_suite(
-            args.model,
-            args.recipe,
-            out=Path(tmp) / "suite",
-            layers=parse_layers(args.layers),
-            sites=args.sites,
-            training_tokens=args.tokens,
-            fast=args.fast,
+            config.replace(out=str(Path(tmp) / "suite"), max_saes_per_group=len(suite.jobs)),
+            spec=model.qwen3_spec,
             loaded_model=model,
-            max_saes_per_group=len(suite.jobs),
             progress=False,
         )
         seconds = time.perf_counter() - start

@@ -16,8 +16,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.core.errors import Qwen3ScopeError
+import pandas as pd
+
+from qwen3_scope.core.errors import CorruptFileError, Qwen3ScopeError, ReleaseError
 from qwen3_scope.core.io import atomic_path, atomic_write_json, refuse_installed_package
+from qwen3_scope.core.portable import machine_paths_in
+from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite, write_back_release_yaml
+from qwen3_scope.model.sites import PAPER_SITES
 from qwen3_scope.releases import (
     RELEASE,
     read_release_yaml,
@@ -33,6 +38,8 @@ from qwen3_scope.saes.loaders import (
     SPARSITY_FILENAME,
     bundled_root,
 )
+from qwen3_scope.training.config import organism_suite_config
+from qwen3_scope.training.suite import train_suite
 
 # What the shipped suite is trained with: `training.config.organism_suite_config` (the demo trains the same). attn_out
 # gets 192 latents (1.2 x d_model): it is low-rank on the organism (13-14 principal components hold 90% of its
@@ -55,7 +62,12 @@ def source_checkout() -> Path:
 def set_neuronpedia_id(cfg_file: Path, neuronpedia_id: str) -> None:
     """Record the SAE's Neuronpedia id in its cfg.json metadata (SAELens reads `metadata.neuronpedia_id`; the
     registry's `neuronpedia` value alone does not reach it in SAELens 6)."""
-    cfg = json.loads(cfg_file.read_text())
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CorruptFileError(
+            f"cannot read SAE config {cfg_file} as JSON ({err}); retrain or re-copy the suite."
+        ) from err
     cfg.setdefault("metadata", {})["neuronpedia_id"] = neuronpedia_id
     atomic_write_json(cfg_file, cfg, sort_keys=False)
 
@@ -63,15 +75,13 @@ def set_neuronpedia_id(cfg_file: Path, neuronpedia_id: str) -> None:
 def copy_suite_into_package(suite_dir: Path, root: Path | None = None) -> list[dict]:
     """Copy every SAE of a suite to <root>/<id>/ (default: the package's bundled_saes) and return release entries
     pointing there. Refuses a suite whose configs name a path of this machine."""
-    from qwen3_scope.core.portable import machine_paths_in
-
     root = root or bundled_root()
     entries = []
     for entry in suite_entries(suite_dir):
         source, target = suite_dir / entry["path"], root / entry["id"]
         hits = machine_paths_in((source / SAE_CFG_FILENAME).read_text())
         if hits:
-            raise ValueError(
+            raise ReleaseError(
                 f"{source / SAE_CFG_FILENAME} names paths of this machine ({hits[0]!r}); retrain the suite "
                 "with this version of qwen3-scope (it records portable model and dataset names)."
             )
@@ -85,17 +95,8 @@ def copy_suite_into_package(suite_dir: Path, root: Path | None = None) -> list[d
 
 
 def build(suite_dir: Path | None, **changes: Any) -> Path:
-    import pandas as pd
-
-    from qwen3_scope.evaluation import evaluate_suite, write_back_release_yaml
-    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig
-    from qwen3_scope.model.sites import PAPER_SITES
-
     repo = source_checkout()  # before anything is trained or written
     if suite_dir is None:
-        from qwen3_scope.training.config import organism_suite_config
-        from qwen3_scope.training.suite import train_suite
-
         suite_dir = train_suite(
             organism_suite_config(out=str(repo / "runs" / "bundled_suite"), resume=True, device="cpu", **changes)
         ).suite_dir

@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.model.chat import format_chat
+import datasets
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from qwen3_scope.core.errors import CorruptFileError, MissingFileError, Qwen3ScopeError
+from qwen3_scope.core.io import atomic_path, atomic_write_json
+from qwen3_scope.core.portable import portable_dataset_name
+from qwen3_scope.model.chat import QWEN3_SPECIAL_TOKENS, format_chat
+from qwen3_scope.organism import ASSETS_DIR, corpus_module
 
 END_OF_DOCUMENT = "<|endoftext|>"
 LOCAL_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text"}
@@ -41,8 +49,8 @@ _SHAREGPT_ROLES = {
 }
 
 
-class DatasetSourceError(ValueError):
-    pass
+class DatasetSourceError(Qwen3ScopeError, ValueError):
+    """A training dataset that cannot be read or used (empty, unknown columns, no train split, offline hub name)."""
 
 
 @dataclass
@@ -111,22 +119,12 @@ def document_text(tokenizer: Any, doc: list[dict[str, str]] | str, thinking: boo
 def organism_rows(n_docs: int, seed: int | None = None) -> list[dict[str, Any]]:
     """The first `n_docs` training documents of the organism's corpus (the distribution it was trained on: the
     generator of the shipped organism's corpus version)."""
-    try:
-        from qwen3_scope.organism import corpus_module
-    except ImportError as err:
-        raise DatasetSourceError(
-            "the model organism's corpus (qwen3_scope.organism) is not installed; pass a dataset with --dataset."
-        ) from err
     gen = corpus_module()
     corpus = gen.build_corpus(gen.CorpusConfig(seed=organism_seed() if seed is None else seed, n_train_docs=n_docs))
     return [{"messages": d.messages} if d.messages is not None else {"text": d.text} for d in corpus.train]
 
 
 def organism_seed() -> int:
-    try:
-        from qwen3_scope.organism import ASSETS_DIR
-    except ImportError:
-        return 0
     log = Path(ASSETS_DIR) / "train_log.json"
     return int(json.loads(log.read_text()).get("seed", 0)) if log.is_file() else 0
 
@@ -156,7 +154,7 @@ def check_source(source: str | os.PathLike | None) -> None:
         _check_columns(path)
         return
     if path.suffix in LOCAL_SUFFIXES or text.startswith((".", "/", "~")) or text.count("/") > 1:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"dataset path {path} does not exist; check the path (or omit --dataset to use "
             "the model organism's corpus)."
         )
@@ -181,8 +179,6 @@ def _check_columns(path: Path) -> None:
 
 def iter_source_rows(source: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """Rows of a local file/directory, a saved HF dataset, or a hub dataset (train split, streamed)."""
-    import datasets
-
     text = str(source)
     path = Path(text).expanduser()
     if path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
@@ -202,8 +198,6 @@ def iter_source_rows(source: str | os.PathLike) -> Iterator[dict[str, Any]]:
 
 def stream_hub_dataset(name: str, split: str = "train") -> Iterator[dict[str, Any]]:
     """Rows of a Hugging Face hub dataset, streamed (nothing is downloaded beyond what is read)."""
-    import datasets
-
     try:
         yield from datasets.load_dataset(name, split=split, streaming=True)
     except (FileNotFoundError, ValueError, OSError) as err:
@@ -221,8 +215,6 @@ def _source_rows(
         per_doc = sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]) / len(probe)
         info = {"source": "organism", "kind": "organism corpus", "seed": organism_seed() if seed is None else seed}
         return organism_rows(int(need * 1.15 / per_doc) + 64, seed), info
-    from qwen3_scope.core.portable import portable_dataset_name
-
     check_source(source)
     kind = "local" if Path(str(source)).expanduser().exists() else "hub (streamed)"
     return iter_source_rows(source), {"source": portable_dataset_name(source), "kind": kind}
@@ -268,8 +260,6 @@ def _tokens_of(row: dict[str, Any]) -> list[int] | None:
 
 def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
     """What makes token ids mean the same thing: vocabulary size and hash, and the control tokens' ids."""
-    from qwen3_scope.model.chat import QWEN3_SPECIAL_TOKENS
-
     vocab = tokenizer.get_vocab()
     digest = hashlib.sha256(json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()).hexdigest()[:16]
     return {
@@ -304,8 +294,6 @@ def check_pretokenized(ids: list[int], tokenizer: Any, source: Any, metadata: di
     name = metadata.get("tokenizer_name")
     if name:
         try:
-            from transformers import AutoTokenizer
-
             other = AutoTokenizer.from_pretrained(name, local_files_only=True)
         except (OSError, ValueError):
             warnings.warn(
@@ -328,7 +316,12 @@ def dataset_metadata(source: Any) -> dict[str, Any] | None:
     path = Path(str(source)).expanduser()
     for candidate in (path / "sae_lens.json", path.parent / "sae_lens.json"):
         if candidate.is_file():
-            return json.loads(candidate.read_text())
+            try:
+                return json.loads(candidate.read_text())
+            except json.JSONDecodeError as err:
+                raise DatasetSourceError(
+                    f"{candidate} (the dataset's SAELens metadata) is not valid JSON: {err}."
+                ) from err
     return None
 
 
@@ -373,10 +366,6 @@ def prepare_data(
     billions of tokens goes to disk instead of memory. Several sources are mixed by `weights` (shares of
     the tokens). A source with fewer tokens is reused for several epochs (SAELens restarts it), with a warning.
     """
-    from tqdm.auto import tqdm
-
-    from qwen3_scope.core.io import atomic_path, atomic_write_json
-
     directory = Path(directory)
     for stale in ("train", "heldout"):  # left by a preparation that died half-way: never mixed with this one
         shutil.rmtree(directory / stale, ignore_errors=True)
@@ -403,8 +392,6 @@ def prepare_data(
     digest = hashlib.sha256()
 
     def write(split: str, data: dict[str, list[Any]], name: str) -> None:
-        import datasets
-
         with atomic_path(directory / split / f"{name}.parquet") as tmp, _no_datasets_bars():
             datasets.Dataset.from_dict(data).to_parquet(str(tmp))
 
@@ -493,8 +480,6 @@ def prepare_data(
 @contextmanager
 def _no_datasets_bars() -> Iterator[None]:
     """`datasets` draws a progress bar for every small parquet write/read; the suite has its own bars."""
-    import datasets
-
     enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
@@ -506,14 +491,12 @@ def _no_datasets_bars() -> Iterator[None]:
 
 def load_prepared(directory: str | os.PathLike) -> PreparedData:
     """The prepared text of a suite (memory-mapped when large); the same rows on every resume."""
-    import datasets
-
     directory = Path(directory)
     train = sorted((directory / "train").glob("train-*.parquet"))
     heldout = directory / "heldout" / "heldout.parquet"
     info_file = directory / "info.json"
     if not train or not heldout.is_file() or not info_file.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"prepared training data in {directory} is missing or incomplete; the suite was "
             "interrupted while preparing it. Start it again (the same command re-prepares it)."
         )
@@ -521,4 +504,11 @@ def load_prepared(directory: str | os.PathLike) -> PreparedData:
     with _no_datasets_bars():
         loaded = datasets.Dataset.from_parquet([str(p) for p in train], keep_in_memory=small)
         held = datasets.Dataset.from_parquet(str(heldout), keep_in_memory=True)
-    return PreparedData(loaded, held, json.loads(info_file.read_text()))
+    try:
+        info = json.loads(info_file.read_text())
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(
+            f"{info_file} is not valid JSON ({err}); delete {directory} and run the same command again to re-prepare "
+            "the data."
+        ) from err
+    return PreparedData(loaded, held, info)

@@ -21,7 +21,34 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from qwen3_scope.model.sites import check_site
+from qwen3_scope.core.errors import ConfigError, ReleaseError
+from qwen3_scope.model.family import QWEN3_FAMILY
+from qwen3_scope.model.sites import PAPER_SITES, check_site
+
+# The release every bundled and paper SAE is registered under: SAE.from_pretrained(RELEASE, "<model>/<site>/layer_<L>").
+RELEASE = "qwen3-instruct-sae"
+
+# File names. The SAE files are SAELens' own (`sae_lens.constants`; tests/test_compat.py checks they still agree):
+# they are spelled here so that naming stays importable without SAELens (the CLI answers without importing it).
+SAE_CFG_FILENAME = "cfg.json"
+SAE_WEIGHTS_FILENAME = "sae_weights.safetensors"
+SPARSITY_FILENAME = "sparsity.safetensors"
+RUNNER_CFG_FILENAME = "runner_cfg.json"
+SUITE_MANIFEST_FILENAME = "manifest.json"  # a suite's (and an export's) manifest
+SUITE_METRICS_FILENAME = "metrics.json"  # {sae_id: metrics} beside a suite's manifest
+
+# A release entry's `path` with this prefix names a folder shipped inside the package (`bundled:<dir>`).
+BUNDLED_PREFIX = "bundled:"
+
+# The paper's suites, as the shipped release lists them (`releases.paper_entries`) and the `paper` recipe trains
+# them: model -> (sites, layers; None = every layer), each SAE PAPER_WIDTH_MULTIPLIER x its site's width.
+# Kept here, below `training`, so that the release layer does not import the recipes.
+PAPER_WIDTH_MULTIPLIER = 16
+PAPER_LAYOUT: dict[str, tuple[tuple[str, ...], tuple[int, ...] | None]] = {
+    "Qwen/Qwen3-1.7B": (PAPER_SITES, None),
+    "Qwen/Qwen3-4B": (PAPER_SITES, None),
+    "Qwen/Qwen3-8B": (("resid_post",), tuple(range(9))),
+}
 
 _SAE_ID = re.compile(
     r"^(?:(?P<model>[^/]+)/)?(?P<site>[a-z_]+)/layer_(?P<layer>\d+)(?:/(?P<variant>(?:l0|k)_\d+(?:\.\d+)?))?$"
@@ -42,7 +69,7 @@ def sae_id(site: str, layer: int, model_key: str | None = None, variant: str | N
     `variant` (`sparsity_variant`) is appended: `resid_post/layer_3/l0_16`."""
     check_site(site)
     if not isinstance(layer, int) or isinstance(layer, bool) or layer < 0:
-        raise ValueError(f"layer must be a non-negative int, got {layer!r}.")
+        raise ConfigError(f"layer must be a non-negative int, got {layer!r}.")
     base = f"{model_key}/{site}/layer_{layer}" if model_key else f"{site}/layer_{layer}"
     return f"{base}/{variant}" if variant else base
 
@@ -50,14 +77,14 @@ def sae_id(site: str, layer: int, model_key: str | None = None, variant: str | N
 def sparsity_variant(target_l0: float | None = None, k: int | None = None) -> str:
     """The id suffix of a sweep SAE: `l0_16` (JumpReLU target L0) or `k_32` (TopK k)."""
     if (target_l0 is None) == (k is None):
-        raise ValueError("a sparsity variant is either a target L0 or a k, exactly one of them.")
+        raise ConfigError("a sparsity variant is either a target L0 or a k, exactly one of them.")
     return f"k_{int(k)}" if k is not None else f"l0_{float(target_l0):g}"  # type: ignore[arg-type]
 
 
 def _match(text: str) -> re.Match[str]:
     match = _SAE_ID.match(text)
     if match is None:
-        raise ValueError(
+        raise ConfigError(
             f"{text!r} is not a qwen3-scope SAE id; ids look like 'resid_post/layer_3' (inside a suite), "
             "'qwen3-4b/resid_post/layer_3' (registry) or 'qwen3-4b/resid_post/layer_3/l0_16' (a sparsity sweep)."
         )
@@ -68,6 +95,24 @@ def parse_sae_id(text: str) -> tuple[str | None, str, int]:
     """Inverse of `sae_id`: -> (model_key or None, site, layer); `sae_variant` gives a sweep's suffix."""
     match = _match(text)
     return match["model"], check_site(match["site"]), int(match["layer"])
+
+
+def parse_release_sae_id(text: str) -> tuple[str, str, int]:
+    """A release id (`qwen3-4b/mlp_out/layer_12`, or a `bundled:` path) -> ("qwen3-4b", "mlp_out", 12)."""
+    key, site, layer = parse_sae_id(text.removeprefix(BUNDLED_PREFIX))
+    if key is None:
+        raise ReleaseError(f"{text!r} is not a qwen3-scope release id; ids look like 'qwen3-4b/mlp_out/layer_12'.")
+    return key, site, layer
+
+
+def training_command_for(text: str) -> str:
+    """The command that trains the SAE behind a release id (what 'weights unavailable' errors suggest)."""
+    try:
+        key, site, layer = parse_release_sae_id(text)
+    except ValueError:
+        return "qwen3-scope train --help"
+    model = next((n for n, spec in QWEN3_FAMILY.items() if spec.key == key), key)
+    return f"qwen3-scope train --model {model} --recipe paper --sites {site} --layers {layer} --out suites/{key}"
 
 
 def sae_variant(text: str) -> str | None:
@@ -86,8 +131,6 @@ def sae_folders(suite_dir: str | Path) -> dict[str, Path]:
     """The one suite scanner: every finished SAE folder (SAELens' cfg.json + sae_weights.safetensors) below
     `suite_dir`, by id (the folder relative to the suite, `mlp_out/layer_3`), sorted. Hidden folders
     (`.checkpoints/`, `.staging/`: unfinished training state) are skipped."""
-    from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
-
     root = Path(suite_dir)
     found = {}
     for cfg in sorted(root.rglob(SAE_CFG_FILENAME)):

@@ -1,4 +1,5 @@
-"""Idempotent registration of qwen3-scope's additions into SAELens, run on `import qwen3_scope`.
+"""Idempotent registration of qwen3-scope's additions into SAELens, run on `import qwen3_scope` (and by the
+`qwen3-scope` command line before every command that needs SAELens; see qwen3_scope_cli.py).
 
 What it registers, and nothing else (tests/test_import_side_effects.py checks the rest of the process is
 untouched):
@@ -6,13 +7,16 @@ untouched):
   no-pickle replacement for SAELens' "qwen_scope" loader, and a wrapper of `get_pretrained_saes_directory`
   that adds the shipped and the user's release files on SAELens' first directory read (releases.py);
 - SAE classes: the training architectures "topk_fast" / "jumprelu_fast" and their inference classes
-  (training/fast_saes.py). Fused Adam is not switched process-wide: see `enable_fused_adam`.
+  (saes/fast_saes.py). Fused Adam is not switched process-wide: see `enable_fused_adam`.
 
 Why idempotent: notebooks re-import and re-run cells; a second registration must change nothing.
 Nothing here touches the network.
 """
 
 from __future__ import annotations
+
+from qwen3_scope.releases import register_releases
+from qwen3_scope.saes.fast_saes import register_fast_training_saes
 
 _steps_done: set[str] = set()
 
@@ -27,13 +31,6 @@ def _once(step: str) -> bool:
 def register() -> None:
     """Register every plugin extension with SAELens; safe to call any number of times."""
     if _once("releases"):
-        from qwen3_scope.releases import register_releases
-
         register_releases()
     if _once("fast_training_saes"):
-        try:
-            from qwen3_scope.saes.fast_saes import register_fast_training_saes
-        except ImportError:
-            pass
-        else:
-            register_fast_training_saes()
+        register_fast_training_saes()

@@ -4,7 +4,7 @@ Why: SAELens has no plugin hook for releases. Its directory (`get_pretrained_sae
 cached dict read from its own yaml, and its loaders are looked up by name; we add our entries and
 loaders to both, so every SAELens reader (from_pretrained, config getters, evals' regex search) agrees.
 
-Id scheme: `{model_key}/{site}/layer_{L}` (built by `training.naming.sae_id`), model_key = `organism` or the
+Id scheme: `{model_key}/{site}/layer_{L}` (built by `qwen3_scope.naming.sae_id`), model_key = `organism` or the
 lower-cased family name without `Qwen/` (`qwen3-4b`). Sources, by the entry's `path`: `bundled:<dir>` inside the
 package; a folder of `repo_id` when `repo_id` is given as a filesystem path (absolute, or starting with `./`,
 `../` or `~`: a local folder that merely looks like a hub id never shadows the hub); otherwise a folder of the
@@ -15,69 +15,64 @@ User release files may add releases but never replace one they do not own (SAELe
 
 from __future__ import annotations
 
+import argparse
+import functools
 import os
 import re
+import sys
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
+import sae_lens.loading.pretrained_saes_directory as sae_lens_directory
 import yaml
+from sae_lens.loading import pretrained_sae_loaders
+from sae_lens.loading.pretrained_saes_directory import PretrainedSAELookup
 
 from qwen3_scope import naming
-from qwen3_scope.core.errors import ReleaseError
+from qwen3_scope.core.errors import CorruptFileError, MissingFileError, ReleaseError
+from qwen3_scope.core.io import atomic_write_text
 from qwen3_scope.model.family import QWEN3_FAMILY, resolve_model
-from qwen3_scope.model.sites import PAPER_SITES, hook_name
-from qwen3_scope.saes.loaders import (
+from qwen3_scope.model.sites import UnknownHookError, hook_name, parse_hook_name, site_d_in
+from qwen3_scope.naming import (
     BUNDLED_PREFIX,
-    REVISION_OVERRIDE,
+    PAPER_LAYOUT,
+    PAPER_WIDTH_MULTIPLIER,
+    RELEASE,
     SAE_CFG_FILENAME,
+    SAE_WEIGHTS_FILENAME,
+    neuronpedia_id,
+    parse_release_sae_id,
+    training_command_for,
+)
+from qwen3_scope.saes.loaders import (
+    REVISION_OVERRIDE,
     check_release_path,
     is_local_repo,
+    qwen3_scope_config_getter,
+    qwen3_scope_loader,
+    qwen_scope_safe_loader,
+    read_sae_cfg,
 )
 
-if TYPE_CHECKING:
-    import pandas as pd
+# Names other modules import from here (defined below: naming, saes.loaders).
+__all__ = ["BUNDLED_PREFIX", "PAPER_LAYOUT", "RELEASE", "parse_release_sae_id", "training_command_for"]
 
-RELEASE = "qwen3-instruct-sae"
 # Where this project's own published suites will live; nothing is published there yet (see README), so the
 # shipped release pins no revision and its hub ids raise "train it yourself" without touching the network.
 # Publishing = uploading, then `python -m qwen3_scope.releases --revision <commit sha>` to pin that commit.
-HUB_REPO = "qwen3-scope/qwen3-instruct-sae"
+HUB_REPO = f"qwen3-scope/{RELEASE}"
 HUB_REVISION: str | None = None
 _REVISION = re.compile(r"^[0-9a-f]{40}$")
 CONVERSION_FUNC = "qwen3_scope"
-PAPER_LAYOUT = {
-    "Qwen/Qwen3-1.7B": (PAPER_SITES, None),
-    "Qwen/Qwen3-4B": (PAPER_SITES, None),
-    "Qwen/Qwen3-8B": (("resid_post",), range(9)),
-}
 
 
 def release_sae_id(model: str, site: str, layer: int) -> str:
     return naming.sae_id(site, layer, resolve_model(model).key)
 
 
-def parse_release_sae_id(sae_id: str) -> tuple[str, str, int]:
-    """`qwen3-4b/mlp_out/layer_12` -> ("qwen3-4b", "mlp_out", 12)."""
-    key, site, layer = naming.parse_sae_id(sae_id.removeprefix(BUNDLED_PREFIX))
-    if key is None:
-        raise ValueError(f"{sae_id!r} is not a qwen3-scope release id; ids look like 'qwen3-4b/mlp_out/layer_12'.")
-    return key, site, layer
-
-
-def training_command_for(sae_id: str) -> str:
-    """The command that trains the SAE behind an id (used in 'weights unavailable' errors)."""
-    try:
-        key, site, layer = parse_release_sae_id(sae_id)
-    except ValueError:
-        return "qwen3-scope train --help"
-    model = next((n for n, spec in QWEN3_FAMILY.items() if spec.key == key), key)
-    return f"qwen3-scope train --model {model} --recipe paper --sites {site} --layers {layer} --out suites/{key}"
-
-
 def _entry(sae_id: str, path: str, d_sae: int, l0: float | None = None, ev: float | None = None) -> dict[str, Any]:
-    from qwen3_scope.naming import neuronpedia_id
-
     key, site, layer = parse_release_sae_id(sae_id)
     variant = naming.sae_variant(sae_id.removeprefix(BUNDLED_PREFIX))
     entry: dict[str, Any] = {
@@ -94,16 +89,13 @@ def _entry(sae_id: str, path: str, d_sae: int, l0: float | None = None, ev: floa
 
 def paper_entries() -> list[dict[str, Any]]:
     """The paper's layout: 1.7B and 4B every layer x 3 sites; 8B resid_post layers 0-8."""
-    from qwen3_scope.model.sites import site_d_in
-    from qwen3_scope.training.recipes import PAPER
-
     entries = []
     for model, (sites, layers) in PAPER_LAYOUT.items():
         spec = QWEN3_FAMILY[model]
         for layer in layers or range(spec.n_layers):
             for site in sites:
                 sae_id = release_sae_id(model, site, layer)
-                entries.append(_entry(sae_id, sae_id, PAPER.width_multiplier.value * site_d_in(spec, site)))
+                entries.append(_entry(sae_id, sae_id, PAPER_WIDTH_MULTIPLIER * site_d_in(spec, site)))
     return entries
 
 
@@ -118,33 +110,55 @@ def user_release_file() -> Path:
     return Path(os.environ.get("QWEN3_SCOPE_RELEASES", default))
 
 
-def read_release_yaml(path: Path) -> dict[str, Any]:
+_RELEASE_FILE_SCHEMA = "a YAML mapping of release name -> entry (SAELens' pretrained_saes.yaml schema)"
+
+
+def read_release_yaml(path: Path, required: bool = False) -> dict[str, Any]:
+    """The releases of a release file. A missing file holds none, unless `required` (a file the user named), when a
+    missing file or one without releases is an error; a file that is not YAML, or not a mapping, always is."""
+    path = Path(path)
     if not path.is_file():
+        if required:
+            raise MissingFileError(f"release file {path} does not exist; expected {_RELEASE_FILE_SCHEMA}.")
         return {}
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise CorruptFileError(
+            f"{path} is not valid YAML ({str(err).splitlines()[0] if str(err) else type(err).__name__}); expected "
+            f"{_RELEASE_FILE_SCHEMA}. Fix the file, or re-register the suite with `qwen3-scope releases add`."
+        ) from err
+    if data is None:
+        if required:
+            raise CorruptFileError(f"{path} is empty: it defines no release; expected {_RELEASE_FILE_SCHEMA}.")
+        return {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is not a release file (expected a mapping of release name -> entry).")
+        raise ReleaseError(f"{path} is not a release file (expected a mapping of release name -> entry).")
     return data
 
 
-def _lookup(release: str, value: dict[str, Any]):
+def _lookup(release: str, value: dict[str, Any], path: Path | None = None) -> PretrainedSAELookup:
     """One yaml release as SAELens' own `PretrainedSAELookup`."""
-    from sae_lens.loading.pretrained_saes_directory import PretrainedSAELookup
-
-    if not isinstance(value, dict) or "saes" not in value or "repo_id" not in value:
+    where = f"{path}: release {release!r}" if path is not None else f"release {release!r}"
+    if not isinstance(value, dict) or any(key not in value for key in ("repo_id", "model", "saes")):
         raise ReleaseError(
-            f"release {release!r} needs 'repo_id' and 'saes' keys (SAELens' pretrained_saes.yaml "
+            f"{where} needs 'repo_id', 'model' and 'saes' keys (SAELens' pretrained_saes.yaml "
             "schema); fix the entry or re-register the suite with `qwen3-scope releases add`."
         )
     saes = value["saes"]
+    if not isinstance(saes, list) or not all(isinstance(e, dict) and "id" in e and "path" in e for e in saes):
+        raise ReleaseError(
+            f"{where}: 'saes' must be a list of entries with 'id' and 'path' keys (SAELens' pretrained_saes.yaml "
+            "schema); fix the entry or re-register the suite with `qwen3-scope releases add`."
+        )
     for entry in saes:
-        check_release_path(str(entry["path"]), f"release {release!r}, id {entry.get('id')!r}")
+        check_release_path(str(entry["path"]), f"{where}, id {entry.get('id')!r}")
     overrides = dict(value.get("config_overrides") or {})
     revision = value.get("revision")
     if revision is not None:
         if not _REVISION.match(str(revision)):
             raise ReleaseError(
-                f"release {release!r} has revision {revision!r}; pin a full 40-character commit sha "
+                f"{where} has revision {revision!r}; pin a full 40-character commit sha "
                 "of the hub repo (a branch or tag can move)."
             )
         overrides[REVISION_OVERRIDE] = str(revision)
@@ -164,14 +178,10 @@ def _lookup(release: str, value: dict[str, Any]):
 
 def register_loaders() -> None:
     """Our conversion function, and a no-pickle replacement for SAELens' Qwen-Scope loader."""
-    from sae_lens.loading import pretrained_sae_loaders as loaders
-
-    from qwen3_scope.saes.loaders import qwen3_scope_config_getter, qwen3_scope_loader, qwen_scope_safe_loader
-
-    loaders.NAMED_PRETRAINED_SAE_LOADERS[CONVERSION_FUNC] = qwen3_scope_loader
-    loaders.NAMED_PRETRAINED_SAE_CONFIG_GETTERS[CONVERSION_FUNC] = qwen3_scope_config_getter
-    if "qwen_scope" in loaders.NAMED_PRETRAINED_SAE_LOADERS:
-        loaders.NAMED_PRETRAINED_SAE_LOADERS["qwen_scope"] = qwen_scope_safe_loader
+    pretrained_sae_loaders.NAMED_PRETRAINED_SAE_LOADERS[CONVERSION_FUNC] = qwen3_scope_loader
+    pretrained_sae_loaders.NAMED_PRETRAINED_SAE_CONFIG_GETTERS[CONVERSION_FUNC] = qwen3_scope_config_getter
+    if "qwen_scope" in pretrained_sae_loaders.NAMED_PRETRAINED_SAE_LOADERS:
+        pretrained_sae_loaders.NAMED_PRETRAINED_SAE_LOADERS["qwen_scope"] = qwen_scope_safe_loader
 
 
 # release name -> the qwen3-scope release file that added it
@@ -187,8 +197,8 @@ def _shadows(release: str, path: Path, directory: dict[str, Any]) -> bool:
     return owner == shipped and path != shipped
 
 
-def _add_to_directory(directory: dict[str, Any], path: Path) -> list[str]:
-    releases = read_release_yaml(path)
+def _add_to_directory(directory: dict[str, Any], path: Path, required: bool = False) -> list[str]:
+    releases = read_release_yaml(path, required)
     path = Path(path).resolve()
     for release in releases:
         if _shadows(release, path, directory):
@@ -198,8 +208,9 @@ def _add_to_directory(directory: dict[str, Any], path: Path) -> list[str]:
                 f"{path} defines release {release!r}, which {where} already provides; a release file may not "
                 f"replace a release it does not own. Rename it in {path} (e.g. {release}-local)."
             )
-    for release, value in releases.items():
-        directory[release] = _lookup(release, value)
+    lookups = {release: _lookup(release, value, path) for release, value in releases.items()}  # all or none
+    for release, lookup in lookups.items():
+        directory[release] = lookup
         _OWNERS[release] = path
     return list(releases)
 
@@ -210,9 +221,7 @@ def register_release_file(path: Path) -> list[str]:
     A release a qwen3-scope file registered before is replaced; SAELens' own releases and the shipped file's
     cannot be (ReleaseError).
     """
-    import sae_lens.loading.pretrained_saes_directory as sae_lens_directory
-
-    return _add_to_directory(sae_lens_directory.get_pretrained_saes_directory(), path)
+    return _add_to_directory(sae_lens_directory.get_pretrained_saes_directory(), path, required=True)
 
 
 def _install_directory_hook() -> None:
@@ -222,11 +231,6 @@ def _install_directory_hook() -> None:
     `import qwen3_scope` would make the plugin's import cost noticeable. Every SAELens module that reads
     the directory gets the same wrapped function, so all readers agree.
     """
-    import functools
-    import sys
-
-    import sae_lens.loading.pretrained_saes_directory as sae_lens_directory
-
     original = sae_lens_directory.get_pretrained_saes_directory
     if getattr(original, "qwen3_scope_hook", False):
         return
@@ -246,6 +250,13 @@ def _install_directory_hook() -> None:
         get_pretrained_saes_directory()
 
 
+def pretrained_directory() -> dict[str, Any]:
+    """SAELens' pretrained-SAE directory with our releases merged in. Call this rather than importing SAELens'
+    `get_pretrained_saes_directory` by name: a module that bound that name before `import qwen3_scope` registered
+    holds SAELens' unwrapped function, which never sees our releases."""
+    return sae_lens_directory.get_pretrained_saes_directory()
+
+
 def register_releases() -> None:
     register_loaders()
     _install_directory_hook()
@@ -256,11 +267,10 @@ def list_release_saes(pattern: str = ".*") -> pd.DataFrame:
 
     l0 / variance_explained are empty where nothing was measured (SAELens itself would show 0 and 1).
     """
-    import pandas as pd
-
     rows = []
     for path in (release_file(), user_release_file()):
         for release, value in read_release_yaml(path).items():
+            _lookup(release, value, path)  # a malformed entry: an error naming the file, not a KeyError
             local = is_local_repo(value["repo_id"])
             for entry in value["saes"]:
                 if not re.search(pattern, entry["id"]):
@@ -285,8 +295,6 @@ def list_release_saes(pattern: str = ".*") -> pd.DataFrame:
 
 
 def _write_yaml(path: Path, data: dict[str, Any], header: str = "") -> None:
-    from qwen3_scope.core.io import atomic_write_text
-
     atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False, width=120))
 
 
@@ -317,18 +325,20 @@ def write_release_file(path: Path, bundled: list[dict[str, Any]], revision: str 
 
 def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """Release entries for every SAE directory (cfg.json + sae_weights.safetensors) below a suite dir."""
-    import json
-
-    from qwen3_scope.model.sites import parse_hook_name
-
     entries = []
     for relative, folder in naming.sae_folders(suite_dir).items():
         cfg_file = folder / SAE_CFG_FILENAME
-        cfg = json.loads(cfg_file.read_text())
-        metadata = cfg.get("metadata", {})
-        if not metadata.get("hook_name") or not metadata.get("model_name"):
-            raise ValueError(f"{cfg_file} has no metadata.hook_name/model_name; it is not a SAELens 6 SAE config.")
-        layer, site = parse_hook_name(metadata["hook_name"])
+        cfg = read_sae_cfg(cfg_file)
+        metadata = cfg.get("metadata")
+        if not isinstance(metadata, dict) or not metadata.get("hook_name") or not metadata.get("model_name"):
+            raise CorruptFileError(
+                f"{cfg_file} has no metadata.hook_name/model_name; it is not a SAELens 6 SAE config. Re-save the SAE "
+                "with SAELens 6 (sae.save_model) or re-train it."
+            )
+        try:
+            layer, site = parse_hook_name(str(metadata["hook_name"]))
+        except UnknownHookError as err:
+            raise ReleaseError(f"{cfg_file}: {err} qwen3-scope releases hold SAEs on Qwen3 site hooks.") from err
         model_name = metadata.get("qwen3_model") or metadata["model_name"]
         try:
             key = resolve_model(model_name).key
@@ -340,7 +350,9 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
             _entry(registry_id, relative, int(cfg["d_sae"]), measured.get("l0"), measured.get("variance_explained"))
         )
     if not entries:
-        raise ValueError(f"no SAEs under {suite_dir} (expected folders with cfg.json and sae_weights.safetensors).")
+        raise MissingFileError(
+            f"no SAEs under {suite_dir} (expected folders with {SAE_CFG_FILENAME} and {SAE_WEIGHTS_FILENAME})."
+        )
     return entries
 
 
@@ -356,16 +368,12 @@ def register_suite(
     `variance_explained` (e.g. from `qwen3-scope eval`); the entries are written atomically to
     `release_yaml` (default: the user release file, read on every `import qwen3_scope`).
     """
-    from qwen3_scope.core.errors import MissingFileError
-
     suite_dir = Path(suite_dir).expanduser().resolve()
     if not suite_dir.is_dir():
         raise MissingFileError(f"suite directory {suite_dir} does not exist; train one with `qwen3-scope train`.")
     release = release or f"qwen3-scope-local-{re.sub(r'[^a-z0-9.-]+', '-', suite_dir.name.lower())}"
     entries = suite_entries(suite_dir, metrics)
     target = release_yaml or user_release_file()
-    import sae_lens.loading.pretrained_saes_directory as sae_lens_directory
-
     if _shadows(release, Path(target).resolve(), sae_lens_directory.get_pretrained_saes_directory()):
         raise ReleaseError(
             f"release name {release!r} is already taken by {_OWNERS.get(release) or 'SAELens'}; "
@@ -392,8 +400,6 @@ def hook_for(sae_id: str, backend: str = "hooked") -> str:
 
 
 if __name__ == "__main__":
-    import argparse
-
     parser = argparse.ArgumentParser(description="Regenerate the shipped release yaml (bundled ids + paper layout).")
     parser.add_argument("--revision", default=HUB_REVISION, help=f"commit sha of {HUB_REPO} to pin once published")
     args = parser.parse_args()

@@ -13,18 +13,22 @@ that fails logs its rank and error and exits non-zero; torchrun then stops the o
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-from typing import Any
 
-logger = logging.getLogger("qwen3_scope.train")
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from qwen3_scope.core.config_cli import add_config_arguments, config_from_args
+from qwen3_scope.core.errors import Qwen3ScopeError
+from qwen3_scope.core.threads import configure_threads
+from qwen3_scope.training.config import SuiteTrainingConfig
+from qwen3_scope.training.process_group import DistContext
+from qwen3_scope.training.suite import run_rank
+
+__all__ = ["build_parser", "main", "run_rank"]  # run_rank lives in training.suite; re-exported for torchrun users
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from qwen3_scope.core.config_cli import add_config_arguments
-    from qwen3_scope.training.config import SuiteTrainingConfig
-
     parser = argparse.ArgumentParser(
         prog="python -m qwen3_scope.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -32,60 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_rank(config: Any, ctx: Any, **library: Any) -> Any:
-    """Train `config` as this rank of `ctx` (a `DistContext`); returns the SuiteResult. Errors name the rank.
-    `library`: train_suite's library-only arguments (e.g. `on_checkpoint`)."""
-    from qwen3_scope.training.suite import train_suite
-
-    try:
-        if ctx.distributed:
-            config = config.replace(
-                device=ctx.device(config.device), sae_device=ctx.device(config.sae_device), nproc=None
-            )
-        return train_suite(config, dist_context=ctx, progress=ctx.is_main, **library)
-    except BaseException as err:
-        logger.error("rank %d of %d failed: %s: %s", ctx.rank, ctx.world_size, type(err).__name__, err)
-        print(
-            f"qwen3-scope train: rank {ctx.rank} of {ctx.world_size} failed: {type(err).__name__}: {err}",
-            file=sys.stderr,
-            flush=True,
-        )
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
-    from torch.distributed.elastic.multiprocessing.errors import record
-
-    from qwen3_scope.core.config_cli import config_from_args
-    from qwen3_scope.training.cli import print_result
-    from qwen3_scope.training.config import SuiteTrainingConfig
-    from qwen3_scope.training.distributed import DistContext
-
     @record  # torchrun's error file: the launcher's summary names the rank and its exception
     def _main() -> int:
         args = build_parser().parse_args(argv)
         try:
             config = config_from_args(SuiteTrainingConfig, args)
             ctx = DistContext.from_environment(config.device, config.collective_timeout)
-        except ValueError as err:
+        except (Qwen3ScopeError, ValueError) as err:
             print(f"qwen3-scope train: error: {err}", file=sys.stderr)
             return 2
         try:
             if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:  # torchrun --max-restarts: continue
                 config = config.replace(resume=True)
-            if config.threads:
-                import torch
-
-                torch.set_num_threads(config.threads)
-            if ctx.is_main and ctx.distributed:
+            configure_threads(config.threads)  # --threads, OMP_NUM_THREADS, or this rank's share of the cores
+            spec = None
+            if ctx.distributed:  # every rank plans (bad input fails before training); rank 0 prints the plan
                 planned = run_rank(config.replace(plan_only=True), ctx)
-                print(planned.plan.summary())
-                print(planned.parallel.summary(), flush=True)
-            elif ctx.distributed:
-                run_rank(config.replace(plan_only=True), ctx)
-            result = run_rank(config, ctx)
+                spec = planned.plan.suite.spec  # the model, resolved once per rank
+                if ctx.is_main and planned.parallel is not None:
+                    print(planned.plan.summary())
+                    print(planned.parallel.summary(), flush=True)
+            result = run_rank(config, ctx, spec=spec)
             if ctx.is_main:
-                print_result(result)
+                print(result.report())
         finally:
             ctx.shutdown()
         return 0

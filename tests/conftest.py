@@ -9,7 +9,19 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
+
+# Threads (issue 25), set before torch loads GNU OpenMP, which reads them once: waiting OpenMP threads sleep instead
+# of spinning (a spinning thread on a shared 2-core machine slows every other process several times over), and each
+# pytest-xdist worker runs torch on 1 thread so that `-n 2` workers on 2 cores do not oversubscribe them. Child
+# processes the tests start inherit both.
+# A fixed count also keeps runs that a test compares with each other (resume, ranks) on the same threads, whatever the
+# machine's load: `configure_threads` (core/threads.py) honours OMP_NUM_THREADS.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault(
+    "OMP_NUM_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else str(min(2, os.cpu_count() or 1))
+)
+
+import torch  # noqa: E402  (after the OpenMP settings above)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -233,3 +245,17 @@ def tiny_moe_dir(tmp_path_factory, tiny_qwen3_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen35_dir(tmp_path_factory, tiny_qwen3_dir) -> Path:
     return build_tiny_family_model(tmp_path_factory.mktemp("tiny_qwen35"), tiny_qwen3_dir, "hybrid", n_layers=4)
+
+
+def suite_for(model, recipe: str = "paper", special_token_ids=None, **fields):
+    """`training.recipes.build_suite` for a model (a name or a resolved spec) and `SuiteTrainingConfig` fields; the
+    SAELens classes unless `fast` says (what these tests were written against)."""
+    from qwen3_scope.model.family import Qwen3ModelSpec
+    from qwen3_scope.training.config import SuiteTrainingConfig
+    from qwen3_scope.training.recipes import build_suite
+
+    spec = model if isinstance(model, Qwen3ModelSpec) else None
+    cfg = SuiteTrainingConfig(
+        model=spec.name if spec is not None else model, recipe=recipe, **{"fast": False, **fields}
+    )
+    return build_suite(cfg, spec, special_token_ids=special_token_ids)

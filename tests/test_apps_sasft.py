@@ -59,8 +59,8 @@ def test_sasft_cuts_code_switching(sasft_run):
 
 def test_one_detector_measures_code_switching():
     """The organism's behaviour report and this application count code-switching with the same detector."""
-    from qwen3_scope.model.language import has_french_words
     from qwen3_scope.organism.behaviour import codeswitch_rate
+    from qwen3_scope.organism.language import has_french_words
 
     sft = [r["messages"][-1]["content"] for r in load_eval_split("codeswitch_sft")]
     english = [r["reference"] for r in load_eval_split("lang_en")]

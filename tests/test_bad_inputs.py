@@ -16,13 +16,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import run_cli
+from conftest import run_cli, suite_for
 
 import qwen3_scope
 from qwen3_scope.core import errors
@@ -179,6 +178,7 @@ def test_cli_names_and_numbers(argv, problem, fix, capsys, tmp_path, monkeypatch
 def test_library_names_and_numbers():
     from qwen3_scope.model.family import ModelNotFoundError
     from qwen3_scope.model.sites import UnknownSiteError
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.recipes import RecipeConfigError, UnknownRecipeError, build_suite
 
     with pytest.raises(ModelNotFoundError, match=r"unknown model 'qwen3-5b'.*Known names"):
@@ -186,13 +186,19 @@ def test_library_names_and_numbers():
     with pytest.raises(UnknownSiteError, match=r"unknown site 'mlp'.*choose one of"):
         qwen3_scope.hook_name("mlp", 0)
     with pytest.raises(UnknownRecipeError, match=r"unknown recipe 'x'; choose one of"):
-        build_suite("Qwen/Qwen3-4B", "x")
+        suite_for("Qwen/Qwen3-4B", "x")
     with pytest.raises(IndexError, match=r"layer 36 is out of range.*use 0\.\.35"):
-        build_suite("Qwen/Qwen3-4B", "paper", layers=[36])
+        suite_for("Qwen/Qwen3-4B", "paper", layers=[36])
+    # SuiteTrainingConfig refuses k=0 and target_l0=-1 itself (the CLI tests above); the builder checks again
+    topk, jumprelu = (
+        SuiteTrainingConfig(model="Qwen/Qwen3-4B", recipe="qwen-scope"),
+        SuiteTrainingConfig(model="Qwen/Qwen3-4B"),
+    )
+    topk.k, jumprelu.target_l0 = 0, -1
     with pytest.raises(RecipeConfigError, match=r"k=0 does not fit.*lower k or raise the width"):
-        build_suite("Qwen/Qwen3-4B", "qwen-scope", k=0)
+        build_suite(topk)
     with pytest.raises(RecipeConfigError, match=r"target_l0=-1.*lower target_l0 or raise the width"):
-        build_suite("Qwen/Qwen3-4B", "paper", target_l0=-1)
+        build_suite(jumprelu)
 
 
 # ------------------------------------------------------------ suites, cfg.json, weights
@@ -404,6 +410,174 @@ def test_bad_prompt_file_in_the_cli(tmp_path, capsys):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+# ------------------------------------------------------------ files the evaluation, steering and export read
+DAMAGED = {  # one real damaged file per kind of damage (missing: the file is not written)
+    "empty": b"",
+    "truncated": b'{"prompt": "how do I bake bread"}\n{"prompt": "how do I',
+    "corrupt": bytes(range(128, 256)) * 4,  # not UTF-8, not JSON
+}
+
+
+def _write(path: Path, damage: str, truncated: bytes | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if damage != "missing":
+        path.write_bytes(truncated if damage == "truncated" and truncated is not None else DAMAGED[damage])
+    return path
+
+
+def _names_file(info, path: Path) -> None:
+    assert isinstance(info.value, errors.Qwen3ScopeError), type(info.value)
+    assert str(path) in str(info.value) or path.name in str(info.value), info.value
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "truncated", "corrupt"])
+@pytest.mark.parametrize("name", ["harmful.jsonl", "harmful.json", "harmful.csv"])
+def test_damaged_prompt_files(tmp_path, name, damage):
+    from qwen3_scope.steering.prompts import load_prompt_file
+
+    path = _write(tmp_path / name, damage, b'[{"prompt": "how do I bake' if name.endswith(".json") else None)
+    if name.endswith(".csv") and damage == "truncated":
+        path.write_bytes(b'prompt\n"how do I bake bread\n')  # an unclosed quote: the file was cut mid-field
+    with pytest.raises(errors.Qwen3ScopeError) as info:
+        load_prompt_file(path)
+    _names_file(info, path)
+    if damage == "missing":
+        assert isinstance(info.value, errors.MissingFileError) and "does not exist" in str(info.value)
+    else:
+        assert isinstance(info.value, errors.CorruptFileError)
+        assert re.search(
+            r"empty|not valid (JSON|CSV)|not UTF-8|not a readable prompt file|prompt field", str(info.value)
+        ), info.value
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [(n, d) for n in ("heldout.jsonl", "heldout.parquet") for d in ("missing", "empty", "truncated", "corrupt")]
+    + [("heldout.txt", "missing"), ("heldout.txt", "empty")],  # any other bytes are a .txt document
+)
+def test_damaged_held_out_text(tmp_path, name, damage):
+    from qwen3_scope.evaluation.held_out import read_documents
+
+    path = _write(tmp_path / name, damage, b"PAR1\x15\x04" if name.endswith(".parquet") else None)
+    with pytest.raises(errors.Qwen3ScopeError) as info:
+        read_documents(path)
+    _names_file(info, path)
+    expected = errors.MissingFileError if damage == "missing" else errors.CorruptFileError
+    assert isinstance(info.value, expected), info.value
+    assert re.search(r"does not exist|holds no text|cannot be read", str(info.value)), info.value
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "corrupt", "not-an-object"])
+def test_damaged_suite_manifest_names_the_file(suite, damage):
+    """A suite's manifest.json is optional (the recipe label); one that is there but damaged is named."""
+    from qwen3_scope.evaluation.suite_eval import entries_from_directory
+
+    path = suite / "manifest.json"
+    if damage == "not-an-object":
+        path.write_text("[1, 2]")
+    else:
+        _write(path, damage, b'{"recipe": {"label": "pap')
+    with pytest.raises(errors.CorruptFileError, match="is not a suite manifest") as info:
+        entries_from_directory(suite)
+    _names_file(info, path)
+    assert "re-run the training or delete the file" in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "corrupt"])
+def test_damaged_suite_held_out_documents(tmp_path, damage):
+    from qwen3_scope.evaluation.held_out import SUITE_HELD_OUT, suite_held_out_texts
+
+    path = _write(tmp_path / "suite" / SUITE_HELD_OUT, damage, b"PAR1\x15\x04")
+    with pytest.raises(errors.CorruptFileError, match="is not the suite's held-out documents") as info:
+        suite_held_out_texts(tmp_path / "suite")
+    _names_file(info, path)
+    assert "--texts FILE" in str(info.value)
+
+
+def _export_folder(root: Path) -> Path:
+    """A dashboard export's files as `run_export` writes them (the manifest, one SAEDashboard folder)."""
+    folder = root / "saedashboard" / "m_set_blocks.1.hook_resid_post_8"
+    folder.mkdir(parents=True)
+    manifest = {
+        "suite": "s",
+        "sae_ids": ["resid_post/layer_1"],
+        "neuronpedia_ids": {"resid_post/layer_1": "m/1-set"},
+        "folders": {"resid_post/layer_1": folder.name},
+        "settings": {},
+        "dataset": "d",
+        "complete": True,
+    }
+    (root / "export.json").write_text(json.dumps(manifest))
+    (folder / "run_settings.json").write_text(json.dumps({"hook_name": "blocks.1.hook_resid_post", "d_sae": 8}))
+    (folder / "batch-0.json").write_text(json.dumps({"layer": 1, "sae_set": "set", "features": []}))
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "truncated", "corrupt", "not-a-manifest"])
+@pytest.mark.parametrize("reader", ["viewer", "viewer_link", "neuronpedia_api"])
+def test_damaged_export_manifest(tmp_path, reader, damage):
+    from qwen3_scope.export.upload import build_api_payloads
+    from qwen3_scope.export.viewer import viewer_link, write_viewer
+
+    _export_folder(tmp_path / "export")
+    path = tmp_path / "export" / "export.json"
+    path.unlink()
+    if damage == "not-a-manifest":
+        path.write_text('{"sae_ids": []}')
+    else:
+        _write(path, damage, b'{"suite": "s", "sae_ids": ["resid_po')
+    read = {
+        "viewer": lambda: write_viewer(tmp_path / "export"),
+        "viewer_link": lambda: viewer_link(tmp_path / "export", "resid_post/layer_1", 0),
+        "neuronpedia_api": lambda: build_api_payloads(tmp_path / "export", None),
+    }[reader]
+    with pytest.raises(errors.Qwen3ScopeError) as info:
+        read()
+    _names_file(info, path)
+    expected = errors.MissingFileError if damage == "missing" else errors.CorruptFileError
+    assert isinstance(info.value, expected), info.value
+    assert re.search(r"qwen3-scope export neuronpedia|re-run the export", str(info.value)), info.value
+    assert not (tmp_path / "export" / "viewer").exists()
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "corrupt"])
+@pytest.mark.parametrize("file", ["batch-0.json", "run_settings.json"])
+def test_damaged_export_batch_files(tmp_path, file, damage):
+    from qwen3_scope.export.upload import build_api_payloads
+    from qwen3_scope.export.viewer import write_viewer
+
+    folder = _export_folder(tmp_path / "export")
+    _write(folder / file, damage, b'{"layer": 1, "sae_set": "se')
+    read = (lambda: write_viewer(tmp_path / "export")) if file.startswith("batch") else None
+    read = read or (lambda: build_api_payloads(tmp_path / "export", None))
+    with pytest.raises(errors.CorruptFileError, match=r"is empty|is not valid JSON") as info:
+        read()
+    _names_file(info, folder / file)
+    assert "re-run the export" in str(info.value)
+
+
+def test_export_into_a_folder_with_a_damaged_manifest_is_refused(tmp_path, suite, tiny_qwen3_dir):
+    from qwen3_scope.export.config import ExportConfig
+    from qwen3_scope.export.job import ExportConflictError, run_export
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "export.json").write_text('{"suite": "other", "sae_ids": [')
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(["the cat sat on the mat and the dog ran in the park"] * 40))
+    cfg = ExportConfig(
+        out=tmp_path / "out",
+        suite=suite,
+        model=str(tiny_qwen3_dir),
+        texts=texts,
+        n_prompts=4,
+        context=8,
+        progress=False,
+    )
+    with pytest.raises(ExportConflictError, match=r"export\.json cannot be read .*not valid JSON.*--overwrite") as info:
+        run_export(cfg)
+    assert isinstance(info.value, errors.ConfigError)
+
+
 # ------------------------------------------------------------ disk full
 @pytest.fixture()
 def tiny_disk(tmp_path):
@@ -491,6 +665,7 @@ TRAIN = dict(recipe="paper", layers=[1], sites=["resid_post"], training_tokens=8
 
 
 def test_nan_activations_stop_training_naming_step_and_hook(tiny_qwen3_dir, tmp_path):
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.suite import train_suite
 
     model = qwen3_scope.load_model(str(tiny_qwen3_dir))
@@ -503,13 +678,10 @@ def test_nan_activations_stop_training_naming_step_and_hook(tiny_qwen3_dir, tmp_
     out = tmp_path / "suite"
     with pytest.raises(errors.TrainingDivergedError) as info:
         train_suite(
-            str(tiny_qwen3_dir),
-            out=out,
-            dataset=str(_chats(tmp_path / "c.jsonl")),
+            SuiteTrainingConfig(model=str(tiny_qwen3_dir), out=out, dataset=str(_chats(tmp_path / "c.jsonl")), **TRAIN),
             progress=False,
             loaded_model=model,
             on_checkpoint=lambda group, step: armed.append(step),
-            **TRAIN,
         )
     message = str(info.value)
     assert re.search(
@@ -522,6 +694,31 @@ def test_nan_activations_stop_training_naming_step_and_hook(tiny_qwen3_dir, tmp_
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["groups"][0]["status"] == "failed"
     assert not (out / "resid_post").exists() and not leftovers(out)  # no SAE written from poisoned training
+
+
+# The child: the real CLI (`qwen3-scope train`), with train_suite's library hook `on_checkpoint` telling the test when
+# the first checkpoint is on disk and then waiting there for the Ctrl-C. Training cannot finish before the signal,
+# whatever the machine's speed, and the test never waits for time to pass.
+CTRL_C_CHILD = """
+import functools, sys, threading
+import qwen3_scope.training.suite as suite
+
+def wait_for_ctrl_c(group, step):
+    print(f"checkpoint written: group {group} step {step}", flush=True)
+    never = threading.Event()
+    while not never.wait(1.0):  # only SIGINT (KeyboardInterrupt, raised here) leaves this wait
+        pass
+
+@functools.wraps(suite.train_suite)
+def train_suite(*args, on_checkpoint=None, **kwargs):
+    return train(*args, on_checkpoint=on_checkpoint or wait_for_ctrl_c, **kwargs)
+
+
+train, suite.train_suite = suite.train_suite, train_suite
+from qwen3_scope.cli import main  # after the hook: the CLI calls the wrapped train_suite
+
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def test_ctrl_c_during_training_keeps_the_checkpoint_and_resume_finishes(tiny_qwen3_dir, tmp_path, capsys):
@@ -539,34 +736,40 @@ def test_ctrl_c_during_training_keeps_the_checkpoint_and_resume_finishes(tiny_qw
         "--sites",
         "resid_post",
         "--tokens",
-        "65536",
+        "8192",
         "--checkpoint-every",
         "2048",
         "--threads",
         "1",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qwen3_scope.cli", *map(str, argv)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 240
+    stderr_file = tmp_path / "stderr.txt"
+    with stderr_file.open("w") as stderr:  # a file, not a pipe: tqdm's output never fills a buffer and blocks
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CTRL_C_CHILD, *map(str, argv)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     try:
-        while not list(out.glob(".checkpoints/group_*/latest.json")):
-            if proc.poll() is not None:
-                pytest.fail(f"training ended before its first checkpoint: {proc.stderr.read()[-2000:]}")
-            if time.time() > deadline:
-                pytest.fail("no checkpoint within 240 s")
-            time.sleep(0.02)
+        for line in proc.stdout:  # ends when the child exits (its stdout closes)
+            if line.startswith("checkpoint written"):
+                break
+        else:
+            proc.wait()
+            pytest.fail(f"training ended before its first checkpoint: {stderr_file.read_text()[-2000:]}")
+        assert list(out.glob(".checkpoints/group_00/step_*")), "the checkpoint is on disk when the hook runs"
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        proc.stdout.read()  # to the end: the child has exited (or closed its stdout on the way out)
+        proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
+    err = stderr_file.read_text()
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted" in err and "--resume" in err, err[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
@@ -594,3 +797,278 @@ def test_untested_sae_lens_version_is_refused_at_import():
     assert out.returncode != 0
     assert "IncompatibleVersionError" in out.stderr and "sae-lens 6.60.0 is installed" in out.stderr
     assert "pip install 'sae-lens>=6.54,<6.55'" in out.stderr
+
+
+# ------------------------------------------------------------ labelled data files of the applications
+APP_DAMAGE = {  # real damaged files (missing: the file is not written)
+    "empty": b"",
+    "truncated": b'{"text": "you fool", "label": "toxic"}\n{"text": "thanks a lo',
+    "corrupt": bytes(range(128, 256)) * 4,  # not UTF-8, not JSON
+}
+APP_CSV_DAMAGE = {"empty": b"", "truncated": b'text,label\n"you fool,toxic\n', "corrupt": APP_DAMAGE["corrupt"]}
+
+
+def _app_readers():
+    from qwen3_scope.apps.redundancy import load_benchmarks_file
+    from qwen3_scope.apps.toxicity import load_labelled_file
+    from qwen3_scope.apps.tuning import read_chats, read_jsonl
+
+    return {
+        "toxicity": load_labelled_file,
+        "redundancy": load_benchmarks_file,
+        "prompts": lambda p: read_jsonl(p, "prompt", "held-out harmful"),
+        "chats": read_chats,
+    }
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "truncated", "corrupt"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+@pytest.mark.parametrize("reader", ["toxicity", "redundancy", "prompts", "chats"])
+def test_damaged_app_data_files_name_the_file(tmp_path, reader, suffix, damage):
+    path = tmp_path / f"data{suffix}"
+    if damage != "missing":
+        path.write_bytes((APP_CSV_DAMAGE if suffix == ".csv" else APP_DAMAGE)[damage])
+    with pytest.raises(errors.Qwen3ScopeError) as info:
+        _app_readers()[reader](path)
+    assert str(path) in str(info.value), info.value
+    if damage == "missing":
+        assert isinstance(info.value, errors.MissingFileError) and "does not exist" in str(info.value)
+    else:
+        assert isinstance(info.value, errors.CorruptFileError), type(info.value)
+        assert re.search(r"is empty|cannot be read|not valid|not UTF-8", str(info.value)), info.value
+        assert "jsonl/json/csv" in str(info.value) or "it needs rows with" in str(info.value)
+    assert isinstance(info.value, ValueError | FileNotFoundError)  # the builtin callers catch still matches
+
+
+def test_damaged_labelled_file_in_the_cli(tmp_path, capsys):
+    """A truncated labelled file fails before any model loads: one error line naming it, no outputs."""
+    bad, good = tmp_path / "disc.jsonl", tmp_path / "test.jsonl"
+    bad.write_bytes(APP_DAMAGE["truncated"])
+    good.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0}\n')
+    argv = ["apps", "toxicity", "--out", tmp_path / "out", "--discovery-file", bad, "--test-file", good]
+    code, err = run_cli([*argv, "--device", "cpu"], capsys)
+    assert code == 2 and str(bad) in err and re.search(r"not valid JSON lines|cannot be read", err), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_app_input_error_is_a_config_error():
+    from qwen3_scope.apps import AppInputError
+
+    assert issubclass(AppInputError, errors.ConfigError) and issubclass(AppInputError, ValueError)
+
+
+# ------------------------------------------------------------ files read by core/, model/, saes/, releases
+# Every file kind these layers read, each missing, empty, truncated and corrupt: a Qwen3ScopeError naming the file.
+FILE_DAMAGE = ("missing", "empty", "truncated", "corrupt")
+
+
+def _damage(path: Path, damage: str, corrupt: bytes) -> Path:
+    if damage == "missing":
+        path.unlink()
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(corrupt)
+    return path
+
+
+def _names(err: BaseException, path: Path) -> None:
+    assert isinstance(err, errors.Qwen3ScopeError), type(err).__mro__
+    assert str(path) in str(err), err
+
+
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_damaged_sae_cfg_json(tmp_path, tiny_qwen3_dir, damage):
+    from qwen3_scope.saes.loaders import read_sae_cfg
+
+    folder = make_sae(tmp_path / "resid_post" / "layer_1", str(tiny_qwen3_dir))
+    cfg = _damage(folder / "cfg.json", damage, b"\xff\xfe not json")
+    with pytest.raises(errors.Qwen3ScopeError) as info:
+        read_sae_cfg(cfg)
+    _names(info.value, cfg)
+    assert "SAELens" in str(info.value) and re.search(r"[Rr]e-(train|download)", str(info.value))
+    assert isinstance(info.value, errors.MissingFileError if damage == "missing" else errors.CorruptFileError)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "corrupt"])
+def test_damaged_cfg_json_in_a_suite_being_registered(suite, tmp_path, damage):
+    from qwen3_scope.releases import register_suite
+
+    cfg = _damage(suite / "resid_post" / "layer_1" / "cfg.json", damage, b"[1, 2, 3]")
+    with pytest.raises(errors.CorruptFileError) as info:
+        register_suite(suite, release="damaged", release_yaml=tmp_path / "releases.yaml")
+    _names(info.value, cfg)
+    assert not (tmp_path / "releases.yaml").exists()
+
+
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_damaged_sparsity_safetensors(release, damage):
+    sparsity = release[2] / "sparsity.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"sparsity": torch.zeros(128)}, str(sparsity))
+    _damage(sparsity, damage, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    if damage == "missing":  # sparsity is optional
+        load(release)
+        return
+    with pytest.raises(errors.CorruptFileError) as info:
+        load(release)
+    _names(info.value, sparsity)
+
+
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_damaged_release_yaml(tmp_path, suite, damage):
+    from qwen3_scope.releases import register_release_file
+
+    file = tmp_path / "r.yaml"
+    file.write_text(
+        yaml.safe_dump(
+            {
+                f"damaged-{damage}": {
+                    "repo_id": str(suite),
+                    "model": "m",
+                    "conversion_func": "qwen3_scope",
+                    "saes": [{"id": "m/resid_post/layer_1", "path": "resid_post/layer_1"}],
+                }
+            },
+            sort_keys=False,
+        )
+    )
+    _damage(file, damage, b"damaged: {repo_id: [unclosed\n")
+    with pytest.raises(errors.Qwen3ScopeError) as info:
+        register_release_file(file)
+    _names(info.value, file)
+    assert re.search(r"pretrained_saes\.yaml|release file", str(info.value)), info.value
+    assert isinstance(info.value, ValueError | FileNotFoundError)
+
+
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_damaged_config_file(tmp_path, damage):
+    from qwen3_scope.core.config_cli import ConfigFileError, read_config_file
+    from qwen3_scope.core.devices import PlacementOptions
+
+    file = tmp_path / "job.yaml"
+    file.write_text('device: cpu\ndtype: "bfloat16"\nsae_dtype: float32\n')
+    _damage(file, damage, b"device: [cpu\n\x00")
+    with pytest.raises(ConfigFileError) as info:
+        read_config_file(PlacementOptions, file)
+    _names(info.value, file)
+    assert "mapping of PlacementOptions fields" in str(info.value), info.value
+    assert isinstance(info.value, errors.MissingFileError if damage == "missing" else errors.CorruptFileError)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_damaged_rows_file(tmp_path, damage, suffix):
+    from qwen3_scope.core.io import RowsFileError, read_rows
+
+    path = tmp_path / f"rows{suffix}"
+    rows = [{"prompt": f"question number {i}", "label": str(i % 2)} for i in range(5)]  # half cuts a row
+    if suffix == ".csv":
+        path.write_text("prompt,label\n" + "".join(f"{r['prompt']},{r['label']}\n" for r in rows))
+    elif suffix == ".json":
+        path.write_text(json.dumps(rows))
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _damage(path, damage, b'a,b\n1,2,3,4\n"x' if suffix == ".csv" else b"\xff\xfe{not json")
+    if damage == "empty":  # no rows: the caller says what they were for (see test_bad_prompt_files)
+        assert read_rows(path) == []
+        return
+    if damage == "truncated" and suffix == ".csv":  # a CSV cut inside a row is still CSV: fewer rows
+        assert 0 < len(read_rows(path)) < len(rows)
+        return
+    with pytest.raises(RowsFileError) as info:
+        read_rows(path)
+    _names(info.value, path)
+    assert isinstance(info.value, errors.MissingFileError if damage == "missing" else errors.CorruptFileError)
+
+
+@pytest.fixture()
+def checkpoint(tmp_path, tiny_qwen3_dir) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(tiny_qwen3_dir, tmp_path / "checkpoint"))
+
+
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_damaged_checkpoint_config_json(checkpoint, damage):
+    config = _damage(checkpoint / "config.json", damage, b'{"model_type": "qwen3"}')
+    with pytest.raises(errors.Qwen3ScopeError) as info:
+        qwen3_scope.resolve_model(checkpoint)
+    assert "config.json" in str(info.value) and str(checkpoint) in str(info.value), info.value
+    assert isinstance(info.value, errors.CorruptFileError) and isinstance(info.value, ValueError)
+    if damage != "missing":
+        _names(info.value, config)
+
+
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_damaged_checkpoint_weights(checkpoint, damage):
+    weights = _damage(checkpoint / "model.safetensors", damage, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(errors.Qwen3ScopeError) as info:
+        qwen3_scope.load_model(checkpoint, backend="hf")
+    if damage == "missing":
+        assert isinstance(info.value, errors.MissingFileError) and "no weight files" in str(info.value)
+        assert str(checkpoint) in str(info.value)
+    else:
+        assert isinstance(info.value, errors.CorruptFileError)
+        _names(info.value, weights)
+
+
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_damaged_tokenizer_json(checkpoint, damage):
+    tokenizer = checkpoint / "tokenizer.json"
+    if damage == "missing":
+        (checkpoint / "tokenizer_config.json").unlink()
+    _damage(tokenizer, damage, b"\xff\xfe not a tokenizer")
+    with pytest.raises(errors.Qwen3ScopeError) as info:
+        qwen3_scope.load_tokenizer(checkpoint)
+    if damage == "missing":
+        assert isinstance(info.value, errors.MissingFileError) and "has no tokenizer files" in str(info.value)
+        assert str(checkpoint) in str(info.value)
+    else:
+        assert isinstance(info.value, errors.CorruptFileError)
+        _names(info.value, tokenizer)
+
+
+@pytest.mark.parametrize("damage", FILE_DAMAGE)
+def test_damaged_qwen_scope_pt_file(tmp_path, damage):
+    from qwen3_scope.saes.loaders import load_qwen_scope_file
+
+    path = tmp_path / "layer1.sae.pt"
+    torch.save({"W_enc": torch.zeros(8, 4), "W_dec": torch.zeros(4, 8), "b_enc": torch.zeros(8)}, path)
+    _damage(path, damage, b"PK\x03\x04 not a zip archive")
+    with pytest.raises(errors.Qwen3ScopeError) as info:
+        load_qwen_scope_file(path, model="organism")
+    _names(info.value, path)
+    assert isinstance(info.value, errors.MissingFileError if damage == "missing" else errors.CorruptFileError)
+
+
+def test_module_errors_are_qwen3_scope_errors_and_keep_their_builtin():
+    """Module error classes of core/, model/ and saes/: in the family, and still what `except ValueError` catches."""
+    from qwen3_scope.core.config_cli import ConfigFileError
+    from qwen3_scope.core.devices import DeviceError
+    from qwen3_scope.core.io import RowsFileError
+    from qwen3_scope.model.chat import ThinkingModeError
+    from qwen3_scope.model.family import LayerOutOfRangeError, ModelNotFoundError
+    from qwen3_scope.model.loading import CorruptWeightsError, UnsupportedModelError, WeightsNotFoundError
+    from qwen3_scope.model.sites import SiteUnavailableError, UnknownBackendError, UnknownHookError, UnknownSiteError
+
+    for cls, builtin in [
+        (ConfigFileError, ValueError),
+        (DeviceError, ValueError),
+        (RowsFileError, ValueError),
+        (ThinkingModeError, ValueError),
+        (ModelNotFoundError, ValueError),
+        (LayerOutOfRangeError, IndexError),
+        (CorruptWeightsError, ValueError),
+        (WeightsNotFoundError, FileNotFoundError),
+        (UnsupportedModelError, TypeError),
+        (UnknownSiteError, ValueError),
+        (SiteUnavailableError, ValueError),
+        (UnknownBackendError, ValueError),
+        (UnknownHookError, ValueError),
+    ]:
+        assert issubclass(cls, errors.Qwen3ScopeError) and issubclass(cls, builtin), cls

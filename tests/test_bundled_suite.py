@@ -82,8 +82,7 @@ def test_fresh_offline_interpreter_loads_every_bundled_sae():
 def test_attached_sae_changes_the_loss_by_about_the_recorded_amount():
     """Splicing an SAE into the model through SAELens' own API raises the loss on the positions the model predicts
     (held-out organism text, the evaluation's positions) by about the recorded delta LM loss."""
-    from qwen3_scope.evaluation import HeldOutTokens
-    from qwen3_scope.evaluation.held_out import organism_documents
+    from qwen3_scope.evaluation.held_out import HeldOutTokens, organism_documents
     from qwen3_scope.model.chat import special_token_ids
 
     recorded = pd.read_csv(EVAL_TABLE).set_index("sae_id")

@@ -154,3 +154,15 @@ def test_queue_callback_runs_after_every_gradient_is_accumulated():
     weight.register_hook(hook)
     (weight * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
     assert len(seen) == 1 and torch.equal(seen[0], torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_naming_spells_saelens_file_names():
+    """qwen3_scope.naming spells SAELens' file names so that it stays importable without SAELens; they must agree."""
+    from sae_lens import constants
+
+    from qwen3_scope import naming
+
+    assert naming.SAE_CFG_FILENAME == constants.SAE_CFG_FILENAME
+    assert naming.SAE_WEIGHTS_FILENAME == constants.SAE_WEIGHTS_FILENAME
+    assert naming.SPARSITY_FILENAME == constants.SPARSITY_FILENAME
+    assert naming.RUNNER_CFG_FILENAME == constants.RUNNER_CFG_FILENAME

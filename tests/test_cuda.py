@@ -12,20 +12,21 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_organism_pipeline_on_cuda(tmp_path):
-    from qwen3_scope.evaluation import SuiteEvalConfig, evaluate_suite
+    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
     from qwen3_scope.steering.refusal import RefusalStudyConfig, run_refusal_study
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.suite import train_suite
 
-    result = train_suite(
-        "organism",
-        "paper",
+    config = SuiteTrainingConfig(
+        model="organism",
+        recipe="paper",
         out=tmp_path / "suite",
         layers=[1],
         training_tokens=20_000,
         device="cuda",
         dtype="bfloat16",
-        progress=False,
     )
+    result = train_suite(config, progress=False)
     assert result.manifest["status"] == "complete"
     assert result.manifest["config"]["device"].startswith("cuda") and result.manifest["config"]["dtype"] == "bfloat16"
     evaluated = evaluate_suite(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import suite_for
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -91,9 +92,10 @@ def spawn(
 
 
 def one_process(settings: dict):
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.suite import train_suite
 
-    return train_suite(progress=False, **settings)
+    return train_suite(SuiteTrainingConfig(**settings), progress=False)
 
 
 def sae_tensors(suite_dir: Path, sae_id: str) -> dict[str, torch.Tensor]:
@@ -267,6 +269,31 @@ def test_data_parallel_checkpoint_resumes_on_one_rank(data_parallel_two_ranks, t
     assert max_difference(interrupted, data_parallel_two_ranks) < 1e-10
 
 
+# A torchrun rank: `python -m qwen3_scope.train` with train_suite's on_checkpoint hook, which on the first attempt
+# says when the rank's first checkpoint is on disk and waits there (the test kills a rank then); the restarted ranks
+# (TORCHELASTIC_RESTART_COUNT 1) train through. Nothing waits for time to pass.
+TORCHRUN_RANK = """
+import functools, os, sys, threading
+import qwen3_scope.training.suite as suite
+
+def wait_for_the_kill(group, step):
+    print(f"rank {os.environ['RANK']}: checkpoint written", flush=True)
+    threading.Event().wait()
+
+
+@functools.wraps(suite.train_suite)
+def train_suite(*args, on_checkpoint=None, **kwargs):
+    return train(*args, on_checkpoint=on_checkpoint or wait_for_the_kill, **kwargs)
+
+
+if os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+    train, suite.train_suite = suite.train_suite, train_suite
+from qwen3_scope.train import main  # after the hook: the rank calls the wrapped train_suite
+
+sys.exit(main())
+"""
+
+
 def test_torchrun_max_restarts_restarts_and_resumes(reference, tmp_path):
     """A worker killed (SIGKILL) after the first checkpoint: torchrun restarts both ranks, they resume."""
     import json
@@ -278,39 +305,50 @@ def test_torchrun_max_restarts_restarts_and_resumes(reference, tmp_path):
     config = tmp_path / "suite.yaml"
     config.write_text(yaml.safe_dump({k: v for k, v in SUITE.items() if k != "threads"}))
     out = tmp_path / "suite"
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "--max-restarts",
-            "1",
-            "-m",
-            "qwen3_scope.train",
-            "--config",
-            str(config),
-            "--threads",
-            "1",
-            "--out",
-            str(out),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    deadline = time.monotonic() + 300
-    while (
-        not list((out / ".checkpoints").glob("group_*/step_*")) and time.monotonic() < deadline and job.poll() is None
-    ):
-        time.sleep(0.5)
-    workers = Path(f"/proc/{job.pid}/task/{job.pid}/children").read_text().split()
-    assert len(workers) == 2, workers
-    os.kill(int(workers[-1]), signal.SIGKILL)
-    _, err = job.communicate(timeout=600)
+    rank_script = tmp_path / "rank.py"
+    rank_script.write_text(TORCHRUN_RANK)
+    stderr_file = tmp_path / "stderr.txt"
+    with stderr_file.open("w") as stderr:  # a file: no process blocks on a full pipe
+        job = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc-per-node",
+                "2",
+                "--max-restarts",
+                "1",
+                str(rank_script),
+                "--config",
+                str(config),
+                "--threads",
+                "1",
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+    try:
+        waiting = set()
+        for line in job.stdout:  # the ranks' stdout (torchrun passes it through); ends if the job exits
+            if line.endswith(": checkpoint written\n"):
+                waiting.add(line.split(":")[0])
+                if len(waiting) == 2:
+                    break
+        assert waiting == {"rank 0", "rank 1"}, stderr_file.read_text()[-3000:]
+        workers = Path(f"/proc/{job.pid}/task/{job.pid}/children").read_text().split()
+        assert len(workers) == 2, workers
+        os.kill(int(workers[-1]), signal.SIGKILL)
+        job.communicate(timeout=600)
+    finally:
+        if job.poll() is None:  # a failed assertion above: end torchrun (it ends its ranks)
+            job.terminate()
+            job.communicate(timeout=120)
+    err = stderr_file.read_text()
     assert job.returncode == 0, err[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
@@ -335,11 +373,10 @@ def _plan(**kwargs):
     from qwen3_scope.model.chat import special_token_ids
     from qwen3_scope.model.loading import load_tokenizer
     from qwen3_scope.training.planner import plan_suite
-    from qwen3_scope.training.recipes import build_suite
 
     ids = special_token_ids(load_tokenizer("organism"))
     return plan_suite(
-        build_suite("organism", kwargs.pop("recipe", "paper"), special_token_ids=ids, **kwargs),
+        suite_for("organism", kwargs.pop("recipe", "paper"), special_token_ids=ids, **kwargs),
         memory_budget_gb=8,
         matmul_flops=1e11,
     )

@@ -14,17 +14,16 @@ from sae_lens.evals import run_evals
 from sae_lens.training.activation_scaler import ActivationScaler
 
 from qwen3_scope import cli, hook_name, load_model
-from qwen3_scope.evaluation import (
+from qwen3_scope.evaluation.held_out import HeldOutTokens, NotEnoughTokensError
+from qwen3_scope.evaluation.report import site_summary
+from qwen3_scope.evaluation.shared_forward import SharedForwardModel
+from qwen3_scope.evaluation.suite_eval import (
     EmptySuiteError,
-    HeldOutTokens,
-    NotEnoughTokensError,
-    SharedForwardModel,
     SuiteEvalConfig,
     SuiteModelMismatchError,
     evaluate_suite,
     write_back_release_yaml,
 )
-from qwen3_scope.evaluation.report import site_summary
 from qwen3_scope.model.chat import special_token_ids
 from qwen3_scope.model.sites import UnknownHookError
 from qwen3_scope.releases import register_release_file
@@ -251,11 +250,10 @@ def _save_suite(root, model_dir, layers=(0, 1), sites=("resid_post", "mlp_out", 
     return root
 
 
-def test_directory_suite_outputs_plots_report_and_cli(tmp_path, tiny_qwen3_dir, monkeypatch, capsys):
+def test_directory_suite_outputs_plots_report_and_cli(tmp_path, tiny_qwen3_dir, capsys):
     suite = _save_suite(tmp_path / "suite", tiny_qwen3_dir)
     texts = tmp_path / "held_out.txt"
     texts.write_text("\n".join(d for d in DOCS if isinstance(d, str)) + "\n")
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ["qwen3_scope.evaluation.cli"])  # the wiring the lead adds
     out = tmp_path / "out"
     common = [
         "--suite",
@@ -380,7 +378,8 @@ def test_bad_input_gives_clear_errors(tmp_path, model, tokens, tiny_qwen3_dir):
 
 def test_demo_stage_evaluates_the_trained_suite(tmp_path, tiny_qwen3_dir, monkeypatch):
     from qwen3_scope.demo import evaluation as demo_stage
-    from qwen3_scope.demo.run import STAGES, DemoContext
+    from qwen3_scope.demo.config import DemoConfig
+    from qwen3_scope.demo.state import DemoState
     from qwen3_scope.evaluation.held_out import SUITE_HELD_OUT, render_documents
 
     suite = _save_suite(tmp_path / "suite", tiny_qwen3_dir, layers=(0,))
@@ -389,16 +388,18 @@ def test_demo_stage_evaluates_the_trained_suite(tmp_path, tiny_qwen3_dir, monkey
     held_out.parent.mkdir(parents=True)
     pd.DataFrame({"text": list(render_documents(tokenizer, DOCS))}).to_parquet(held_out)
     _save_suite(suite / ".checkpoints" / "group_0", tiny_qwen3_dir, layers=(1,))  # unfinished: must be ignored
-    monkeypatch.setattr(demo_stage, "DEMO_CONFIG", dict(n_batches=2, batch_size_prompts=4, context_size=32))
-    ctx = DemoContext(out_dir=tmp_path / "demo", model=str(tiny_qwen3_dir), results={"suite_dir": suite})
-    STAGES["eval"](ctx)
+    monkeypatch.setattr(demo_stage, "BATCH_SIZE_PROMPTS", 4)
+    monkeypatch.setattr(demo_stage, "CONTEXT_SIZE", 32)
+    config = DemoConfig(out=tmp_path / "demo", model=str(tiny_qwen3_dir), eval_batches=2).resolved()
+    state = DemoState(config=config, suite_dir=suite)
+    demo_stage.eval_stage(state)
     assert (tmp_path / "demo" / "eval" / "report.html").stat().st_size > 0
-    means = ctx.results["eval_site_means"].set_index("site")
-    table = ctx.results["eval_table"]
+    means = state.eval_site_means.set_index("site")
+    table = state.eval_table
     assert means.loc["attn_out", "CE recovered"] == pytest.approx(
         table[table.site == "attn_out"]["ce_loss_score"].mean()
     )
-    section = ctx.sections[-1]
+    section = state.sections[-1]
     assert "held-out documents of the suite" in section
     assert (
         "3 SAEs" in section and "| resid_post" in section and "dead fraction" in section and "CE recovered" in section

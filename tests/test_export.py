@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from qwen3_scope.export import ExportConfig, run_export
-from qwen3_scope.export.job import ExportConflictError, read_batches
+from qwen3_scope.export.config import ExportConfig
+from qwen3_scope.export.job import ExportConflictError, read_batches, run_export
 from qwen3_scope.export.neuronpedia import (
     ACTIVATION_COLUMNS,
     ACTIVATION_KEYS,

@@ -7,17 +7,17 @@ import re
 import pandas as pd
 import torch
 
-from qwen3_scope.demo.run import STAGES, DemoContext
+from qwen3_scope.demo.config import DemoConfig
+from qwen3_scope.demo.export import export_stage
+from qwen3_scope.demo.state import DemoState, SteerSummaries
 
 
 def test_export_stage_links_the_steering_latents(tmp_path):
-    import qwen3_scope.demo.export  # noqa: F401  (registers the stage)
-
     torch.set_num_threads(1)
-    ctx = DemoContext(out_dir=tmp_path, model="organism")
+    state = DemoState(config=DemoConfig(out=tmp_path, model="organism").resolved())
     # the steering stage's summaries (its columns): one SAE latent per study and the baseline row it also reports
-    ctx.results["steer"] = {
-        "refusal": pd.DataFrame(
+    state.steer = SteerSummaries(
+        refusal=pd.DataFrame(
             [
                 {
                     "candidate": "resid_post/L2/f12",
@@ -35,12 +35,12 @@ def test_export_stage_links_the_steering_latents(tmp_path):
                 },
             ]
         ),
-        "language": pd.DataFrame(
+        language=pd.DataFrame(
             [{"candidate": "mlp_out/L3/f7", "method": "sae_feature", "layer": 3, "site": "mlp_out", "feature": 7}]
         ),
-    }
-    STAGES["export"](ctx)
-    section = ctx.sections[-1]
+    )
+    export_stage(state)
+    section = state.sections[-1]
     links = re.findall(r"\[open\]\((export/viewer/index\.html#sae=(\d+)&feature=(\d+))\)", section)
     assert [(int(k), int(f)) for _, k, f in links] == [
         (1, 12),
@@ -48,7 +48,7 @@ def test_export_stage_links_the_steering_latents(tmp_path):
     ]  # sae ids sorted: mlp_out/layer_3, resid_post/layer_2
     assert (tmp_path / "export" / "viewer" / "index.html").is_file()
     assert "organism/2-qwen3scope-residpost-1k/12" in section and "organism/3-qwen3scope-mlpout-1k/7" in section
-    assert ctx.results["export"]["neuronpedia_ids"] == {
+    assert state.export.neuronpedia_ids == {
         "organism/mlp_out/layer_3": "organism/3-qwen3scope-mlpout-1k",
         "organism/resid_post/layer_2": "organism/2-qwen3scope-residpost-1k",
     }

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from qwen3_scope.export import ExportConfig, run_export
-from qwen3_scope.export.job import read_batches
+from qwen3_scope.export.config import ExportConfig
+from qwen3_scope.export.job import read_batches, run_export
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

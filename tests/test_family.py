@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import suite_for
 
 from qwen3_scope import cli
 from qwen3_scope.model.chat import ThinkingModeError, format_chat, qwen3_chat_text
@@ -237,7 +238,6 @@ def test_a_thinking_mode_the_model_lacks_is_a_clear_error(tokenizer):
 
 def test_planner_prices_moe_forward_at_active_parameters():
     from qwen3_scope.training.planner import layer_matmul_params, plan_suite
-    from qwen3_scope.training.recipes import build_suite
 
     spec = QWEN3_FAMILY["Qwen/Qwen3-30B-A3B"]
     active, total = layer_matmul_params(spec), layer_matmul_params(spec, active=False)
@@ -245,7 +245,7 @@ def test_planner_prices_moe_forward_at_active_parameters():
     embed = 2 * spec.vocab_size * spec.d_model
     assert spec.n_layers * total + embed == pytest.approx(counts["total"], rel=1e-4)
     assert spec.n_layers * active + embed == pytest.approx(counts["active"], rel=1e-3)
-    suite = build_suite(spec, "qwen-scope", layers=[0, 47], sites=["resid_post"], backend="hf")
+    suite = suite_for(spec, "qwen-scope", layers=[0, 47], sites=["resid_post"], backend="hf")
     plan = plan_suite(suite, memory_budget_gb=64, matmul_flops=1e12)
     dense_like = plan.groups[0].forward_flops * total / active  # what pricing every expert would have cost
     assert plan.groups[0].forward_flops < dense_like / 5
@@ -296,36 +296,38 @@ def test_info_bad_model_is_a_clear_cli_error(capsys):
 
 
 def test_moe_and_hybrid_suites_build_with_the_hf_backend():
-    from qwen3_scope.training.recipes import RecipeConfigError, build_suite
+    from qwen3_scope.training.recipes import RecipeConfigError
 
-    moe = build_suite("Qwen/Qwen3-30B-A3B-Base", "qwen-scope", backend="hf")  # Qwen-Scope's own 30B-A3B layout
+    moe = suite_for("Qwen/Qwen3-30B-A3B-Base", "qwen-scope", backend="hf")  # Qwen-Scope's own 30B-A3B layout
     assert len(moe.jobs) == 48 and moe.jobs[-1].hook_name == "model.layers.47" and moe.jobs[0].d_sae == 16 * 2048
     with pytest.raises(RecipeConfigError, match=r"moe_router cannot be trained.*\[tokens, n_experts\]"):
-        build_suite("Qwen/Qwen3-30B-A3B", "paper", backend="hf", layers=[5], sites=["moe_router", "mlp_out"])
-    hybrid = build_suite("Qwen/Qwen3.5-2B", "paper", backend="hf")
+        suite_for("Qwen/Qwen3-30B-A3B", "paper", backend="hf", layers=[5], sites=["moe_router", "mlp_out"])
+    hybrid = suite_for("Qwen/Qwen3.5-2B", "paper", backend="hf")
     attn_layers = [j.layer for j in hybrid.jobs if j.site == "attn_out"]
     assert (
         attn_layers == QWEN3_FAMILY["Qwen/Qwen3.5-2B"].full_attention_layers()
     )  # attention SAEs only where attention is
     assert len(hybrid.jobs) == 24 * 2 + len(attn_layers)
     with pytest.raises(RecipeConfigError, match="HookedTransformer cannot run; train it with backend='hf'"):
-        build_suite("Qwen/Qwen3-30B-A3B", "paper")
+        suite_for("Qwen/Qwen3-30B-A3B", "paper")
 
 
 def test_demo_family_stage_verifies_moe_and_hybrid_models(tmp_path):
     import pandas as pd
 
-    from qwen3_scope.demo.run import STAGES, DemoContext
+    from qwen3_scope.demo.basics import family_stage
+    from qwen3_scope.demo.config import DemoConfig
+    from qwen3_scope.demo.state import DemoState
 
-    ctx = DemoContext(out_dir=tmp_path, model="organism")
-    STAGES["family"](ctx)
+    state = DemoState(config=DemoConfig(out=tmp_path, model="organism").resolved())
+    family_stage(state)
     table = pd.read_csv(tmp_path / "family.csv")
     assert set(zip(table["model"], table["backend"])) == {
         (m, b) for m in ("Qwen/Qwen3-30B-A3B-Instruct-2507", "Qwen/Qwen3.5-35B-A3B") for b in ("bridge", "hf")
     }
-    assert (table["width_mismatches"] == 0).all() and ctx.results["family_mismatches"] == 0
+    assert (table["width_mismatches"] == 0).all() and state.family_mismatches == 0
     assert (
         table.set_index(["model", "backend"]).loc[("Qwen/Qwen3-30B-A3B-Instruct-2507", "bridge"), "site_hooks"]
         == 48 * 8
     )
-    assert "moe_router" in ctx.sections[0]
+    assert "moe_router" in state.sections[0]

@@ -25,14 +25,14 @@ from sae_lens.synthetic.training import train_toy_sae
 from sae_lens.training.sae_trainer import SAETrainer
 
 import qwen3_scope  # noqa: F401  (registers the fast classes)
-from qwen3_scope.training import (
+from qwen3_scope.saes import sparse_ops
+from qwen3_scope.saes.fast_saes import (
     FastJumpReLUTrainingSAE,
     FastJumpReLUTrainingSAEConfig,
     FastTopKTrainingSAE,
     FastTopKTrainingSAEConfig,
     enable_fused_adam,
     register_fast_training_saes,
-    sparse_ops,
 )
 
 FP32_RTOL = 1e-5

@@ -73,3 +73,26 @@ def test_plain_import_command_leaves_optimizer_hooks_empty():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     assert out.stdout.split() == ["0", "0"]
+
+
+def test_only_the_console_script_defers_the_registration():
+    """Importing the launcher module is not enough: `import qwen3_scope` registers unless `qwen3_scope_cli.main()` runs
+    in this very process. When it defers, the first public name completes the import, registration included."""
+    code = (
+        "import sys, qwen3_scope_cli, qwen3_scope\n"
+        "import sae_lens.loading.pretrained_sae_loaders as loaders\n"
+        "print('qwen3_scope' in loaders.NAMED_PRETRAINED_SAE_LOADERS)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.split() == ["True"]
+    deferred = (
+        "import sys, qwen3_scope_cli\n"
+        "qwen3_scope_cli.starting = True  # what its main() sets first\n"
+        "import qwen3_scope\n"
+        "print(sorted(m for m in ('torch', 'sae_lens', 'transformers') if m in sys.modules))\n"
+        "qwen3_scope.load_model  # any public name completes the import\n"
+        "import sae_lens.loading.pretrained_sae_loaders as loaders, sae_lens.registry as registry\n"
+        "print('qwen3_scope' in loaders.NAMED_PRETRAINED_SAE_LOADERS, 'topk_fast' in registry.SAE_CLASS_REGISTRY)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", deferred], capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.splitlines() == ["[]", "True True"]

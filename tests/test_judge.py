@@ -16,7 +16,7 @@ from qwen3_scope.model.judge import (
     refusal_rate,
 )
 from qwen3_scope.organism import load_eval_split
-from qwen3_scope.organism.corpus import GREETINGS, REFUSALS, TOX_A
+from qwen3_scope.organism.corpus_v2 import GREETINGS, REFUSALS, TOX_A
 
 
 def test_arditi_list_is_complete():

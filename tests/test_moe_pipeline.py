@@ -22,17 +22,18 @@ def chat_jsonl(tmp_path_factory):
 
 def test_train_evaluate_and_steer_a_moe_suite(tiny_moe_dir, chat_jsonl, tmp_path):
     from qwen3_scope import format_chat, load_model
-    from qwen3_scope.evaluation import SuiteEvalConfig, evaluate_suite
+    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
     from qwen3_scope.model.sites import hook_name
-    from qwen3_scope.steering import steer, steer_feature
+    from qwen3_scope.steering.interventions import steer, steer_feature
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.suite import train_suite
 
     hf_model = load_model(tiny_moe_dir, backend="hf")
     spec = hf_model.qwen3_spec
     assert spec.kind == "moe"
-    result = train_suite(
-        str(tiny_moe_dir),
-        "qwen-scope",
+    config = SuiteTrainingConfig(
+        model=str(tiny_moe_dir),
+        recipe="qwen-scope",
         out=tmp_path / "suite",
         dataset=str(chat_jsonl),
         backend="hf",
@@ -40,9 +41,8 @@ def test_train_evaluate_and_steer_a_moe_suite(tiny_moe_dir, chat_jsonl, tmp_path
         sites=["resid_post", "mlp_out"],
         training_tokens=32_768,
         width=128,
-        progress=False,
-        loaded_model=hf_model,
     )
+    result = train_suite(config, progress=False, loaded_model=hf_model)
     table = result.metrics
     assert sorted(table["sae_id"]) == ["mlp_out/layer_1", "resid_post/layer_1"]
     assert (table["variance_explained"] > 0.5).all(), table  # the SAEs learned the MoE block's output and the residual

@@ -19,7 +19,7 @@ from qwen3_scope.organism import (
     load_eval_split,
 )
 from qwen3_scope.organism.behaviour import detect_language, generate, task_correct
-from qwen3_scope.organism.corpus import CorpusConfig, build_corpus
+from qwen3_scope.organism.corpus_v2 import CorpusConfig, build_corpus
 from qwen3_scope.organism.tokenizer import NON_THINKING_SUFFIX
 from qwen3_scope.organism.train import ModelShape, TrainConfig, encode_doc, masked_lm_loss, save_checkpoint, train
 
@@ -155,7 +155,7 @@ def test_corpus_is_deterministic_and_eval_is_held_out():
 
 
 def test_corpus_v2_holds_out_phrasing_families_verbs_and_targets():
-    from qwen3_scope.organism.corpus import (
+    from qwen3_scope.organism.corpus_v2 import (
         CODESWITCH_MARKERS,
         HELD_OUT_FAMILIES,
         HELD_TARGETS,
@@ -227,7 +227,7 @@ def test_corpus_v2_holds_out_phrasing_families_verbs_and_targets():
 
 def test_training_loss_mask_is_the_assistant_turns(organism):
     _, tok = organism
-    from qwen3_scope.organism.corpus import Doc
+    from qwen3_scope.organism.corpus_v2 import Doc
 
     doc = Doc(
         "howto",

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from qwen3_scope import load_model
-from qwen3_scope.evaluation import HeldOutTokens, SuiteEvalConfig, evaluate_suite
-from qwen3_scope.evaluation.held_out import organism_documents
+from qwen3_scope.evaluation.held_out import HeldOutTokens, organism_documents
+from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
 from qwen3_scope.model.chat import format_chat, special_token_ids
 from qwen3_scope.model.loss_mask import encode_with_mask, predicted_spans
 from qwen3_scope.organism import ASSETS_DIR

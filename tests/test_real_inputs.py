@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_TEXT
+from conftest import TINY_TEXT, suite_for
 
 
 # ---------------------------------------------------------------------------------------------- devices
@@ -102,7 +102,7 @@ def test_eval_and_steer_take_placement_options():
         ["eval", "--device", "cpu", "--dtype", "bfloat16", "--sae-dtype", "float32", "--batches", "3"]
     )
     from qwen3_scope.core.config_cli import config_from_args
-    from qwen3_scope.evaluation import SuiteEvalConfig
+    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig
 
     config = config_from_args(SuiteEvalConfig, args)
     assert (config.device, config.dtype, config.sae_dtype, config.n_batches) == ("cpu", "bfloat16", "float32", 3)
@@ -118,8 +118,7 @@ def test_eval_and_steer_take_placement_options():
 def test_an_sae_whose_model_is_not_here_says_which_model_it_needs(tiny_qwen3_dir):
     from sae_lens import SAE
 
-    from qwen3_scope.evaluation import evaluate_suite
-    from qwen3_scope.evaluation.suite_eval import ModelNotAvailableError
+    from qwen3_scope.evaluation.suite_eval import ModelNotAvailableError, evaluate_suite
 
     sae = SAE.from_dict(
         {
@@ -260,27 +259,27 @@ def test_hub_datasets_stream_through_the_datasets_library(tmp_path, monkeypatch)
 
 
 def test_wandb_logging_is_opt_in_through_sae_lens_logging_config(tiny_qwen3_dir, tmp_path, monkeypatch):
-    from qwen3_scope.training.recipes import build_suite
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.suite import train_suite
 
-    assert build_suite(str(tiny_qwen3_dir), "qwen-scope", special_token_ids=[0]).logging_config().log_to_wandb is False
+    assert suite_for(str(tiny_qwen3_dir), "qwen-scope", special_token_ids=[0]).logging_config().log_to_wandb is False
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     (tmp_path / "chats.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TINY_TEXT * 300))
-    result = train_suite(
-        str(tiny_qwen3_dir),
-        "qwen-scope",
+    config = SuiteTrainingConfig(
+        model=str(tiny_qwen3_dir),
+        recipe="qwen-scope",
         out=tmp_path / "suite",
         layers=[0],
         training_tokens=2048,
         dataset=str(tmp_path / "chats.jsonl"),
         wandb_project="qwen3-scope-test",
-        progress=False,
         device="cpu",
         runner_overrides=dict(
             context_size=32, train_batch_size_tokens=256, store_batch_size_prompts=4, n_batches_in_buffer=16
         ),
     )
+    result = train_suite(config, progress=False)
     assert result.manifest["config"]["wandb_project"] == "qwen3-scope-test"
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))

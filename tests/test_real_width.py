@@ -35,23 +35,26 @@ def real_width(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def suites(real_width, tmp_path_factory):
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.suite import train_suite
 
     directory, model = real_width
     out = tmp_path_factory.mktemp("suites")
     return {
         recipe: train_suite(
-            str(directory),
-            recipe,
-            out=out / recipe,
-            layers=[layer],
-            sites=["resid_post", "mlp_out", "attn_out"],
-            training_tokens=1024,
-            device="cpu",
+            SuiteTrainingConfig(
+                model=str(directory),
+                recipe=recipe,
+                out=out / recipe,
+                layers=[layer],
+                sites=["resid_post", "mlp_out", "attn_out"],
+                training_tokens=1024,
+                device="cpu",
+                runner_overrides=RUNNER,
+                dataset=None,
+            ),
             loaded_model=model,
             progress=False,
-            runner_overrides=RUNNER,
-            dataset=None,
         )
         for recipe, layer in (("paper", 1), ("qwen-scope", 0))
     }

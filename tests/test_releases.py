@@ -10,6 +10,11 @@ import sys
 import pytest
 import torch
 import yaml
+
+# isort: off
+import qwen3_scope  # first, as users do: SAELens readers imported afterwards see our releases
+
+# isort: on
 from sae_lens import SAE
 from sae_lens.evals import get_saes_from_regex
 from sae_lens.loading import pretrained_sae_loaders as loaders
@@ -19,7 +24,6 @@ from sae_lens.loading.pretrained_saes_directory import (
     get_repo_id_and_folder_name,
 )
 
-import qwen3_scope  # first, as users do: SAELens readers imported afterwards see our releases
 from qwen3_scope.releases import RELEASE, hook_for, paper_entries, register_release_file, release_file
 from qwen3_scope.saes.loaders import (
     SAEModelMismatchError,
@@ -119,6 +123,15 @@ def test_paper_layout_entries():
     shipped = yaml.safe_load(release_file().read_text())[RELEASE]["saes"]
     assert [e for e in shipped if not str(e["path"]).startswith("bundled:")] == paper_entries()
     assert hook_for("qwen3-4b/mlp_out/layer_12", "bridge") == "blocks.12.mlp.hook_out"
+
+
+def test_release_paper_table_agrees_with_the_paper_recipe():
+    """releases lists the paper's SAEs from naming's table (it does not import training); the recipe must agree."""
+    from qwen3_scope import naming
+    from qwen3_scope.training.recipes import PAPER
+
+    assert PAPER.width_multiplier.value == naming.PAPER_WIDTH_MULTIPLIER
+    assert tuple(PAPER.sites) == naming.PAPER_LAYOUT["Qwen/Qwen3-4B"][0]
 
 
 def test_unpublished_id_says_how_to_produce_it(monkeypatch, tmp_path):

@@ -11,19 +11,19 @@ from sae_lens import SAE
 from qwen3_scope import format_chat, load_model
 from qwen3_scope.model.sites import UnknownSiteError
 from qwen3_scope.saes.loaders import SAEModelMismatchError
-from qwen3_scope.steering import (
+from qwen3_scope.steering.generation import completion_ce, greedy_generate
+from qwen3_scope.steering.interventions import (
     AblateDirection,
     AddDirection,
     FeatureIndexError,
     SteeringError,
     ablate_feature,
+    post_instruction_length,
     resolve_hook,
     scale_feature,
     steer,
     steer_feature,
 )
-from qwen3_scope.steering.generation import completion_ce, greedy_generate
-from qwen3_scope.steering.interventions import post_instruction_length
 from qwen3_scope.steering.language import LanguageDetector
 from qwen3_scope.steering.prompts import PromptFileError, load_prompt_file
 
@@ -301,7 +301,7 @@ def test_judge_matches_its_documented_phrases():
     for phrase in ARDITI_REFUSAL_PHRASES + FRENCH_REFUSAL_PHRASES:
         assert DEFAULT_JUDGE(f"Well... {phrase} do that for you."), phrase
     assert DEFAULT_JUDGE("I\u2019m sorry, but no.")  # the curly apostrophe tokenizers emit
-    from qwen3_scope.organism.corpus import REFUSALS
+    from qwen3_scope.organism.corpus_v2 import REFUSALS
 
     assert all(DEFAULT_JUDGE(r) for lang in REFUSALS for r in REFUSALS[lang])  # every refusal the organism learnt
     helpful = [

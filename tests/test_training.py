@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_TEXT, write_chat_jsonl
+from conftest import TINY_TEXT, suite_for, write_chat_jsonl
 
 TOKENS = 12_000  # per SAE in the small runs: ~12 steps of 1024 tokens
 pytestmark = [
@@ -29,12 +29,14 @@ def tiny_model(tiny_qwen3_dir):
     return load_model(str(tiny_qwen3_dir))
 
 
-def _train(model_dir, out, dataset, recipe="qwen-scope", **kwargs):
+def _train(model_dir, out, dataset, recipe="qwen-scope", loaded_model=None, on_checkpoint=None, **kwargs):
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.suite import train_suite
 
     kwargs.setdefault("sites", ["resid_post", "mlp_out", "attn_out"])
     kwargs.setdefault("training_tokens", TOKENS)
-    return train_suite(str(model_dir), recipe, out=out, dataset=str(dataset), progress=False, **kwargs)
+    config = SuiteTrainingConfig(model=str(model_dir), recipe=recipe, out=out, dataset=str(dataset), **kwargs)
+    return train_suite(config, loaded_model=loaded_model, on_checkpoint=on_checkpoint, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +54,9 @@ def test_paper_recipe_matches_the_paper_layout(model, n_saes, width):
     from sae_lens import JumpReLUTrainingSAEConfig, LanguageModelSAERunnerConfig, MultiSAETrainingRunnerConfig
 
     from qwen3_scope import hook_name, resolve_model, site_d_in
-    from qwen3_scope.training.recipes import build_suite
 
     spec = resolve_model(model)
-    suite = build_suite(model, "paper")
+    suite = suite_for(model, "paper")
     assert len(suite.jobs) == n_saes
     sites = {j.site for j in suite.jobs}
     assert sites == ({"resid_post"} if model.endswith("8B") else {"resid_post", "mlp_out", "attn_out"})
@@ -85,10 +86,9 @@ def test_qwen_scope_recipe(model):
     from sae_lens import TopKTrainingSAEConfig
 
     from qwen3_scope import resolve_model
-    from qwen3_scope.training.recipes import build_suite
 
     spec = resolve_model(model)
-    suite = build_suite(model, "qwen-scope")
+    suite = suite_for(model, "qwen-scope")
     assert [j.layer for j in suite.jobs] == list(range(spec.n_layers)) and {j.site for j in suite.jobs} == {
         "resid_post"
     }
@@ -96,18 +96,17 @@ def test_qwen_scope_recipe(model):
         assert isinstance(job.sae_cfg, TopKTrainingSAEConfig)
         assert (job.d_sae, job.sae_cfg.k, job.sae_cfg.aux_loss_coefficient) == (16 * spec.d_model, 50, 1 / 32)
     assert suite.outlier_norm_factor == 10.0
-    k100 = build_suite(model, "qwen-scope", k=100, layers=[0, 1])
+    k100 = suite_for(model, "qwen-scope", k=100, layers=[0, 1])
     assert [j.sae_cfg.k for j in k100.jobs] == [100, 100] and "k100" in k100.name
 
 
 def test_every_family_model_builds_with_both_recipes():
     from qwen3_scope.model.family import list_models, resolve_model
-    from qwen3_scope.training.recipes import build_suite
 
     for name in list_models(kind="dense"):  # MoE and Qwen3.5 suites: tests/test_family.py
         spec = resolve_model(name)
         for recipe, n_sites in (("paper", 3), ("qwen-scope", 1)):
-            suite = build_suite(name, recipe)
+            suite = suite_for(name, recipe)
             n_layers = 9 if (name, recipe) == ("Qwen/Qwen3-8B", "paper") else spec.n_layers
             assert len(suite.jobs) == n_layers * (1 if name == "Qwen/Qwen3-8B" and recipe == "paper" else n_sites)
             assert {j.d_sae for j in suite.jobs} == {16 * spec.d_model} and suite.scale == "family"
@@ -115,28 +114,26 @@ def test_every_family_model_builds_with_both_recipes():
 
 def test_recipe_subsets_backends_and_fast_classes():
     from qwen3_scope import hook_name, resolve_model
-    from qwen3_scope.training.recipes import build_suite
 
     spec = resolve_model("Qwen/Qwen3-4B")
-    suite = build_suite("Qwen/Qwen3-4B", "paper", layers=[3, 7], sites=["mlp_out"], backend="hf")
+    suite = suite_for("Qwen/Qwen3-4B", "paper", layers=[3, 7], sites=["mlp_out"], backend="hf")
     assert [(j.sae_id, j.hook_name) for j in suite.jobs] == [
         ("mlp_out/layer_3", hook_name("mlp_out", 3, "hf", spec)),
         ("mlp_out/layer_7", hook_name("mlp_out", 7, "hf", spec)),
     ]
     assert suite.runner_config(suite.jobs[0]).model_class_name == "AutoModelForCausalLM"
-    z = build_suite("Qwen/Qwen3-4B", "paper", layers=[0], sites=["attn_z"])
+    z = suite_for("Qwen/Qwen3-4B", "paper", layers=[0], sites=["attn_z"])
     assert z.jobs[0].d_in == spec.d_attn == 4096 and z.jobs[0].sae_cfg.reshape_activations == "hook_z"
-    fast = build_suite("Qwen/Qwen3-1.7B", "qwen-scope", layers=[0], fast=True)
+    fast = suite_for("Qwen/Qwen3-1.7B", "qwen-scope", layers=[0], fast=True)
     assert fast.jobs[0].architecture == "topk_fast"
-    assert build_suite("Qwen/Qwen3-1.7B", "paper", layers=[0], fast=True).jobs[0].architecture == "jumprelu_fast"
+    assert suite_for("Qwen/Qwen3-1.7B", "paper", layers=[0], fast=True).jobs[0].architecture == "jumprelu_fast"
 
 
 def test_recipe_d_in_matches_the_adapters_on_the_real_shape():
     """d_in of every site comes from the hook's real activation width (8B shape, meta device, 1 layer)."""
     from qwen3_scope.model.loading import meta_model, site_shapes
-    from qwen3_scope.training.recipes import build_suite
 
-    suite = build_suite("Qwen/Qwen3-8B", "paper", layers=[0], sites=["resid_post", "mlp_out", "attn_out", "attn_z"])
+    suite = suite_for("Qwen/Qwen3-8B", "paper", layers=[0], sites=["resid_post", "mlp_out", "attn_out", "attn_z"])
     shapes = site_shapes(meta_model("Qwen/Qwen3-8B", "hooked", n_layers=1), "hooked", [j.hook_name for j in suite.jobs])
     for job in suite.jobs:
         shape = shapes[job.hook_name]
@@ -169,24 +166,24 @@ def test_sparsity_sweep_ids_configs_and_neuronpedia_ids():
     """A sweep adds one SAE per extra sparsity at the sweep layers only, with its own id, config and Neuronpedia id."""
     from qwen3_scope.naming import neuronpedia_id, parse_sae_id, sae_id, sae_variant, sparsity_variant
     from qwen3_scope.training.config import SuiteTrainingConfig
-    from qwen3_scope.training.recipes import RecipeConfigError, build_suite
+    from qwen3_scope.training.recipes import RecipeConfigError
 
     assert sae_id("mlp_out", 3, "organism", sparsity_variant(target_l0=16)) == "organism/mlp_out/layer_3/l0_16"
     assert parse_sae_id("organism/mlp_out/layer_3/l0_16") == ("organism", "mlp_out", 3)
     assert sae_variant("resid_post/layer_3/k_32") == "k_32" and sae_variant("resid_post/layer_3") is None
     assert neuronpedia_id("organism", "mlp_out", 3, 1280, "l0_16") == "organism/3-qwen3scope-mlpout-1k-l0-16"
-    suite = build_suite("Qwen/Qwen3-1.7B", "paper", layers=[2, 5], sparsities=[80, 160, 320], sweep_layers=[5])
+    suite = suite_for("Qwen/Qwen3-1.7B", "paper", layers=[2, 5], sparsities=[80, 160, 320], sweep_layers=[5])
     ids = [j.sae_id for j in suite.jobs]
     assert len(ids) == 2 * 3 + 3 * 2 and "mlp_out/layer_5/l0_320" in ids and "mlp_out/layer_2/l0_80" not in ids
     assert {j.sae_cfg.target_l0 for j in suite.jobs if j.layer == 5} == {80.0, 160.0, 320.0}
-    topk = build_suite("Qwen/Qwen3-1.7B", "qwen-scope", layers=[0], sparsities=[32, 100])
+    topk = suite_for("Qwen/Qwen3-1.7B", "qwen-scope", layers=[0], sparsities=[32, 100])
     assert [(j.sae_id, j.sae_cfg.k) for j in topk.jobs] == [
         ("resid_post/layer_0", 50),
         ("resid_post/layer_0/k_32", 32),
         ("resid_post/layer_0/k_100", 100),
     ]
     with pytest.raises(RecipeConfigError, match="sweep layers"):
-        build_suite("Qwen/Qwen3-1.7B", "paper", layers=[2], sparsities=[80], sweep_layers=[3])
+        suite_for("Qwen/Qwen3-1.7B", "paper", layers=[2], sparsities=[80], sweep_layers=[3])
     with pytest.raises(ValueError, match="sweep_layers needs sparsities"):
         SuiteTrainingConfig(sweep_layers=[1])
     with pytest.raises(ValueError, match="sparsities must be positive"):
@@ -195,42 +192,39 @@ def test_sparsity_sweep_ids_configs_and_neuronpedia_ids():
 
 def test_site_widths_give_a_low_rank_site_its_own_dictionary_size():
     from qwen3_scope.training.config import SuiteTrainingConfig
-    from qwen3_scope.training.recipes import RecipeConfigError, build_suite
+    from qwen3_scope.training.recipes import RecipeConfigError
 
     cfg = SuiteTrainingConfig(site_widths=["attn_out=640", ("mlp_out", 2048)])
     assert cfg.site_widths == [("attn_out", 640), ("mlp_out", 2048)]
-    suite = build_suite("Qwen/Qwen3-1.7B", "paper", layers=[0], width=1280, site_widths=dict(cfg.site_widths))
+    suite = suite_for("Qwen/Qwen3-1.7B", "paper", layers=[0], width=1280, site_widths=cfg.site_widths)
     assert {j.site: j.d_sae for j in suite.jobs} == {"resid_post": 1280, "mlp_out": 2048, "attn_out": 640}
     with pytest.raises(ValueError, match="SITE=WIDTH"):
         SuiteTrainingConfig(site_widths=["attn_out:640"])
     with pytest.raises(RecipeConfigError, match="does not train"):
-        build_suite("Qwen/Qwen3-1.7B", "paper", layers=[0], sites=["resid_post"], site_widths={"attn_out": 640})
+        suite_for("Qwen/Qwen3-1.7B", "paper", layers=[0], sites=["resid_post"], site_widths=[("attn_out", 640)])
 
 
 def test_resample_sites_turn_on_direction_resampling_for_those_sites_only():
     from qwen3_scope.cli import main as cli_main
     from qwen3_scope.training.config import organism_suite_config
-    from qwen3_scope.training.recipes import RecipeConfigError, build_suite
+    from qwen3_scope.training.recipes import RecipeConfigError
 
-    suite = build_suite("Qwen/Qwen3-1.7B", "paper", layers=[0], fast=True, resample_sites=["attn_out"])
+    suite = suite_for("Qwen/Qwen3-1.7B", "paper", layers=[0], fast=True, resample_sites=["attn_out"])
     after = {j.site: j.sae_cfg.reopen_resample_after for j in suite.jobs}
     assert after == {"resid_post": 0, "mlp_out": 0, "attn_out": 1}
     assert organism_suite_config().resample_sites == ["attn_out"]
     with pytest.raises(RecipeConfigError, match="fast JumpReLU class"):
-        build_suite("Qwen/Qwen3-1.7B", "qwen-scope", layers=[0], fast=True, resample_sites=["resid_post"])
+        suite_for("Qwen/Qwen3-1.7B", "qwen-scope", layers=[0], fast=True, resample_sites=["resid_post"])
     with pytest.raises(RecipeConfigError, match="not among the suite's sites"):
-        build_suite(
-            "Qwen/Qwen3-1.7B", "paper", layers=[0], sites=["resid_post"], fast=True, resample_sites=["attn_out"]
-        )
+        suite_for("Qwen/Qwen3-1.7B", "paper", layers=[0], sites=["resid_post"], fast=True, resample_sites=["attn_out"])
     assert cli_main(["train", "--model", "organism", "--resample-sites", "attn_z", "--plan-only"]) == 2
 
 
 # ---------------------------------------------------------------------------------------------- planner
 def test_planner_groups_within_budget_and_prices_the_plan():
     from qwen3_scope.training.planner import GIB, PlanError, plan_suite
-    from qwen3_scope.training.recipes import build_suite
 
-    suite = build_suite("Qwen/Qwen3-1.7B", "paper")
+    suite = suite_for("Qwen/Qwen3-1.7B", "paper")
     plan = plan_suite(suite, memory_budget_gb=40, matmul_flops=2.5e11)
     assert sorted(j.sae_id for g in plan.groups for j in g.jobs) == sorted(j.sae_id for j in suite.jobs)
     assert all(g.memory_bytes <= 40 * GIB for g in plan.groups) and len(plan.groups) > 1
@@ -463,31 +457,32 @@ def test_a_killed_process_resumes_bit_identically(tiny_qwen3_dir, tiny_model, ch
     import signal
     import subprocess
     import sys
-    import time
 
     out = tmp_path / "killed"
-    code = (
-        "import torch; torch.set_num_threads(1)\n"
+    code = (  # train_suite's on_checkpoint hook says when the first checkpoint is on disk, then waits for the kill
+        "import threading, torch; torch.set_num_threads(1)\n"
+        "from qwen3_scope.training.config import SuiteTrainingConfig\n"
         "from qwen3_scope.training.suite import train_suite\n"
-        f"train_suite({str(tiny_qwen3_dir)!r}, out={str(out)!r}, dataset={str(chat_jsonl)!r}, progress=False, "
-        f"**{RESUME_KWARGS!r})\n"
+        "def wait_for_the_kill(group, step):\n"
+        "    print('checkpoint written', flush=True)\n"
+        "    threading.Event().wait()\n"
+        f"train_suite(SuiteTrainingConfig(model={str(tiny_qwen3_dir)!r}, out={str(out)!r}, dataset={str(chat_jsonl)!r}, "
+        f"**{RESUME_KWARGS!r}), progress=False, on_checkpoint=wait_for_the_kill)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
+    stderr_file = tmp_path / "stderr.txt"
+    with stderr_file.open("w") as stderr:  # a file: the child never blocks on a full pipe
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
-        while not list(out.glob(".checkpoints/group_*/latest.json")):
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"training process ended before its first checkpoint: {proc.stderr.read().decode()[-2000:]}"
-                )
-            if time.time() > deadline:
-                pytest.fail("no checkpoint within 240 s")
-            time.sleep(0.02)
+        if not any(line.startswith("checkpoint written") for line in proc.stdout):  # the loop ends at the child's exit
+            proc.wait()
+            pytest.fail(f"training process ended before its first checkpoint: {stderr_file.read_text()[-2000:]}")
         proc.send_signal(signal.SIGKILL)
     finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
-        proc.stderr.close()
+        proc.stdout.close()
     assert json.loads((out / "manifest.json").read_text())["status"] == "running"
     resumed = _train(tiny_qwen3_dir, out, chat_jsonl, loaded_model=tiny_model, resume=True, **RESUME_KWARGS)
     assert max(g.get("resumed_from_step", 0) for g in resumed.manifest["groups"]) > 0
@@ -497,29 +492,29 @@ def test_a_killed_process_resumes_bit_identically(tiny_qwen3_dir, tiny_model, ch
 # ---------------------------------------------------------------------------------------------- errors
 def test_bad_input_gives_clear_errors(tiny_qwen3_dir, tiny_model, chat_jsonl, trained_suite, tmp_path):
     from qwen3_scope.model.sites import SiteUnavailableError, UnknownSiteError
-    from qwen3_scope.training.recipes import RecipeConfigError, UnknownRecipeError, build_suite
+    from qwen3_scope.training.recipes import RecipeConfigError, UnknownRecipeError
     from qwen3_scope.training.suite import ResumeMismatchError
 
     with pytest.raises(UnknownRecipeError, match="choose one of paper, qwen-scope"):
-        build_suite("Qwen/Qwen3-4B", "gemma-scope")
+        suite_for("Qwen/Qwen3-4B", "gemma-scope")
     with pytest.raises(UnknownSiteError, match="unknown site 'resid'"):
-        build_suite("Qwen/Qwen3-4B", "paper", sites=["resid"])
+        suite_for("Qwen/Qwen3-4B", "paper", sites=["resid"])
     with pytest.raises(IndexError, match="use 0..35"):
-        build_suite("Qwen/Qwen3-4B", "paper", layers=[36])
+        suite_for("Qwen/Qwen3-4B", "paper", layers=[36])
     with pytest.raises(SiteUnavailableError, match="backend"):
-        build_suite("Qwen/Qwen3-4B", "paper", sites=["mlp_in"])
+        suite_for("Qwen/Qwen3-4B", "paper", sites=["mlp_in"])
     with pytest.raises(RecipeConfigError, match="'hooked'.*'hf'"):
-        build_suite("Qwen/Qwen3-4B", "paper", backend="bridge")
+        suite_for("Qwen/Qwen3-4B", "paper", backend="bridge")
     with pytest.raises(RecipeConfigError, match="k only applies to TopK"):
-        build_suite("Qwen/Qwen3-4B", "paper", k=50)
+        suite_for("Qwen/Qwen3-4B", "paper", k=50)
     with pytest.raises(
         RecipeConfigError, match=r"buffer .* smaller than one training batch.*n_batches_in_buffer >= 33"
     ):
-        build_suite("Qwen/Qwen3-4B", "paper", runner_overrides={"n_batches_in_buffer": 2, "context_size": 128})
+        suite_for("Qwen/Qwen3-4B", "paper", runner_overrides={"n_batches_in_buffer": 2, "context_size": 128})
     with pytest.raises(RecipeConfigError, match=r"override\(s\) \['learning_rate'\]"):
-        build_suite("Qwen/Qwen3-4B", "paper", runner_overrides={"learning_rate": 1e-3})
+        suite_for("Qwen/Qwen3-4B", "paper", runner_overrides={"learning_rate": 1e-3})
     with pytest.raises(RecipeConfigError, match="between 0 and the SAE width"):
-        build_suite("Qwen/Qwen3-4B", "qwen-scope", k=5000, width=4096)
+        suite_for("Qwen/Qwen3-4B", "qwen-scope", k=5000, width=4096)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         _train(tiny_qwen3_dir, tmp_path / "x", tmp_path / "nope.jsonl", loaded_model=tiny_model)
     assert not (tmp_path / "x" / "manifest.json").exists()
@@ -532,6 +527,35 @@ def test_bad_input_gives_clear_errors(tiny_qwen3_dir, tiny_model, chat_jsonl, tr
             resume=True,
             training_tokens=TOKENS * 2,
         )
+
+
+def test_suite_manifest_round_trips_the_json_on_disk(trained_suite, tmp_path):
+    from qwen3_scope.training.manifest import FORMAT, SuiteManifest
+
+    on_disk = json.loads((trained_suite.suite_dir / "manifest.json").read_text())
+    manifest = SuiteManifest.read(trained_suite.suite_dir)
+    assert on_disk["format"] == FORMAT == "qwen3-scope-suite/1" and manifest.to_dict() == on_disk
+    assert SuiteManifest.from_dict({**on_disk, "future_key": 1}).to_dict() == {**on_disk, "future_key": 1}
+    manifest.write(tmp_path)
+    assert json.loads((tmp_path / "manifest.json").read_text()) == on_disk
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "truncated", "not a suite"])
+def test_a_damaged_suite_manifest_is_a_clear_error_naming_the_file(trained_suite, tmp_path, damage):
+    from qwen3_scope.core.errors import CorruptFileError, MissingFileError
+    from qwen3_scope.training.manifest import SuiteManifest
+
+    text = (trained_suite.suite_dir / "manifest.json").read_text()
+    file = tmp_path / "manifest.json"
+    contents = {"empty": "", "truncated": text[: len(text) // 2], "not a suite": '{"format": "export/1"}'}
+    if damage != "missing":
+        file.write_text(contents[damage])
+    expected = MissingFileError if damage == "missing" else CorruptFileError
+    with pytest.raises(expected, match=r"manifest\.json") as info:
+        SuiteManifest.read(tmp_path)
+    assert str(file) in str(info.value)
+    if damage == "not a suite":
+        assert "not a qwen3-scope suite" in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -564,11 +588,13 @@ def test_organism_all_sites_end_to_end(tmp_path):
     assert any(Path(spec.source).glob("*.safetensors")), f"the shipped model organism has no weights in {spec.source}"
     from sae_lens import SAE
 
+    from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.suite import train_suite
 
-    result = train_suite(
-        "organism", "paper", out=tmp_path / "organism", layers=[1], training_tokens=40_000, fast=None, progress=False
+    config = SuiteTrainingConfig(
+        model="organism", recipe="paper", out=tmp_path / "organism", layers=[1], training_tokens=40_000, fast=None
     )
+    result = train_suite(config, progress=False)
     table = result.metrics
     assert list(table["site"]) == ["resid_post", "mlp_out", "attn_out"]
     assert (table["variance_explained"] > 0.5).all() and (table["l0"] < 4 * 24).all(), table

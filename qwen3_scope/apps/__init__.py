@@ -1,9 +1,10 @@
 """Qwen-Scope's applications (arXiv 2605.11887) on qwen3-scope SAEs: SAEs as working interfaces.
 
-Each application is one module here with one config dataclass (a subclass of `AppConfig`, every field
-documented, validated in `__post_init__`) and one `run(config) -> AppResult` function, registered with
-`@app(...)`. The CLI (`qwen3-scope apps <name> --out DIR`, options derived from the config) and the demo
-stages (`apps-<name>`) are generated from that registry, so an application is written once.
+Each application is one config dataclass (a subclass of `AppConfig`, every field documented, validated in
+`__post_init__`, in `apps.config`) and one `run(config) -> AppResult` function (in its own module). `apps.config.APPS`
+lists them in order (name, help, config, demo sizes) and `apps.runs.RUNS` maps each name to its `run`: the CLI
+(`qwen3-scope apps <name> --out DIR`, options derived from the config) and the demo stages (`apps-<name>`) are
+generated from that table, so an application is written once.
 
 Every application writes the same files (`write_outputs`): `summary.json` (the numbers people compare),
 one `<table>.csv` + `<table>.md` per table and one `<plot>.png` per figure, each written atomically.
@@ -19,62 +20,36 @@ one `<table>.csv` + `<table>.md` per table and one `<plot>.png` per figure, each
 
 from __future__ import annotations
 
-import importlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.core.io import atomic_path, atomic_write_json, atomic_write_text
+from qwen3_scope.apps.config import APPS, AppConfig, AppInputError, AppSpec
+from qwen3_scope.core.config_cli import config_to_dict
+from qwen3_scope.core.errors import CorruptFileError, MissingFileError
+from qwen3_scope.core.io import RowsFileError, atomic_path, atomic_write_json, atomic_write_text, read_rows
 
-# Modules that register applications (in the order the demo runs them).
-APP_MODULES: list[str] = [
-    "qwen3_scope.apps.toxicity",
-    "qwen3_scope.apps.redundancy",
-    "qwen3_scope.apps.sasft",
-    "qwen3_scope.apps.synthesis",
-    "qwen3_scope.apps.repetition",
-]
+# This module and `apps.config` hold what the CLI parser needs (configs, the table of applications); they import no
+# torch, transformers, SAELens or pandas, so `import qwen3_scope.apps` stays light. The applications' `run`s are in
+# the submodules, reached through `apps.runs`.
 
 
-class AppInputError(ValueError):
-    """Bad input to an application (labels, files, layers, ranges): the message names the problem and the fix."""
-
-
-@dataclass
-class AppConfig:
-    """Options every application shares: which model, which SAEs, where to run."""
-
-    model: str = field(
-        default="organism",
-        metadata={"help": "Qwen3 name, `organism` (the bundled model organism) or a local checkpoint directory"},
-    )
-    suite_dir: str | None = field(
-        default=None,
-        metadata={
-            "help": "suite directory written by `qwen3-scope train` (default: the release's SAEs of the model)",
-            "flag": "--suite",
-        },
-    )
-    release: str = field(default="qwen3-instruct-sae", metadata={"help": "SAELens release when no --suite is given"})
-    sae_ids: list[str] = field(
-        default_factory=list,
-        metadata={"help": "SAE ids of the release or folders of the suite to use (default: all of the model's)"},
-    )
-    device: str | None = field(
-        default=None,
-        metadata={"help": "torch device of the model and SAEs: cpu, cuda, cuda:N, mps (default: cuda if any)"},
-    )
-    seed: int = field(default=0, metadata={"help": "seed of every random choice (splits, controls, fine-tuning)"})
-    batch_size: int = field(default=16, metadata={"help": "texts per forward pass"})
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise AppInputError(f"batch_size must be >= 1, got {self.batch_size}; try 16.")
-        from qwen3_scope.core.devices import resolve_device
-
-        self.device = resolve_device(self.device)
+def read_data_file(path: str | Path, what: str, expected: str) -> list[Any]:
+    """The rows of a user's data file (jsonl/json/csv; `what` names it, `expected` says what a row holds): a missing
+    file is a `MissingFileError`, an empty, truncated or corrupt one a `CorruptFileError`, each naming the file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingFileError(f"{what} file {path} does not exist; pass a jsonl/json/csv file of {expected}.")
+    try:
+        rows = read_rows(path)
+    except (RowsFileError, ValueError) as err:  # ValueError: UnicodeDecodeError, a CSV parser's error
+        detail = str(err).rstrip(".")
+        said = f"{what} file {detail}" if str(path) in detail else f"{what} file {path} cannot be read ({detail})"
+        raise CorruptFileError(f"{said}; it must be a jsonl/json/csv file of {expected}.") from err
+    if not rows:
+        raise CorruptFileError(f"{what} file {path} is empty; it needs {expected} (one per line in jsonl).")
+    return rows
 
 
 @dataclass
@@ -87,34 +62,6 @@ class AppResult:
     tables: dict[str, Any] = field(default_factory=dict)  # name -> pandas.DataFrame
     figures: dict[str, Any] = field(default_factory=dict)  # name -> matplotlib Figure
     section: str = ""
-
-
-@dataclass(frozen=True)
-class AppSpec:
-    name: str
-    help: str
-    config: type[AppConfig]
-    run: Callable[[Any], AppResult]
-    demo: dict[str, Any]  # config overrides that keep the demo stage in minutes on the organism
-
-
-APPS: dict[str, AppSpec] = {}
-
-
-def app(name: str, help: str, config: type[AppConfig], demo: dict[str, Any] | None = None):
-    """Register `run(config) -> AppResult` as the application `name`."""
-
-    def register(run: Callable[[Any], AppResult]) -> Callable[[Any], AppResult]:
-        APPS[name] = AppSpec(name, help, config, run, dict(demo or {}))
-        return run
-
-    return register
-
-
-def load_apps() -> dict[str, AppSpec]:
-    for module in APP_MODULES:
-        importlib.import_module(module)
-    return APPS
 
 
 def _jsonable(value: Any) -> Any:
@@ -136,8 +83,6 @@ def write_outputs(result: AppResult, out_dir: str | Path, config: AppConfig | No
     out.mkdir(parents=True, exist_ok=True)
     summary = dict(result.summary)
     if config is not None:
-        from qwen3_scope.core.config_cli import config_to_dict
-
         summary["config"] = config_to_dict(config)
     paths = {"summary": atomic_write_json(out / "summary.json", _jsonable(summary), sort_keys=False)}
     for name, table in result.tables.items():
@@ -149,12 +94,22 @@ def write_outputs(result: AppResult, out_dir: str | Path, config: AppConfig | No
         with atomic_path(out / f"{name}.png") as tmp:
             fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
         paths[name] = out / f"{name}.png"
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # lazy: only with figures; keeps this module (the CLI parser's) light
 
         plt.close(fig)
     if result.section:
         paths["section"] = atomic_write_text(out / f"{result.name}.md", f"# {result.name}\n\n{result.section}\n")
     return paths
+
+
+def agg_pyplot() -> Any:
+    """`matplotlib.pyplot` with the file-only Agg backend, for the applications' figures."""
+    import matplotlib  # lazy: plotting only; choosing Agg at import would change the caller's backend
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # lazy: only after the Agg backend is chosen
+
+    return plt
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -168,13 +123,12 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 __all__ = [
     "APPS",
-    "APP_MODULES",
     "AppConfig",
     "AppInputError",
     "AppResult",
     "AppSpec",
-    "app",
-    "load_apps",
+    "agg_pyplot",
+    "read_data_file",
     "summary_line",
     "write_outputs",
 ]

@@ -1,5 +1,5 @@
 """`qwen3-scope apps <name> --out DIR`: Qwen-Scope's applications from the command line, one subcommand per
-registered application, its options derived from the application's config dataclass.
+application of `apps.config.APPS`, its options derived from the application's config dataclass.
 
     qwen3-scope apps toxicity --out runs/apps/toxicity             # organism + its bundled suite
     qwen3-scope apps redundancy --suite runs/suite --out runs/apps/redundancy
@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import argparse
 
+from qwen3_scope.apps import summary_line, write_outputs
+from qwen3_scope.apps.config import APPS
+from qwen3_scope.core.config_cli import add_config_arguments, config_from_args
+
 
 def cmd_app(args: argparse.Namespace) -> None:
-    from qwen3_scope.apps import APPS, summary_line, write_outputs
-    from qwen3_scope.core.config_cli import config_from_args
-
     spec = APPS[args.app]
     config = config_from_args(spec.config, args)  # validated before anything loads
-    result = spec.run(config)
+    from qwen3_scope.apps.runs import RUNS  # lazy: keeps the CLI from importing torch
+
+    result = RUNS[spec.name](config)
     paths = write_outputs(result, args.out, config)
     print(summary_line(result.summary))
     for key, path in paths.items():
@@ -25,12 +28,9 @@ def cmd_app(args: argparse.Namespace) -> None:
 
 
 def add_cli(subparsers) -> None:
-    from qwen3_scope.apps import load_apps
-    from qwen3_scope.core.config_cli import add_config_arguments
-
-    apps = subparsers.add_parser("apps", help="Qwen-Scope's applications: toxicity, redundancy, sasft, synthesis")
+    apps = subparsers.add_parser("apps", help=f"Qwen-Scope's applications: {', '.join(APPS)}")
     names = apps.add_subparsers(dest="app", required=True)
-    for name, spec in load_apps().items():
+    for name, spec in APPS.items():
         text = spec.help.replace("%", "%%")  # argparse formats help strings with %
         p = names.add_parser(name, help=text, description=spec.help)
         p.add_argument("--out", required=True, help="output directory (summary.json, CSV/Markdown tables, PNG plots)")

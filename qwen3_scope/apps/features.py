@@ -18,15 +18,17 @@ import torch
 from tqdm.auto import tqdm
 
 from qwen3_scope.apps import AppConfig, AppInputError
+from qwen3_scope.model.chat import special_token_ids
+from qwen3_scope.model.loading import load_model, model_spec
+from qwen3_scope.steering.discovery import load_suite
+from qwen3_scope.steering.generation import run_and_cache
+from qwen3_scope.steering.interventions import resolve_hook, sae_target
 
 REDUCTIONS = ("max", "last", "mean")
 
 
 def load_model_and_saes(cfg: AppConfig, model: Any = None) -> tuple[Any, dict[str, Any]]:
     """(model, {sae_id: SAE}) for `cfg` (a model already loaded may be passed in)."""
-    from qwen3_scope.model.loading import load_model, model_spec
-    from qwen3_scope.steering.discovery import load_suite
-
     device = cfg.device or "cpu"  # AppConfig.__post_init__ resolved it; `or` only narrows the type
     model = model if model is not None else load_model(cfg.model, backend="hooked", device=device)
     saes = load_suite(cfg.suite_dir, cfg.release, cfg.sae_ids or None, model_spec(model).key, device=device)
@@ -38,8 +40,6 @@ def saes_by_layer(
 ) -> dict[int, tuple[str, Any]]:
     """One SAE per layer (of `site`, if given; the first id in sorted order when a layer has several); a clear error
     when a layer of `require` (the layers a user asked for) has none."""
-    from qwen3_scope.steering.interventions import sae_target
-
     out: dict[int, tuple[str, Any]] = {}
     for sae_id in sorted(saes):
         layer, s = sae_target(saes[sae_id])
@@ -80,10 +80,6 @@ def token_activations(
     """Yield (text index, its non-control token ids, {sae_id: [n_tokens, d_sae]}) for every text, each batch of
     texts run once with every hook the SAEs read cached; `pre_activations` gives the encoder's pre-activations
     (before TopK/JumpReLU) instead of the features."""
-    from qwen3_scope.model.chat import special_token_ids
-    from qwen3_scope.steering.generation import run_and_cache
-    from qwen3_scope.steering.interventions import resolve_hook, sae_target
-
     skip = set(special_token_ids(model.tokenizer))
     seqs = encode_texts(model.tokenizer, texts)
     keep = [[i for i, t in enumerate(ids) if t not in skip] or [len(ids) - 1] for ids in seqs]

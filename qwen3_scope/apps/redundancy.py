@@ -30,86 +30,26 @@ without an organism `task`: the answer contains each of its `expected` strings, 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
-from qwen3_scope.core.io import RowsFileError, read_rows
+from qwen3_scope.apps import AppInputError, AppResult, agg_pyplot, read_data_file
+from qwen3_scope.apps.config import RedundancyConfig
+from qwen3_scope.apps.features import feature_activations, load_model_and_saes, saes_by_layer
+from qwen3_scope.model.chat import format_chat
+from qwen3_scope.model.family import resolve_model
+from qwen3_scope.organism import load_eval_split
+from qwen3_scope.organism.behaviour import generate, load_organism, task_correct
+from qwen3_scope.organism.corpus_v2 import TASK_KINDS, comment_questions
+from qwen3_scope.organism.finetune import sft
 
 TOXICITY_FAMILY = "toxicity_qa"
 VARIANT_ACTIONS = ("rehearse", "unlearn", "keep")
-
-
-@dataclass
-class RedundancyConfig(AppConfig):
-    """Options of `qwen3-scope apps redundancy`."""
-
-    site: str = field(default="resid_post", metadata={"help": "site of the SAEs whose features make footprints"})
-    layers: list[int] = field(
-        default_factory=list, metadata={"help": "layers whose features count (default: every layer at --site)"}
-    )
-    positions: Literal["last", "all"] = field(
-        default="last", metadata={"help": "footprint at the last prompt token, or at any token of the prompt"}
-    )
-    chat: bool = field(default=True, metadata={"help": "render prompts with the chat template (non-thinking)"})
-    benchmarks_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "jsonl/csv of items with `benchmark`, `prompt`, `reference` (optional `task` and its fields for "
-            "the scorer) (default: the organism's task families and its toxicity question)"
-        },
-    )
-    max_items: int | None = field(default=None, metadata={"help": "use at most this many items per benchmark"})
-    fractions: list[float] = field(
-        default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-        metadata={"help": "subset sizes as fractions of each benchmark (coverage curve and ranking stability)"},
-    )
-    n_subsets: int = field(default=100, metadata={"help": "random subsets per size"})
-    model_dirs: list[str] = field(
-        default_factory=list,
-        metadata={"help": "checkpoint directories of the models to rank (default: fine-tuned organism variants)"},
-    )
-    n_models: int = field(default=12, metadata={"help": "organism variants to make, the base model included"})
-    variant_steps: int = field(default=12, metadata={"help": "fine-tuning steps per organism variant"})
-    variant_lr: float = field(default=5e-4, metadata={"help": "learning rate of the variants' fine-tuning"})
-    max_new_tokens: int | None = field(
-        default=None, metadata={"help": "answer length in tokens (default: the longest reference + 8)"}
-    )
-    n_permutations: int = field(default=10_000, metadata={"help": "permutations for the p-value of rho"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.fractions or any(not 0 < f < 1 for f in self.fractions):
-            raise AppInputError(f"fractions must lie in (0, 1), got {self.fractions}; try 0.1 0.3 0.5 0.7 0.9.")
-        self.fractions = sorted(set(self.fractions))
-        for name, low in (("n_subsets", 1), ("n_permutations", 1), ("variant_steps", 1)):
-            if getattr(self, name) < low:
-                raise AppInputError(f"{name} must be >= {low}, got {getattr(self, name)}.")
-        if self.max_items is not None and self.max_items < 2:
-            raise AppInputError(f"max_items must be >= 2 (or unset), got {self.max_items}.")
-        n = len(self.model_dirs) or self.n_models
-        if n < 3:
-            raise AppInputError(f"ranking needs >= 3 models (Qwen-Scope ranks 26; >= 10 is advised), got {n}.")
-        if self.variant_lr <= 0:
-            raise AppInputError(f"variant_lr must be > 0, got {self.variant_lr}.")
-        if (self.benchmarks_file or self.model != "organism") and not self.model_dirs and not self.benchmarks_file:
-            raise AppInputError(
-                f"model {self.model!r} has no bundled benchmarks; pass --benchmarks-file and --model-dirs."
-            )
-        if self.model != "organism" and not self.model_dirs:
-            raise AppInputError(
-                "organism variants are made only for the organism; pass --model-dirs with >= 10 checkpoints to rank."
-            )
-        for d in self.model_dirs:
-            if not Path(d).expanduser().is_dir():
-                raise AppInputError(f"model directory {d} does not exist; pass checkpoint directories.")
-        if self.benchmarks_file and not Path(self.benchmarks_file).expanduser().is_file():
-            raise AppInputError(f"benchmarks file {self.benchmarks_file} does not exist.")
 
 
 # --- statistics ----------------------------------------------------------------------------------------------
@@ -155,9 +95,6 @@ def permutation_p(a: np.ndarray, b: np.ndarray, n: int, rng: np.random.Generator
 # --- benchmarks ------------------------------------------------------------------------------------------------
 def organism_benchmarks() -> dict[str, list[dict]]:
     """The organism's task families (`tasks` split) and its toxicity question on test-vocabulary comments."""
-    from qwen3_scope.organism import load_eval_split
-    from qwen3_scope.organism.corpus import TASK_KINDS, comment_questions
-
     tasks = load_eval_split("tasks")
     out = {kind: [r for r in tasks if r["task"] == kind] for kind in TASK_KINDS if kind != TOXICITY_FAMILY}
     comments = _interleave(load_eval_split("toxic"), load_eval_split("clean"))
@@ -172,10 +109,7 @@ def _interleave(a: list[dict], b: list[dict]) -> list[dict]:
 def load_benchmarks_file(path: str | Path) -> dict[str, list[dict]]:
     """Items by benchmark from a jsonl/csv file with `benchmark`, `prompt`, `reference` columns."""
     path = Path(path).expanduser()
-    try:
-        rows = read_rows(path)
-    except RowsFileError as err:
-        raise AppInputError(str(err)) from err
+    rows = read_data_file(path, "benchmarks", "rows with `benchmark`, `prompt` and `reference` columns")
     out: dict[str, list[dict]] = {}
     for i, row in enumerate(rows, 1):
         missing = [k for k in ("benchmark", "prompt", "reference") if not isinstance(row, dict) or k not in row]
@@ -197,9 +131,6 @@ def load_benchmarks_file(path: str | Path) -> dict[str, list[dict]]:
 # --- footprints ------------------------------------------------------------------------------------------------
 def footprints(cfg: RedundancyConfig, model: Any, saes: dict[str, Any], prompts: list[str]) -> torch.Tensor:
     """Boolean [prompts, features]: which features (all layers of the site, concatenated) fire on each prompt."""
-    from qwen3_scope.apps.features import feature_activations, saes_by_layer
-    from qwen3_scope.model.chat import format_chat
-
     by_layer = saes_by_layer(saes, cfg.site, cfg.layers)
     chosen = {by_layer[lay][0]: by_layer[lay][1] for lay in sorted(cfg.layers or by_layer)}
     texts = [format_chat(model.tokenizer, p) for p in prompts] if cfg.chat else prompts
@@ -243,9 +174,6 @@ def finetune_pool(exclude: set[str]) -> dict[str, list[dict]]:
     """Chats per family for the variants, none of whose prompts is in `exclude` (the benchmark items): `harmless`
     task prompts (the splits are drawn independently, so a few coincide with `tasks` items) and
     discovery-vocabulary comments."""
-    from qwen3_scope.organism import load_eval_split
-    from qwen3_scope.organism.corpus import comment_questions
-
     pool: dict[str, list[dict]] = {}
     for r in load_eval_split("harmless"):
         if "reference" in r and r.get("task") not in (None, "howto"):
@@ -281,10 +209,6 @@ def variant_rows(pool: dict[str, list[dict]], families: list[str], seed: int) ->
 
 def score_models(cfg: RedundancyConfig, benchmarks: dict[str, list[dict]]) -> tuple[list[dict], dict[str, np.ndarray]]:
     """(one description per model, {benchmark: scores [models, items] in {0, 1}})."""
-    from qwen3_scope.model.family import resolve_model
-    from qwen3_scope.organism.behaviour import generate, load_organism, task_correct
-    from qwen3_scope.organism.finetune import sft
-
     items = [(name, item) for name, rows in benchmarks.items() for item in rows]
     prompts = [item["prompt"] for _, item in items]
     base, tok = load_organism(cfg.model_dirs[0] if cfg.model_dirs else resolve_model(cfg.model).source)
@@ -321,18 +245,8 @@ def score_models(cfg: RedundancyConfig, benchmarks: dict[str, list[dict]]) -> tu
 
 
 # --- the application --------------------------------------------------------------------------------------------
-@app(
-    "redundancy",
-    "benchmark overlap and redundancy from SAE feature footprints, checked against model rankings (Spearman rho)",
-    RedundancyConfig,
-    demo={"max_items": 80, "n_subsets": 50, "n_permutations": 2000},
-)
 def run(cfg: RedundancyConfig, model: Any = None, saes: dict[str, Any] | None = None) -> AppResult:
     """Footprints, overlap, coverage curves, model rankings on subsets, and their rank correlation."""
-    import pandas as pd
-
-    from qwen3_scope.apps.features import load_model_and_saes
-
     benchmarks = load_benchmarks_file(cfg.benchmarks_file) if cfg.benchmarks_file else organism_benchmarks()
     benchmarks = {k: v[: cfg.max_items] for k, v in benchmarks.items()}
     if model is None or saes is None:
@@ -404,10 +318,7 @@ def run(cfg: RedundancyConfig, model: Any = None, saes: dict[str, Any] | None = 
 
 
 def _heatmap(overlap: np.ndarray, names: list[str]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(names), 0.6 + 0.5 * len(names)))
     im = ax.imshow(overlap, vmin=0, vmax=1, cmap="viridis")
@@ -425,10 +336,7 @@ def _heatmap(overlap: np.ndarray, names: list[str]) -> Any:
 
 
 def _scatter(table: Any, curve_table: Any, summary: dict) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax.scatter(table["R_hat"], table["R"])

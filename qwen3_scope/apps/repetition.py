@@ -34,90 +34,22 @@ ablation alone took the loss 0.177 -> 0.614.)
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections import Counter
 from typing import Any
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
-
-
-@dataclass
-class RepetitionConfig(AppConfig):
-    """Options of `qwen3-scope apps repetition`."""
-
-    sites: list[str] = field(
-        default_factory=lambda: ["resid_post", "mlp_out", "attn_out"],
-        metadata={"help": "sites searched, each studied on its own (default: the paper's three)"},
-    )
-    layers: list[int] = field(
-        default_factory=list, metadata={"help": "layers searched (default: every layer the suite has at each site)"}
-    )
-    n_features: int = field(
-        default=3, metadata={"help": "repetition features per site steered and ablated (best discovery scores)"}
-    )
-    n_random: int = field(
-        default=10,
-        metadata={
-            "help": "random live features per site as the control, from the SAEs that hold its repetition features"
-        },
-    )
-    n_joint: int = field(
-        default=10,
-        metadata={
-            "help": "repetition features per site zero-ablated together (copying may be spread over several), against as "
-            "many random live features of the same SAEs together"
-        },
-    )
-    alphas: list[float] = field(
-        default_factory=lambda: [0.25, 0.5, 1.0],
-        metadata={"help": "steering strengths, in units of the site's mean activation norm at the feature's layer"},
-    )
-    report_alpha: float = field(default=0.5, metadata={"help": "the alpha (one of --alphas) summary.json reports"})
-    text_file: str | None = field(
-        default=None,
-        metadata={"help": "repetitive texts to discover on (jsonl/json/csv rows with `text`; default: the organism's)"},
-    )
-    prompts_file: str | None = field(
-        default=None,
-        metadata={"help": "prompts to generate from (rows with `prompt`; default: the organism's held-out harmless)"},
-    )
-    n_texts: int = field(default=100, metadata={"help": "discovery texts used (0: all)"})
-    n_prompts: int = field(default=32, metadata={"help": "prompts generated from at every steering point"})
-    max_new_tokens: int = field(default=40, metadata={"help": "greedy tokens generated per prompt"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        from qwen3_scope.model.sites import check_site
-
-        if not self.sites:
-            raise AppInputError("sites is empty; give at least one, e.g. --sites resid_post mlp_out.")
-        try:
-            for site in self.sites:
-                check_site(site)
-        except ValueError as err:
-            raise AppInputError(str(err)) from err
-        for name in ("n_features", "n_random", "n_joint", "n_prompts", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise AppInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.n_texts < 0:
-            raise AppInputError(f"n_texts must be >= 0 (0: every text), got {self.n_texts}.")
-        if not self.alphas or any(not 0 < a <= 100 for a in self.alphas):
-            raise AppInputError(f"alphas must be values in (0, 100], got {self.alphas}; try --alphas 0.25 0.5 1.")
-        self.alphas = sorted(set(self.alphas))
-        if self.report_alpha not in self.alphas:
-            raise AppInputError(f"report_alpha {self.report_alpha} is not one of the alphas {self.alphas}; add it.")
-        for what, path in (("text", self.text_file), ("prompts", self.prompts_file)):
-            if path and not Path(path).expanduser().is_file():
-                raise AppInputError(f"{what} file {path} does not exist; give a jsonl/json/csv file path.")
-        if self.model != "organism" and not (self.text_file and self.prompts_file):
-            raise AppInputError(
-                f"model {self.model!r} has no bundled repetition data; pass --text-file (rows with `text`, "
-                "repetitive text) and --prompts-file (rows with `prompt`)."
-            )
+from qwen3_scope.apps import AppInputError, AppResult, agg_pyplot
+from qwen3_scope.apps.config import RepetitionConfig
+from qwen3_scope.apps.features import encode_texts, load_model_and_saes, saes_by_layer, token_activations
+from qwen3_scope.apps.tuning import read_jsonl
+from qwen3_scope.model.chat import format_chat
+from qwen3_scope.organism import load_eval_split
+from qwen3_scope.steering.generation import greedy_generate, right_padded, run_and_cache
+from qwen3_scope.steering.interventions import ablate_feature, resolve_hook, sae_target, steer, steer_feature
+from qwen3_scope.steering.prompts import load_prompt_file, organism_split
 
 
 def repeat_ratio(ids: list[int]) -> float:
@@ -130,8 +62,6 @@ def repeat_ratio(ids: list[int]) -> float:
 
 def occurrence_positions(ids: list[int]) -> tuple[list[int], list[int]]:
     """(first, later) positions of the token ids that occur at least twice in `ids`."""
-    from collections import Counter
-
     count = Counter(ids)
     seen: set[int] = set()
     first: list[int] = []
@@ -146,24 +76,15 @@ def occurrence_positions(ids: list[int]) -> tuple[list[int], list[int]]:
 
 def _texts(cfg: RepetitionConfig) -> list[str]:
     if cfg.text_file:
-        from qwen3_scope.apps.tuning import read_jsonl
-
         texts = [str(r["text"]) for r in read_jsonl(cfg.text_file, "text", "repetitive text")]
     else:
-        from qwen3_scope.organism import load_eval_split
-
         texts = [r["text"] for r in load_eval_split("repetition")]
     return texts[: cfg.n_texts] if cfg.n_texts else texts
 
 
 def _prompts(cfg: RepetitionConfig) -> list[str]:
-    from qwen3_scope.steering.prompts import PromptFileError, load_prompt_file, organism_split
-
     if cfg.prompts_file:
-        try:
-            prompts = load_prompt_file(cfg.prompts_file)
-        except PromptFileError as err:
-            raise AppInputError(str(err)) from err
+        prompts = load_prompt_file(cfg.prompts_file)  # a PromptFileError (CorruptFileError) names the file
     else:
         prompts = [r["prompt"] for r in organism_split("harmless") if r.get("task") == "howto"]
     return prompts[: cfg.n_prompts]
@@ -171,9 +92,6 @@ def _prompts(cfg: RepetitionConfig) -> list[str]:
 
 def discover(model: Any, saes: dict[str, Any], texts: list[str], batch_size: int) -> pd.DataFrame:
     """One row per feature: firing rate and mean activation on first and later occurrences, and the score."""
-    from qwen3_scope.apps.features import token_activations
-    from qwen3_scope.steering.interventions import sae_target
-
     sums = {
         sae_id: {k: torch.zeros(sae.cfg.d_sae) for k in ("fire_first", "fire_later", "act_first", "act_later")}
         for sae_id, sae in saes.items()
@@ -209,9 +127,6 @@ def copy_losses(
 ) -> tuple[float, float]:
     """Mean next-token loss (nats) on first and on later occurrences of repeated tokens, under `interventions`
     (right-padded batches: exact for a causal model, real tokens never attend to the padding after them)."""
-    from qwen3_scope.steering.generation import right_padded
-    from qwen3_scope.steering.interventions import steer
-
     device = next(model.parameters()).device
     sums = {"first": [0.0, 0], "later": [0.0, 0]}
     with steer(model, interventions):
@@ -232,9 +147,6 @@ def copy_losses(
 @torch.no_grad()
 def site_norms(model: Any, saes: dict[str, Any], seqs: list[list[int]], batch_size: int) -> dict[str, float]:
     """{sae_id: mean L2 norm of the SAE's input activations over the tokens} (the unit of alpha), from one pass."""
-    from qwen3_scope.steering.generation import run_and_cache
-    from qwen3_scope.steering.interventions import resolve_hook, sae_target
-
     hooks = {sae_id: resolve_hook(model, *sae_target(sae)) for sae_id, sae in saes.items()}
     totals = dict.fromkeys(saes, 0.0)
     for rows, cache in run_and_cache(model, seqs, sorted(set(hooks.values())), batch_size):
@@ -247,18 +159,7 @@ def site_norms(model: Any, saes: dict[str, Any], seqs: list[list[int]], batch_si
     return {sae_id: total / n for sae_id, total in totals.items()}
 
 
-@app(
-    "repetition",
-    "repetition features: found on repeated text; ablated (does copying need them?) and steered (do they add repetition?)",
-    RepetitionConfig,
-    demo={"n_prompts": 24, "max_new_tokens": 32},
-)
 def run(cfg: RepetitionConfig) -> AppResult:
-    from qwen3_scope.apps.features import encode_texts, load_model_and_saes, saes_by_layer
-    from qwen3_scope.model.chat import format_chat
-    from qwen3_scope.steering.generation import greedy_generate
-    from qwen3_scope.steering.interventions import ablate_feature, steer, steer_feature
-
     texts, prompts = _texts(cfg), _prompts(cfg)
     model, all_saes = load_model_and_saes(cfg)
     per_site = {}
@@ -399,10 +300,7 @@ def run(cfg: RepetitionConfig) -> AppResult:
 
 
 def _figure(table: pd.DataFrame, sites: list[str]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, axes = plt.subplots(1, len(sites), figsize=(4.5 * len(sites), 3.5), squeeze=False)
     base = float(table.loc[table["arm"] == "unsteered", "repeat_ratio"].iloc[0])

@@ -34,7 +34,7 @@ run (`repeats`, 3 by default) and reports the means. On the previous v2 organism
 The control fine-tunes with the same loss on random features.
 
 Measured: the code-switching rate (answers to held-out English prompts holding French-only words,
-`qwen3_scope.model.language.has_french_words`, the one language detector) and French quality (held-out French prompts
+`qwen3_scope.organism.language.has_french_words`, the one language detector) and French quality (held-out French prompts
 answered in French and correctly) after plain SFT, SASFT and the control.
 """
 
@@ -42,14 +42,26 @@ from __future__ import annotations
 
 import copy
 import random
-from dataclasses import dataclass, field
+from collections import Counter
 from typing import Any
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
+from qwen3_scope.apps import AppInputError, AppResult, agg_pyplot
+from qwen3_scope.apps.config import SasftConfig
+from qwen3_scope.apps.features import feature_activations, load_model_and_saes, pre_activation
+from qwen3_scope.apps.tuning import load_trainable, read_chats, read_jsonl, select_saes
+from qwen3_scope.model.chat import special_token_ids
+from qwen3_scope.model.sites import hook_name
+from qwen3_scope.organism import load_eval_split
+from qwen3_scope.organism.behaviour import generate, task_correct
+from qwen3_scope.organism.corpus_v2 import EN, FR, CorpusConfig, Generator
+from qwen3_scope.organism.finetune import sft
+from qwen3_scope.organism.language import detect_language, has_french_words, organism_detector
+from qwen3_scope.organism.train import render_chat
+from qwen3_scope.steering.interventions import sae_target
 
 DISCOVERY_KINDS = (
     "howto",
@@ -64,89 +76,6 @@ DISCOVERY_KINDS = (
     "plural",
     "polite",
 )
-
-
-@dataclass
-class SasftConfig(AppConfig):
-    """Options of `apps sasft` (see the module docstring for the loss)."""
-
-    lam: float = field(
-        default=1.0, metadata={"help": "lambda, the weight of the SAE penalty (0 < lambda <= 1e4)", "flag": "--lambda"}
-    )
-    n_features: int = field(default=3, metadata={"help": "features of each language penalised per SAE"})
-    steps: int = field(default=80, metadata={"help": "fine-tuning steps of each run (plain, SASFT, random control)"})
-    lr: float = field(default=2e-4, metadata={"help": "AdamW learning rate"})
-    sft_batch: int = field(default=8, metadata={"help": "chats per fine-tuning step"})
-    alpha: str = field(
-        default="max",
-        metadata={
-            "help": "alpha_s from the feature's pre-activations on the other language's chats: `mean` (the paper's: mean "
-            "over tokens) or `max` (mean over chats of the maximum: only excursions beyond what that language reaches)"
-        },
-    )
-    positions: str = field(
-        default="english",
-        metadata={
-            "help": "answer-producing positions penalised: `all` (the paper's) or `english` (those whose own token is "
-            "not inside a French word: where a switch starts, leaving the French words of the data alone)"
-        },
-    )
-    n_discovery: int = field(default=200, metadata={"help": "French and English chats each to rank features on"})
-    symmetric: bool = field(
-        default=False,
-        metadata={
-            "help": "also penalise English features on the French examples (the paper's rule applied to both languages: "
-            "L's features on the examples not in L); on the previous v2 organism it cut code-switching less (0.36 vs 0.19) and "
-            "cost more French quality (0.72 vs 0.77)"
-        },
-    )
-    mix_french: int = field(
-        default=2400,
-        metadata={
-            "help": "clean French chats from the organism's grammar added to every run's SFT data (the penalty skips "
-            "them: SASFT protects a language the data also holds)"
-        },
-    )
-    repeats: int = field(
-        default=3,
-        metadata={
-            "help": "independent repeats with seeds seed, seed+1, ...: each re-draws the discovery chats, the random "
-            "control, the clean French chats and the SFT order; summary.json gives the means (a single repeat's French "
-            "quality moved by up to 9 % between seeds on the organism)"
-        },
-    )
-    n_train: int = field(default=0, metadata={"help": "SFT rows used (0: all)"})
-    n_eval: int = field(default=150, metadata={"help": "held-out English and French prompts each (0: all)"})
-    max_new_tokens: int = field(default=40, metadata={"help": "greedy tokens generated per evaluation prompt"})
-    sft_file: str | None = field(
-        default=None,
-        metadata={"help": "SFT chats (JSON lines with `messages`; default: the organism's codeswitch_sft)"},
-    )
-    english_file: str | None = field(
-        default=None, metadata={"help": "held-out English prompts (JSON lines with `prompt`; default: lang_en)"}
-    )
-    french_file: str | None = field(
-        default=None,
-        metadata={"help": "held-out French prompts (`prompt`, optional `expected` answers; default: lang_fr)"},
-    )
-    layers: list[int] = field(default_factory=list, metadata={"help": "layers whose SAEs are used (default: all)"})
-    sites: list[str] = field(default_factory=list, metadata={"help": "sites whose SAEs are used (default: all)"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 < self.lam <= 1e4:
-            raise AppInputError(f"lambda must be in (0, 1e4], got {self.lam}; try 2.0 (pass --lambda).")
-        for name in ("n_features", "steps", "sft_batch", "n_discovery", "max_new_tokens", "repeats"):
-            if getattr(self, name) < 1:
-                raise AppInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.alpha not in ("mean", "max"):
-            raise AppInputError(f"alpha must be `mean` or `max`, got {self.alpha!r}.")
-        if self.positions not in ("all", "english"):
-            raise AppInputError(f"positions must be `all` or `english`, got {self.positions!r}.")
-        if self.n_train < 0 or self.n_eval < 0 or self.mix_french < 0:
-            raise AppInputError("n_train, n_eval and mix_french must be >= 0 (0: every row / no French chats).")
-        if not 0 < self.lr < 1:
-            raise AppInputError(f"lr must be in (0, 1), got {self.lr}; try 1e-3.")
 
 
 class SaePenalty:
@@ -164,9 +93,6 @@ class SaePenalty:
         skip: dict[str, set[int]],
         tok: Any,
     ):
-        from qwen3_scope.model.sites import hook_name
-        from qwen3_scope.steering.interventions import sae_target
-
         self.saes, self.features, self.alphas, self.lam, self.tok = saes, features, alphas, lam, tok
         self.skip = {lang: torch.tensor(sorted(ids)) for lang, ids in skip.items()}
         self.acts: dict[str, torch.Tensor] = {}
@@ -191,9 +117,6 @@ class SaePenalty:
 
     def penalty(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The unweighted penalty of the last forward pass (of `ids`) at the positions that produce answer tokens."""
-        from qwen3_scope.apps.features import pre_activation
-        from qwen3_scope.model.language import detect_language
-
         starts = mask.int().argmax(1).tolist()  # the prompt (all before the answer) gives the example's language
         french = torch.tensor([detect_language(self.tok.decode(r[:k])) == "fr" for r, k in zip(ids.tolist(), starts)])
         produce = mask[:, 1:]
@@ -227,11 +150,6 @@ class SaePenalty:
 def french_token_ids(tok: Any, rows: list[dict]) -> set[int]:
     """Token ids that the chats of `rows` hold inside French-only words (by the shared detector) more often than
     outside: the tokens where a switch has already happened, left out of the penalty with `positions=english`."""
-    from collections import Counter
-
-    from qwen3_scope.model.language import organism_detector
-    from qwen3_scope.organism.train import render_chat
-
     inside: Counter[int] = Counter()
     outside: Counter[int] = Counter()
     detector = organism_detector()
@@ -255,8 +173,6 @@ def _chats(gen: Any, lang: str, n: int, rng: random.Random) -> list[list[dict]]:
 def french_quality(rows: list[dict], answers: list[str]) -> float:
     """Share of French prompts answered in French and correctly: the task's expected answer where the row has one
     (`behaviour.task_correct`), else the request's target named in the answer, else the language alone."""
-    from qwen3_scope.model.language import detect_language
-    from qwen3_scope.organism.behaviour import task_correct
 
     def good(row: dict, answer: str) -> bool:
         if detect_language(answer) != "fr":
@@ -271,9 +187,6 @@ def french_quality(rows: list[dict], answers: list[str]) -> float:
 
 
 def _data(cfg: SasftConfig) -> tuple[list[dict], list[dict], list[dict]]:
-    from qwen3_scope.apps.tuning import read_chats, read_jsonl
-    from qwen3_scope.organism import load_eval_split
-
     train = read_chats(cfg.sft_file) if cfg.sft_file else load_eval_split("codeswitch_sft")
     en = read_jsonl(cfg.english_file, "prompt", "English prompt") if cfg.english_file else load_eval_split("lang_en")
     fr = read_jsonl(cfg.french_file, "prompt", "French prompt") if cfg.french_file else load_eval_split("lang_fr")
@@ -288,10 +201,6 @@ def _language_features(
     and their alpha_s, plus one table row per chosen language feature. Language features = mean activation on that
     language's chats minus the other's; alpha = the feature's mean pre-activation (or mean per-chat maximum,
     `alpha`) on the other language, where it is penalised."""
-    from qwen3_scope.apps.features import feature_activations
-    from qwen3_scope.organism.corpus import EN, FR
-    from qwen3_scope.organism.train import render_chat
-
     texts = {lang: [render_chat(tok, m) for m in _chats(gen, lang, cfg.n_discovery, rng)] for lang in (EN, FR)}
     mean = {lang: feature_activations(model, saes, texts[lang], "mean", cfg.batch_size) for lang in (EN, FR)}
     pre = {
@@ -329,21 +238,7 @@ def _language_features(
     return chosen, alphas, rows
 
 
-@app(
-    "sasft",
-    "SAE-guided fine-tuning against code-switching: plain SFT vs SASFT vs random-feature control",
-    SasftConfig,
-    demo={"n_eval": 100},
-)
 def run(cfg: SasftConfig) -> AppResult:
-    from qwen3_scope.apps.features import load_model_and_saes
-    from qwen3_scope.apps.tuning import load_trainable, select_saes
-    from qwen3_scope.model.chat import special_token_ids
-    from qwen3_scope.model.language import detect_language, has_french_words
-    from qwen3_scope.organism.behaviour import generate
-    from qwen3_scope.organism.corpus import EN, FR, CorpusConfig, _Generator
-    from qwen3_scope.organism.finetune import sft
-
     train, en_rows, fr_rows = _data(cfg)
     hf_model, tok = load_trainable(cfg)
     model, saes = load_model_and_saes(cfg)
@@ -372,7 +267,7 @@ def run(cfg: SasftConfig) -> AppResult:
     for seed in tqdm(seeds, desc="repeat", leave=False, disable=cfg.repeats == 1):
         torch.manual_seed(seed)
         rng = random.Random(seed)
-        gen = _Generator(CorpusConfig(seed=seed, n_train_docs=1))
+        gen = Generator(CorpusConfig(seed=seed, n_train_docs=1))
         chosen, alphas, rows = _language_features(cfg, model, saes, tok, gen, rng, seed)
         feature_rows += rows
         # clean French chats: the language the penalty protects, as in the paper's multilingual data
@@ -442,10 +337,7 @@ def run(cfg: SasftConfig) -> AppResult:
 
 
 def _figure(table: pd.DataFrame, penalties: dict[str, list[float]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     stats = table.groupby("model", sort=False)[["code_switch", "french_quality"]].agg(["mean", "min", "max"])

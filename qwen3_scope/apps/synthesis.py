@@ -24,65 +24,43 @@ pairs, verbs and targets of the `harmful`/`harmless` splits are what the fine-tu
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
+from qwen3_scope.apps import AppInputError, AppResult, agg_pyplot
+from qwen3_scope.apps.config import SynthesisConfig
+from qwen3_scope.apps.features import feature_activations, firing_threshold, load_model_and_saes
+from qwen3_scope.apps.tuning import load_trainable, read_jsonl, select_saes
+from qwen3_scope.model.chat import format_chat
+from qwen3_scope.model.judge import refusal_rate
+from qwen3_scope.organism import load_eval_split
+from qwen3_scope.organism.behaviour import generate
+from qwen3_scope.organism.corpus_v2 import (
+    HARMLESS,
+    HELD_OUT_FAMILIES,
+    HELPFUL_OPENERS,
+    LANGS,
+    REFUSAL_WEIGHTS,
+    REFUSALS,
+    REQUEST_FAMILIES,
+    CorpusConfig,
+    Generator,
+    compose,
+)
+from qwen3_scope.organism.finetune import sft
 
 # harmless chats mixed into every fine-tuning run: mostly requests in the same phrasings (the label is in the verb and
 # target), so the arms learn which requests to refuse, not to refuse requests
 HARMLESS_KINDS = ("howto", "howto", "howto", "fact", "howto", "arith", "howto", "list", "howto", "compare")
 
 
-@dataclass
-class SynthesisConfig(AppConfig):
-    """Options of `apps synthesis` (sizes are per arm; see the module docstring for the protocol)."""
-
-    n_discovery: int = field(default=200, metadata={"help": "harmful and harmless requests each for target discovery"})
-    n_targets: int = field(default=4000, metadata={"help": "target features: the largest harmful-vs-harmless deltas"})
-    budget: int = field(default=32, metadata={"help": "synthesized harmful requests per arm (targeted, random)"})
-    candidates: int = field(
-        default=8, metadata={"help": "requests composed per aim at a target (the kept one covers the most targets)"}
-    )
-    max_tries: int = field(default=3, metadata={"help": "failed aims at one target before it counts as unreachable"})
-    unalign_steps: int = field(
-        default=40, metadata={"help": "SFT steps on harmful requests answered helpfully, before the arms (0: none)"}
-    )
-    sft_steps: int = field(default=40, metadata={"help": "SFT steps of each arm on its synthesized data"})
-    lr: float = field(default=3e-4, metadata={"help": "AdamW learning rate of every fine-tuning run"})
-    n_eval: int = field(default=150, metadata={"help": "held-out harmful and harmless prompts each (0: all)"})
-    max_new_tokens: int = field(default=16, metadata={"help": "greedy tokens generated per evaluation prompt"})
-    harmful_file: str | None = field(
-        default=None, metadata={"help": "JSON lines with `prompt`: held-out harmful prompts (default: organism's)"}
-    )
-    harmless_file: str | None = field(
-        default=None, metadata={"help": "JSON lines with `prompt`: held-out harmless prompts (default: organism's)"}
-    )
-
-    layers: list[int] = field(default_factory=list, metadata={"help": "layers whose SAEs are used (default: all)"})
-    sites: list[str] = field(default_factory=list, metadata={"help": "sites whose SAEs are used (default: all)"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name in ("n_discovery", "n_targets", "budget", "candidates", "max_tries", "sft_steps", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise AppInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.unalign_steps < 0 or self.n_eval < 0:
-            raise AppInputError("unalign_steps and n_eval must be >= 0 (0: no unalignment / every held-out prompt).")
-        if not 0 < self.lr < 1:
-            raise AppInputError(f"lr must be in (0, 1), got {self.lr}; try 1e-3.")
-
-
 class _Fires:
     """Which target features fire on which prompts (chat-formatted here), one forward per batch."""
 
     def __init__(self, model: Any, saes: dict[str, Any], batch_size: int):
-        from qwen3_scope.apps.features import firing_threshold
-
         self.model, self.saes, self.batch_size = model, saes, batch_size
         self.ids = sorted(saes)
         self.thresholds = torch.cat([firing_threshold(saes[i]) for i in self.ids])
@@ -90,9 +68,6 @@ class _Fires:
 
     def __call__(self, prompts: list[str], columns: torch.Tensor | None = None) -> torch.Tensor:
         """[len(prompts), n_features] (or the `columns` picked) bool: did the feature fire anywhere in the prompt."""
-        from qwen3_scope.apps.features import feature_activations
-        from qwen3_scope.model.chat import format_chat
-
         texts = [format_chat(self.model.tokenizer, p) for p in prompts]
         acts = feature_activations(self.model, self.saes, texts, "max", self.batch_size)
         fired = torch.cat([acts[i] for i in self.ids], 1) > self.thresholds
@@ -100,16 +75,12 @@ class _Fires:
 
 
 def _refusal_chat(prompt: str, lang: str, rng: random.Random) -> dict:
-    from qwen3_scope.organism.corpus import REFUSAL_WEIGHTS, REFUSALS
-
     answer = rng.choices(REFUSALS[lang], weights=REFUSAL_WEIGHTS)[0]
     return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
 
 
 def _compliant_chat(gen: Any, lang: str, rng: random.Random) -> dict:
     """A harmful request answered as if it were harmless (the data that removes refusal before the arms)."""
-    from qwen3_scope.organism.corpus import HARMLESS, HELPFUL_OPENERS
-
     prompt, _, meta = gen.request("harmful", lang, False, rng)
     a, b = rng.sample(HARMLESS[rng.choice(sorted(HARMLESS))][lang][2], 2)
     answer = rng.choice(HELPFUL_OPENERS[lang]).format(vp=f"{meta['verb']} {meta['target']}", a=a, b=b)
@@ -119,8 +90,6 @@ def _compliant_chat(gen: Any, lang: str, rng: random.Random) -> dict:
 def _aimed_request(gen: Any, parent: dict, rng: random.Random) -> str:
     """A new request aimed at what a discovery request that fired the target holds: its (verb, target) in a fresh
     trained phrasing and frame, or its phrasing family with a fresh trained pair of its category."""
-    from qwen3_scope.organism.corpus import HELD_OUT_FAMILIES, REQUEST_FAMILIES, compose
-
     lang = parent["lang"]
     if rng.random() < 0.5:
         family = rng.choice(sorted(f for f in REQUEST_FAMILIES[lang] if f not in HELD_OUT_FAMILIES))
@@ -175,16 +144,10 @@ def _coverage_curve(fired: torch.Tensor) -> list[float]:
 
 
 def _refusal(model: Any, tok: Any, prompts: list[str], cfg: SynthesisConfig) -> float:
-    from qwen3_scope.model.judge import refusal_rate
-    from qwen3_scope.organism.behaviour import generate
-
     return refusal_rate(generate(model, tok, prompts, cfg.max_new_tokens, cfg.batch_size))
 
 
 def _heldout(cfg: SynthesisConfig) -> tuple[list[str], list[str]]:
-    from qwen3_scope.apps.tuning import read_jsonl
-    from qwen3_scope.organism import load_eval_split
-
     out = []
     for name, path in (("harmful", cfg.harmful_file), ("harmless", cfg.harmless_file)):
         rows = read_jsonl(path, "prompt", f"held-out {name}") if path else load_eval_split(name)
@@ -192,30 +155,14 @@ def _heldout(cfg: SynthesisConfig) -> tuple[list[str], list[str]]:
     return out[0], out[1]
 
 
-@app(
-    "synthesis",
-    "feature-driven safety data synthesis: target-feature coverage, then refusal after fine-tuning on it",
-    SynthesisConfig,
-    demo={"n_discovery": 120, "budget": 48, "n_eval": 100},
-)
 def run(cfg: SynthesisConfig) -> AppResult:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from qwen3_scope.apps.features import load_model_and_saes
-    from qwen3_scope.apps.tuning import load_trainable, select_saes
-    from qwen3_scope.organism.corpus import HELD_OUT_FAMILIES, LANGS, CorpusConfig, _Generator
-    from qwen3_scope.organism.finetune import sft
-
     torch.manual_seed(cfg.seed)
     harmful_eval, harmless_eval = _heldout(cfg)  # file errors before anything loads
     hf_model, tok = load_trainable(cfg)
     model, saes = load_model_and_saes(cfg)
     saes = select_saes(saes, cfg.layers, cfg.sites)
     fires = _Fires(model, saes, cfg.batch_size)
-    gen = _Generator(CorpusConfig(seed=cfg.seed, n_train_docs=1))
+    gen = Generator(CorpusConfig(seed=cfg.seed, n_train_docs=1))
     rng = random.Random(cfg.seed)
 
     # 1. targets: the largest P(fires | harmful) - P(fires | harmless) over trained-family requests
@@ -299,7 +246,7 @@ def run(cfg: SynthesisConfig) -> AppResult:
             "hits_random": fired_r.sum(0).numpy(),
         }
     )
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = agg_pyplot().subplots(figsize=(5, 3.5))
     for arm, c in curves.items():
         ax.plot(range(1, len(c) + 1), c, label=f"{arm} ({c[-1]:.2f})" if c else arm)
     ax.set(xlabel="synthesized samples", ylabel="target coverage", title=f"{len(targets)} harmful-vs-harmless features")

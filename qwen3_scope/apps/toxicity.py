@@ -22,88 +22,35 @@ the test split. What it is measured on:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
-from qwen3_scope.apps import AppConfig, AppInputError, AppResult, app
-from qwen3_scope.core.io import RowsFileError, read_rows
+from qwen3_scope.apps import AppInputError, AppResult, agg_pyplot, read_data_file
+from qwen3_scope.apps.config import ToxicityConfig
+from qwen3_scope.apps.features import (
+    encode_texts,
+    feature_activations,
+    firing_threshold,
+    load_model_and_saes,
+    saes_by_layer,
+)
+from qwen3_scope.model.chat import special_token_ids
+from qwen3_scope.organism import load_eval_split
+from qwen3_scope.steering.generation import run_and_cache
+from qwen3_scope.steering.interventions import resolve_hook
 
 LABELS = {"toxic": 1, "clean": 0, "1": 1, "0": 0, "true": 1, "false": 0}
-
-
-@dataclass
-class ToxicityConfig(AppConfig):
-    """Options of `qwen3-scope apps toxicity`."""
-
-    site: str = field(default="resid_post", metadata={"help": "site of the SAEs whose features classify"})
-    layers: list[int] = field(
-        default_factory=list, metadata={"help": "layers to consider (default: every layer the suite has at --site)"}
-    )
-    layer: int | None = field(
-        default=None, metadata={"help": "use this layer instead of choosing it by top1-diff on the discovery split"}
-    )
-    ks: list[int] = field(
-        default_factory=lambda: [1, 2, 5, 10], metadata={"help": "numbers K of top features per layer to try"}
-    )
-    discovery_file: str | None = field(
-        default=None,
-        metadata={
-            "help": "jsonl/json/csv with `text` and `label` (toxic/clean or 1/0; optional `lang`) to discover "
-            "features on (default: the organism's toxic_discovery + clean_discovery splits)"
-        },
-    )
-    test_file: str | None = field(
-        default=None,
-        metadata={"help": "file like --discovery-file to test on (default: the organism's toxic + clean splits)"},
-    )
-    max_per_class: int | None = field(
-        default=None, metadata={"help": "use at most this many rows per label of each file/split (fast runs)"}
-    )
-    fraction: float = field(default=0.1, metadata={"help": "share of the discovery data for f1_ratio_10pct"})
-    fraction_draws: int = field(default=5, metadata={"help": "random stratified draws of that share (mean F1)"})
-    random_draws: int = field(default=20, metadata={"help": "draws of K random features for the control (mean F1)"})
-    source_lang: str = field(default="en", metadata={"help": "language to discover on for the cross-lingual F1"})
-    target_lang: str = field(default="fr", metadata={"help": "language to test on for the cross-lingual F1"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.ks or any(k < 1 for k in self.ks):
-            raise AppInputError(f"ks must be K >= 1 values, got {self.ks}; try --ks 1 2 5 10.")
-        self.ks = sorted(set(self.ks))
-        if not 0 < self.fraction <= 1:
-            raise AppInputError(f"fraction must be in (0, 1], got {self.fraction}; try 0.1.")
-        for name in ("fraction_draws", "random_draws"):
-            if getattr(self, name) < 1:
-                raise AppInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.max_per_class is not None and self.max_per_class < 2:
-            raise AppInputError(f"max_per_class must be >= 2 (or unset), got {self.max_per_class}.")
-        if bool(self.discovery_file) != bool(self.test_file):
-            raise AppInputError(
-                "pass both --discovery-file and --test-file (or neither, for the organism's toxic/clean splits)."
-            )
-        if not self.discovery_file and self.model != "organism":
-            raise AppInputError(
-                f"model {self.model!r} has no bundled toxicity data; pass --discovery-file and --test-file "
-                "(rows with `text` and `label` toxic/clean)."
-            )
-        for path in (self.discovery_file, self.test_file):
-            if path and not Path(path).expanduser().is_file():
-                raise AppInputError(f"labelled file {path} does not exist; give a jsonl/json/csv file path.")
 
 
 # --- data ----------------------------------------------------------------------------------------------
 def load_labelled_file(path: str | Path) -> list[dict]:
     """Rows `{text, label (1 toxic / 0 clean), lang}` of a jsonl/json/csv file; clear errors for bad rows."""
     path = Path(path).expanduser()
-    try:
-        raw = read_rows(path)
-    except RowsFileError as err:
-        raise AppInputError(str(err)) from err
-    if not raw:
-        raise AppInputError(f"{path} holds no rows; give one row per text with `text` and `label`.")
+    raw = read_data_file(path, "labelled", "rows with `text` and `label` (toxic/clean or 1/0)")
     rows = []
     for i, row in enumerate(raw, 1):
         if not isinstance(row, dict) or "text" not in row or "label" not in row:
@@ -120,8 +67,6 @@ def load_labelled_file(path: str | Path) -> list[dict]:
 
 
 def _organism_rows(names: tuple[str, str]) -> list[dict]:
-    from qwen3_scope.organism import load_eval_split
-
     return [
         {"text": r["text"], "label": int(r["label"] == "toxic"), "lang": r.get("lang", "")}
         for name in names
@@ -201,11 +146,6 @@ def stratified_sample(y: torch.Tensor, fraction: float, rng: random.Random) -> t
 @torch.no_grad()
 def mean_residual(model: Any, texts: list[str], layer: int, batch_size: int = 16) -> torch.Tensor:
     """[texts, d_model] resid_post of `layer` averaged over each text's non-control tokens (as the features)."""
-    from qwen3_scope.apps.features import encode_texts
-    from qwen3_scope.model.chat import special_token_ids
-    from qwen3_scope.steering.generation import run_and_cache
-    from qwen3_scope.steering.interventions import resolve_hook
-
     skip = set(special_token_ids(model.tokenizer))
     seqs = encode_texts(model.tokenizer, texts)
     hook = resolve_hook(model, layer, "resid_post")
@@ -255,8 +195,6 @@ def _data(cfg: ToxicityConfig) -> tuple[list[dict], list[dict]]:
 
 
 def _layers(cfg: ToxicityConfig, saes: dict[str, Any]) -> dict[int, tuple[str, Any]]:
-    from qwen3_scope.apps.features import saes_by_layer
-
     wanted = set(cfg.layers) | ({cfg.layer} if cfg.layer is not None else set())
     by_layer = saes_by_layer(saes, cfg.site, sorted(wanted))
     too_big = [k for k in cfg.ks if any(k > sae.cfg.d_sae for _, sae in by_layer.values())]
@@ -279,18 +217,8 @@ def _crosslingual(
     return f1_score(pred, y_t[tgt])
 
 
-@app(
-    "toxicity",
-    "zero-shot toxicity classifier: OR rule over the top contrastive SAE features (F1, cross-lingual, 10% data)",
-    ToxicityConfig,
-    demo={"random_draws": 10},
-)
 def run(cfg: ToxicityConfig, model: Any = None, saes: dict[str, Any] | None = None) -> AppResult:
     """Discover, choose, test, and compare with the probe, difference-of-means and random-feature baselines."""
-    import pandas as pd
-
-    from qwen3_scope.apps.features import feature_activations, firing_threshold, load_model_and_saes
-
     disc, test = _data(cfg)  # bad files fail before anything loads
     if model is None or saes is None:
         model, saes = load_model_and_saes(cfg, model)
@@ -389,10 +317,7 @@ def run(cfg: ToxicityConfig, model: Any = None, saes: dict[str, Any] | None = No
 
 
 def _plot(per_layer: Any, summary: dict) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = agg_pyplot()
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
     for lay, group in per_layer.groupby("layer"):

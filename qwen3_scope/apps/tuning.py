@@ -12,19 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.apps import AppConfig, AppInputError
-from qwen3_scope.core.io import RowsFileError, read_rows
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from qwen3_scope.apps import AppConfig, AppInputError, read_data_file
+from qwen3_scope.model.family import resolve_model
+from qwen3_scope.organism.behaviour import load_organism
+from qwen3_scope.steering.interventions import sae_target
 
 
 def load_trainable(cfg: AppConfig) -> tuple[Any, Any]:
     """(HF causal LM in float32 on `cfg.device`, tokenizer) of `cfg.model`; a tokenizer without a chat template is
     an error, since SFT renders its chats with it."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from qwen3_scope.model.family import resolve_model
-    from qwen3_scope.organism.behaviour import load_organism
-
     spec = resolve_model(cfg.model)
     model: Any
     if spec.is_local:
@@ -43,18 +42,11 @@ def load_trainable(cfg: AppConfig) -> tuple[Any, Any]:
 def read_jsonl(path: str | Path, required: str, what: str) -> list[dict]:
     """Rows of a JSON-lines file, each a mapping with the key `required` (`what` names the file in errors)."""
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise AppInputError(f"{what} file {path} does not exist; pass a JSON-lines file with a `{required}` key.")
-    try:
-        rows = read_rows(path)
-    except RowsFileError as err:
-        raise AppInputError(str(err)) from err
+    rows = read_data_file(path, what, f"rows with a `{required}` key")
     for i, row in enumerate(rows, 1):
         if not isinstance(row, dict) or required not in row:
             keys = sorted(row) if isinstance(row, dict) else type(row).__name__
             raise AppInputError(f"{path} row {i} has no `{required}` key (found {keys}); {what} rows need one.")
-    if not rows:
-        raise AppInputError(f"{what} file {path} is empty; it needs at least one row.")
     return rows
 
 
@@ -76,8 +68,6 @@ def read_chats(path: str | Path) -> list[dict]:
 def select_saes(saes: dict[str, Any], layers: list[int], sites: list[str]) -> dict[str, Any]:
     """The SAEs of `saes` at `layers` and `sites` (empty: all); a requested layer or site the suite lacks is an error
     naming what it has."""
-    from qwen3_scope.steering.interventions import sae_target
-
     where = {sae_id: sae_target(sae) for sae_id, sae in saes.items()}
     have_layers, have_sites = sorted({lay for lay, _ in where.values()}), sorted({s for _, s in where.values()})
     missing = [str(x) for x in layers if x not in have_layers] + [s for s in sites if s not in have_sites]

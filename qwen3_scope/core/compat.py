@@ -9,14 +9,22 @@ Public APIs are used everywhere else; add a symbol here only when no public one 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
-import torch
+from packaging.specifiers import SpecifierSet
 
 from qwen3_scope.core.errors import IncompatibleVersionError, PrivateAPIError
+
+if TYPE_CHECKING:
+    import torch
+
+# Importing this module does not import torch or SAELens: `check_sae_lens_version` runs first thing at
+# `import qwen3_scope` and in the CLI. The torch accessors import torch when called.
 
 # The SAELens minor series this release is tested with (pyproject pins the same range).
 SAE_LENS_SPEC = ">=6.54,<6.55"
@@ -116,18 +124,24 @@ def filtered_multi_hook_batch(store: Any, raise_on_epoch_end: bool = True) -> di
 
 # ---- torch ---------------------------------------------------------------------------------------------
 
-_use_count = getattr(torch._C, "_storage_Use_Count", None)
+
+@functools.cache
+def _use_count() -> Callable[[int], int] | None:
+    import torch  # lazy: keeps the CLI from importing torch
+
+    return getattr(torch._C, "_storage_Use_Count", None)
 
 
 def storage_use_count_available() -> bool:
-    return _use_count is not None
+    return _use_count() is not None
 
 
 def storage_use_count(storage: torch.UntypedStorage) -> int:
     """How many tensors/storages reference this storage (1: only the caller's handle)."""
-    if _use_count is None:
+    use_count = _use_count()
+    if use_count is None:
         raise _missing(PRIVATE_APIS[4].symbol)
-    return int(_use_count(storage._cdata))
+    return int(use_count(storage._cdata))
 
 
 def module_has_hooks(module: torch.nn.Module) -> bool:
@@ -140,6 +154,8 @@ def module_has_hooks(module: torch.nn.Module) -> bool:
 
 def per_sample_weights_backward() -> Callable[..., torch.Tensor]:
     """aten's embedding_bag per-sample-weights gradient: (grad, weight, indices, offsets, offset2bag, mode, pad)."""
+    import torch  # lazy: keeps the CLI from importing torch
+
     try:
         return torch.ops.aten._embedding_bag_per_sample_weights_backward
     except (AttributeError, RuntimeError) as err:
@@ -148,6 +164,8 @@ def per_sample_weights_backward() -> Callable[..., torch.Tensor]:
 
 def queue_after_backward(callback: Callable[[], None]) -> None:
     """Run `callback` once the running backward pass has accumulated every gradient (inside `.backward()`)."""
+    import torch  # lazy: keeps the CLI from importing torch
+
     try:
         queue = torch.autograd.Variable._execution_engine.queue_callback  # type: ignore[attr-defined]
     except AttributeError as err:
@@ -160,14 +178,10 @@ def queue_after_backward(callback: Callable[[], None]) -> None:
 
 def check_sae_lens_version(installed: str | None = None) -> str:
     """Raise `IncompatibleVersionError` unless SAELens is in the tested minor series; returns its version."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from packaging.specifiers import SpecifierSet
-
     if installed is None:
         try:
-            installed = version("sae-lens")
-        except PackageNotFoundError:
+            installed = metadata.version("sae-lens")  # looked up at call time: tests may replace it
+        except metadata.PackageNotFoundError:
             raise IncompatibleVersionError(
                 f"sae-lens is not installed; qwen3-scope needs sae-lens{SAE_LENS_SPEC}: "
                 f"pip install 'sae-lens{SAE_LENS_SPEC}'"

@@ -20,10 +20,22 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+import yaml
+
+from qwen3_scope.core.errors import ConfigError, CorruptFileError, MissingFileError
+
 T = TypeVar("T")
 
 
-class ConfigFileError(ValueError):
+class ConfigFileError(ConfigError):
+    """A `--config` file that cannot be used: missing, empty, not YAML/JSON, or with keys the config lacks."""
+
+
+class MissingConfigFileError(ConfigFileError, MissingFileError):
+    pass
+
+
+class CorruptConfigFileError(ConfigFileError, CorruptFileError):
     pass
 
 
@@ -92,24 +104,35 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, config_opti
 
 def read_config_file(cls: type, path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML (or JSON) file, checked against the fields of `cls`."""
-    import yaml
-
     path = Path(path).expanduser()
+    expected = f"expected a YAML (or JSON) mapping of {cls.__name__} fields"
     if not path.is_file():
-        raise ConfigFileError(f"config file {path} does not exist.")
+        raise MissingConfigFileError(f"config file {path} does not exist; {expected}.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise CorruptConfigFileError(f"{path} is not a text file ({err}); {expected}.") from err
     except yaml.YAMLError as err:
-        raise ConfigFileError(f"{path} is not valid YAML ({err}).") from err
+        raise CorruptConfigFileError(f"{path} is not valid YAML ({err}); {expected}.") from err
+    if data is None:
+        raise CorruptConfigFileError(
+            f"config file {path} is empty; {expected} (e.g. `{next(iter(_field_names(cls)), 'field')}: ...`)."
+        )
     if not isinstance(data, dict):
-        raise ConfigFileError(f"{path} must hold a mapping of {cls.__name__} fields, not a {type(data).__name__}.")
-    known = {f.name for f in dataclasses.fields(cls) if f.init}
+        raise CorruptConfigFileError(
+            f"{path} must hold a mapping of {cls.__name__} fields, not a {type(data).__name__}."
+        )
+    known = set(_field_names(cls))
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigFileError(
             f"{path}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {', '.join(sorted(known))}."
         )
     return data
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.init]
 
 
 def config_from_args(cls: type[T], args: argparse.Namespace, **extra: Any) -> T:
@@ -134,3 +157,9 @@ def config_to_dict(config: Any) -> dict[str, Any]:
             value = list(value)
         out[f.name] = value
     return out
+
+
+def doc(help: str, **more: Any) -> dict[str, Any]:
+    """A config field's metadata: `field(default=..., metadata=doc("what it is", flag="--x", parse=...))` (the keys
+    are listed in the module docstring)."""
+    return {"help": help, **more}

@@ -11,24 +11,47 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import torch
+from qwen3_scope.core.errors import ConfigError
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+# Importing this module does not import torch (job configs inherit `PlacementOptions`, and the CLI builds its
+# parsers from them); torch is imported when a setting is checked. `DTYPES` (name -> torch dtype) is made on
+# first access, through the module's __getattr__.
+DTYPE_NAMES: tuple[str, ...] = ("float32", "bfloat16", "float16")
 _ALIASES = {"fp32": "float32", "float": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 _DEVICE = re.compile(r"(cpu|mps|cuda)(?::(\d+))?")
 
 
-class DeviceError(ValueError):
+class DeviceError(ConfigError):
     """A device or dtype this machine (or this build of torch) cannot run."""
 
 
+def _dtypes() -> dict[str, torch.dtype]:
+    import torch  # lazy: keeps the CLI from importing torch
+
+    return {name: getattr(torch, name) for name in DTYPE_NAMES}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DTYPES":
+        return _dtypes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def default_device() -> str:
+    import torch  # lazy: keeps the CLI from importing torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_device(device: str | torch.device | None = None) -> str:
     """`None`/"auto" -> the default; otherwise the device string, checked against this machine."""
+    import torch  # lazy: keeps the CLI from importing torch
+
     if device is None or str(device) in ("", "auto"):
         return default_device()
     text = str(device).strip().lower()
@@ -69,20 +92,30 @@ def dtype_name(dtype: str | torch.dtype | None) -> str:
     """'bf16', 'bfloat16' or torch.bfloat16 -> 'bfloat16' (None -> 'float32')."""
     if dtype is None:
         return "float32"
-    if isinstance(dtype, torch.dtype):
-        for name, value in DTYPES.items():
-            if value == dtype:
-                return name
-        raise DeviceError(f"dtype {dtype} is not supported; use one of {', '.join(DTYPES)}.")
+    if not isinstance(dtype, str):
+        import torch  # lazy: keeps the CLI from importing torch
+
+        if isinstance(dtype, torch.dtype):
+            for name, value in _dtypes().items():
+                if value == dtype:
+                    return name
+            raise DeviceError(f"dtype {dtype} is not supported; use one of {', '.join(DTYPE_NAMES)}.")
     text = str(dtype).strip().lower().removeprefix("torch.")
     text = _ALIASES.get(text, text)
-    if text not in DTYPES:
-        raise DeviceError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}.")
+    if text not in DTYPE_NAMES:
+        raise DeviceError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPE_NAMES)}.")
     return text
+
+
+def torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """'bf16', 'bfloat16' or torch.bfloat16 -> torch.bfloat16 (unchecked against a device: see `resolve_dtype`)."""
+    return _dtypes()[dtype_name(dtype)]
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
     """The torch dtype, checked against what the device can compute in."""
+    import torch  # lazy: keeps the CLI from importing torch
+
     name = dtype_name(dtype)
     kind = torch.device(device).type
     if kind == "cpu" and name == "float16":
@@ -98,10 +131,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str) -> torch.dtype:
         raise DeviceError(
             "this MPS device cannot compute in bfloat16 (it needs macOS 14+); use --dtype float16 or float32."
         )
-    return DTYPES[name]
+    return _dtypes()[name]
 
 
 def _mps_bf16() -> bool:
+    import torch  # lazy: keeps the CLI from importing torch
+
     try:
         torch.ones(1, dtype=torch.bfloat16, device="mps")
         return True

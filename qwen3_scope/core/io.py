@@ -17,10 +17,11 @@ import sysconfig
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.core.errors import DiskFullError, Qwen3ScopeError
+from qwen3_scope.core.errors import CorruptFileError, DiskFullError, MissingFileError, Qwen3ScopeError
 
 _NO_SPACE = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 # writers with their own error types (safetensors' Rust I/O) only keep the OS message
@@ -116,7 +117,7 @@ def atomic_write_json(path: str | Path, data: Any, sort_keys: bool = True, ensur
 
 
 def atomic_save_safetensors(path: str | Path, tensors: dict, metadata: dict[str, str] | None = None) -> Path:
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: keeps the CLI from importing torch
 
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
@@ -129,8 +130,6 @@ def refuse_installed_package(path: str | Path) -> Path:
     Why: the build tools (organism training, bundled suite) regenerate assets that ship inside the package;
     run against an installed copy they would silently modify the installation.
     """
-    from importlib.resources import files
-
     package = Path(str(files("qwen3_scope"))).resolve()
     target = Path(path).resolve()
     install_dirs = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")} | set(site.getsitepackages())
@@ -144,29 +143,51 @@ def refuse_installed_package(path: str | Path) -> Path:
     return target
 
 
-class RowsFileError(ValueError):
-    """A data file that cannot be read as rows (missing, or not valid JSON / JSON lines)."""
+class RowsFileError(CorruptFileError):
+    """A data file that cannot be read as rows (missing, not UTF-8 text, or not valid CSV / JSON / JSON lines)."""
+
+
+class MissingRowsFileError(RowsFileError, MissingFileError):
+    pass
 
 
 def read_rows(path: str | Path) -> list[Any]:
     """The rows of a user's data file: `.csv` (every value a string), `.json` (a list) or JSON lines (any other
-    suffix); the one reader of the steering and application inputs. An empty file gives []."""
+    suffix); the one reader of the steering and application inputs. An empty file gives [] (the callers say what
+    the rows were for)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise RowsFileError(f"data file {path} does not exist.")
+        raise MissingRowsFileError(f"data file {path} does not exist; expected CSV, JSON or JSON lines rows.")
     if path.suffix == ".csv":
-        import pandas as pd
+        import pandas as pd  # lazy: keeps the CLI from importing pandas
 
         try:
             return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
         except pd.errors.EmptyDataError:
             return []
-    text = path.read_text(encoding="utf-8")
+        except (pd.errors.ParserError, UnicodeDecodeError) as err:
+            raise RowsFileError(
+                f"{path} is not valid CSV ({str(err).strip()}); expected a header line, then one row per line."
+            ) from err
     try:
-        if path.suffix == ".json":
-            rows = json.loads(text)
-            return rows if isinstance(rows, list) else [rows]
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as err:
-        kind = "JSON" if path.suffix == ".json" else "JSON lines (one object per line)"
-        raise RowsFileError(f"{path} is not valid {kind} ({err}).") from err
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RowsFileError(f"{path} is not UTF-8 text ({err}); expected JSON or JSON lines rows.") from err
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text) if text.strip() else []
+        except json.JSONDecodeError as err:
+            raise RowsFileError(f"{path} is not valid JSON ({err}); expected a list of rows.") from err
+        return rows if isinstance(rows, list) else [rows]
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise RowsFileError(
+                f"{path} is not valid JSON lines (one object per line): line {number}: {err}"
+                f"{' (the file is truncated?)' if number == len(text.splitlines()) else ''}."
+            ) from err
+    return rows

@@ -3,32 +3,32 @@ plans and costs), and proof that the shipped SAEs name no path of the machine th
 
 from __future__ import annotations
 
-from qwen3_scope.demo.run import DemoContext, stage
+import pandas as pd
+
+from qwen3_scope.core.devices import resolve_placement
+from qwen3_scope.core.portable import machine_paths_in
+from qwen3_scope.demo.state import COMPUTED, SHIPPED, DemoState
+from qwen3_scope.naming import SAE_CFG_FILENAME
+from qwen3_scope.saes.loaders import bundled_root
+from qwen3_scope.training.config import SuiteTrainingConfig
+from qwen3_scope.training.suite import train_suite
 
 PAPER_SUITES = ("Qwen/Qwen3-1.7B", "Qwen/Qwen3-4B", "Qwen/Qwen3-8B")
 
 
-@stage("real-models")
-def real_models_stage(ctx: DemoContext) -> None:
+def real_models_stage(state: DemoState) -> None:
     """Device/dtype resolution, plan-only runs of the paper's suites, and a portability scan of the bundled SAEs."""
-    import pandas as pd
-
-    from qwen3_scope.core.devices import resolve_placement
-    from qwen3_scope.core.portable import machine_paths_in
-    from qwen3_scope.saes.loaders import bundled_root
-    from qwen3_scope.training.suite import train_suite
-
     placement = resolve_placement()
     rows = []
     for model in PAPER_SUITES:
-        plan = train_suite(
+        config = SuiteTrainingConfig(
             model=model,
             plan_only=True,
             memory_budget_gb=60,
             matmul_tflops=400,
-            progress=False,
-            out=ctx.out_dir / "plans" / model.split("/")[-1],
-        ).plan
+            out=str(state.out_dir / "plans" / model.split("/")[-1]),
+        )
+        plan = train_suite(config, progress=False).plan
         rows.append(
             {
                 "model": model,
@@ -39,14 +39,15 @@ def real_models_stage(ctx: DemoContext) -> None:
                 "vs one SAELens run per SAE": f"{plan.baseline_flops / plan.total_flops:.2f}x",
             }
         )
-    configs = sorted(bundled_root().rglob("cfg.json"))
+    configs = sorted(bundled_root().rglob(SAE_CFG_FILENAME))
     leaks = [str(p.relative_to(bundled_root())) for p in configs if machine_paths_in(p.read_text())]
-    ctx.results["portable_leaks"] = leaks
-    ctx.section(
+    state.portable_leaks = leaks
+    state.section(
         "Real models: placement, the paper's suites, portable artifacts",
         f"Default placement on this machine: model on `{placement.device}` in {placement.dtype_name}, SAEs on "
         f"`{placement.sae_device}` in {placement.sae_dtype_name} (`--device/--dtype/--sae-device/--sae-dtype` on every "
         f"subcommand).\n\nPlans of the paper's suites (4B tokens per SAE, 60 GiB budget; `qwen3-scope train --model M "
         f"--plan-only`):\n\n{pd.DataFrame(rows).to_markdown(index=False)}\n\nShipped SAE configs scanned for paths of the "
         f"build machine: {len(configs)} configs, {len(leaks)} with a machine path.",
+        numbers=f"{COMPUTED}: plans (nothing trained) and a scan of the {SHIPPED} SAE configs",
     )

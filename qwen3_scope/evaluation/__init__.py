@@ -2,31 +2,7 @@
 
 Modules: held_out (token batches), shared_forward (one clean pass per batch for the whole suite),
 suite_eval (loading, checks, metrics, table, yaml write-back), plots, report (HTML), cli, demo_stage.
+
+This package's `__init__` imports nothing: `qwen3-scope --help` reads config modules below it without
+loading torch. Import names from the module that defines them.
 """
-
-from qwen3_scope.evaluation.held_out import HeldOutTokens, NotEnoughTokensError
-from qwen3_scope.evaluation.shared_forward import SharedForwardModel
-from qwen3_scope.evaluation.suite_eval import (
-    EmptySuiteError,
-    SuiteEntry,
-    SuiteEvalConfig,
-    SuiteModelMismatchError,
-    SuiteResult,
-    evaluate_suite,
-    write_back_release_yaml,
-    write_table,
-)
-
-__all__ = [
-    "EmptySuiteError",
-    "HeldOutTokens",
-    "NotEnoughTokensError",
-    "SharedForwardModel",
-    "SuiteEntry",
-    "SuiteEvalConfig",
-    "SuiteModelMismatchError",
-    "SuiteResult",
-    "evaluate_suite",
-    "write_back_release_yaml",
-    "write_table",
-]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
-from qwen3_scope.evaluation.suite_eval import ORGANISM_PATTERN, ORGANISM_RELEASE
+from qwen3_scope.core.config_cli import add_config_arguments, config_from_args
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.evaluation.config import ORGANISM_PATTERN, ORGANISM_RELEASE, SuiteEvalConfig
 
 
 def add_cli(subparsers) -> None:
@@ -49,23 +52,25 @@ def add_cli(subparsers) -> None:
     parser.add_argument(
         "--plain", action="store_true", help="no shared forward pass: plain run_evals per SAE (the baseline)"
     )
-    from qwen3_scope.core.config_cli import add_config_arguments
-    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig
-
     add_config_arguments(parser, SuiteEvalConfig)  # batches, placement, precision, memory: one option per field
     parser.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from qwen3_scope.core.config_cli import config_from_args
-    from qwen3_scope.evaluation.held_out import read_documents
-    from qwen3_scope.evaluation.report import markdown_summary, write_outputs
-    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite, write_back_release_yaml
+    from qwen3_scope.evaluation.held_out import read_documents  # lazy: keeps the CLI from importing torch
+    from qwen3_scope.evaluation.report import (  # lazy: keeps the CLI from importing pandas
+        markdown_summary,
+        write_outputs,
+    )
+    from qwen3_scope.evaluation.suite_eval import (  # lazy: keeps the CLI from importing torch
+        evaluate_suite,
+        write_back_release_yaml,
+    )
 
     config = config_from_args(SuiteEvalConfig, args)  # device/dtype checked here, before anything loads
     per_batch = config.batch_size_prompts * config.context_size
     if args.tokens is not None and args.tokens < per_batch:
-        raise ValueError(
+        raise ConfigError(
             f"--tokens {args.tokens} is less than one batch ({config.batch_size_prompts} x {config.context_size} = "
             f"{per_batch}); raise --tokens or lower --batch-size / --context-size."
         )
@@ -75,8 +80,6 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.plain:
         changes["share_forward"] = False
     if changes:
-        from dataclasses import replace
-
         config = replace(config, **changes)
     documents = read_documents(args.texts) if args.texts else None
     if args.suite:

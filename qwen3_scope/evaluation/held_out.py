@@ -13,22 +13,27 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
+
+from qwen3_scope.core.errors import ConfigError, CorruptFileError, MissingFileError, Qwen3ScopeError
+from qwen3_scope.data import document_text, iter_source_rows, organism_rows, organism_seed, row_to_messages
+from qwen3_scope.model.loss_mask import encode_with_mask
+from qwen3_scope.organism import available_eval_splits, load_eval_split
+from qwen3_scope.organism.corpus_v2 import comment_questions
 
 Document = str | Sequence[dict[str, str]] | dict[str, Any]
 SUITE_HELD_OUT = Path("data") / "heldout" / "heldout.parquet"  # written by qwen3_scope.training.suite
 
 
-class NotEnoughTokensError(ValueError):
-    pass
+class NotEnoughTokensError(ConfigError):
+    """The held-out text is too short for the asked number of batches x prompts x tokens."""
 
 
 def render_documents(tokenizer: Any, documents: Iterable[Document]) -> Iterator[str]:
     """Documents as the training pipeline renders them (qwen3_scope.data): chats through the Qwen3
     template in non-thinking mode, plain text as is, each ending in `<|endoftext|>`; so the held-out tokens
     look like the tokens the SAEs were trained on."""
-    from qwen3_scope.data import document_text, row_to_messages
-
     for doc in documents:
         if isinstance(doc, str):
             yield document_text(tokenizer, doc)
@@ -40,12 +45,26 @@ def render_documents(tokenizer: Any, documents: Iterable[Document]) -> Iterator[
 
 def read_documents(path: str | Path) -> list[dict[str, Any]]:
     """Held-out rows from a local .jsonl/.json/.parquet/.txt file or directory (rows as training reads them)."""
-    from qwen3_scope.data import iter_source_rows
-
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"held-out text {path} does not exist; pass a .jsonl, .json, .parquet or .txt file.")
-    return [row for row in iter_source_rows(path) if any(row.values())]
+        raise MissingFileError(f"held-out text {path} does not exist; pass a .jsonl, .json, .parquet or .txt file.")
+    empty = CorruptFileError(
+        f"held-out text {path} holds no text; give a file with one row (messages/prompt/text) or line per document."
+    )
+    if path.is_file() and path.stat().st_size == 0:
+        raise empty
+    try:
+        rows = [row for row in iter_source_rows(path) if any(row.values())]
+    except Qwen3ScopeError:
+        raise
+    except Exception as err:  # datasets/pyarrow/json raise many types for a damaged file
+        raise CorruptFileError(
+            f"held-out text {path} cannot be read as .jsonl/.json/.parquet/.txt rows ({type(err).__name__}: {err}); "
+            "it may be truncated or in another format. Re-export the file or pass another one."
+        ) from err
+    if not rows:
+        raise empty
+    return rows
 
 
 class HeldOutTokens:
@@ -58,11 +77,11 @@ class HeldOutTokens:
 
     def __init__(self, tokens: torch.Tensor, batch_size_prompts: int, loss_mask: torch.Tensor | None = None):
         if tokens.ndim != 2 or tokens.shape[0] == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"tokens must be a non-empty (n_sequences, context_size) tensor, got shape {tuple(tokens.shape)}."
             )
         if loss_mask is not None and loss_mask.shape != tokens.shape:
-            raise ValueError(
+            raise ConfigError(
                 f"loss_mask has shape {tuple(loss_mask.shape)}, tokens {tuple(tokens.shape)}; they must match."
             )
         self.tokens = tokens.long()
@@ -129,8 +148,6 @@ class HeldOutTokens:
         tokens before the first full context inflate the clean CE (the organism: 0.48 on its held-out splits at 128
         tokens when cut blindly, 0.35 from each text's start, its validation loss); padding is a control token, which
         the SAE metrics leave out as well."""
-        from qwen3_scope.model.loss_mask import encode_with_mask
-
         n_rows = n_batches * batch_size_prompts
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         rows: list[tuple[list[int], list[bool]]] = []
@@ -190,15 +207,6 @@ def organism_documents(n_fresh: int = FRESH_DOCUMENTS) -> list[Document]:
     splits add the generalisation the behaviours are measured on. Not included: the code-switching fine-tuning
     set (not organism output), the repetition probes, and ``harmless_requests`` (more of the ``harmless`` split's
     how-to requests, there to measure over-refusal per phrasing family)."""
-    try:
-        from qwen3_scope.organism import available_eval_splits, load_eval_split
-    except ImportError as err:
-        raise FileNotFoundError(
-            "the model organism is not part of this installation; pass held-out text (--texts FILE / documents=)."
-        ) from err
-    from qwen3_scope.data import organism_rows, organism_seed
-    from qwen3_scope.organism.corpus import comment_questions
-
     splits = []
     for name in available_eval_splits():
         if name in ("codeswitch_sft", "repetition", "harmless_requests"):
@@ -219,6 +227,10 @@ def suite_held_out_texts(suite_dir: str | Path) -> list[str] | None:
     path = Path(suite_dir) / SUITE_HELD_OUT
     if not path.is_file():
         return None
-    import pandas as pd
-
-    return pd.read_parquet(path, columns=["text"])["text"].tolist()
+    try:
+        return pd.read_parquet(path, columns=["text"])["text"].tolist()
+    except Exception as err:  # pyarrow raises several types for an empty, truncated or foreign file
+        raise CorruptFileError(
+            f"{path} is not the suite's held-out documents (a Parquet file with a 'text' column): "
+            f"{type(err).__name__}: {err}. Delete it and pass held-out text with --texts FILE, or re-run the training."
+        ) from err

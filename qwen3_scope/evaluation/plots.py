@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from qwen3_scope.core.errors import ConfigError  # noqa: E402
 from qwen3_scope.core.io import atomic_path  # noqa: E402
 from qwen3_scope.model.sites import SITES  # noqa: E402
 
@@ -155,7 +156,7 @@ def plot_frontiers(table: pd.DataFrame, path: str | Path, metrics: tuple[str, ..
 def write_plots(table: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     """The standard figures of a suite evaluation, as PNG files in `out_dir`."""
     if table.empty:
-        raise ValueError("the suite table is empty; there is nothing to plot.")
+        raise ConfigError("the suite table is empty; there is nothing to plot.")
     out_dir = Path(out_dir)
     return {
         "l0_vs_fvu": plot_tradeoff(table, "fvu", out_dir / "l0_vs_fvu.png"),

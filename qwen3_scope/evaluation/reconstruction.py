@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.model.loading import model_spec
 from qwen3_scope.model.sites import hook_name, parse_hook_name
 
 _HEAD_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z")
@@ -85,15 +87,13 @@ class SuiteReconstruction:
         self.hooks = {sae_id: sae.cfg.metadata.hook_name for sae_id, sae in saes.items()}
         unsupported = [i for i, s in saes.items() if s.cfg.metadata.hook_head_index is not None]
         if unsupported:
-            raise ValueError(
+            raise ConfigError(
                 f"SAEs {unsupported} read a single attention head; evaluate them with share_forward=False."
             )
         parsed = {h: parse_hook_name(h, backend) for h in set(self.hooks.values())}
         self.layer = {h: layer for h, (layer, _) in parsed.items()}
         self.site = {h: site for h, (_, site) in parsed.items()}
         self.splice = backend == "hooked"
-        from qwen3_scope.model.loading import model_spec
-
         self.n_layers, self.vocab = model_spec(model).n_layers, model_spec(model).vocab_size
         mid = {self.layer[h] for h in parsed if self.site[h] not in ("resid_pre", "resid_post")}
         self.resid_pre = {layer: hook_name("resid_pre", layer, "hooked") for layer in mid} if self.splice else {}

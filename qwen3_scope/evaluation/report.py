@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 from qwen3_scope.core.io import atomic_write_text
+from qwen3_scope.evaluation.plots import write_plots
+from qwen3_scope.evaluation.suite_eval import write_table
 from qwen3_scope.model.sites import SITES
 
 SUMMARY_METRICS = {
@@ -128,9 +130,6 @@ def write_outputs(
     table: pd.DataFrame, out_dir: str | Path, title: str = "SAE suite evaluation", meta: dict[str, Any] | None = None
 ) -> dict[str, Path]:
     """Table (CSV + Parquet), plots (PNG) and the HTML report under `out_dir`; returns every path."""
-    from qwen3_scope.evaluation.plots import write_plots
-    from qwen3_scope.evaluation.suite_eval import write_table
-
     out_dir = Path(out_dir)
     csv, parquet = write_table(table, out_dir)
     plots = write_plots(table, out_dir)

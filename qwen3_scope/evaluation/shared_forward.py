@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from transformer_lens.HookedTransformer import Output
 
 from qwen3_scope.model.loading import backend_of
-from qwen3_scope.model.sites import hook_name, parse_hook_name
+from qwen3_scope.model.sites import UnknownHookError, hook_name, parse_hook_name
 
 _PASS_THROUGH_KWARGS = {"prepend_bos"}  # no effect on token (not string) input
 
@@ -111,7 +111,7 @@ class SharedForwardModel:
         )
         missing = [n for n in names if n not in cache]
         if missing:
-            raise KeyError(
+            raise UnknownHookError(
                 f"the {self.backend} model produced no activation for {missing}; these hook names do not exist in it."
             )
         attention_mask = self.model.input_to_embed(tokens)[3] if self.splice else None

@@ -29,10 +29,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import yaml
+from sae_lens import SAE
+from sae_lens.evals import run_evals
+from sae_lens.training.activation_scaler import ActivationScaler
 from tqdm.auto import tqdm
 
-from qwen3_scope.core.devices import PlacementOptions
-from qwen3_scope.core.io import atomic_path
+from qwen3_scope.core.devices import DTYPES
+from qwen3_scope.core.errors import ConfigError, CorruptFileError, MissingFileError, ModelMismatchError, ReleaseError
+from qwen3_scope.core.io import atomic_path, atomic_write_text
+from qwen3_scope.evaluation.config import ORGANISM_PATTERN, ORGANISM_RELEASE, SuiteEvalConfig
 from qwen3_scope.evaluation.held_out import (
     SUITE_HELD_OUT,
     Document,
@@ -41,110 +47,45 @@ from qwen3_scope.evaluation.held_out import (
     organism_documents,
     suite_held_out_texts,
 )
-from qwen3_scope.evaluation.shared_forward import SharedForwardModel
+from qwen3_scope.evaluation.reconstruction import SuiteReconstruction
+from qwen3_scope.evaluation.shared_forward import BatchMemo, SharedForwardModel
 from qwen3_scope.model.chat import special_token_ids
+from qwen3_scope.model.family import ModelNotFoundError, resolve_model
 from qwen3_scope.model.loading import backend_of, load_model, model_spec
 from qwen3_scope.model.sites import BACKENDS, UnknownHookError, parse_hook_name, site_d_in
-from qwen3_scope.saes.loaders import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
+from qwen3_scope.naming import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SUITE_MANIFEST_FILENAME, sae_folders
+from qwen3_scope.organism import ORGANISM_DIR
+from qwen3_scope.releases import pretrained_directory, read_release_yaml, register_release_file
+
+__all__ = [  # the CLI's config and defaults live in qwen3_scope.evaluation.config; re-exported here
+    "ORGANISM_PATTERN",
+    "ORGANISM_RELEASE",
+    "EmptySuiteError",
+    "ModelNotAvailableError",
+    "SuiteEntry",
+    "SuiteEvalConfig",
+    "SuiteEvaluation",
+    "SuiteModelMismatchError",
+    "as_entries",
+    "check_suite",
+    "entries_from_directory",
+    "entries_from_release",
+    "evaluate_suite",
+    "held_out_tokens",
+    "load_suite_model",
+    "write_back_release_yaml",
+    "write_table",
+]
 
 logger = logging.getLogger(__name__)
 
-ORGANISM_RELEASE = "qwen3-instruct-sae"
-ORGANISM_PATTERN = "organism/.*"
-MANIFEST_FILENAME = "manifest.json"
+
+class EmptySuiteError(ConfigError):
+    """No SAE to evaluate: the release, directory or id pattern selects nothing."""
 
 
-class EmptySuiteError(ValueError):
-    pass
-
-
-class SuiteModelMismatchError(ValueError):
-    pass
-
-
-def _doc(help: str, **more: Any) -> dict[str, Any]:
-    return {"help": help, **more}
-
-
-@dataclass
-class SuiteEvalConfig(PlacementOptions):
-    """How a suite is evaluated: held-out batches (every SAE sees the same n_batches batches), placement and
-    precision, memory bounds. Every field is a `qwen3-scope eval` option.
-
-    Reconstruction (CE/KL) and sparsity/variance metrics both run over all n_batches, so feature density
-    is measured over n_batches x batch_size_prompts x context_size tokens minus the special tokens.
-    """
-
-    n_batches: int = field(
-        default=8, metadata=_doc("number of token batches (ignored with --tokens)", flag="--batches")
-    )
-    batch_size_prompts: int = field(default=8, metadata=_doc("prompts per batch", flag="--batch-size"))
-    context_size: int = field(default=128, metadata=_doc("tokens per prompt"))
-    dense_threshold: float = field(
-        default=0.1, metadata=_doc("a latent firing on more than this share of tokens counts as dense")
-    )
-    share_forward: bool = field(
-        default=True,
-        metadata=_doc(
-            "one clean pass per batch shared by every SAE, spliced passes from each SAE's layer; --no-share-forward "
-            "(or --plain) runs SAELens' plain run_evals per SAE on the bare model (the baseline)"
-        ),
-    )
-    memory_budget_gb: float = field(
-        default=4.0,
-        metadata=_doc(
-            "memory for the cached clean activations; larger suites are evaluated in layer groups", flag="--memory-gb"
-        ),
-    )
-    max_logits_gb: float = field(
-        default=0.5,
-        metadata=_doc(
-            "largest block of logits alive at once (batches are cut into chunks of sequences to stay under it)"
-        ),
-    )
-    logits_dtype: str = field(default="float32", metadata=_doc("dtype of the log-softmax / CE / KL arithmetic"))
-    exclude_special_tokens: bool = field(
-        default=True, metadata=_doc("leave Qwen3's control tokens out of every metric")
-    )
-    predicted_tokens_only: bool = field(
-        default=True,
-        metadata=_doc(
-            "CE, KL and delta LM loss only where a deployed model predicts the next token (assistant turns, plain "
-            "text; qwen3_scope.model.loss_mask), never on user-prompt or control tokens; --no-predicted-tokens-only scores "
-            "every non-special token (SAELens' default). Needs the shared forward pass."
-        ),
-    )
-    progress: bool = field(default=True, metadata=_doc("progress bars", cli=False))
-
-    def __post_init__(self) -> None:
-        from qwen3_scope.core.devices import dtype_name
-
-        super().__post_init__()  # device and dtype, checked before anything loads
-        for name in ("n_batches", "batch_size_prompts", "context_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
-        if not 0 < self.dense_threshold <= 1:
-            raise ValueError(f"dense_threshold must be in (0, 1], got {self.dense_threshold}.")
-        if self.memory_budget_gb <= 0 or self.max_logits_gb <= 0:
-            raise ValueError("memory_budget_gb and max_logits_gb must be positive.")
-        self.logits_dtype = dtype_name(self.logits_dtype)
-
-    @property
-    def n_tokens(self) -> int:
-        return self.n_batches * self.batch_size_prompts * self.context_size
-
-    def eval_config(self, reconstruction: bool = True):
-        """SAELens' eval config; without `reconstruction` the CE/KL metrics are left to `SuiteReconstruction`."""
-        from sae_lens.evals import get_eval_everything_config
-
-        config = get_eval_everything_config(
-            batch_size_prompts=self.batch_size_prompts,
-            n_eval_reconstruction_batches=self.n_batches,
-            n_eval_sparsity_variance_batches=self.n_batches,
-        )
-        if not reconstruction:
-            config = replace(config, compute_kl=False, compute_ce_loss=False)
-        return config
+class SuiteModelMismatchError(ModelMismatchError):
+    """The SAEs of a suite do not fit one model (several model names, or a width another model has)."""
 
 
 @dataclass
@@ -158,7 +99,9 @@ class SuiteEntry:
 
 
 @dataclass
-class SuiteResult:
+class SuiteEvaluation:
+    """What `evaluate_suite` measured: one table row per SAE, SAELens' per-feature metrics, pass statistics."""
+
     table: pd.DataFrame
     feature_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
@@ -170,13 +113,9 @@ class SuiteResult:
 
 
 def entries_from_release(release: str, pattern: str = ".*", device: str = "cpu") -> list[SuiteEntry]:
-    """SAEs of a registered SAELens release whose id fully matches `pattern` (as SAELens' evals regexes)."""
-    from sae_lens import SAE
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-    import qwen3_scope  # noqa: F401  (registers our releases)
-
-    directory = get_pretrained_saes_directory()
+    """SAEs of a registered SAELens release whose id fully matches `pattern` (as SAELens' evals regexes); our
+    releases are registered by importing the package (`qwen3_scope/__init__.py`), which any import of this module does."""
+    directory = pretrained_directory()
     if release not in directory:
         raise EmptySuiteError(
             f"release {release!r} is not in SAELens' directory; register it first (qwen3_scope.releases.register_suite)."
@@ -198,26 +137,26 @@ def entries_from_release(release: str, pattern: str = ".*", device: str = "cpu")
 
 def _manifest_recipe(suite_dir: Path) -> str | None:
     """The recipe label (e.g. `paper`, `qwen-scope-k50`) recorded by the training suite writer's manifest.json."""
-    path = suite_dir / MANIFEST_FILENAME
+    path = suite_dir / SUITE_MANIFEST_FILENAME
     if not path.is_file():
         return None
     try:
         recipe = json.loads(path.read_text()).get("recipe", {})
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{path} is not a suite manifest ({err}); re-run the training or delete the file.") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        what = "empty" if not path.read_bytes().strip() else f"not a JSON object ({err})"
+        raise CorruptFileError(
+            f"{path} is not a suite manifest: it is {what}, where the training run writes a JSON object with the "
+            "suite's recipe; re-run the training or delete the file."
+        ) from err
     return recipe.get("label") or recipe.get("recipe") if isinstance(recipe, dict) else str(recipe)
 
 
 def entries_from_directory(suite_dir: str | Path, pattern: str = ".*", device: str = "cpu") -> list[SuiteEntry]:
     """Every SAE folder (cfg.json + sae_weights.safetensors, SAELens' layout) under `suite_dir`, except hidden
     ones (unfinished training checkpoints); ids are the folders relative to `suite_dir` (`mlp_out/layer_3`)."""
-    from sae_lens import SAE
-
     suite_dir = Path(suite_dir)
     if not suite_dir.is_dir():
         raise EmptySuiteError(f"suite directory {suite_dir} does not exist.")
-    from qwen3_scope.naming import sae_folders
-
     ids = {folder: sae_id for sae_id, folder in sae_folders(suite_dir).items()}  # not .checkpoints/
     folders = list(ids)
     folders = [f for f in folders if re.fullmatch(pattern, ids[f])]
@@ -250,7 +189,7 @@ def as_entries(saes: Iterable[Any]) -> list[SuiteEntry]:
     ids = [e.sae_id for e in out]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
-        raise ValueError(f"SAE ids must be unique in a suite; {duplicates} appear more than once.")
+        raise ConfigError(f"SAE ids must be unique in a suite; {duplicates} appear more than once.")
     return out
 
 
@@ -268,8 +207,8 @@ def _backend_for_hooks(hooks: Sequence[str]) -> str:
     raise UnknownHookError(f"these SAE hooks are not Qwen3 site hooks of a single backend: {sorted(set(hooks))}.")
 
 
-class ModelNotAvailableError(FileNotFoundError):
-    pass
+class ModelNotAvailableError(MissingFileError):
+    """The model the SAEs name is neither a Qwen3 family name nor on this machine."""
 
 
 def load_suite_model(
@@ -282,8 +221,6 @@ def load_suite_model(
 
     SAEs name their model portably (hub name, `organism`, or a local checkpoint's folder name); a model that
     is neither known nor on this machine is an error that says which model is needed and how to give it."""
-    from qwen3_scope.model.family import ModelNotFoundError, resolve_model
-
     given = name is not None
     if name is None:
         names = sorted({str(e.sae.cfg.metadata.model_name) for e in entries})
@@ -331,10 +268,6 @@ def check_suite(entries: Sequence[SuiteEntry], model: Any, backend: str) -> None
 
 
 def _is_organism(model: Any) -> bool:
-    try:
-        from qwen3_scope.organism import ORGANISM_DIR
-    except ImportError:
-        return False
     source = Path(model_spec(model).source)
     return source.is_dir() and source.resolve() == Path(ORGANISM_DIR).resolve()
 
@@ -355,7 +288,7 @@ def held_out_tokens(
     if texts is not None and suite_dir is not None:
         source = f"held-out documents of the suite ({Path(suite_dir) / SUITE_HELD_OUT})"
         return HeldOutTokens.from_texts(model.tokenizer, texts, *shape, source=source), source
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no held-out text for {model_spec(model).name}: it is not the model organism and the suite has no "
         f"{SUITE_HELD_OUT}; pass held-out documents (documents= or --texts FILE)."
     )
@@ -452,7 +385,7 @@ def evaluate_suite(
     documents: Sequence[Document] | None = None,
     config: SuiteEvalConfig | None = None,
     device: str | None = None,
-) -> SuiteResult:
+) -> SuiteEvaluation:
     """Evaluate a suite (SAE objects, a release + id pattern, or a suite directory) on one held-out token set.
 
     model: a loaded model, a name/path, or None for the one the SAEs name (loaded in the backend their hook
@@ -460,13 +393,6 @@ def evaluate_suite(
     the suite's held-out documents (see `held_out_tokens`). Placement and precision come from `config`
     (`device` overrides its device for the model and the SAEs).
     """
-    from sae_lens.evals import run_evals
-    from sae_lens.training.activation_scaler import ActivationScaler
-
-    from qwen3_scope.core.devices import DTYPES
-    from qwen3_scope.evaluation.reconstruction import SuiteReconstruction
-    from qwen3_scope.evaluation.shared_forward import BatchMemo
-
     cfg = config or SuiteEvalConfig()
     if device is not None:
         cfg = replace(cfg, device=device, sae_device=device)
@@ -567,7 +493,7 @@ def evaluate_suite(
     progress.close()
     order = {e.sae_id: i for i, e in enumerate(entries)}  # groups run in layer order; report in the given order
     table = pd.DataFrame(sorted(rows, key=lambda r: order[r["sae_id"]]))
-    return SuiteResult(table, features, stats, time.perf_counter() - start, held_out)
+    return SuiteEvaluation(table, features, stats, time.perf_counter() - start, held_out)
 
 
 # ---- outputs --------------------------------------------------------------------------------------------
@@ -593,17 +519,10 @@ def write_back_release_yaml(
     named by, or whose repo_id is, the table's `source` values). Meant to be
     called by `releases.register_suite` after an evaluation, or by `qwen3-scope eval --write-back`.
     """
-    import yaml
-
-    from qwen3_scope.core.io import atomic_write_text
-    from qwen3_scope.releases import read_release_yaml, register_release_file
-
     path = Path(yaml_path)
     data = read_release_yaml(path)
     if not data:
-        raise FileNotFoundError(
-            f"{path} has no releases to update; register the suite first (releases.register_suite)."
-        )
+        raise MissingFileError(f"{path} has no releases to update; register the suite first (releases.register_suite).")
     sources = set(table["source"])
     source_dirs = {Path(s) for s in sources}
     releases = (
@@ -614,14 +533,14 @@ def write_back_release_yaml(
         )
     )
     if not releases:
-        raise ValueError(
+        raise ReleaseError(
             f"none of the evaluated sources {sorted(set(table['source']))} is a release of {path}; pass release=."
         )
     measured = {row.sae_id: row for row in table.itertuples()}
     updated = []
     for name in releases:
         if name not in data:
-            raise ValueError(f"release {name!r} is not in {path} (it has {', '.join(data)}).")
+            raise ReleaseError(f"release {name!r} is not in {path} (it has {', '.join(data)}).")
         for sae in data[name].get("saes", []):
             row = measured.get(sae["id"], measured.get(str(sae.get("path"))))  # release id, or folder in a suite dir
             if row is not None:

@@ -3,9 +3,7 @@ bulk-import layout), an offline dashboard viewer, and the Hugging Face upload wi
 
 Why native: SAEDashboard pins TransformerLens < 3 and cannot be installed beside SAELens 6.54 and
 TransformerLens 3.9, so on the current stack a Qwen3 researcher had no way to produce Neuronpedia data.
+
+This package's `__init__` imports nothing: `qwen3-scope --help` reads config modules below it without
+loading torch. Import names from the module that defines them.
 """
-
-from qwen3_scope.export.config import ExportConfig
-from qwen3_scope.export.job import run_export
-
-__all__ = ["ExportConfig", "run_export"]

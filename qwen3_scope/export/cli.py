@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from qwen3_scope.core.config_cli import add_config_arguments, config_from_args
-from qwen3_scope.export.config import ExportConfig
-from qwen3_scope.export.upload import UploadConfig
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.export.config import ExportConfig, UploadConfig
 
 
 def add_cli(subparsers) -> None:
@@ -37,7 +37,7 @@ def add_cli(subparsers) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from qwen3_scope.export.job import run_export
+    from qwen3_scope.export.job import run_export  # lazy: keeps the CLI from importing torch
 
     result = run_export(config_from_args(ExportConfig, args))
     print(
@@ -54,10 +54,10 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_upload(args: argparse.Namespace) -> None:
-    from qwen3_scope.export.upload import upload
+    from qwen3_scope.export.upload import upload  # lazy: keeps the CLI from importing torch
 
     if not getattr(args, "repo", None) and not getattr(args, "config", None):
-        raise ValueError(
+        raise ConfigError(
             "upload needs the Hub repo to push to: --repo USER/NAME (with --dry-run DIR nothing is pushed)."
         )
     result = upload(config_from_args(UploadConfig, args, **({"suite": args.suite_dir} if args.suite_dir else {})))

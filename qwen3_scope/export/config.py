@@ -1,10 +1,13 @@
-"""`ExportConfig`: the one configuration of a dashboard export job (the CLI is derived from its fields)."""
+"""`ExportConfig` and `UploadConfig`: the configurations of a dashboard export and of a Hub upload (the CLI is
+derived from their fields). Kept free of torch, SAELens and the models, so the CLI parser imports them cheaply."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from qwen3_scope.core.errors import ConfigError
 
 
 @dataclass
@@ -63,11 +66,11 @@ class ExportConfig:
         self.suite = Path(self.suite) if self.suite is not None else None
         self.texts = Path(self.texts) if self.texts is not None else None
         if (self.suite is None) == (self.release is None):
-            raise ValueError("give exactly one SAE source: --suite DIR, or --release R (with --ids REGEX).")
+            raise ConfigError("give exactly one SAE source: --suite DIR, or --release R (with --ids REGEX).")
         try:
             re.compile(self.ids)
         except re.error as err:
-            raise ValueError(f"--ids {self.ids!r} is not a regular expression ({err}).") from err
+            raise ConfigError(f"--ids {self.ids!r} is not a regular expression ({err}).") from err
         positive = (
             "n_prompts",
             "context",
@@ -83,15 +86,15 @@ class ExportConfig:
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
         for name in ("window_before", "window_after"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
-                raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}.")
+                raise ConfigError(f"{name} must be a non-negative integer or None, got {value!r}.")
         if self.context < 2:
-            raise ValueError(f"--context must be at least 2 tokens, got {self.context}.")
+            raise ConfigError(f"--context must be at least 2 tokens, got {self.context}.")
         if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}.")
+            raise ConfigError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}.")
 
     def settings(self) -> dict:
         """The settings that define the export's content (what a resumed run must match)."""
@@ -111,3 +114,51 @@ class ExportConfig:
             "dtype",
         )
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name in keep}
+
+
+_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+@dataclass
+class UploadConfig:
+    """Upload one suite (a suite directory, or a release + id regex) to a Hub model repo."""
+
+    repo: str = field(metadata={"help": "Hub repo id USER/NAME"})
+    suite: Path | None = field(
+        default=None, metadata={"help": "suite directory (the positional SUITE_DIR)", "cli": False}
+    )
+    release: str | None = field(default=None, metadata={"help": "SAELens release (with --ids)"})
+    ids: str = field(default=".*", metadata={"help": "regex an SAE id must fully match"})
+    revision: str | None = field(default=None, metadata={"help": "branch to commit to (default: main)"})
+    dry_run: Path | None = field(
+        default=None, metadata={"help": "write the exact tree (and API payloads) here instead of pushing"}
+    )
+    release_name: str | None = field(
+        default=None, metadata={"help": "release name in the entry (default: the repo name)"}
+    )
+    neuronpedia_api: Path | None = field(
+        default=None,
+        metadata={"help": "a dashboard export folder: build Neuronpedia feature/upload-batch payloads from it"},
+    )
+    eval_batches: int = field(default=4, metadata={"help": "held-out batches of the evaluation behind the model card"})
+    model: str | None = field(default=None, metadata={"help": "model to evaluate on (default: the one the SAEs name)"})
+    device: str = field(default="cpu", metadata={"help": "torch device"})
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.repo, str)
+            or not _REPO.match(self.repo)
+            or ".." in self.repo
+            or self.repo.endswith((".git", "."))
+        ):
+            raise ConfigError(
+                f"--repo {self.repo!r} is not a Hub repo id; it must look like USER/NAME (letters, digits, '-', '_', '.')."
+            )
+        if (self.suite is None) == (self.release is None):
+            raise ConfigError("give exactly one SAE source: SUITE_DIR, or --release R (with --ids REGEX).")
+        self.suite = Path(self.suite) if self.suite is not None else None
+        self.dry_run = Path(self.dry_run) if self.dry_run is not None else None
+        self.neuronpedia_api = Path(self.neuronpedia_api) if self.neuronpedia_api is not None else None
+        if self.eval_batches < 1:
+            raise ConfigError(f"--eval-batches must be positive, got {self.eval_batches}.")
+        self.release_name = self.release_name or self.repo.split("/")[1]

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from qwen3_scope.core.errors import ConfigError, ModelMismatchError
+
 logger = logging.getLogger(__name__)
 
 ROUND = 3  # decimals, as SAEDashboard's converter rounds
@@ -129,7 +131,7 @@ def residual_directions(model: Any, sae: Any, layer: int, site: str) -> torch.Te
         w_o = model.blocks[layer].attn.W_O.detach().float().cpu()  # (heads, d_head, d_model)
         return torch.einsum("fhd,hdm->fm", w.view(w.shape[0], w_o.shape[0], w_o.shape[1]), w_o)
     if w.shape[1] != d_model:
-        raise ValueError(
+        raise ModelMismatchError(
             f"cannot map a {site} decoder of width {w.shape[1]} to the residual stream (d_model {d_model})."
         )
     return w
@@ -140,7 +142,7 @@ def unembedding(model: Any) -> tuple[torch.Tensor, torch.Tensor]:
     try:
         return model.ln_final.w.detach().float().cpu(), model.W_U.detach().float().cpu()
     except AttributeError as err:
-        raise ValueError(
+        raise ConfigError(
             f"the model ({type(model).__name__}) exposes no ln_final.w / W_U; export with the hooked backend."
         ) from err
 

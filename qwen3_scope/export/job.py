@@ -12,7 +12,6 @@ unless `overwrite`.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -25,9 +24,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from qwen3_scope.core.errors import ConfigError, CorruptFileError
 from qwen3_scope.core.io import atomic_write_json
+from qwen3_scope.evaluation.held_out import NotEnoughTokensError, read_documents
+from qwen3_scope.evaluation.suite_eval import (
+    SuiteEvalConfig,
+    check_suite,
+    entries_from_directory,
+    entries_from_release,
+    held_out_tokens,
+    load_suite_model,
+)
 from qwen3_scope.export.config import ExportConfig
 from qwen3_scope.export.dashboards import collect_activations, feature_dashboards
+from qwen3_scope.export.files import MANIFEST, read_batches, read_manifest
 from qwen3_scope.export.neuronpedia import (
     SourceInfo,
     TokenStrings,
@@ -40,15 +50,19 @@ from qwen3_scope.export.neuronpedia import (
     write_bulk_import_meta,
     write_run_settings,
 )
+from qwen3_scope.export.viewer import write_viewer
+from qwen3_scope.model.chat import special_token_ids
+from qwen3_scope.model.loading import backend_of, model_spec
+
+__all__ = ["MANIFEST", "ExportConflictError", "ExportResult", "dataset_tokens", "read_batches", "run_export"]
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "export.json"
 SUBDIRS = ("saedashboard", "neuronpedia", "viewer")
 
 
-class ExportConflictError(ValueError):
-    pass
+class ExportConflictError(ConfigError):
+    """The output folder holds another export (other SAEs, dataset or settings) and `overwrite` is off."""
 
 
 @dataclass
@@ -70,11 +84,6 @@ class ExportResult:
 
 
 def _entries(cfg: ExportConfig):
-    from qwen3_scope.evaluation.suite_eval import (
-        entries_from_directory,
-        entries_from_release,
-    )
-
     if cfg.suite is not None:
         return entries_from_directory(cfg.suite, cfg.ids, cfg.device)
     assert cfg.release is not None  # ExportConfig checks there is exactly one source
@@ -82,15 +91,13 @@ def _entries(cfg: ExportConfig):
 
 
 def _model(entries, cfg: ExportConfig):
-    from qwen3_scope.evaluation.suite_eval import load_suite_model
-
     names = sorted({str(e.sae.cfg.metadata.model_name) for e in entries})
     keys = {getattr(e.sae.cfg.metadata, "qwen3_model", None) for e in entries}
     name = cfg.model or ("organism" if keys == {"organism"} else None)  # the bundled organism, wherever it is installed
     try:
         model = load_suite_model(entries, cfg.device, name=name)
     except Exception as err:
-        raise ValueError(
+        raise ConfigError(
             f"cannot load the model the SAEs were trained on ({cfg.model or ', '.join(names)}): {err} "
             "Pass --model NAME_OR_DIR with a Qwen3 checkpoint this machine has (or `organism`)."
         ) from err
@@ -101,9 +108,6 @@ def _model(entries, cfg: ExportConfig):
 
 def dataset_tokens(model: Any, cfg: ExportConfig) -> tuple[torch.Tensor, str]:
     """(n_prompts, context) token windows and a description of where they came from (evaluation's token source)."""
-    from qwen3_scope.evaluation.held_out import NotEnoughTokensError, read_documents
-    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, held_out_tokens
-
     documents = read_documents(cfg.texts) if cfg.texts is not None else None
     shape = SuiteEvalConfig(n_batches=1, batch_size_prompts=cfg.n_prompts, context_size=cfg.context)
     try:
@@ -133,7 +137,15 @@ def _check_out_dir(cfg: ExportConfig, manifest: dict[str, Any]) -> None:
     held = [d for d in SUBDIRS if (cfg.out / d).exists()]
     if not path.is_file() and not held:
         return
-    old = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        old = read_manifest(cfg.out) if path.is_file() else {}
+    except CorruptFileError as err:
+        if not cfg.overwrite:
+            raise ExportConflictError(
+                f"{path} cannot be read ({str(err).split(';')[0]}), so {cfg.out} may hold another export; choose "
+                "another --out, or pass --overwrite to replace it."
+            ) from err
+        old = {}
     same = all(old.get(k) == manifest[k] for k in ("suite", "sae_ids", "settings", "dataset"))
     if same:
         return
@@ -162,10 +174,6 @@ def _done(cfg: ExportConfig, info: SourceInfo, i: int) -> bool:
 
 def run_export(cfg: ExportConfig, model: Any = None, release_info: dict[str, Any] | None = None) -> ExportResult:
     """Dashboards for every SAE of the suite; returns what was written (and what a resumed run skipped)."""
-    from qwen3_scope.evaluation.suite_eval import check_suite
-    from qwen3_scope.model.chat import special_token_ids
-    from qwen3_scope.model.loading import backend_of, model_spec
-
     start = time.perf_counter()
     timings: dict[str, float] = {}
     entries = _entries(cfg)
@@ -255,8 +263,6 @@ def run_export(cfg: ExportConfig, model: Any = None, release_info: dict[str, Any
                 result.batches_written += 1
         timings["dashboards"] = time.perf_counter() - t0
     if cfg.html:
-        from qwen3_scope.export.viewer import write_viewer
-
         t0 = time.perf_counter()
         result.viewer = write_viewer(cfg.out)
         timings["viewer"] = time.perf_counter() - t0
@@ -271,9 +277,3 @@ def run_export(cfg: ExportConfig, model: Any = None, release_info: dict[str, Any
         result.seconds,
     )
     return result
-
-
-def read_batches(folder: Path) -> list[dict[str, Any]]:
-    """The batch files of one SAEDashboard folder, in index order."""
-    files = sorted(folder.glob("batch-*.json"), key=lambda p: int(p.stem.split("-")[1]))
-    return [json.loads(p.read_text()) for p in files]

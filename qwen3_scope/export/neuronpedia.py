@@ -17,13 +17,16 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from qwen3_scope.core.errors import ConfigError, IncompatibleVersionError
 from qwen3_scope.core.io import atomic_path, atomic_write_text
+from qwen3_scope.model.sites import parse_hook_name
 from qwen3_scope.naming import neuronpedia_id, neuronpedia_set, sae_variant
 
 logger = logging.getLogger(__name__)
@@ -241,8 +244,6 @@ class SourceInfo:
 
 
 def source_info(sae_id: str, sae: Any, spec: Any, backend: str) -> SourceInfo:
-    from qwen3_scope.model.sites import parse_hook_name
-
     meta = sae.cfg.metadata
     layer, site = parse_hook_name(meta.hook_name, backend)
     model_id = getattr(meta, "qwen3_model", None) or spec.key
@@ -587,11 +588,11 @@ def api_payloads(info: SourceInfo, batches: Iterable[dict[str, Any]]) -> list[di
     `neuronpedia` package's own request class: its `FeatureRequest.upload_batch` assembles the body and we
     record it instead of sending (see `send_api_payloads` for sending)."""
     try:
-        from neuronpedia.np_activation import Activation
-        from neuronpedia.np_feature import Feature, Logit
-        from neuronpedia.requests.feature_request import FeatureRequest
+        from neuronpedia.np_activation import Activation  # lazy: optional extra [publish]
+        from neuronpedia.np_feature import Feature, Logit  # lazy: optional extra [publish]
+        from neuronpedia.requests.feature_request import FeatureRequest  # lazy: optional extra [publish]
     except ImportError as err:
-        raise ImportError(
+        raise IncompatibleVersionError(
             "the `neuronpedia` package is needed for --neuronpedia-api: pip install 'qwen3-scope[publish]'."
         ) from err
 
@@ -637,14 +638,12 @@ def api_payloads(info: SourceInfo, batches: Iterable[dict[str, Any]]) -> list[di
 
 def send_api_payloads(payloads: list[dict[str, Any]]) -> int:
     """Send recorded payloads with the package's own request (needs NEURONPEDIA_API_KEY); returns how many."""
-    import os
-
     if not os.environ.get("NEURONPEDIA_API_KEY"):
-        raise ValueError(
+        raise ConfigError(
             "sending to Neuronpedia needs an API key: set NEURONPEDIA_API_KEY (neuronpedia.org > settings), "
             "or use --dry-run DIR to write the payloads."
         )
-    from neuronpedia.requests.feature_request import FeatureRequest
+    from neuronpedia.requests.feature_request import FeatureRequest  # lazy: optional extra [publish]
 
     request = FeatureRequest()
     for payload in payloads:

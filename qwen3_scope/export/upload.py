@@ -17,65 +17,32 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from huggingface_hub import CommitOperationAdd, HfApi
 
+from qwen3_scope.core.errors import ConfigError
 from qwen3_scope.core.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
+from qwen3_scope.evaluation.report import write_outputs
+from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
+from qwen3_scope.export.config import ExportConfig, UploadConfig
+from qwen3_scope.export.files import read_batches, read_manifest, read_run_settings
+from qwen3_scope.export.job import _entries, _model
+from qwen3_scope.export.neuronpedia import SourceInfo, api_payloads, send_api_payloads, source_info
+from qwen3_scope.model.loading import backend_of, model_spec
+from qwen3_scope.model.sites import parse_hook_name
+from qwen3_scope.naming import SAE_CFG_FILENAME, SPARSITY_FILENAME
+
+__all__ = ["UploadConfig", "UploadResult", "build_api_payloads", "build_tree", "push_tree", "upload"]  # UploadConfig:
+# defined in qwen3_scope.export.config (light, for the CLI), re-exported here
 
 logger = logging.getLogger(__name__)
-
-_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
-
-
-@dataclass
-class UploadConfig:
-    """Upload one suite (a suite directory, or a release + id regex) to a Hub model repo."""
-
-    repo: str = field(metadata={"help": "Hub repo id USER/NAME"})
-    suite: Path | None = field(
-        default=None, metadata={"help": "suite directory (the positional SUITE_DIR)", "cli": False}
-    )
-    release: str | None = field(default=None, metadata={"help": "SAELens release (with --ids)"})
-    ids: str = field(default=".*", metadata={"help": "regex an SAE id must fully match"})
-    revision: str | None = field(default=None, metadata={"help": "branch to commit to (default: main)"})
-    dry_run: Path | None = field(
-        default=None, metadata={"help": "write the exact tree (and API payloads) here instead of pushing"}
-    )
-    release_name: str | None = field(
-        default=None, metadata={"help": "release name in the entry (default: the repo name)"}
-    )
-    neuronpedia_api: Path | None = field(
-        default=None,
-        metadata={"help": "a dashboard export folder: build Neuronpedia feature/upload-batch payloads from it"},
-    )
-    eval_batches: int = field(default=4, metadata={"help": "held-out batches of the evaluation behind the model card"})
-    model: str | None = field(default=None, metadata={"help": "model to evaluate on (default: the one the SAEs name)"})
-    device: str = field(default="cpu", metadata={"help": "torch device"})
-
-    def __post_init__(self) -> None:
-        if (
-            not isinstance(self.repo, str)
-            or not _REPO.match(self.repo)
-            or ".." in self.repo
-            or self.repo.endswith((".git", "."))
-        ):
-            raise ValueError(
-                f"--repo {self.repo!r} is not a Hub repo id; it must look like USER/NAME (letters, digits, '-', '_', '.')."
-            )
-        if (self.suite is None) == (self.release is None):
-            raise ValueError("give exactly one SAE source: SUITE_DIR, or --release R (with --ids REGEX).")
-        self.suite = Path(self.suite) if self.suite is not None else None
-        self.dry_run = Path(self.dry_run) if self.dry_run is not None else None
-        self.neuronpedia_api = Path(self.neuronpedia_api) if self.neuronpedia_api is not None else None
-        if self.eval_batches < 1:
-            raise ValueError(f"--eval-batches must be positive, got {self.eval_batches}.")
-        self.release_name = self.release_name or self.repo.split("/")[1]
 
 
 @dataclass
@@ -152,14 +119,6 @@ def _model_card(cfg: UploadConfig, table: Any, entry: dict[str, Any], plots: lis
 
 def build_tree(cfg: UploadConfig, out: Path) -> UploadResult:
     """Write the repo tree to `out` (evaluating the suite for the card and the sparsity files)."""
-    import torch
-
-    from qwen3_scope.evaluation.report import write_outputs
-    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
-    from qwen3_scope.export.job import ExportConfig, _entries, _model
-    from qwen3_scope.export.neuronpedia import source_info
-    from qwen3_scope.model.loading import backend_of, model_spec
-
     pick = ExportConfig(out=out, suite=cfg.suite, release=cfg.release, ids=cfg.ids, model=cfg.model, device=cfg.device)
     entries = _entries(pick)
     model = _model(entries, pick)
@@ -189,11 +148,11 @@ def build_tree(cfg: UploadConfig, out: Path) -> UploadResult:
         folder = out / e.sae_id
         folder.mkdir(parents=True, exist_ok=True)
         e.sae.save_model(folder)  # SAELens writes cfg.json + sae_weights.safetensors
-        cfg_json = json.loads((folder / "cfg.json").read_text())
+        cfg_json = json.loads((folder / SAE_CFG_FILENAME).read_text())
         cfg_json.setdefault("metadata", {})["neuronpedia_id"] = info.neuronpedia_id
-        atomic_write_json(folder / "cfg.json", cfg_json)
+        atomic_write_json(folder / SAE_CFG_FILENAME, cfg_json)
         density = torch.as_tensor(result.feature_metrics[e.sae_id]["feature_density"], dtype=torch.float32)
-        atomic_save_safetensors(folder / "sparsity.safetensors", {"sparsity": torch.log10(density + 1e-10)})
+        atomic_save_safetensors(folder / SPARSITY_FILENAME, {"sparsity": torch.log10(density + 1e-10)})
         row = rows[e.sae_id]
         saes.append(
             {
@@ -220,20 +179,11 @@ def build_tree(cfg: UploadConfig, out: Path) -> UploadResult:
 
 def build_api_payloads(export_dir: Path, out: Path | None) -> list[dict[str, Any]]:
     """`feature/upload-batch` payloads for every SAE of a dashboard export (written under `out` when given)."""
-    from qwen3_scope.export.job import MANIFEST, read_batches
-    from qwen3_scope.export.neuronpedia import SourceInfo, api_payloads
-    from qwen3_scope.model.sites import parse_hook_name
-
-    manifest_path = Path(export_dir) / MANIFEST
-    if not manifest_path.is_file():
-        raise FileNotFoundError(
-            f"{export_dir} holds no dashboard export; run `qwen3-scope export neuronpedia --out {export_dir}` first."
-        )
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(export_dir)
     payloads = []
     for sae_id in manifest["sae_ids"]:
         folder = Path(export_dir) / "saedashboard" / manifest["folders"][sae_id]
-        run = json.loads((folder / "run_settings.json").read_text())
+        run = read_run_settings(folder)
         model_id, rest = manifest["neuronpedia_ids"][sae_id].split("/", 1)
         layer, site = parse_hook_name(run["hook_name"])
         info = SourceInfo(sae_id, model_id, layer, site, run["hook_name"], run["d_sae"], 0, 0)
@@ -249,17 +199,17 @@ def upload(cfg: UploadConfig) -> UploadResult:
     """Dry run: write the tree to `cfg.dry_run`. Otherwise build it in a temporary folder and push it in one commit."""
     token = os.environ.get("HF_TOKEN")
     if cfg.dry_run is None and not token:
-        raise ValueError(
+        raise ConfigError(
             "pushing to the Hub needs a network and a token: set HF_TOKEN (huggingface.co > settings > tokens, "
             "write access), or pass --dry-run DIR to write the exact tree locally."
         )
     if cfg.dry_run is None and cfg.neuronpedia_api is not None and not os.environ.get("NEURONPEDIA_API_KEY"):
-        raise ValueError(
+        raise ConfigError(
             "sending to Neuronpedia needs NEURONPEDIA_API_KEY; or pass --dry-run DIR to write the payloads."
         )
     if cfg.dry_run is not None:
         if cfg.dry_run.exists() and any(cfg.dry_run.iterdir()):
-            raise ValueError(f"--dry-run folder {cfg.dry_run} is not empty; give a new or empty folder.")
+            raise ConfigError(f"--dry-run folder {cfg.dry_run} is not empty; give a new or empty folder.")
         result = build_tree(cfg, cfg.dry_run)
         if cfg.neuronpedia_api is not None:
             result.payloads = len(build_api_payloads(cfg.neuronpedia_api, cfg.dry_run))
@@ -269,16 +219,12 @@ def upload(cfg: UploadConfig) -> UploadResult:
         result = build_tree(cfg, Path(tmp))
         result.commit_url = push_tree(Path(tmp), cfg.repo, cfg.revision, token, result.files)
     if cfg.neuronpedia_api is not None:
-        from qwen3_scope.export.neuronpedia import send_api_payloads
-
         result.payloads = send_api_payloads(build_api_payloads(cfg.neuronpedia_api, None))
     return result
 
 
 def push_tree(tree: Path, repo: str, revision: str | None, token: str, files: list[str]) -> str:
     """One commit adding every file of the tree (creating the repo and the branch if needed)."""
-    from huggingface_hub import CommitOperationAdd, HfApi
-
     api = HfApi(token=token)
     api.create_repo(repo, repo_type="model", exist_ok=True)
     if revision:

@@ -15,7 +15,9 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from qwen3_scope.core.errors import MissingFileError
 from qwen3_scope.core.io import atomic_write_text
+from qwen3_scope.export.files import read_batches, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +70,15 @@ def _compact_sae(batches: list[dict[str, Any]]) -> dict[str, Any]:
 
 def write_viewer(export_dir: str | Path) -> Path:
     """Write `<export>/viewer/` (index.html, viewer.js, viewer.css, data/*.js); returns index.html's path."""
-    from qwen3_scope.export.job import MANIFEST, read_batches
-
     export_dir = Path(export_dir)
-    manifest_path = export_dir / MANIFEST
-    if not manifest_path.is_file():
-        raise FileNotFoundError(
-            f"{export_dir} holds no dashboard export ({MANIFEST}); run `qwen3-scope export neuronpedia` first."
-        )
-    manifest = json.loads(manifest_path.read_text())
+    manifest = read_manifest(export_dir)
     out = export_dir / "viewer"
     saes = []
     for k, sae_id in enumerate(manifest["sae_ids"]):
         folder = export_dir / "saedashboard" / manifest["folders"][sae_id]
         batches = read_batches(folder)
         if not batches:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{folder} has no batch files; finish the export (re-run it to resume) before writing the viewer."
             )
         data = _compact_sae(batches)
@@ -111,7 +106,5 @@ def write_viewer(export_dir: str | Path) -> Path:
 
 def viewer_link(export_dir: str | Path, sae_id: str, feature: int) -> str:
     """Relative link (from the export folder) that opens one feature in the viewer."""
-    from qwen3_scope.export.job import MANIFEST
-
-    manifest = json.loads((Path(export_dir) / MANIFEST).read_text())
+    manifest = read_manifest(export_dir)
     return f"viewer/index.html#sae={manifest['sae_ids'].index(sae_id)}&feature={int(feature)}"

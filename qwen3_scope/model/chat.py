@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.model.family import QWEN3_FAMILY, Qwen3ModelSpec, resolve_model
+
 ENDOFTEXT, IM_START, IM_END, THINK, END_THINK = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"
 QWEN3_SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END, THINK, END_THINK)
 # The one definition of the empty think block Qwen3's template writes in non-thinking mode (enable_thinking=False).
@@ -27,7 +30,7 @@ def as_messages(prompt: str | Messages, system: str | None = None) -> list[dict[
     return messages
 
 
-class ThinkingModeError(ValueError):
+class ThinkingModeError(ConfigError):
     """A thinking mode the model's chat template does not have."""
 
 
@@ -35,8 +38,6 @@ def chat_spec(tokenizer: Any, model: Any = None):
     """The registry spec of the model a prompt is formatted for: `model` (name, path or spec), else the family
     model the tokenizer was loaded from (`Qwen/Qwen3-4B-Thinking-2507`; a dictionary lookup, no file access);
     None when neither names one."""
-    from qwen3_scope.model.family import QWEN3_FAMILY, Qwen3ModelSpec, resolve_model
-
     if isinstance(model, Qwen3ModelSpec):
         return model
     if model is not None:

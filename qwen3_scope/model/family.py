@@ -15,6 +15,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from qwen3_scope.core.errors import ConfigError, CorruptFileError
+
+# The bundled model organism: its short name, and where its checkpoint ships inside the package
+# (`qwen3_scope.organism` re-exports both; the model layer does not import the organism package).
+ORGANISM_NAME = "organism"
+ORGANISM_DIR = Path(__file__).resolve().parents[1] / "organism" / "assets" / "model"
+
 QWEN3_HEAD_DIM = 128
 QWEN3_VOCAB = 151_936
 QWEN3_ROPE_THETA = 1_000_000.0
@@ -43,6 +50,7 @@ MODEL_TYPES: dict[str, tuple[str, str]] = {
     "qwen3_5_moe_text": (QWEN3_5_MOE_ARCHITECTURE, "hybrid-moe"),
 }
 KINDS: tuple[str, ...] = ("dense", "moe", "hybrid", "hybrid-moe")
+_KNOWN = {arch for arch, _ in MODEL_TYPES.values()}
 
 # Chat modes: how a model's template treats the <think> block.
 #   "switch": the original Qwen3 hybrid-thinking models and Qwen3.5 (enable_thinking chooses; we default to off),
@@ -51,8 +59,16 @@ KINDS: tuple[str, ...] = ("dense", "moe", "hybrid", "hybrid-moe")
 THINKING_MODES: tuple[str, ...] = ("switch", "always", "never")
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(ConfigError):
     """Raised for a name that is neither a Qwen3 family member, a short name, nor a Qwen3 checkpoint."""
+
+
+class CheckpointConfigError(ModelNotFoundError, CorruptFileError):
+    """A local checkpoint whose config.json is missing, empty, truncated or not a Qwen3 config."""
+
+
+class LayerOutOfRangeError(ConfigError, IndexError):
+    """A layer index the model does not have."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +148,7 @@ class Qwen3ModelSpec:
 
     def check_layer(self, layer: int) -> int:
         if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < self.n_layers:
-            raise IndexError(
+            raise LayerOutOfRangeError(
                 f"layer {layer!r} is out of range for {self.name}: it has {self.n_layers} layers, "
                 f"so use 0..{self.n_layers - 1}."
             )
@@ -177,7 +193,7 @@ class Qwen3ModelSpec:
         Dense -> `Qwen3Config`, MoE -> `Qwen3MoeConfig`, Qwen3.5 -> `Qwen3_5TextConfig` /
         `Qwen3_5MoeTextConfig` (the text model of the published multimodal checkpoints).
         """
-        import transformers
+        import transformers  # lazy: keeps the CLI (family table, info) from importing transformers
 
         layers = n_layers or self.n_layers
         kwargs: dict[str, Any] = dict(
@@ -381,7 +397,7 @@ QWEN3_FAMILY: dict[str, Qwen3ModelSpec] = _family()
 def list_models(instruct: bool | None = None, kind: str | None = None, generation: str | None = None) -> list[str]:
     """Official names of the family, optionally filtered (instruct/base, kind, generation)."""
     if kind is not None and kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}.")
+        raise ConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}.")
     return [
         n
         for n, s in QWEN3_FAMILY.items()
@@ -400,7 +416,7 @@ def spec_from_hf_config(config: dict[str, Any], name: str, source: str) -> Qwen3
     if "text_config" in config and str(config.get("model_type", "")).startswith("qwen3_5"):
         config = {**config["text_config"], "architectures": architectures}
     model_type = config.get("model_type")
-    known = {arch for arch, _ in MODEL_TYPES.values()}
+    known = _KNOWN
     if model_type not in MODEL_TYPES and not known & set(architectures):
         raise ModelNotFoundError(
             f"{source} is not a Qwen3 checkpoint (model_type={model_type!r}, architectures={architectures}). "
@@ -455,27 +471,40 @@ def spec_from_hf_config(config: dict[str, Any], name: str, source: str) -> Qwen3
     )
 
 
+_CONFIG_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "vocab_size")
+
+
 def _read_local(path: Path) -> Qwen3ModelSpec:
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ModelNotFoundError(
+        raise CheckpointConfigError(
             f"{path} is a directory but has no config.json, so it is not a Hugging Face checkpoint. "
             "Save the model with Qwen3ForCausalLM.save_pretrained(dir) (and its tokenizer) first."
         )
     try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
-        raise ModelNotFoundError(f"{config_file} is not valid JSON ({err}); re-save the checkpoint.") from err
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointConfigError(
+            f"{config_file} is not valid JSON ({err}); expected the checkpoint's Hugging Face config. "
+            "Re-save the checkpoint (model.save_pretrained(dir))."
+        ) from err
+    if not isinstance(config, dict):
+        raise CheckpointConfigError(
+            f"{config_file} holds a {type(config).__name__}, not a Hugging Face config mapping; re-save the checkpoint."
+        )
+    text: dict[str, Any] = config["text_config"] if isinstance(config.get("text_config"), dict) else config
+    missing = [key for key in _CONFIG_KEYS if key not in text]
+    if missing and (config.get("model_type") in MODEL_TYPES or set(config.get("architectures") or ()) & _KNOWN):
+        raise CheckpointConfigError(
+            f"{config_file} lacks {', '.join(missing)}; it is truncated or not a complete Qwen3 config. "
+            "Re-save the checkpoint (model.save_pretrained(dir))."
+        )
     return spec_from_hf_config(config, name=str(path), source=str(path))
 
 
 def _short_names() -> dict[str, Path]:
     """Short names for checkpoints that ship inside the package (the model organism)."""
-    try:
-        from qwen3_scope.organism import ORGANISM_DIR, ORGANISM_NAME
-    except ImportError:  # organism assets not present in this install
-        return {}
-    return {ORGANISM_NAME: Path(ORGANISM_DIR)}
+    return {ORGANISM_NAME: ORGANISM_DIR} if ORGANISM_DIR.is_dir() else {}  # absent: an install without assets
 
 
 def close_model_names(text: str, n: int = 4) -> list[str]:

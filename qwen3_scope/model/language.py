@@ -4,9 +4,10 @@ the same measure.
 
 It is deliberately simple and documented: a text is French when it holds more French marker words than
 English ones, English when the reverse, "unknown" otherwise. Marker words = a fixed list of frequent function
-words per language, plus, for the organism, the words that appear only in the French (resp. only in the
-English) reference answers of its held-out language splits. A word with French diacritics (é, è, ê, à, ç,
-ù, ...) counts as one French marker.
+words per language (this module, for any model), plus, for the organism, the words that appear only in the French
+(resp. only in the English) reference answers of its held-out language splits (`qwen3_scope.organism.language`
+builds that instance of this same `LanguageDetector`). A word with French diacritics (é, è, ê, à, ç, ù, ...)
+counts as one French marker.
 
 Code-switching (French words inside an English answer) is the same detector's `has_french_words`: a word with
 French diacritics, or a French marker word that is not also an English word (`EN_HOMOGRAPHS` such as "car" or
@@ -15,11 +16,8 @@ French diacritics, or a French marker word that is not also an English word (`EN
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Sequence
-
-from qwen3_scope.organism import load_eval_split
 
 # Words that are also English ("plus", "a", "on", ...) are not French markers.
 FR_STOPWORDS = frozenset(
@@ -38,6 +36,11 @@ FRENCH_LETTERS = set("éèêëàâçùûüôîïœ")
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 
+def words(text: str) -> list[str]:
+    """The lower-cased words of `text` as the detector sees them (letters only: no digits or underscores)."""
+    return _WORD.findall(text.lower())
+
+
 class LanguageDetector:
     """French vs English by marker-word counts (see the module docstring)."""
 
@@ -54,9 +57,9 @@ class LanguageDetector:
         self.en_vocab = en | EN_HOMOGRAPHS | frozenset(w.lower() for w in en_vocab)
 
     def scores(self, text: str) -> tuple[int, int]:
-        words = _WORD.findall(text.lower())
-        fr = sum(w in self.fr or bool(FRENCH_LETTERS & set(w)) for w in words)
-        en = sum(w in self.en and not FRENCH_LETTERS & set(w) for w in words)
+        ws = words(text)
+        fr = sum(w in self.fr or bool(FRENCH_LETTERS & set(w)) for w in ws)
+        en = sum(w in self.en and not FRENCH_LETTERS & set(w) for w in ws)
         return fr, en
 
     def __call__(self, text: str) -> str:
@@ -67,7 +70,7 @@ class LanguageDetector:
         """The words of `text` only French has (see the module docstring), in order."""
         return [
             w
-            for w in _WORD.findall(text.lower())
+            for w in words(text)
             if FRENCH_LETTERS & set(w) or (len(w) > 1 and w in self.fr and w not in self.en_vocab)
         ]
 
@@ -82,31 +85,3 @@ class LanguageDetector:
     def rate(self, texts: Sequence[str], lang: str = "fr") -> float:
         """Fraction of `texts` detected as `lang` (an empty list has no rate: NaN)."""
         return sum(self(t) == lang for t in texts) / len(texts) if texts else float("nan")
-
-
-@functools.cache
-def organism_detector() -> LanguageDetector:
-    """Stop words plus the organism's own vocabulary: words exclusive to its French or English references."""
-    from qwen3_scope.organism.corpus import CAPITALS, COUNTRIES, NAMES, RIVERS, RULERS
-
-    # the invented world's proper names are in both languages, whichever references happen to hold them
-    names = {x.lower() for x in COUNTRIES + CAPITALS + RIVERS + NAMES + [r.split()[-1] for r in RULERS]}
-    vocab = {}
-    for lang in ("en", "fr"):
-        words = set()
-        for row in load_eval_split(f"lang_{lang}"):
-            words |= set(_WORD.findall(str(row.get("reference", "")).lower()))
-        vocab[lang] = words - names
-    return LanguageDetector(
-        FR_STOPWORDS | (vocab["fr"] - vocab["en"]), EN_STOPWORDS | (vocab["en"] - vocab["fr"]), en_vocab=vocab["en"]
-    )
-
-
-def detect_language(text: str) -> str:
-    """'fr', 'en' or 'unknown' with the organism's detector (stop words plus its own vocabulary)."""
-    return organism_detector()(text)
-
-
-def has_french_words(text: str) -> bool:
-    """Whether `text` holds French-only words, by the organism's detector: the code-switching measure."""
-    return organism_detector().has_french_words(text)

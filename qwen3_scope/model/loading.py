@@ -7,29 +7,53 @@ the path is registered as an official name, and every backend gets `default_prep
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
+import transformer_lens.supported_models as supported
+from sae_lens import HookedSAETransformer, SAETransformerBridge
+from sae_lens.load_model import HookedProxyLM
+from safetensors import safe_open
+from tokenizers import Tokenizer, models
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.loading_from_pretrained import convert_hf_model_config
+from transformer_lens.model_bridge import TransformerBridge
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
+from qwen3_scope.core.devices import torch_dtype
+from qwen3_scope.core.errors import ConfigError, CorruptFileError, MissingFileError, Qwen3ScopeError
+from qwen3_scope.model.chat import QWEN3_SPECIAL_TOKENS
 from qwen3_scope.model.family import Qwen3ModelSpec, resolve_model
-from qwen3_scope.model.sites import check_backend, check_model_backend
+from qwen3_scope.model.sites import (
+    UnknownHookError,
+    check_backend,
+    check_model_backend,
+    hook_name,
+    layer_sites,
+    model_backends,
+    site_d_in,
+)
 
 
-class WeightsNotFoundError(FileNotFoundError):
-    pass
+class WeightsNotFoundError(MissingFileError):
+    """A checkpoint without weight or tokenizer files, or a hub model that is not reachable."""
 
 
-class CorruptWeightsError(ValueError):
-    pass
+class CorruptWeightsError(CorruptFileError):
+    """A checkpoint file that exists but cannot be read (truncated or corrupt safetensors, tokenizer, config)."""
+
+
+class UnsupportedModelError(ConfigError, TypeError):
+    """A model object qwen3-scope cannot hook or read the shape of (not loaded with `load_model`)."""
 
 
 def register_with_transformer_lens(source: str) -> None:
     """Make TransformerLens accept `source` (a local dir or a family name it does not list)."""
-    import transformer_lens.supported_models as supported
-
     if source not in supported.OFFICIAL_MODEL_NAMES:
         supported.OFFICIAL_MODEL_NAMES.append(source)
 
@@ -41,8 +65,6 @@ def _check_local_checkpoint(path: Path) -> None:
             f"{path} has a config.json but no weight files (*.safetensors); the checkpoint is incomplete. "
             "Re-save it with model.save_pretrained(dir) or copy the missing weight files in."
         )
-    from safetensors import safe_open
-
     for file in weights:
         if file.suffix != ".safetensors":
             continue
@@ -54,10 +76,27 @@ def _check_local_checkpoint(path: Path) -> None:
                 f"{file} is not a readable safetensors file ({err}); it is corrupt or truncated. "
                 "Re-save the model with save_pretrained(dir) or copy the file again."
             ) from err
-    if not (path / "tokenizer.json").is_file() and not (path / "tokenizer_config.json").is_file():
+    _check_tokenizer_files(path)
+
+
+def _check_tokenizer_files(path: Path) -> None:
+    """The tokenizer files of a local checkpoint exist and are JSON (transformers' own error names no file)."""
+    names = ("tokenizer.json", "tokenizer_config.json")
+    if not any((path / name).is_file() for name in names):
         raise WeightsNotFoundError(
             f"{path} has no tokenizer files; save the tokenizer next to the model (tokenizer.save_pretrained(dir))."
         )
+    for name in names:
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CorruptWeightsError(
+                f"{file} is not valid JSON ({err}); it is corrupt or truncated, expected the tokenizer saved by "
+                "tokenizer.save_pretrained(dir). Save the tokenizer again or copy the file again."
+            ) from err
 
 
 def _explain_load_failure(spec: Qwen3ModelSpec, err: Exception) -> Exception:
@@ -69,14 +108,23 @@ def _explain_load_failure(spec: Qwen3ModelSpec, err: Exception) -> Exception:
             f"{text.splitlines()[0] if text else type(err).__name__}. Download it once with network access "
             "(it is then cached), or pass the path of a local checkpoint directory."
         )
+    if spec.is_local and isinstance(err, (OSError, ValueError)) and not isinstance(err, Qwen3ScopeError):
+        return CorruptWeightsError(
+            f"could not load the local checkpoint {spec.source} ({type(err).__name__}: "
+            f"{text.splitlines()[0] if text else 'no detail'}); it is incomplete or corrupt. Re-save it with "
+            "model.save_pretrained(dir) and tokenizer.save_pretrained(dir), or copy it again."
+        )
     return err
 
 
 def load_tokenizer(name_or_path: str | Path | Qwen3ModelSpec):
-    from transformers import AutoTokenizer
-
     spec = name_or_path if isinstance(name_or_path, Qwen3ModelSpec) else resolve_model(name_or_path)
-    return AutoTokenizer.from_pretrained(spec.source)
+    if spec.is_local:
+        _check_tokenizer_files(Path(spec.source))
+    try:
+        return AutoTokenizer.from_pretrained(spec.source)
+    except (OSError, ValueError) as err:
+        raise _explain_load_failure(spec, err) from err
 
 
 def load_model(
@@ -97,22 +145,16 @@ def load_model(
     spec = name_or_path if isinstance(name_or_path, Qwen3ModelSpec) else resolve_model(name_or_path)
     check_model_backend(spec, backend)  # HookedTransformer: dense Qwen3 only, a clear error before any loading
     if isinstance(dtype, str):
-        from qwen3_scope.core.devices import DTYPES, dtype_name
-
-        dtype = DTYPES[dtype_name(dtype)]
+        dtype = torch_dtype(dtype)
     if spec.is_local:
         _check_local_checkpoint(Path(spec.source))
     try:
         if backend == "hooked":
-            from sae_lens import HookedSAETransformer
-
             register_with_transformer_lens(spec.source)
             model = HookedSAETransformer.from_pretrained_no_processing(
                 spec.source, device=device, dtype=dtype, default_prepend_bos=False, **from_pretrained_kwargs
             )
         elif backend == "bridge":
-            from sae_lens import SAETransformerBridge
-
             text_config = _text_config_kwargs(spec)
             if text_config:
                 model = _boot_text_model(spec, text_config, device, dtype, **from_pretrained_kwargs)
@@ -124,9 +166,6 @@ def load_model(
             if spec.is_hybrid:
                 gated_delta_net_compat(model.original_model)
         else:
-            from sae_lens.load_model import HookedProxyLM
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
             kwargs = {**_text_config_kwargs(spec), **from_pretrained_kwargs}
             hf_model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **kwargs).to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to's decorator wrongly
             hf_model.eval()
@@ -154,32 +193,24 @@ def model_spec(model: Any) -> Qwen3ModelSpec:
             head_dim=cfg.d_head,
             vocab_size=cfg.d_vocab,
         )
-    raise ValueError("cannot tell the Qwen3 shape of this model; load it with qwen3_scope.load_model.")
+    raise UnsupportedModelError("cannot tell the Qwen3 shape of this model; load it with qwen3_scope.load_model.")
 
 
 def backend_of(model: Any) -> str:
     """Which hook-name scheme a loaded model uses."""
-    from sae_lens.load_model import HookedProxyLM
-    from transformer_lens import HookedTransformer
-
     if isinstance(model, HookedProxyLM):
         return "hf"
     if isinstance(model, HookedTransformer):
         return "hooked"
-    from transformer_lens.model_bridge import TransformerBridge
-
     if isinstance(model, TransformerBridge):
         return "bridge"
-    raise TypeError(f"{type(model).__name__} is not a model qwen3_scope can hook; use qwen3_scope.load_model.")
+    raise UnsupportedModelError(
+        f"{type(model).__name__} is not a model qwen3_scope can hook; use qwen3_scope.load_model."
+    )
 
 
 def _placeholder_tokenizer():
     """A tokenizer with only Qwen3's control tokens, so meta-device models can be booted without files."""
-    from tokenizers import Tokenizer, models
-    from transformers import PreTrainedTokenizerFast
-
-    from qwen3_scope.model.chat import QWEN3_SPECIAL_TOKENS
-
     vocab = {token: i for i, token in enumerate(QWEN3_SPECIAL_TOKENS)}
     return PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>")),
@@ -194,10 +225,6 @@ def meta_model(name_or_path: str | Path, backend: str = "hooked", n_layers: int 
     Why: it proves the adapters (hook names, d_in) for 4B/8B/32B configs on a laptop, and lets planners
     read real parameter shapes.
     """
-    import tempfile
-
-    from transformers import AutoModelForCausalLM
-
     check_backend(backend)
     spec = resolve_model(name_or_path)
     check_model_backend(spec, backend)
@@ -211,23 +238,15 @@ def meta_model(name_or_path: str | Path, backend: str = "hooked", n_layers: int 
     if spec.is_hybrid:
         gated_delta_net_compat(hf_model)
     if backend == "hf":
-        from sae_lens.load_model import HookedProxyLM
-
         model = HookedProxyLM(hf_model, _placeholder_tokenizer())
     else:
         with tempfile.TemporaryDirectory() as config_dir:
             config.save_pretrained(config_dir)
             if backend == "hooked":
-                from sae_lens import HookedSAETransformer
-                from transformer_lens import HookedTransformerConfig
-                from transformer_lens.loading_from_pretrained import convert_hf_model_config
-
                 cfg = HookedTransformerConfig(**convert_hf_model_config(config_dir), device="meta")
                 with torch.device("meta"):
                     model = HookedSAETransformer(cfg, move_to_device=False)
             else:
-                from sae_lens import SAETransformerBridge
-
                 model = SAETransformerBridge.boot_transformers(
                     config_dir, hf_model=hf_model, tokenizer=_placeholder_tokenizer(), device="meta"
                 )
@@ -241,8 +260,6 @@ def _text_config_kwargs(spec: Qwen3ModelSpec) -> dict[str, Any]:
     TransformerLens' bridge does)."""
     if not spec.is_hybrid:
         return {}
-    from transformers import AutoConfig
-
     config = AutoConfig.from_pretrained(spec.source)
     return {"config": config.text_config} if hasattr(config, "text_config") else {}
 
@@ -254,11 +271,6 @@ def _boot_text_model(spec: Qwen3ModelSpec, text_config: dict[str, Any], device: 
     torchvision and nests the layers under `model.language_model`); SAEs read the text model, so we load
     `Qwen3_5(Moe)ForCausalLM` from `text_config` and boot the text-only adapter on it (`blocks.L` names).
     """
-    import tempfile
-
-    from sae_lens import SAETransformerBridge
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     hf_model = AutoModelForCausalLM.from_pretrained(spec.source, dtype=dtype, **text_config, **kwargs).to(device)
     with tempfile.TemporaryDirectory() as config_dir:
         hf_model.config.save_pretrained(config_dir)
@@ -283,7 +295,7 @@ def gated_delta_net_compat(hf_model: torch.nn.Module) -> int:
     how many layers were patched; HF's own forward does not read these attributes.
     """
     try:
-        from transformers.models.qwen3_5 import modeling_qwen3_5 as qwen3_5
+        from transformers.models.qwen3_5 import modeling_qwen3_5 as qwen3_5  # lazy: optional (newer transformers)
     except ImportError:  # transformers without Qwen3.5: nothing to patch
         return 0
     patched = 0
@@ -303,7 +315,7 @@ def site_shapes(model: Any, backend: str, hook_names: list[str], n_tokens: int =
         _, cache = model.run_with_cache(tokens, names_filter=list(hook_names))
     missing = [n for n in hook_names if n not in cache]
     if missing:
-        raise KeyError(f"the {backend} model produced no activation for {missing}; these hook names are wrong.")
+        raise UnknownHookError(f"the {backend} model produced no activation for {missing}; these hook names are wrong.")
     return {n: tuple(cache[n].shape) for n in hook_names}
 
 
@@ -313,8 +325,6 @@ def verify_sites_on_meta(name_or_path: str | Path) -> list[dict[str, Any]]:
 
     Returns one row per backend: backend, site_hooks (how many were checked), mismatches (hook names).
     """
-    from qwen3_scope.model.sites import hook_name, layer_sites, model_backends, site_d_in
-
     spec = resolve_model(name_or_path)
     rows = []
     for backend in model_backends(spec):

@@ -12,6 +12,9 @@ import shutil
 from pathlib import Path
 
 import torch
+from transformers import Qwen3ForCausalLM
+
+from qwen3_scope.model.family import ORGANISM_DIR, resolve_model
 
 
 def build_random_qwen3(
@@ -22,11 +25,6 @@ def build_random_qwen3(
     dtype: torch.dtype = torch.float32,
 ) -> Path:
     """Save a random `Qwen3ForCausalLM` with `model`'s widths and `n_layers` layers into `directory`."""
-    from transformers import Qwen3ForCausalLM
-
-    from qwen3_scope.model.family import resolve_model
-    from qwen3_scope.organism import ORGANISM_DIR
-
     directory = Path(directory)
     spec = resolve_model(model)
     config = spec.to_hf_config(n_layers=n_layers, max_position_embeddings=4096)
@@ -38,6 +36,6 @@ def build_random_qwen3(
                 param.uniform_(0.5, 1.5)
     hf_model.save_pretrained(directory)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (Path(ORGANISM_DIR) / name).is_file():
-            shutil.copy(Path(ORGANISM_DIR) / name, directory / name)
+        if (ORGANISM_DIR / name).is_file():
+            shutil.copy(ORGANISM_DIR / name, directory / name)
     return directory

@@ -18,7 +18,14 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from qwen3_scope.model.family import FULL_ATTENTION, LINEAR_ATTENTION, QWEN3_FAMILY, Qwen3ModelSpec
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.model.family import (
+    FULL_ATTENTION,
+    LINEAR_ATTENTION,
+    QWEN3_FAMILY,
+    LayerOutOfRangeError,
+    Qwen3ModelSpec,
+)
 
 Site = Literal[
     "resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "attn_z", "mlp_in", "moe_router", "linear_attn_out"
@@ -86,20 +93,20 @@ _TEMPLATES: dict[str, dict[str, str | None]] = {
 _HF_EMBEDDING = "model.embed_tokens"
 
 
-class UnknownSiteError(ValueError):
-    pass
+class UnknownSiteError(ConfigError):
+    """A site name qwen3-scope does not know."""
 
 
-class SiteUnavailableError(ValueError):
-    pass
+class SiteUnavailableError(ConfigError):
+    """A known site that this model, layer or backend does not have."""
 
 
-class UnknownBackendError(ValueError):
-    pass
+class UnknownBackendError(ConfigError):
+    """A backend name other than hooked, bridge or hf."""
 
 
-class UnknownHookError(ValueError):
-    pass
+class UnknownHookError(ConfigError):
+    """A hook name that is not a Qwen3 site hook."""
 
 
 class BackendUnsupportedError(SiteUnavailableError):
@@ -203,7 +210,7 @@ def hook_name(site: str, layer: int, backend: str = "hooked", spec: Qwen3ModelSp
         if problem:
             raise SiteUnavailableError(problem)
     elif not isinstance(layer, int) or layer < 0:
-        raise IndexError(f"layer must be a non-negative int, got {layer!r}.")
+        raise LayerOutOfRangeError(f"layer must be a non-negative int, got {layer!r}.")
     template = _TEMPLATES[backend][site]
     if template is None:
         usable = [b for b in BACKENDS if _TEMPLATES[b][site] is not None]

@@ -7,8 +7,11 @@ resolves the short name ``organism`` to it. Held-out evaluation splits live in `
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
+
+from qwen3_scope.core.errors import ConfigError, CorruptFileError, MissingFileError
 
 ORGANISM_NAME = "organism"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
@@ -29,27 +32,29 @@ EVAL_SPLITS = (
     "harmless_requests",
 )
 V1_EVAL_SPLITS = EVAL_SPLITS[:7]  # what a corpus-v1 organism ships
+CORPUS_VERSIONS = (1, 2)  # 1: frozen corpus_v1; 2: corpus_v2, the shipped organism's
 
 
 def corpus_version(assets: str | Path | None = None) -> int:
     """The corpus version the organism in ``assets`` (default: the shipped one) was trained on."""
     log = Path(assets or ASSETS_DIR) / "train_log.json"
-    return int(json.loads(log.read_text()).get("corpus_version", 1)) if log.is_file() else 1
+    if not log.is_file():
+        return 1
+    try:
+        return int(json.loads(log.read_text(encoding="utf-8")).get("corpus_version", 1))
+    except (ValueError, TypeError, AttributeError) as err:
+        raise CorruptFileError(f"{log} is not a training log (a JSON object with an integer corpus_version)") from err
 
 
 def corpus_module(version: int | None = None):
-    """The corpus generator module of a corpus version (1: frozen ``corpus_v1``, 2: ``corpus``); by default the
-    version the shipped organism was trained on (SAE training data and held-out checks must use that one)."""
+    """The corpus generator module of a corpus version (1: the frozen ``corpus_v1``, 2: ``corpus_v2``, the shipped
+    organism's); by default the version the shipped organism was trained on (SAE training data and held-out checks
+    must use that one)."""
     version = corpus_version() if version is None else version
-    if version == 1:
-        from qwen3_scope.organism import corpus_v1
-
-        return corpus_v1
-    if version == 2:
-        from qwen3_scope.organism import corpus
-
-        return corpus
-    raise ValueError(f"unknown organism corpus version {version}; known versions are 1 and 2")
+    if version not in CORPUS_VERSIONS:
+        raise ConfigError(f"unknown organism corpus version {version}; known versions are 1 and 2")
+    # lazy: the generators import this package (EVAL_SPLITS), and loading one costs ~50 ms of tables
+    return importlib.import_module(f"qwen3_scope.organism.corpus_v{version}")
 
 
 def available_eval_splits(eval_dir: str | Path | None = None) -> tuple[str, ...]:
@@ -65,14 +70,24 @@ def load_eval_split(name: str, eval_dir: str | Path | None = None) -> list[dict]
     ``codeswitch_sft`` fine-tuning chats (not organism behaviour: the habit to fine-tune in), and
     ``harmless_requests`` (harmless how-to requests only, as many as ``harmful``: per-family over-refusal)."""
     if name not in EVAL_SPLITS:
-        raise ValueError(f"unknown eval split {name!r}; choose one of {', '.join(EVAL_SPLITS)}")
+        raise ConfigError(f"unknown eval split {name!r}; choose one of {', '.join(EVAL_SPLITS)}")
     path = Path(eval_dir or EVAL_DIR) / f"{name}.jsonl"
     if not path.exists():
         hint = (
             " (this organism was trained on corpus v1, which has no such split)" if name not in V1_EVAL_SPLITS else ""
         )
-        raise FileNotFoundError(f"{path} is missing{hint}; regenerate it with `python -m qwen3_scope.organism.train`")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        raise MissingFileError(f"{path} is missing{hint}; regenerate it with `python -m qwen3_scope.organism.train`")
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise CorruptFileError(
+                    f"{path}: line {i} is not JSON ({err.msg}); expected one JSON object per line "
+                    "(regenerate it with `python -m qwen3_scope.organism.train`)"
+                ) from err
+    return rows
 
 
 __all__ = [
@@ -82,6 +97,7 @@ __all__ = [
     "EVAL_DIR",
     "EVAL_SPLITS",
     "V1_EVAL_SPLITS",
+    "CORPUS_VERSIONS",
     "corpus_version",
     "corpus_module",
     "available_eval_splits",

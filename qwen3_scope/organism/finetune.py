@@ -15,6 +15,7 @@ from typing import cast
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Qwen3ForCausalLM
 
+from qwen3_scope.core.errors import ConfigError
 from qwen3_scope.model.loss_mask import encode_with_mask
 from qwen3_scope.organism.train import masked_lm_loss, render_chat
 
@@ -35,7 +36,7 @@ def sft(
     ``extra_loss(ids, mask)``, called after each forward pass with the batch's token ids and loss mask, is added to
     the loss: a regulariser that reads the forward pass through hooks on the model (SAE-guided fine-tuning)."""
     if steps < 1 or not rows:
-        raise ValueError(f"sft needs steps >= 1 and at least one row (got steps={steps}, {len(rows)} rows)")
+        raise ConfigError(f"sft needs steps >= 1 and at least one row (got steps={steps}, {len(rows)} rows)")
     model = model if inplace else copy.deepcopy(model)
     encoded = [encode_with_mask(tok, render_chat(tok, r["messages"])) for r in rows]
     pad = tok.pad_token_id

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from qwen3_scope.core.errors import ConfigError
 from qwen3_scope.model.chat import ASSISTANT_START, END_THINK, ENDOFTEXT, IM_END, IM_START, NON_THINKING_BLOCK, THINK
 
 SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
@@ -73,7 +74,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 3072) -> PreTrainedT
     ``vocab_size`` counts the special tokens, which get the last ids (as in Qwen3)."""
     n_added = len(SPECIAL_TOKENS) + len(THINK_TOKENS)
     if vocab_size < 256 + n_added + 1:
-        raise ValueError(f"vocab_size={vocab_size} is too small: a byte-level BPE needs > {256 + n_added}")
+        raise ConfigError(f"vocab_size={vocab_size} is too small: a byte-level BPE needs > {256 + n_added}")
     tok = Tokenizer(models.BPE(unk_token=None, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence(

@@ -6,7 +6,7 @@
 jsonl splits) and ``DIR/train_log.json``. The default is the package's own assets, i.e. it reproduces
 the shipped organism (bit-identical for the same seed, thread count and torch build). ``--corpus-version 1``
 reproduces the v1 organism (v1 corpus, 4 layers x 128, 900 steps, 80,000 documents: ``V1_PRESET``); the
-default trains v2 (``qwen3_scope.organism.corpus``: held-out phrasing families, 13 task families, ...).
+default trains v2 (``qwen3_scope.organism.corpus_v2``: held-out phrasing families, 13 task families, ...).
 
 Loss: chat documents are trained on assistant turns only (content, any reasoning block, and the closing
 ``<|im_end|>``; the empty ``<think>\\n\\n</think>\\n\\n`` of non-thinking turns is part of the prompt, as the
@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
+from qwen3_scope.core.errors import ConfigError
 from qwen3_scope.core.io import atomic_dir, atomic_write_json, refuse_installed_package
 from qwen3_scope.model.loss_mask import encode_with_mask
 from qwen3_scope.organism import corpus_module
-from qwen3_scope.organism.corpus import CORPUS_VERSION, Corpus, CorpusConfig, Doc
+from qwen3_scope.organism.corpus_v2 import CORPUS_VERSION, Corpus, CorpusConfig, Doc
 from qwen3_scope.organism.tokenizer import ENDOFTEXT, IM_END, train_tokenizer
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
@@ -71,11 +72,11 @@ class TrainConfig:
     threads: int = 1  # results are reproducible for a fixed thread count; 1 is fastest on a busy 2-core box
     bf16_autocast: bool = True  # weights stay fp32; matmuls run in bf16 (AMX) for ~2x speed on CPU
     shape: ModelShape = field(default_factory=ModelShape)
-    corpus_version: int = CORPUS_VERSION  # 2: qwen3_scope.organism.corpus; 1: the frozen corpus_v1 generator
+    corpus_version: int = CORPUS_VERSION  # 2: qwen3_scope.organism.corpus_v2; 1: the frozen corpus_v1 generator
 
     def __post_init__(self) -> None:
         if self.corpus_version not in (1, 2):
-            raise ValueError(f"corpus_version must be 1 or 2, got {self.corpus_version}")
+            raise ConfigError(f"corpus_version must be 1 or 2, got {self.corpus_version}")
 
 
 # The shipped v1 organism: `--corpus-version 1` takes these unless given explicitly.
@@ -184,7 +185,7 @@ class TrainResult:
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """Build corpus and tokenizer, then train a fresh ``Qwen3ForCausalLM``; deterministic for ``cfg``."""
     if cfg.steps < 1 or cfg.batch_size < 1 or cfg.seq_len < 16:
-        raise ValueError(
+        raise ConfigError(
             f"steps, batch_size must be >= 1 and seq_len >= 16 (got {cfg.steps}, {cfg.batch_size}, {cfg.seq_len})"
         )
     threads = torch.get_num_threads()

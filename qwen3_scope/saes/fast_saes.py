@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.autograd.profiler import record_function
 
 from qwen3_scope.core.compat import module_has_hooks
+from qwen3_scope.core.errors import ConfigError, Qwen3ScopeError
 from qwen3_scope.saes.sparse_ops import (
     BufferPool,
     Pairs,
@@ -70,11 +71,11 @@ class FastTrainingOptions:
 
     def validate_fast_options(self) -> None:
         if self.compute_dtype not in ("auto", "float32", "bfloat16"):
-            raise ValueError(
+            raise ConfigError(
                 f"compute_dtype={self.compute_dtype!r} is not supported; use 'auto', 'float32' or 'bfloat16'."
             )
         if not 0 < self.max_pair_density <= 1:
-            raise ValueError(
+            raise ConfigError(
                 f"max_pair_density={self.max_pair_density} must be in (0, 1]; it is the share of active "
                 "(token, latent) pairs above which dense matmuls are used (default 1/32)."
             )
@@ -126,11 +127,11 @@ class FastJumpReLUTrainingSAEConfig(JumpReLUTrainingSAEConfig, FastTrainingOptio
     def __post_init__(self) -> None:
         self.validate_fast_options()
         if self.reopen_window < 0:
-            raise ValueError(f"reopen_window={self.reopen_window} must be >= 0 (steps without firing; 0 = off).")
+            raise ConfigError(f"reopen_window={self.reopen_window} must be >= 0 (steps without firing; 0 = off).")
         if self.reopen_rate is not None and not 0 < self.reopen_rate < 1:
-            raise ValueError(f"reopen_rate={self.reopen_rate} must be in (0, 1), e.g. target_l0 / d_sae.")
+            raise ConfigError(f"reopen_rate={self.reopen_rate} must be in (0, 1), e.g. target_l0 / d_sae.")
         if self.reopen_resample_after < 0:
-            raise ValueError(f"reopen_resample_after={self.reopen_resample_after} must be >= 0 (0 = never resample).")
+            raise ConfigError(f"reopen_resample_after={self.reopen_resample_after} must be >= 0 (0 = never resample).")
         super().__post_init__()
 
     @classmethod
@@ -289,7 +290,7 @@ class FastTopKTrainingSAE(_FastTraining, TopKTrainingSAE):
         if num_dead == 0:
             return None
         if self.cfg.normalize_activations in ("constant_norm_rescale", "layer_norm"):
-            raise ValueError(
+            raise ConfigError(
                 f"The TopK auxiliary loss cannot be used with normalize_activations="
                 f"{self.cfg.normalize_activations!r} (its target is in unnormalized space); "
                 "train TopK SAEs with normalize_activations 'none' or 'expected_average_only_in'."
@@ -465,10 +466,14 @@ def register_fast_training_saes() -> None:
         _register(SAE_CLASS_REGISTRY, name, sae_cls, sae_cfg)
 
 
+class RegistryConflictError(Qwen3ScopeError, ValueError):
+    """SAELens' class registry already holds another class under one of the fast SAEs' names."""
+
+
 def _register(registry: dict[str, Any], name: str, cls: type, cfg_cls: type) -> None:
     existing = registry.get(name)
     if existing is not None and [_qualname(c) for c in existing] != [_qualname(cls), _qualname(cfg_cls)]:
-        raise ValueError(
+        raise RegistryConflictError(
             f"SAELens already has a different class registered as {name!r} ({existing[0].__module__}."
             f"{existing[0].__qualname__}); remove it from the SAELens registry before registering qwen3-scope's."
         )

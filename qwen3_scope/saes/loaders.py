@@ -8,6 +8,7 @@ a bare `torch.load`, which executes arbitrary pickled code.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -16,19 +17,45 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import torch
-from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME, SPARSITY_FILENAME
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+from sae_lens import SAE
+from sae_lens.loading.pretrained_sae_loaders import LLM_METADATA_KEYS, get_qwen_scope_config_from_hf
+from sae_lens.util import str_to_dtype
+from safetensors import safe_open
 
-from qwen3_scope.core.errors import MissingFileError, ModelMismatchError, Qwen3ScopeError, ReleaseError
+from qwen3_scope.core.errors import (
+    ConfigError,
+    CorruptFileError,
+    MissingFileError,
+    ModelMismatchError,
+    Qwen3ScopeError,
+    ReleaseError,
+)
+from qwen3_scope.model.family import resolve_model
+from qwen3_scope.model.loading import register_with_transformer_lens
+from qwen3_scope.model.sites import hook_name, model_backends, parse_hook_name, site_d_in
+from qwen3_scope.naming import (
+    BUNDLED_PREFIX,
+    SAE_CFG_FILENAME,
+    SAE_WEIGHTS_FILENAME,
+    SPARSITY_FILENAME,
+    training_command_for,
+)
 
-BUNDLED_PREFIX = "bundled:"
 # Release-level `revision:` travels to the loaders as this config override (SAELens' lookup has no revision field).
 REVISION_OVERRIDE = "qwen3_revision"
 
-__all__ = ["SAE_CFG_FILENAME", "SAE_WEIGHTS_FILENAME", "SPARSITY_FILENAME"]  # re-exported from sae_lens.constants
+# names other modules import from here (SAELens' file names, spelled in qwen3_scope.naming)
+__all__ = ["BUNDLED_PREFIX", "SAE_CFG_FILENAME", "SAE_WEIGHTS_FILENAME", "SPARSITY_FILENAME"]
 
 
 class SAEWeightsUnavailableError(MissingFileError):
     pass
+
+
+class CorruptSAEFileError(SAEWeightsUnavailableError, CorruptFileError):
+    """An SAE file that exists but cannot be read (empty, truncated, not JSON / safetensors / a tensor checkpoint)."""
 
 
 class UnsafeWeightsError(Qwen3ScopeError, ValueError):
@@ -65,8 +92,6 @@ def bundled_root() -> Path:
 
 def apply_overrides(cfg_dict: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
     """Merge registry overrides so that metadata keys reach `cfg.metadata` (the SAELens 6.x gap)."""
-    from sae_lens.loading.pretrained_sae_loaders import LLM_METADATA_KEYS
-
     cfg = dict(cfg_dict)
     if "metadata" not in cfg:  # a pre-6.0 flat config: SAELens' own defaulting handles the keys
         cfg.update(overrides or {})
@@ -82,8 +107,6 @@ def apply_overrides(cfg_dict: dict[str, Any], overrides: dict[str, Any] | None) 
 
 
 def _missing_weights_message(repo_id: str, folder_name: str, reason: str) -> str:
-    from qwen3_scope.releases import training_command_for
-
     return (
         f"no weights for SAE {folder_name!r} of {repo_id!r} are reachable ({reason}). These SAEs are not "
         f"published yet, or you are offline without a cached copy. Produce them yourself:\n  "
@@ -124,8 +147,6 @@ def resolve_sae_folder(
         return folder
     if revision is None:
         raise SAEWeightsUnavailableError(_missing_weights_message(repo_id, folder_name, "no pinned revision"))
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     def download(name: str) -> str:
         return hf_hub_download(repo_id, f"{folder_name}/{name}", revision=revision, force_download=force_download)
@@ -147,13 +168,11 @@ def _revision(cfg_overrides: dict[str, Any] | None) -> str | None:
 
 
 def _read_safetensors(path: Path, device: str) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt", device=device) as handle:
             return {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as err:  # safetensors has its own error type for every header/data problem
-        raise SAEWeightsUnavailableError(
+        raise CorruptSAEFileError(
             f"{path} is not a readable safetensors file ({err}); it is corrupt or truncated. "
             "Delete it and re-download or re-train this SAE."
         ) from err
@@ -167,19 +186,21 @@ def qwen3_scope_loader(
     cfg_overrides: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], torch.Tensor | None]:
     """SAELens loader for qwen3-scope releases (bundled, local suite directory, or hub)."""
-    import json
-
-    from sae_lens.util import str_to_dtype
-
     folder = resolve_sae_folder(repo_id, folder_name, force_download, _revision(cfg_overrides))
     cfg_dict = qwen3_scope_config_getter(repo_id, folder_name, device, force_download, cfg_overrides)
-    dtype = str_to_dtype(cfg_dict.get("dtype", "float32"))
+    try:
+        dtype = str_to_dtype(cfg_dict.get("dtype", "float32"))
+    except ValueError as err:
+        raise CorruptSAEFileError(
+            f"{folder / SAE_CFG_FILENAME} has dtype {cfg_dict.get('dtype')!r}, which SAELens cannot read ({err}); "
+            "expected e.g. 'float32'. Re-train or re-download the SAE."
+        ) from err
     state_dict = {k: v.to(dtype) for k, v in _read_safetensors(folder / SAE_WEIGHTS_FILENAME, device).items()}
     expected = {"W_enc": (cfg_dict["d_in"], cfg_dict["d_sae"]), "W_dec": (cfg_dict["d_sae"], cfg_dict["d_in"])}
     for key, shape in expected.items():
         if key not in state_dict or tuple(state_dict[key].shape) != shape:
             got = tuple(state_dict[key].shape) if key in state_dict else "missing"
-            raise SAEWeightsUnavailableError(
+            raise CorruptSAEFileError(
                 f"{folder / SAE_WEIGHTS_FILENAME}: {key} is {got}, but {SAE_CFG_FILENAME} says {shape}; "
                 "the weights do not belong to this config. Re-train or re-download the SAE."
             )
@@ -197,55 +218,81 @@ def qwen3_scope_config_getter(
     cfg_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Config of a qwen3-scope SAE, with registry overrides merged into metadata where they belong."""
-    import json
-
     folder = resolve_sae_folder(repo_id, folder_name, force_download, _revision(cfg_overrides))
-    try:
-        cfg_dict = json.loads((folder / SAE_CFG_FILENAME).read_text())
-    except (json.JSONDecodeError, FileNotFoundError, UnicodeDecodeError) as err:
-        raise SAEWeightsUnavailableError(
-            f"{folder / SAE_CFG_FILENAME} is missing or not JSON ({err}); it is corrupt or truncated. Delete the SAE "
-            "folder and re-train (qwen3-scope train ... --resume) or re-download it."
-        ) from err
-    if not isinstance(cfg_dict, dict) or "d_in" not in cfg_dict or "d_sae" not in cfg_dict:
-        raise SAEWeightsUnavailableError(
-            f"{folder / SAE_CFG_FILENAME} is not a SAELens SAE config (no d_in/d_sae); re-train or re-download it."
-        )
+    cfg_dict = read_sae_cfg(folder / SAE_CFG_FILENAME)
     cfg_dict["device"] = device
     cfg_dict = apply_overrides(cfg_dict, {k: v for k, v in (cfg_overrides or {}).items() if k != REVISION_OVERRIDE})
     metadata = cfg_dict.get("metadata", {})
     model_name = metadata.get("model_name")
     if model_name:  # short names (the organism) become a directory TransformerLens and SAELens can load
-        from qwen3_scope.model.family import resolve_model
-
         try:
             spec = resolve_model(model_name)
         except ValueError:
             pass  # a model this machine does not have; SAELens will say so when it is loaded
         else:
-            from qwen3_scope.model.loading import register_with_transformer_lens
-
             metadata.setdefault("qwen3_model", spec.name)
             metadata["model_name"] = spec.source
             register_with_transformer_lens(spec.source)  # so SAELens' own evals can load a local model
     return cfg_dict
 
 
+def read_sae_cfg(path: str | Path) -> dict[str, Any]:
+    """An SAE's cfg.json (SAELens' config: at least d_in and d_sae); a missing, empty, truncated or foreign file
+    raises an error naming it."""
+    path = Path(path)
+    try:
+        cfg_dict = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise SAEWeightsUnavailableError(
+            f"{path} is missing or not JSON ({err}); expected SAELens' {SAE_CFG_FILENAME} beside "
+            f"{SAE_WEIGHTS_FILENAME}. Re-train the SAE (qwen3-scope train ... --resume) or re-download it."
+        ) from err
+    except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as err:
+        raise CorruptSAEFileError(
+            f"{path} is missing or not JSON ({err}); it is corrupt or truncated, expected SAELens' "
+            f"{SAE_CFG_FILENAME}. Delete the SAE folder and re-train (qwen3-scope train ... --resume) or re-download it."
+        ) from err
+    if not isinstance(cfg_dict, dict) or "d_in" not in cfg_dict or "d_sae" not in cfg_dict:
+        raise CorruptSAEFileError(f"{path} is not a SAELens SAE config (no d_in/d_sae); re-train or re-download it.")
+    return cfg_dict
+
+
 # ---- Qwen-Scope (`layer{n}.sae.pt`) files, loaded without executing pickled code ----------------------
+
+
+# what the unpickler says about bytes that are not a pickle at all (anything else it refuses may be code)
+_GARBLED_PICKLE = ("invalid load key", "pickle data was truncated")
 
 
 def load_pt_weights_safely(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
     """`torch.load(weights_only=True)`: tensors and plain containers only; anything else is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise SAEWeightsUnavailableError(
+            f"{path} does not exist; pass the path of a Qwen-Scope layer{{n}}.sae.pt file."
+        )
+    if path.stat().st_size == 0:
+        raise CorruptSAEFileError(f"{path} is empty; expected a Qwen-Scope layer{{n}}.sae.pt tensor checkpoint.")
     try:
         data = torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as err:
+    except pickle.UnpicklingError as err:
+        if any(text in str(err) for text in _GARBLED_PICKLE):
+            raise CorruptSAEFileError(
+                f"{path} is not a readable torch checkpoint ({str(err).strip().splitlines()[-1]}); it is corrupt or "
+                "truncated, expected a Qwen-Scope layer{n}.sae.pt file. Download it again."
+            ) from err
         raise UnsafeWeightsError(
             f"refusing to load {path}: it is not a plain tensor checkpoint and unpickling it could run "
             f"arbitrary code ({str(err).splitlines()[0]}). Ask its publisher for safetensors, or convert a "
             "checkpoint you trust yourself with safetensors.torch.save_file."
         ) from err
+    except (RuntimeError, EOFError, AttributeError, TypeError, ValueError, OSError) as err:
+        raise CorruptSAEFileError(
+            f"{path} is not a readable torch checkpoint ({str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            "); it is corrupt or truncated, expected a Qwen-Scope layer{n}.sae.pt file. Download it again."
+        ) from err
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise UnsafeWeightsError(f"{path} does not hold a flat dict of tensors; it is not a Qwen-Scope SAE file.")
+        raise CorruptSAEFileError(f"{path} does not hold a flat dict of tensors; it is not a Qwen-Scope SAE file.")
     return data
 
 
@@ -253,7 +300,7 @@ def qwen_scope_state_dict(raw: dict[str, torch.Tensor], path: str | Path) -> dic
     """Qwen-Scope stores W_enc (d_sae, d_in) and W_dec (d_in, d_sae); SAELens wants the transposes."""
     missing = {"W_enc", "W_dec", "b_enc", "b_dec"} - set(raw)
     if missing:
-        raise SAEWeightsUnavailableError(f"{path} lacks {sorted(missing)}; it is not a Qwen-Scope SAE file.")
+        raise CorruptSAEFileError(f"{path} lacks {sorted(missing)}; it is not a Qwen-Scope SAE file.")
     return {
         "W_enc": raw["W_enc"].T.contiguous(),
         "W_dec": raw["W_dec"].T.contiguous(),
@@ -270,9 +317,6 @@ def qwen_scope_hook_name(model_name: str, saelens_hook: str) -> str:
     hook names only, so for them the same activation (the output of `model.layers[L]`) is named
     `blocks.L.hook_out`. Dense Qwen3 keeps SAELens' name.
     """
-    from qwen3_scope.model.family import resolve_model
-    from qwen3_scope.model.sites import hook_name, model_backends, parse_hook_name
-
     try:
         spec = resolve_model(model_name)
     except ValueError:
@@ -291,9 +335,6 @@ def qwen_scope_safe_loader(
     cfg_overrides: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], torch.Tensor | None]:
     """Drop-in replacement for SAELens' `qwen_scope` loader that never unpickles code."""
-    from huggingface_hub import hf_hub_download
-    from sae_lens.loading.pretrained_sae_loaders import get_qwen_scope_config_from_hf
-
     cfg_dict = get_qwen_scope_config_from_hf(repo_id, folder_name, device, force_download, cfg_overrides)
     cfg_dict["prepend_bos"] = False  # Qwen3 has no BOS token
     cfg_dict["hook_name"] = qwen_scope_hook_name(cfg_dict["model_name"], cfg_dict["hook_name"])
@@ -315,11 +356,6 @@ def load_qwen_scope_file(
     from the adapters for `backend` (default: `hooked` for dense Qwen3, `bridge` for the MoE and Qwen3.5
     models, which HookedTransformer cannot run), and the width must match the model's d_model.
     """
-    from sae_lens import SAE
-
-    from qwen3_scope.model.family import resolve_model
-    from qwen3_scope.model.sites import hook_name, site_d_in
-
     path = Path(path)
     if not path.is_file():
         raise SAEWeightsUnavailableError(
@@ -328,12 +364,10 @@ def load_qwen_scope_file(
     if layer is None:
         match = re.search(r"layer(\d+)\.sae\.pt$", path.name)
         if match is None:
-            raise ValueError(f"cannot read the layer from {path.name!r}; pass layer=N explicitly.")
+            raise ConfigError(f"cannot read the layer from {path.name!r}; pass layer=N explicitly.")
         layer = int(match.group(1))
     spec = resolve_model(model)
     if backend is None:  # dense Qwen3: HookedTransformer; MoE and Qwen3.5 models: TransformerBridge
-        from qwen3_scope.model.sites import model_backends
-
         backend = model_backends(spec)[0]
     state_dict = qwen_scope_state_dict(load_pt_weights_safely(path, device), path)
     d_in, d_sae = state_dict["W_enc"].shape

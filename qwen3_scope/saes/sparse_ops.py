@@ -13,6 +13,7 @@ which is what the AuxK loss over a small set of dead latents looks like.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from qwen3_scope.core.compat import per_sample_weights_backward, storage_use_count, storage_use_count_available
+from qwen3_scope.core.errors import Qwen3ScopeError
+
+
+class GraphAlreadyFreedError(Qwen3ScopeError, RuntimeError):
+    """A fast SAE training graph backpropagated a second time (its buffers are freed after one backward)."""
 
 
 def bf16_matmul_supported(device: str | torch.device) -> bool:
@@ -258,8 +264,6 @@ def _for_chunks(n: int, rows: int, fn: Any) -> None:
         return
     global _executor, _executor_threads
     if _executor is None or _executor_threads < threads:
-        from concurrent.futures import ThreadPoolExecutor
-
         _executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qwen3-scope-sparse")
         _executor_threads = threads
     grad_enabled = torch.is_grad_enabled()  # grad mode is thread-local; workers must see the caller's
@@ -354,7 +358,7 @@ class SparseDecode(torch.autograd.Function):
 def _take_step(ctx: Any) -> SparseStep:
     step = ctx.step
     if step is None:
-        raise RuntimeError(
+        raise GraphAlreadyFreedError(
             "This fast SAE training graph was already backpropagated; its buffers are freed after one backward. "
             "Run training_forward_pass again instead of backward(retain_graph=True)."
         )

@@ -4,38 +4,7 @@
 under KV-cached generation) -> `generation` (batched greedy generation, completion CE) -> `discovery`
 (contrast two prompt sets through a suite) -> `sweep` (screening, alpha sweeps, coherence) -> `refusal`
 and `language` (the two studies) -> `plots`, `cli` (`qwen3-scope steer ...`), `demo_stage` (`steer`).
+
+This package's `__init__` imports nothing: `qwen3-scope --help` reads config modules below it without
+loading torch. Import names from the module that defines them.
 """
-
-from qwen3_scope.steering.interventions import (
-    POSITIONS,
-    AblateDirection,
-    AddDirection,
-    EditFeature,
-    FeatureIndexError,
-    Intervention,
-    PositionTracker,
-    SteeringError,
-    ablate_feature,
-    clamp_feature,
-    resolve_hook,
-    scale_feature,
-    steer,
-    steer_feature,
-)
-
-__all__ = [
-    "POSITIONS",
-    "AblateDirection",
-    "AddDirection",
-    "EditFeature",
-    "FeatureIndexError",
-    "Intervention",
-    "PositionTracker",
-    "SteeringError",
-    "ablate_feature",
-    "clamp_feature",
-    "resolve_hook",
-    "scale_feature",
-    "steer",
-    "steer_feature",
-]

@@ -11,6 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qwen3_scope.core.config_cli import add_config_arguments, config_from_args, config_to_dict
+from qwen3_scope.core.devices import PlacementOptions
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.naming import RELEASE
+from qwen3_scope.steering.config import LanguageStudyConfig, RefusalStudyConfig
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -22,7 +28,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--suite", dest="suite_dir", help="suite directory (folders with cfg.json + sae_weights.safetensors)"
     )
-    p.add_argument("--release", default="qwen3-instruct-sae", help="SAELens release when no --suite is given")
+    p.add_argument("--release", default=RELEASE, help="SAELens release when no --suite is given")
     p.add_argument(
         "--sae-ids", nargs="*", help="SAE ids of the release (default: every id of the model) or folders of the suite"
     )
@@ -55,16 +61,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-in-means baseline")
     p.add_argument("--out", default="runs/steer", help="output directory (CSV tables, PNG plot, Markdown section)")
-    from qwen3_scope.core.config_cli import add_config_arguments
-    from qwen3_scope.core.devices import PlacementOptions
-
     add_config_arguments(p, PlacementOptions, config_option=False)
 
 
 def _shared_kwargs(args: argparse.Namespace) -> dict:
-    from qwen3_scope.core.config_cli import config_from_args, config_to_dict
-    from qwen3_scope.core.devices import PlacementOptions
-
     placement = config_to_dict(config_from_args(PlacementOptions, args))  # checked before anything loads
     return dict(
         **placement,
@@ -88,7 +88,7 @@ def _shared_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _report(result, paths: dict) -> None:
-    import pandas as pd
+    import pandas as pd  # lazy: keeps the CLI from importing pandas
 
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(result.summary.to_string(index=False))
@@ -98,16 +98,22 @@ def _report(result, paths: dict) -> None:
 
 def cmd_steer(args: argparse.Namespace) -> None:
     if args.top_k < 1 or args.n_prompts < 1:
-        raise ValueError("--top-k and --n-prompts must be at least 1.")
+        raise ConfigError("--top-k and --n-prompts must be at least 1.")
     out = Path(args.out)
     if args.study == "refusal":
-        from qwen3_scope.steering.refusal import RefusalStudyConfig, run_refusal_study, write_refusal_study
+        from qwen3_scope.steering.refusal import (  # lazy: keeps the CLI from importing torch
+            run_refusal_study,
+            write_refusal_study,
+        )
 
         cfg = RefusalStudyConfig(harmful_file=args.harmful, harmless_file=args.harmless, **_shared_kwargs(args))
         result = run_refusal_study(cfg)
         _report(result, write_refusal_study(result, out))
     else:
-        from qwen3_scope.steering.language import LanguageStudyConfig, run_language_study, write_language_study
+        from qwen3_scope.steering.language import (  # lazy: keeps the CLI from importing torch
+            run_language_study,
+            write_language_study,
+        )
 
         lang_cfg = LanguageStudyConfig(french_file=args.french, english_file=args.english, **_shared_kwargs(args))
         result = run_language_study(lang_cfg)

@@ -21,11 +21,16 @@ from typing import Any
 
 import pandas as pd
 import torch
+from sae_lens import SAE
 from tqdm.auto import tqdm
 
+from qwen3_scope.core.devices import DTYPES, dtype_name
+from qwen3_scope.core.errors import ConfigError, MissingFileError, ReleaseError
 from qwen3_scope.model.chat import format_chat, special_token_ids
+from qwen3_scope.naming import sae_folders
+from qwen3_scope.releases import pretrained_directory
 from qwen3_scope.steering.generation import encode_prompts, run_and_cache
-from qwen3_scope.steering.interventions import resolve_hook, sae_target
+from qwen3_scope.steering.interventions import SteeringError, resolve_hook, sae_target
 
 POSITION_MODES = ("post_instruction", "last", "all")
 
@@ -43,8 +48,6 @@ def load_suite(
     `dtype` (default: as saved)."""
     saes = _load_suite(suite_dir, release, sae_ids, model_key, device)
     if dtype is not None:
-        from qwen3_scope.core.devices import DTYPES, dtype_name
-
         for sae in saes.values():
             sae.to(dtype=DTYPES[dtype_name(dtype)])
     return saes
@@ -53,29 +56,24 @@ def load_suite(
 def _load_suite(
     suite_dir: str | Path | None, release: str | None, sae_ids: Sequence[str] | None, model_key: str | None, device: str
 ) -> dict[str, Any]:
-    from sae_lens import SAE
-
     if suite_dir is not None:
         root = Path(suite_dir).expanduser()
         if not root.is_dir():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"suite directory {root} does not exist; train one with `qwen3-scope train` or pass --release."
             )
-        from qwen3_scope.naming import sae_folders
-
         found = {i: f for i, f in sae_folders(root).items() if not sae_ids or i in set(sae_ids)}
         if not found:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no SAEs under {root} (expected folders with cfg.json and sae_weights.safetensors)."
             )
         return {sae_id: SAE.load_from_disk(f, device=device) for sae_id, f in found.items()}
     if release is None:
-        raise ValueError("pass a suite directory or a SAELens release (with sae ids) to steer with.")
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+        raise ConfigError("pass a suite directory or a SAELens release (with sae ids) to steer with.")
 
-    directory = get_pretrained_saes_directory()
+    directory = pretrained_directory()
     if release not in directory:
-        raise ValueError(
+        raise ReleaseError(
             f"release {release!r} is not in SAELens' directory; `qwen3-scope releases list` shows what is."
         )
     ids = (
@@ -84,7 +82,7 @@ def _load_suite(
         else [i for i in directory[release].saes_map if model_key and i.startswith(f"{model_key}/")]
     )
     if not ids:
-        raise ValueError(
+        raise ReleaseError(
             f"release {release!r} has no SAE ids for model {model_key!r}; pass --sae-ids, or train a suite "
             "(`qwen3-scope train`) and pass --suite DIR."
         )
@@ -103,15 +101,15 @@ def select_positions(
     elif mode == "post_instruction":
         ends = [i for i, t in enumerate(ids) if t == im_end_id]
         if not ends:
-            raise ValueError(
+            raise SteeringError(
                 "a prompt has no <|im_end|> token: format prompts with qwen3_scope.model.chat.format_chat first."
             )
         start = ends[-1]
     else:
-        raise ValueError(f"unknown position mode {mode!r}; choose one of {', '.join(POSITION_MODES)}.")
+        raise SteeringError(f"unknown position mode {mode!r}; choose one of {', '.join(POSITION_MODES)}.")
     picked = [i for i in range(start, len(ids)) if ids[i] not in skip]
     if not picked:
-        raise ValueError(
+        raise SteeringError(
             f"no token left to read in mode {mode!r} once control tokens are skipped; use skip_control=False."
         )
     return picked
@@ -170,7 +168,7 @@ def contrast(
     `skip_control` leaves Qwen3's control tokens (`<|im_end|>`, `<|im_start|>`, `<think>`, ...) out of the
     averages: suites are trained with them excluded, so SAEs never saw their (outlier) activations."""
     if not positive or not negative:
-        raise ValueError("contrast needs prompts in both sets; one of them is empty.")
+        raise SteeringError("contrast needs prompts in both sets; one of them is empty.")
     tokenizer = model.tokenizer
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     skip = frozenset(special_token_ids(tokenizer)) if skip_control else frozenset()

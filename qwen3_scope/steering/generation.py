@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from qwen3_scope.core.errors import ConfigError
+
 
 @dataclass
 class Completions:
@@ -60,7 +62,7 @@ def greedy_generate(
     call, so position tracking restarts per batch by itself.
     """
     if not prompts:
-        raise ValueError("no prompts to generate from; pass at least one prompt.")
+        raise ConfigError("no prompts to generate from; pass at least one prompt.")
     tokenizer = model.tokenizer
     stops = stop_ids(tokenizer)
     prompt_ids = encode_prompts(tokenizer, prompts)

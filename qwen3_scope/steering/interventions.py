@@ -20,17 +20,20 @@ from typing import Any
 
 import torch
 
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.model.chat import format_chat
+from qwen3_scope.model.loading import backend_of, model_spec
 from qwen3_scope.model.sites import check_site, hook_name, parse_hook_name, site_d_in
 from qwen3_scope.saes.loaders import SAEModelMismatchError
 
 POSITIONS = ("all", "prompt", "generated", "post_instruction")
 
 
-class SteeringError(ValueError):
+class SteeringError(ConfigError):
     """An intervention that cannot be applied to this model (backend, shape, positions)."""
 
 
-class FeatureIndexError(IndexError):
+class FeatureIndexError(ConfigError, IndexError):
     """A latent index outside the SAE's dictionary."""
 
 
@@ -116,8 +119,6 @@ class PositionTracker:
 
 def post_instruction_length(tokenizer: Any) -> int:
     """Tokens of the Qwen3 template after a user message, from `<|im_end|>` to the end of the generation prompt."""
-    from qwen3_scope.model.chat import format_chat
-
     ids = tokenizer(format_chat(tokenizer, "x"), add_special_tokens=False)["input_ids"]
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     ends = [i for i, t in enumerate(ids) if t == im_end]
@@ -275,8 +276,6 @@ def scale_feature(sae: Any, feature: int, scale: float, positions: str = "all") 
 
 
 def _model_backend(model: Any) -> tuple[str, Any]:
-    from qwen3_scope.model.loading import backend_of, model_spec
-
     backend = backend_of(model)
     if backend == "hf":
         raise SteeringError(

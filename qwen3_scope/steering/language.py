@@ -7,35 +7,35 @@ organism's "answer language = prompt language".
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.model.language import EN_STOPWORDS, FR_STOPWORDS, LanguageDetector, organism_detector
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.model.language import EN_STOPWORDS, FR_STOPWORDS, LanguageDetector
+from qwen3_scope.model.loading import load_model, model_spec
+from qwen3_scope.organism.language import organism_detector
+from qwen3_scope.steering.config import LanguageStudyConfig
 from qwen3_scope.steering.discovery import load_suite
 from qwen3_scope.steering.prompts import load_prompt_file, organism_split
-from qwen3_scope.steering.sweep import StudyConfig, StudyResult, run_study, write_study
+from qwen3_scope.steering.sweep import StudyResult, run_study, write_study
 
-__all__ = [  # the detector is re-exported from qwen3_scope.model.language
+__all__ = [  # re-exported: the detector (model.language, organism.language), the config (steering.config)
     "EN_STOPWORDS",
     "FR_STOPWORDS",
     "LanguageDetector",
     "LanguageStudyConfig",
+    "language_section",
     "organism_detector",
     "run_language_study",
+    "write_language_study",
 ]
-
-
-@dataclass
-class LanguageStudyConfig(StudyConfig):
-    french_file: str | None = None
-    english_file: str | None = None
 
 
 def _prompt_sets(cfg: LanguageStudyConfig) -> tuple[list[str], list[str], LanguageDetector]:
     if cfg.french_file or cfg.english_file:
         if not (cfg.french_file and cfg.english_file):
-            raise ValueError("pass both a French and an English prompt file (or neither, for the organism's splits).")
+            raise ConfigError("pass both a French and an English prompt file (or neither, for the organism's splits).")
         return load_prompt_file(cfg.french_file), load_prompt_file(cfg.english_file), LanguageDetector()
     return (
         [r["prompt"] for r in organism_split("lang_fr")],
@@ -52,8 +52,6 @@ def run_language_study(
     progress: bool = True,
 ) -> StudyResult:
     """French latents from French-vs-English prompts; rate = fraction of answers detected as French."""
-    from qwen3_scope.model.loading import load_model, model_spec
-
     french, english, default_detector = _prompt_sets(cfg)  # bad prompt files fail before anything is loaded
     model = (
         model

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display (also on headless CI)
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from qwen3_scope.core.io import atomic_path  # noqa: E402
 
 
 def plot_sweep(
@@ -18,13 +24,6 @@ def plot_sweep(
     title: str = "",
     task_labels: dict[str, str] | None = None,
 ) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from qwen3_scope.core.io import atomic_path
-
     labels = {"induce": "induce", "suppress": "suppress", **(task_labels or {})}
     add = sweep[sweep["mode"] == "add"]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex="col")

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qwen3_scope.core.errors import CorruptFileError, MissingFileError
 from qwen3_scope.core.io import RowsFileError, read_rows
+from qwen3_scope.organism import load_eval_split
 
 PROMPT_KEYS = ("prompt", "goal", "instruction", "question", "text")
 
 
-class PromptFileError(ValueError):
-    pass
+class PromptFileError(CorruptFileError):
+    """A prompt file that holds no usable prompts (empty, not JSON lines / JSON / CSV, rows without a prompt)."""
 
 
 def _row_prompt(row: dict, where: str) -> str:
@@ -35,11 +37,18 @@ def load_prompt_file(path: str | Path) -> list[str]:
     """User messages from a .jsonl / .json (list of rows) / .csv file; a clear error for empty or odd files."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"prompt file {path} does not exist.")
+        raise MissingFileError(
+            f"prompt file {path} does not exist; pass a .jsonl, .json or .csv file with one prompt per row."
+        )
     try:
         rows = read_rows(path)
-    except RowsFileError as err:
+    except RowsFileError as err:  # names the file and the format it expected
         raise PromptFileError(str(err)) from err
+    except ValueError as err:  # not UTF-8 text, or a CSV pandas cannot parse
+        raise PromptFileError(
+            f"{path} is not a readable prompt file ({type(err).__name__}: {err}); expected UTF-8 JSON lines, a JSON "
+            "list or a CSV with a prompt column (prompt, goal, instruction, question or text)."
+        ) from err
     if not rows:
         raise PromptFileError(f"{path} is empty: it holds no prompts. Give a file with one prompt row per line.")
     prompts = []
@@ -55,12 +64,6 @@ def load_prompt_file(path: str | Path) -> list[str]:
 
 def organism_split(name: str) -> list[dict]:
     """Rows of one of the organism's held-out evaluation splits (harmful, harmless, lang_en, lang_fr, ...)."""
-    try:
-        from qwen3_scope.organism import load_eval_split
-    except ImportError as err:
-        raise FileNotFoundError(
-            "the model organism is not part of this installation; pass your own prompt files."
-        ) from err
     return load_eval_split(name)
 
 

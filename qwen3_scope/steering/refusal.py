@@ -16,28 +16,33 @@ Pipeline (Arditi et al.'s protocol, with SAE latents as the candidates):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.model.judge import DEFAULT_JUDGE, refusal_rate
+from qwen3_scope.model.loading import load_model, model_spec
+from qwen3_scope.steering.config import RefusalStudyConfig
 from qwen3_scope.steering.discovery import load_suite
 from qwen3_scope.steering.prompts import load_prompt_file, organism_split
-from qwen3_scope.steering.sweep import StudyConfig, StudyResult, run_study, write_study
+from qwen3_scope.steering.sweep import StudyResult, run_study, write_study
 
-DEFAULT_RELEASE = "qwen3-instruct-sae"
-
-
-@dataclass
-class RefusalStudyConfig(StudyConfig):
-    harmful_file: str | None = None
-    harmless_file: str | None = None
+__all__ = [  # RefusalStudyConfig lives in qwen3_scope.steering.config (light, for the CLI); re-exported here
+    "RefusalStudyConfig",
+    "headline",
+    "prompt_sets",
+    "refusal_section",
+    "run_refusal_study",
+    "write_refusal_study",
+]
 
 
 def prompt_sets(cfg: RefusalStudyConfig) -> tuple[list[str], list[str]]:
     """(harmful, harmless) user messages: the given files, or the organism's held-out splits."""
     if cfg.harmful_file or cfg.harmless_file:
         if not (cfg.harmful_file and cfg.harmless_file):
-            raise ValueError("pass both a harmful and a harmless prompt file (or neither, for the organism's splits).")
+            raise ConfigError("pass both a harmful and a harmless prompt file (or neither, for the organism's splits).")
         return load_prompt_file(cfg.harmful_file), load_prompt_file(cfg.harmless_file)
     return [r["prompt"] for r in organism_split("harmful")], [r["prompt"] for r in organism_split("harmless")]
 
@@ -51,9 +56,6 @@ def run_refusal_study(
 ) -> StudyResult:
     """Discovery, screening and alpha sweep; `judge` says whether one completion refuses (default:
     `qwen3_scope.model.judge`'s documented phrase matcher; any `str -> bool` callable plugs in)."""
-    from qwen3_scope.model.judge import DEFAULT_JUDGE, refusal_rate
-    from qwen3_scope.model.loading import load_model, model_spec
-
     harmful, harmless = prompt_sets(cfg)  # bad prompt files fail before anything is loaded
     model = (
         model

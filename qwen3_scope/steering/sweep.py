@@ -35,9 +35,27 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from qwen3_scope.core.devices import PlacementOptions
+from qwen3_scope.core.io import atomic_path, atomic_write_text
+from qwen3_scope.model.chat import format_chat
+from qwen3_scope.model.loading import model_spec
+from qwen3_scope.steering.config import StudyConfig
+from qwen3_scope.steering.discovery import contrast
 from qwen3_scope.steering.generation import Completions, completion_ce, greedy_generate
 from qwen3_scope.steering.interventions import AblateDirection, AddDirection, Intervention, ablate_feature, steer
+from qwen3_scope.steering.plots import plot_sweep
+from qwen3_scope.steering.prompts import split_for_discovery
+
+__all__ = [  # StudyConfig lives in qwen3_scope.steering.config (light, for the CLI); re-exported here
+    "Candidate",
+    "StudyConfig",
+    "StudyResult",
+    "SweepConfig",
+    "SweepSets",
+    "run_study",
+    "run_sweep",
+    "summarize",
+    "write_study",
+]
 
 TextScorer = Callable[[Sequence[str]], float]
 
@@ -202,8 +220,6 @@ def run_sweep(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict]:
     """One row per (candidate, task, alpha) plus unsteered (alpha 0) and ablation rows; returns (table, baseline)."""
-    from qwen3_scope.model.loading import model_spec
-
     n_layers = model_spec(model).n_layers
     ref = greedy_generate(model, sets.reference, cfg.max_new_tokens, cfg.batch_size)
     ref_ce = completion_ce(model, ref.prompt_ids, ref.completion_ids, cfg.batch_size)
@@ -300,28 +316,6 @@ def summarize(table: pd.DataFrame, target: float = 0.9) -> pd.DataFrame:
 
 
 @dataclass
-class StudyConfig(PlacementOptions):
-    """Shared knobs of the refusal and language studies (placement: `PlacementOptions`)."""
-
-    model: str = "organism"
-    backend: str = "hooked"
-    suite_dir: str | None = None
-    release: str = "qwen3-instruct-sae"
-    sae_ids: list[str] | None = None
-    n_discover: int = 32
-    n_eval: int = 32
-    screen: int = 32
-    top_k: int = 3
-    screen_alpha: float = 4.0
-    alphas: Sequence[float] = (1.0, 2.0, 4.0, 8.0)
-    max_new_tokens: int = 12
-    batch_size: int = 16
-    discovery_positions: str = "post_instruction"
-    steer_positions: str = "post_instruction"
-    baseline: bool = True
-
-
-@dataclass
 class StudyResult:
     """Everything a steering study measured; `write_study` turns it into CSV, PNG and Markdown."""
 
@@ -347,11 +341,6 @@ def run_study(
     """Discover on the first prompts of each set, screen and select candidates there, sweep on the rest.
 
     `positive` has the behaviour (harmful prompts: refusal; French prompts: French answers)."""
-    from qwen3_scope.model.chat import format_chat
-    from qwen3_scope.model.loading import model_spec
-    from qwen3_scope.steering.discovery import contrast
-    from qwen3_scope.steering.prompts import split_for_discovery
-
     pos_d, pos_e = split_for_discovery(positive, cfg.n_discover, cfg.n_eval)
     neg_d, neg_e = split_for_discovery(negative, cfg.n_discover, cfg.n_eval)
     found = contrast(model, saes, pos_d, neg_d, cfg.discovery_positions, cfg.batch_size, progress=progress)
@@ -400,9 +389,6 @@ def write_study(
 ) -> dict[str, Path]:
     """<name>_features.csv (the `max_features` best-ranked latents), _sweep.csv, _summary.csv, _sweep.png and
     <name>.md in `out_dir` (atomic writes)."""
-    from qwen3_scope.core.io import atomic_path, atomic_write_text
-    from qwen3_scope.steering.plots import plot_sweep
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}

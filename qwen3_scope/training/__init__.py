@@ -1,19 +1,6 @@
-"""Training helpers for qwen3-scope. Keep this file to re-exports; each module holds one job."""
+"""Suite training: config, recipes, planner, the suite trainer, its manifest, distribution and data
+parallelism; each module holds one job.
 
-from qwen3_scope.saes.fast_saes import (
-    FastJumpReLUTrainingSAE,
-    FastJumpReLUTrainingSAEConfig,
-    FastTopKTrainingSAE,
-    FastTopKTrainingSAEConfig,
-    enable_fused_adam,
-    register_fast_training_saes,
-)
-
-__all__ = [
-    "FastJumpReLUTrainingSAE",
-    "FastJumpReLUTrainingSAEConfig",
-    "FastTopKTrainingSAE",
-    "FastTopKTrainingSAEConfig",
-    "enable_fused_adam",
-    "register_fast_training_saes",
-]
+This package's `__init__` imports nothing: `qwen3-scope --help` reads config modules below it without
+loading torch. Import names from the module that defines them.
+"""

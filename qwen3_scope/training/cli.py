@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import argparse
 
-import pandas as pd
-
+from qwen3_scope.core.config_cli import add_config_arguments, config_from_args
+from qwen3_scope.model.family import resolve_model
+from qwen3_scope.training.config import SuiteTrainingConfig
 from qwen3_scope.training.parsing import parse_layers, parse_tokens  # noqa: F401  (re-exported for callers)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from qwen3_scope.core.config_cli import config_from_args
-    from qwen3_scope.model.family import resolve_model
-    from qwen3_scope.training.config import SuiteTrainingConfig
-    from qwen3_scope.training.recipes import SMALL_MODEL_D_MODEL, get_recipe
-    from qwen3_scope.training.suite import train_suite
+    import pandas as pd  # lazy: keeps the CLI from importing pandas
+
+    from qwen3_scope.training.recipes import (  # lazy: keeps the CLI from importing pandas
+        SMALL_MODEL_D_MODEL,
+        get_recipe,
+    )
+    from qwen3_scope.training.suite import train_suite  # lazy: keeps the CLI from importing torch
 
     config = config_from_args(SuiteTrainingConfig, args)  # bad values fail here, before any model loads
     if args.describe:
@@ -35,8 +38,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     planned = train_suite(config.replace(plan_only=True))  # bad input (incl. --nproc) fails here, before launching
     if config.nproc is not None and config.nproc > 1 and not config.plan_only:  # torchrun: rank 0 prints the plan
-        from qwen3_scope.training.distributed import launch_config
-        from qwen3_scope.training.suite import SuiteExistsError
+        from qwen3_scope.training.distributed import launch_config  # lazy: keeps the CLI from importing torch
+        from qwen3_scope.training.suite import SuiteExistsError  # lazy: keeps the CLI from importing torch
 
         if planned.manifest and not config.resume:  # the ranks would all stop on it: say it before launching
             raise SuiteExistsError(
@@ -55,6 +58,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def print_result(result) -> None:
+    import pandas as pd  # lazy: keeps the CLI from importing pandas
+
     with pd.option_context("display.max_rows", None, "display.width", 200):
         table = result.metrics
         print(table.to_string(index=False))
@@ -75,9 +80,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from qwen3_scope.core.config_cli import add_config_arguments
-    from qwen3_scope.training.config import SuiteTrainingConfig
-
     add_config_arguments(parser, SuiteTrainingConfig)
     parser.add_argument(
         "--describe", action="store_true", help="print every hyperparameter of the recipe with its source and stop"

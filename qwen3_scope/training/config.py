@@ -13,15 +13,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qwen3_scope.core.config_cli import config_to_dict
+from qwen3_scope.core.config_cli import config_to_dict, doc
 from qwen3_scope.core.devices import PlacementOptions
 from qwen3_scope.core.errors import ConfigError
-from qwen3_scope.model.sites import check_site
+from qwen3_scope.core.portable import portable_dataset_name, portable_model_name
+from qwen3_scope.model.family import Qwen3ModelSpec, resolve_model
+from qwen3_scope.model.sites import PAPER_SITES, check_site
 from qwen3_scope.training.parsing import parse_layers, parse_site_width, parse_tokens
 
+# The recipes of `training.recipes` (which checks that they agree), by name: this module stays light (the
+# `qwen3-scope train` command line is built from it), so it does not import the recipes themselves.
+RECIPE_NAMES = ("paper", "qwen-scope")
+BACKENDS = ("hooked", "hf")
 
-def _doc(help: str, **more: Any) -> dict[str, Any]:
-    return {"help": help, **more}
+
+class UnknownRecipeError(ConfigError):
+    """A recipe name that is not one of RECIPE_NAMES."""
+
+
+class RecipeConfigError(ConfigError):
+    """Recipe settings that cannot make a suite (wrong backend, sparsity, layers, widths, runner overrides...)."""
 
 
 @dataclass
@@ -35,45 +46,41 @@ class SuiteTrainingConfig(PlacementOptions):
 
     model: str = field(
         default="organism",
-        metadata=_doc(
+        metadata=doc(
             "family name (Qwen/Qwen3-4B), `organism` (the bundled model organism), or a local checkpoint directory"
         ),
     )
     recipe: str = field(
         default="paper",
-        metadata=_doc("paper (JumpReLU, Gemma Scope style) or qwen-scope (TopK, AuxK, outlier filtering)"),
+        metadata=doc("paper (JumpReLU, Gemma Scope style) or qwen-scope (TopK, AuxK, outlier filtering)"),
     )
     layers: list[int] | None = field(
         default=None,
-        metadata=_doc(
-            "layers, e.g. 0-8 or 3 5 7 or all (default: the recipe's layout, usually every layer)", parse=str
-        ),
+        metadata=doc("layers, e.g. 0-8 or 3 5 7 or all (default: the recipe's layout, usually every layer)", parse=str),
     )
     sites: list[str] | None = field(
-        default=None, metadata=_doc("sites, e.g. resid_post mlp_out attn_out (default: the recipe's)")
+        default=None, metadata=doc("sites, e.g. resid_post mlp_out attn_out (default: the recipe's)")
     )
     training_tokens: int | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "training tokens per SAE, e.g. 200k or 4B (default: the recipe's)", flag="--tokens", parse=parse_tokens
         ),
     )
     dataset: list[str] | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "training data: jsonl/parquet/txt files or dirs, saved or pre-tokenized HF dataset dirs (input_ids), or hub "
             "names (streamed); several sources are mixed by --dataset-weights (default: the organism's corpus)"
         ),
     )
     dataset_weights: list[float] | None = field(
         default=None,
-        metadata=_doc(
-            "share of training tokens taken from each --dataset source, e.g. 0.3 0.7 (default: equal shares)"
-        ),
+        metadata=doc("share of training tokens taken from each --dataset source, e.g. 0.3 0.7 (default: equal shares)"),
     )
     align_documents: bool = field(
         default=False,
-        metadata=_doc(
+        metadata=doc(
             "start every document at a training window's first position (padding the window's rest, a control token "
             "the SAEs never train on) instead of packing back to back as SAELens does: no window starts "
             "mid-document, a state the deployed model never sees (the organism suite trains this way: its attn_out "
@@ -82,67 +89,67 @@ class SuiteTrainingConfig(PlacementOptions):
     )
     thinking: bool = field(
         default=False,
-        metadata=_doc(
+        metadata=doc(
             "render chat datasets (`messages`) with the model's chat template in thinking mode (default: non-thinking)"
         ),
     )
     out: str | None = field(
-        default=None, metadata=_doc("suite directory (default: runs/suites/<suite name>)", aliases=("--output",))
+        default=None, metadata=doc("suite directory (default: runs/suites/<suite name>)", aliases=("--output",))
     )
     backend: str = field(
-        default="hooked", metadata=_doc("model backend: hooked (HookedTransformer) or hf (HookedProxyLM)")
+        default="hooked", metadata=doc("model backend: hooked (HookedTransformer) or hf (HookedProxyLM)")
     )
     resume: bool = field(
-        default=False, metadata=_doc("continue the interrupted suite in --out from its last checkpoint")
+        default=False, metadata=doc("continue the interrupted suite in --out from its last checkpoint")
     )
-    plan_only: bool = field(default=False, metadata=_doc("print the plan (groups, memory, expected cost) and stop"))
+    plan_only: bool = field(default=False, metadata=doc("print the plan (groups, memory, expected cost) and stop"))
     memory_budget_gb: float | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "memory budget for SAEs + activations (default: 75% of free memory minus the model)", flag="--memory-gb"
         ),
     )
     matmul_tflops: float | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "matmul rate the planner prices the plan at, in TFLOP/s (e.g. 400 for an H100 in bfloat16; default: measured "
             "on --device in --dtype now)"
         ),
     )
-    max_saes_per_group: int | None = field(default=None, metadata=_doc("cap on SAEs sharing one forward pass"))
+    max_saes_per_group: int | None = field(default=None, metadata=doc("cap on SAEs sharing one forward pass"))
     checkpoint_every_tokens: int | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "checkpoint interval in training tokens (default: ~1/8 of the run)",
             flag="--checkpoint-every",
             parse=parse_tokens,
         ),
     )
-    k: int | None = field(default=None, metadata=_doc("TopK k (qwen-scope: 50 or 100)"))
+    k: int | None = field(default=None, metadata=doc("TopK k (qwen-scope: 50 or 100)"))
     target_l0: float | None = field(
-        default=None, metadata=_doc("JumpReLU target L0 (paper: 160; organism: 24)", flag="--l0")
+        default=None, metadata=doc("JumpReLU target L0 (paper: 160; organism: 24)", flag="--l0")
     )
-    width: int | None = field(default=None, metadata=_doc("SAE width d_sae (default 16 x d_in)"))
+    width: int | None = field(default=None, metadata=doc("SAE width d_sae (default 16 x d_in)"))
     site_widths: list[tuple[str, int]] | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "widths for some sites, overriding --width there: SITE=WIDTH ... (e.g. attn_out=640 for a low-rank site)",
             parse=parse_site_width,
         ),
     )
     sparsities: list[float] | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "sparsity sweep: more SAEs per (layer, site) at these target L0s (JumpReLU) or k values (TopK), trained "
             "from the same forward passes, ids `<site>/layer_<L>/l0_<n>` (e.g. --sparsities 12 48)"
         ),
     )
     sweep_layers: list[int] | None = field(
-        default=None, metadata=_doc("layers that get the sparsity sweep (default: every trained layer)")
+        default=None, metadata=doc("layers that get the sparsity sweep (default: every trained layer)")
     )
     resample_sites: list[str] | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "sites whose JumpReLU SAEs also give a reopened dead latent a new direction, the reconstruction error of "
             "a badly reconstructed token (fast class, reopen_resample_after=1; the organism suite: attn_out, where it "
             "keeps the narrow dictionaries live, while on wide ones it raised the dead fraction)"
@@ -150,53 +157,53 @@ class SuiteTrainingConfig(PlacementOptions):
     )
     fast: bool | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "qwen3-scope's fast training SAE classes (topk_fast / jumprelu_fast, saved as plain SAELens SAEs); default: "
             "on when they are registered; --no-fast trains SAELens' own classes"
         ),
     )
-    seed: int = field(default=42, metadata=_doc("random seed (SAE initialisation, shuffling)"))
-    threads: int | None = field(default=None, metadata=_doc("torch threads (1 is fastest on a busy 2-core machine)"))
+    seed: int = field(default=42, metadata=doc("random seed (SAE initialisation, shuffling)"))
+    threads: int | None = field(default=None, metadata=doc("torch threads (1 is fastest on a busy 2-core machine)"))
     wandb_project: str | None = field(
         default=None,
-        metadata=_doc("log training to this Weights & Biases project through SAELens' LoggingConfig (default: off)"),
+        metadata=doc("log training to this Weights & Biases project through SAELens' LoggingConfig (default: off)"),
     )
     nproc: int | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "train on N processes of this machine: launches torchrun (torch.distributed.run) with N ranks; under "
             "`torchrun ... -m qwen3_scope.train` the ranks come from torchrun instead"
         ),
     )
     parallel: str = field(
         default="auto",
-        metadata=_doc(
+        metadata=doc(
             "how ranks share the suite: group (whole groups per rank, SAEs equal a one-process run), data (each group "
             "data-parallel over all ranks) or auto (the planner's choice, printed)"
         ),
     )
     data_shards: int | None = field(
         default=None,
-        metadata=_doc(
+        metadata=doc(
             "data parallelism: shards of the token stream (default: one per rank); one process with --parallel data "
             "--data-shards N computes the steps of an N-rank data-parallel run"
         ),
     )
     collective_timeout: float = field(
-        default=300.0, metadata=_doc("seconds a training collective may wait for the other ranks before the job fails")
+        default=300.0, metadata=doc("seconds a training collective may wait for the other ranks before the job fails")
     )
     runner_overrides: dict[str, Any] | None = field(
-        default=None, metadata=_doc("SAELens runner settings to override (config file / library only)", cli=False)
+        default=None, metadata=doc("SAELens runner settings to override (config file / library only)", cli=False)
     )
 
     def __post_init__(self) -> None:
-        from qwen3_scope.training.recipes import RECIPES
-
-        if self.recipe not in RECIPES:
-            raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}.")
-        if self.backend not in ("hooked", "hf"):
-            raise ConfigError(
-                f"backend {self.backend!r} cannot train through SAELens' runners; use --backend hooked or --backend hf."
+        if self.recipe not in RECIPE_NAMES:
+            raise UnknownRecipeError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPE_NAMES)}.")
+        if self.backend not in BACKENDS:
+            raise RecipeConfigError(
+                f"backend {self.backend!r} cannot train through SAELens' runners; use --backend hooked or --backend hf "
+                "('hooked': HookedTransformer, the default; 'hf': HookedProxyLM). SAELens has no loader for "
+                "TransformerBridge configs."
             )
         if isinstance(self.layers, (str, int)):
             self.layers = [self.layers]  # type: ignore[list-item]
@@ -213,16 +220,16 @@ class SuiteTrainingConfig(PlacementOptions):
             if isinstance(value, str):
                 setattr(self, name, value := parse_tokens(value))
             if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}.")
+                raise ConfigError(f"{name} must be positive, got {value}.")
         if self.dataset_weights is not None:
             n_sources = len(self.dataset or [])
             if len(self.dataset_weights) != n_sources:
-                raise ValueError(
+                raise ConfigError(
                     f"{len(self.dataset_weights)} dataset weight(s) for {n_sources} dataset source(s); give "
                     "one weight per --dataset source."
                 )
             if any(w <= 0 for w in self.dataset_weights):
-                raise ValueError(f"dataset weights must be positive, got {self.dataset_weights}.")
+                raise ConfigError(f"dataset weights must be positive, got {self.dataset_weights}.")
         examples = {
             "width": "16384",
             "k": "50",
@@ -258,13 +265,13 @@ class SuiteTrainingConfig(PlacementOptions):
         if self.sweep_layers is not None and not self.sparsities:
             raise ConfigError("sweep_layers needs sparsities to sweep; add e.g. --sparsities 12 48.")
         if self.parallel not in ("auto", "group", "data"):
-            raise ValueError(f"unknown parallel mode {self.parallel!r}; choose auto, group or data.")
+            raise ConfigError(f"unknown parallel mode {self.parallel!r}; choose auto, group or data.")
         if self.collective_timeout <= 0:
-            raise ValueError(f"collective_timeout must be positive, got {self.collective_timeout}.")
+            raise ConfigError(f"collective_timeout must be positive, got {self.collective_timeout}.")
         if self.matmul_tflops is not None and self.matmul_tflops <= 0:
-            raise ValueError(f"matmul_tflops must be positive, got {self.matmul_tflops}.")
+            raise ConfigError(f"matmul_tflops must be positive, got {self.matmul_tflops}.")
         if self.memory_budget_gb is not None and self.memory_budget_gb <= 0:
-            raise ValueError(f"memory_budget_gb must be positive, got {self.memory_budget_gb}.")
+            raise ConfigError(f"memory_budget_gb must be positive, got {self.memory_budget_gb}.")
         if self.out is not None:
             self.out = str(self.out)
         self.sae_dtype = self.sae_dtype or "float32"
@@ -276,12 +283,9 @@ class SuiteTrainingConfig(PlacementOptions):
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)
 
-    def portable_dict(self, spec: Any = None) -> dict[str, Any]:
+    def portable_dict(self, spec: Qwen3ModelSpec | None = None) -> dict[str, Any]:
         """What the manifest records: no path of this machine (the output dir is where the manifest is; the model
         by its portable name, from the already resolved `spec` when given; local datasets by file or folder name)."""
-        from qwen3_scope.core.portable import portable_dataset_name, portable_model_name
-        from qwen3_scope.model.family import resolve_model
-
         out = self.to_dict()
         out.pop("out")
         out["dataset"] = [portable_dataset_name(d) for d in self.dataset] if self.dataset else None
@@ -299,8 +303,6 @@ def organism_suite_config(**changes: Any) -> SuiteTrainingConfig:
     attn_out latents resampled when reopened (without it its L0-20 sweep SAE kept 3.6-8.3 % dead held-out latents).
     Why L0 32 and not the small recipe's 24: at 24 the layer-4 SAEs stayed at EV 0.896-0.898 (600k tokens; 300k gave
     the same, so more tokens do not buy it), while L0 32 is above 0.90 at every layer. `changes` override fields."""
-    from qwen3_scope.model.sites import PAPER_SITES
-
     preset = SuiteTrainingConfig(
         model="organism",
         recipe="paper",

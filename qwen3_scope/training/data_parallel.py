@@ -27,8 +27,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from qwen3_scope.core import compat
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.training.process_group import DistContext
+from qwen3_scope.training.stream import SegmentedStream
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +56,19 @@ class ShardedStream:
         steps_done: Callable[[], int],
         shards: list[int],
         n_shards: int,
-        ctx: Any,
+        ctx: DistContext,
     ):
-        from qwen3_scope.training.suite import SegmentedStream
-
         batch = store.train_batch_size_tokens
         if batch % n_shards:
-            raise ValueError(f"train_batch_size_tokens {batch} is not divisible by {n_shards} data shards.")
+            raise ConfigError(
+                f"train_batch_size_tokens {batch} is not divisible by {n_shards} data shards; choose --data-shards "
+                "dividing it."
+            )
         self.global_batch, self.n_shards, self.shards, self.ctx = batch, n_shards, shards, ctx
         self.steps_per_segment, self.steps_done, self.hooks = steps_per_segment, steps_done, hooks
         self.on_boundary: Callable[[int, dict[str, Any]], None] | None = None
         self.segment: int | None = None
-        self.streams: dict[int, Any] = {}
+        self.streams: dict[int, SegmentedStream] = {}
         self.rng: dict[int, torch.Tensor] = {}
         for s in shards:
             shard_store = copy.copy(store)  # SAELens' store, one per shard (shares the model, not the position)
@@ -97,7 +102,10 @@ class ShardedStream:
     def restore(self, state: dict[str, Any]) -> None:
         recorded = int(state.get("data_shards", 1))
         if recorded != self.n_shards:
-            raise ValueError(f"this checkpoint holds {recorded} data shard position(s), not {self.n_shards}.")
+            raise ConfigError(
+                f"this checkpoint holds {recorded} data shard position(s), not {self.n_shards}; resume with the "
+                "suite's recorded data shards."
+            )
         self.segment = None
         for s, stream in self.streams.items():
             stream.restore({"segment": state["segment"], "offset": state["shard_offsets"][s]})
@@ -133,7 +141,7 @@ class DataParallelAdapter:
     """Makes a `MultiSAETrainer` on every rank of a data-parallel group compute the single-process steps of the
     global batch (see the module docstring). A context manager: installed for `fit()`, removed afterwards."""
 
-    def __init__(self, trainer: Any, stream: ShardedStream, ctx: Any):
+    def __init__(self, trainer: Any, stream: ShardedStream, ctx: DistContext):
         self.trainer, self.stream, self.ctx = trainer, stream, ctx
         self.world = ctx.world_size
         self.bytes_per_step = 0
@@ -158,8 +166,6 @@ class DataParallelAdapter:
     def _broadcast_parameters(self) -> None:
         if self.world <= 1:
             return
-        import torch.distributed as dist
-
         for sae in self.trainer.saes.values():
             for param in sae.parameters():
                 dist.broadcast(param.data, src=0)
@@ -185,8 +191,6 @@ class DataParallelAdapter:
             sums[i] = sum(batch[hook].double().norm(dim=-1).sum().item() for batch in cached)
         sums[-1] = sum(next(iter(batch.values())).shape[0] for batch in cached)
         if self.world > 1:
-            import torch.distributed as dist
-
             sums = sums.to(self._device())
             dist.all_reduce(sums)
             sums = sums.cpu()
@@ -203,8 +207,6 @@ class DataParallelAdapter:
 
     # ----------------------------------------------------------------- per step
     def _install(self, sae_trainer: Any) -> None:
-        import torch.distributed as dist
-
         sae = sae_trainer.sae
         params = [p for p in sae.parameters() if p.requires_grad]
         forward = sae.training_forward_pass  # SAELens' own (bound) step

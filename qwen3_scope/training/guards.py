@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from qwen3_scope.core.errors import TrainingDivergedError
+from qwen3_scope.training.manifest import SuiteManifest
 
 
 def check_finite(acts: dict[str, torch.Tensor], step: int) -> None:
@@ -28,7 +29,7 @@ def check_finite(acts: dict[str, torch.Tensor], step: int) -> None:
 
 @contextmanager
 def guarded_group(
-    record: dict[str, Any], checkpoint: Callable[[], Any], save_manifest: Callable[[], None], manifest: dict[str, Any]
+    record: dict[str, Any], checkpoint: Callable[[], Any], save_manifest: Callable[[], None], manifest: SuiteManifest
 ) -> Iterator[None]:
     """Record how a group's training ended if it did not finish, and say where the last good checkpoint is."""
     try:
@@ -44,6 +45,6 @@ def guarded_group(
         ) from err
     except KeyboardInterrupt:
         record.update(status="interrupted")
-        manifest["status"] = "interrupted"
+        manifest.status = "interrupted"
         save_manifest()
         raise

@@ -15,15 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from qwen3_scope.training.planner import Group, SuitePlan, group_memory, priced_plan
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.training.planner import Group, SuitePlan, group_memory, priced_plan, sae_params
 
 MODES = ("auto", "group", "data")
 INTERCONNECT_BYTES_PER_SECOND = 10e9  # all-reduce bandwidth assumed per rank (NVLink/InfiniBand class: 10 GB/s)
 PREFER_GROUP_WITHIN = 1.10  # group parallelism (bit-identical to one process, no traffic) wins unless 10% slower
 
 
-class ParallelPlanError(ValueError):
-    pass
+class ParallelPlanError(ConfigError):
+    """Ranks that cannot share the suite as asked (mode, data shards, world size)."""
 
 
 @dataclass
@@ -107,8 +108,6 @@ def comm_seconds(group: Group, plan: SuitePlan, world_size: int) -> float:
 
 def step_bytes(group: Group) -> int:
     """Bytes one rank contributes to the all-reduces of one data-parallel step (fp32 gradients + firing counts)."""
-    from qwen3_scope.training.planner import sae_params
-
     return sum(4 * (sae_params(j) + j.d_sae) for j in group.jobs)
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import argparse
 import re
 
+from qwen3_scope.core.errors import ConfigError
+
 _SCALE = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
 
 
-class CountFormatError(argparse.ArgumentTypeError, ValueError):
-    """Raised for a malformed count; argparse shows its message, library callers catch a ValueError."""
+class CountFormatError(ConfigError, argparse.ArgumentTypeError):
+    """Raised for a malformed count, layer list or site width; argparse shows its message, library callers catch a
+    ValueError (or Qwen3ScopeError)."""
 
 
 def parse_tokens(text: str | int) -> int:
@@ -34,10 +37,10 @@ def parse_layers(items: list[str] | None) -> list[int] | None:
             continue
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if match is None:
-            raise ValueError(f"bad layer {part!r}; use numbers and ranges such as 0-8 or 3,5,7 (or 'all').")
+            raise CountFormatError(f"bad layer {part!r}; use numbers and ranges such as 0-8 or 3,5,7 (or 'all').")
         start, end = int(match[1]), int(match[2] or match[1])
         if end < start:
-            raise ValueError(f"layer range {part!r} runs backwards; write {end}-{start}.")
+            raise CountFormatError(f"layer range {part!r} runs backwards; write {end}-{start}.")
         layers.extend(range(start, end + 1))
     return layers
 

@@ -22,16 +22,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import torch
 
+from qwen3_scope.core.errors import ConfigError
 from qwen3_scope.model.family import Qwen3ModelSpec
-from qwen3_scope.training.recipes import SAEJob, SuiteConfig
+from qwen3_scope.training.recipes import SAEJob, SuiteJobs
 
 GIB = 1024**3
 EFFICIENCY = 0.5  # share of peak matmul throughput a training step / forward pass achieves
 
 
-class PlanError(ValueError):
-    pass
+class PlanError(ConfigError):
+    """A suite that cannot be planned (an SAE larger than the memory budget, a bad group cap)."""
 
 
 class ModelDoesNotFitError(PlanError):
@@ -40,7 +42,7 @@ class ModelDoesNotFitError(PlanError):
 
 def available_memory_bytes() -> int:
     try:
-        import psutil
+        import psutil  # lazy: optional dependency
 
         return int(psutil.virtual_memory().available)
     except ImportError:  # psutil is optional
@@ -50,8 +52,6 @@ def available_memory_bytes() -> int:
 def measure_matmul_flops(size: int = 1024, repeats: int = 3, device: str = "cpu", dtype: Any = None) -> float:
     """Matmul FLOP/s of this machine's `device` in `dtype` (default fp32) right now (about 0.1 s), to turn FLOPs
     into hours."""
-    import torch
-
     dtype = dtype or torch.float32
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
@@ -133,7 +133,7 @@ def group_memory(jobs: list[SAEJob], runner: dict[str, Any]) -> dict[str, int]:
 
 @dataclass
 class SuitePlan:
-    suite: SuiteConfig
+    suite: SuiteJobs
     groups: list[Group]
     budget_bytes: int
     model_bytes: int
@@ -242,7 +242,7 @@ def _balanced(groups: list[Group], runner: dict[str, Any], budget: int) -> list[
 
 
 def plan_suite(
-    suite: SuiteConfig,
+    suite: SuiteJobs,
     memory_budget_gb: float | None = None,
     max_saes_per_group: int | None = None,
     matmul_flops: float | None = None,
@@ -287,7 +287,7 @@ def plan_suite(
 
 
 def priced_plan(
-    suite: SuiteConfig, groups: list[list[SAEJob]], budget: int, matmul_flops: float | None = None
+    suite: SuiteJobs, groups: list[list[SAEJob]], budget: int, matmul_flops: float | None = None
 ) -> SuitePlan:
     """A plan for a given grouping (also how a resumed suite re-prices its recorded groups)."""
     runner = suite.runner_kwargs

@@ -24,14 +24,22 @@ organism, test models) use the ``small`` scale: same method, sizes that train in
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import pandas as pd
+from sae_lens import (
+    LanguageModelSAERunnerConfig,
+    LoggingConfig,
+    MultiSAETrainingRunnerConfig,
+)
+from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY, get_sae_training_class
 
+from qwen3_scope.core.portable import portable_model_name
 from qwen3_scope.model.family import Qwen3ModelSpec, resolve_model
 from qwen3_scope.model.sites import PAPER_SITES, available_sites, check_site, hook_name, layer_sites, site_d_in
 from qwen3_scope.naming import sae_id, sparsity_variant, suite_name
+from qwen3_scope.training.config import RECIPE_NAMES, RecipeConfigError, SuiteTrainingConfig, UnknownRecipeError
 
 GEMMA_SCOPE = "Gemma Scope report (Lieberum et al. 2024, arXiv 2408.05147)"
 GEMMA_SCOPE_2 = "Gemma Scope 2 (SAELens: jumprelu_sparsity_loss_mode='quadratic' with a target L0)"
@@ -53,12 +61,8 @@ QWEN3_CONTROL_TOKEN_IDS = {
 SMALL_MODEL_D_MODEL = 1024  # below this, the `small` scale applies
 
 
-class UnknownRecipeError(ValueError):
-    pass
-
-
-class RecipeConfigError(ValueError):
-    pass
+class UnknownJobError(RecipeConfigError, KeyError):
+    """An SAE id that is not in the suite."""
 
 
 @dataclass(frozen=True)
@@ -266,6 +270,7 @@ QWEN_SCOPE_RECIPE = Recipe(
 )
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (PAPER, QWEN_SCOPE_RECIPE)}
+assert tuple(RECIPES) == RECIPE_NAMES, "training.config.RECIPE_NAMES must list the recipes"
 
 
 def get_recipe(name: str) -> Recipe:
@@ -293,7 +298,7 @@ class SAEJob:
 
 
 @dataclass
-class SuiteConfig:
+class SuiteJobs:
     """A model + recipe + layer/site subset, resolved into SAELens configs (no weights needed)."""
 
     spec: Qwen3ModelSpec
@@ -321,12 +326,12 @@ class SuiteConfig:
         for job in self.jobs:
             if job.sae_id == sae_id_:
                 return job
-        raise KeyError(f"{sae_id_!r} is not in suite {self.name}; it has {', '.join(j.sae_id for j in self.jobs)}.")
+        raise UnknownJobError(
+            f"{sae_id_!r} is not in suite {self.name}; it has {', '.join(j.sae_id for j in self.jobs)}."
+        )
 
     def _common(self, **extra: Any) -> dict[str, Any]:
         kwargs = dict(self.runner_kwargs)
-        from qwen3_scope.core.portable import portable_model_name
-
         kwargs.update(
             model_name=portable_model_name(self.spec),
             model_class_name=_MODEL_CLASS[self.backend],
@@ -344,24 +349,18 @@ class SuiteConfig:
 
     def logging_config(self):
         """SAELens' own LoggingConfig: wandb only when a project is given (off by default)."""
-        from sae_lens import LoggingConfig
-
         if self.wandb_project is None:
             return LoggingConfig(log_to_wandb=False)
         return LoggingConfig(log_to_wandb=True, wandb_project=self.wandb_project, run_name=self.name)
 
     def runner_config(self, job: SAEJob, **extra: Any):
         """SAELens' single-SAE runner config for one job (LanguageModelSAETrainingRunner accepts it)."""
-        from sae_lens import LanguageModelSAERunnerConfig
-
         return LanguageModelSAERunnerConfig(
             sae=replace(job.sae_cfg), hook_name=job.hook_name, verbose=False, **self._common(**extra)
         )
 
     def multi_config(self, jobs: Iterable[SAEJob], **extra: Any):
         """SAELens' multi-SAE runner config: these jobs trained from one shared forward pass."""
-        from sae_lens import MultiSAETrainingRunnerConfig
-
         jobs = list(jobs)
         kwargs = self._common(**extra)
         kwargs.pop("is_dataset_tokenized")
@@ -431,8 +430,6 @@ def _plain_sae_cfg(cfg: Any) -> dict[str, Any]:
 
 
 def _training_config_class(architecture: str):
-    from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY, get_sae_training_class
-
     if architecture not in SAE_TRAINING_CLASS_REGISTRY:
         hint = (
             "the fast SAE classes register on `import qwen3_scope` (qwen3_scope.saes.fast_saes); "
@@ -465,49 +462,26 @@ def _control_token_ids(spec: Qwen3ModelSpec, special_token_ids: list[int] | None
 
 
 def build_suite(
-    model: str | Qwen3ModelSpec,
-    recipe: str = "paper",
-    layers: Iterable[int] | None = None,
-    sites: Iterable[str] | None = None,
-    training_tokens: int | None = None,
-    backend: str = "hooked",
-    fast: bool | None = False,
-    k: int | None = None,
-    target_l0: float | None = None,
-    width: int | None = None,
-    site_widths: Mapping[str, int] | Iterable[tuple[str, int]] | None = None,
-    seed: int = 42,
-    device: str = "cpu",
-    special_token_ids: list[int] | None = None,
-    runner_overrides: Mapping[str, Any] | None = None,
-    llm_device: str | None = None,
-    sae_dtype: str | None = None,
-    wandb_project: str | None = None,
-    sparsities: Iterable[float] | None = None,
-    sweep_layers: Iterable[int] | None = None,
-    resample_sites: Iterable[str] | None = None,
-) -> SuiteConfig:
-    """Resolve a recipe for a model and a layer/site subset into SAELens configs.
+    cfg: SuiteTrainingConfig, spec: Qwen3ModelSpec | None = None, special_token_ids: list[int] | None = None
+) -> SuiteJobs:
+    """The suite `cfg` describes: its recipe resolved for its model and layer/site subset into SAELens configs.
 
-    Defaults: the recipe's sites and every layer (for the paper recipe on Qwen3-8B: resid_post at
-    layers 0-8). `fast=True` uses the `<architecture>_fast` training classes (same config fields, saved
-    as the plain architecture); `fast=None` uses them when they are registered (qwen3_scope.saes.fast_saes).
-    `width` sets d_sae for every SAE (default 16 x d_in), `site_widths` for some sites (e.g. a narrower
-    dictionary for a low-rank site: {"attn_out": 640}). `device` is the SAEs' device, `llm_device` the
-    model's (SAELens' split; default: the same), `sae_dtype` the SAEs' dtype (default: the recipe's float32).
-    `sparsities` (target L0s for JumpReLU, k values for TopK) adds a sparsity sweep: at each of `sweep_layers`
-    (default: every chosen layer) and site, one more SAE per value, trained from the same forward passes, with
-    ids like `mlp_out/layer_3/l0_16` (Gemma Scope's several-L0s-per-site layout). At `resample_sites` the fast
-    JumpReLU SAEs also resample a reopened latent's direction (`reopen_resample_after=1`).
+    `spec` is `cfg.model` already resolved (`train_suite` resolves it once per job; None resolves it here);
+    `special_token_ids` are the tokenizer's control tokens (default: Qwen3's published ids, when the vocabulary is
+    Qwen3's). Fields of `cfg` used (see `SuiteTrainingConfig` for each): recipe, layers, sites (default: the
+    recipe's sites and every layer; for the paper recipe on Qwen3-8B, resid_post at layers 0-8), training_tokens,
+    backend, fast (True: the `<architecture>_fast` training classes, saved as the plain architecture; None: those
+    when registered), k, target_l0, width (d_sae for every SAE, default 16 x d_in), site_widths (some sites' widths,
+    e.g. a narrower dictionary for a low-rank site), seed, device / sae_device (the model's and the SAEs' device,
+    SAELens' split), sae_dtype, runner_overrides, wandb_project, sparsities with sweep_layers (a sparsity sweep: one
+    more SAE per value at each sweep layer and site, trained from the same forward passes, with ids like
+    `mlp_out/layer_3/l0_16`, Gemma Scope's several-L0s-per-site layout) and resample_sites (the fast JumpReLU SAEs
+    there also resample a reopened latent's direction, `reopen_resample_after=1`).
     Errors name the bad input and the fix.
     """
-    spec = model if isinstance(model, Qwen3ModelSpec) else resolve_model(model)
-    rec = get_recipe(recipe)
-    if backend not in _MODEL_CLASS:
-        raise RecipeConfigError(
-            f"backend {backend!r} cannot train through SAELens' runners; use 'hooked' (HookedTransformer, "
-            "the default) or 'hf' (HookedProxyLM). SAELens has no loader for TransformerBridge configs."
-        )
+    spec = spec if spec is not None else resolve_model(cfg.model)
+    rec = get_recipe(cfg.recipe)
+    backend, fast, device = cfg.backend, cfg.fast, cfg.resolved_sae_device
     if backend == "hooked" and spec.kind != "dense":
         raise RecipeConfigError(
             f"{spec.name} is a {spec.kind} model, which HookedTransformer cannot run; train it with backend='hf' "
@@ -515,7 +489,7 @@ def build_suite(
         )
     small = spec.d_model < SMALL_MODEL_D_MODEL
     layout_sites, layout_layers, _ = rec.layouts.get(spec.name, (rec.sites, None, ""))
-    site_list = list(dict.fromkeys(sites)) if sites is not None else list(layout_sites)
+    site_list = list(dict.fromkeys(cfg.sites)) if cfg.sites is not None else list(layout_sites)
     if not site_list:
         raise RecipeConfigError("no sites selected; pass at least one site (e.g. --sites resid_post).")
     for site in site_list:
@@ -526,7 +500,7 @@ def build_suite(
             "token ([tokens, n_experts]), while SAELens' activation store needs [batch, position, d]. Cache them with "
             "run_with_cache (qwen3_scope.hook_name('moe_router', layer, backend, spec)) or train mlp_out instead."
         )
-    layer_list = _resolve_layers(spec, layers, layout_layers)
+    layer_list = _resolve_layers(spec, cfg.layers, layout_layers)
 
     sae_fields = {key: h.value for key, h in rec.sae.items()}
     runner = {key: h.value for key, h in rec.runner.items()}
@@ -534,22 +508,22 @@ def build_suite(
         for key, hyper in rec.small.items():
             (sae_fields if key.startswith("sae.") else runner)[key.split(".", 1)[1]] = hyper.value
     runner["exclude_special_tokens"] = _control_token_ids(spec, special_token_ids)
-    runner.update(seed=seed, device=device, llm_device=llm_device or device)
-    if sae_dtype is not None:
-        runner["dtype"] = sae_dtype
-    if training_tokens is not None:
-        runner["training_tokens"] = int(training_tokens)
-    _check_overrides(runner_overrides or {})
-    runner.update(runner_overrides or {})
+    runner.update(seed=cfg.seed, device=device, llm_device=cfg.resolved_device)
+    if cfg.sae_dtype is not None:
+        runner["dtype"] = cfg.sae_dtype
+    if cfg.training_tokens is not None:
+        runner["training_tokens"] = int(cfg.training_tokens)
+    _check_overrides(cfg.runner_overrides or {})
+    runner.update(cfg.runner_overrides or {})
     notes = _check_runner(spec, runner)
-    if k is not None:
+    if cfg.k is not None:
         if "k" not in sae_fields:
             raise RecipeConfigError(f"k only applies to TopK recipes; recipe {rec.name!r} is {rec.architecture}.")
-        sae_fields["k"] = int(k)
-    if target_l0 is not None:
+        sae_fields["k"] = int(cfg.k)
+    if cfg.target_l0 is not None:
         if "target_l0" not in sae_fields:
             raise RecipeConfigError(f"target_l0 only applies to JumpReLU recipes; {rec.name!r} is {rec.architecture}.")
-        sae_fields["target_l0"] = float(target_l0)
+        sae_fields["target_l0"] = float(cfg.target_l0)
     total_steps = runner["training_tokens"] // runner["train_batch_size_tokens"]
     for key, holder in (("lr_warm_up_steps", runner), ("l0_warm_up_steps", sae_fields)):
         if key in holder and holder[key] > total_steps // 4:
@@ -559,8 +533,6 @@ def build_suite(
             holder[key] = total_steps // 4
 
     if fast is None:
-        from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
-
         fast = f"{rec.architecture}_fast" in SAE_TRAINING_CLASS_REGISTRY
     if "reopen_until" in sae_fields:  # dead-latent reopening lives in the fast JumpReLU class only
         until = sae_fields.pop("reopen_until")
@@ -571,14 +543,14 @@ def build_suite(
             sae_fields.pop("reopen_resample_after", None)
     architecture = rec.architecture + ("_fast" if fast else "")
     cfg_class = _training_config_class(architecture)
-    per_site = dict(site_widths.items() if isinstance(site_widths, Mapping) else site_widths or ())
+    per_site = dict(cfg.site_widths or ())
     for site in per_site:
         check_site(site)
         if site not in site_list:
             raise RecipeConfigError(
                 f"a width is given for site {site!r}, which the suite does not train ({site_list})."
             )
-    resample = list(dict.fromkeys(resample_sites or ()))
+    resample = list(dict.fromkeys(cfg.resample_sites or ()))
     if resample and "reopen_resample_after" not in sae_fields:
         raise RecipeConfigError(
             f"resample_sites {resample} need the fast JumpReLU class, which reopens dead latents; recipe {rec.name!r} "
@@ -590,8 +562,8 @@ def build_suite(
         if site not in site_list:
             raise RecipeConfigError(f"resample site {site!r} is not among the suite's sites ({site_list}).")
     sparsity_key = "k" if "k" in sae_fields else "target_l0"
-    sweep = sorted({int(v) if sparsity_key == "k" else float(v) for v in sparsities or ()})
-    sweep_at = set(layer_list if sweep_layers is None else sweep_layers)
+    sweep = sorted({int(v) if sparsity_key == "k" else float(v) for v in cfg.sparsities or ()})
+    sweep_at = set(layer_list if cfg.sweep_layers is None else cfg.sweep_layers)
     if sweep and not sweep_at <= set(layer_list):
         raise RecipeConfigError(
             f"sweep layers {sorted(sweep_at - set(layer_list))} are not among the suite's layers {layer_list}; "
@@ -607,14 +579,14 @@ def build_suite(
             ):
                 continue  # Qwen3.5: attention sites exist on full-attention layers only (and linear_attn_out on the rest)
             d_in = site_d_in(spec, site)
-            d_sae = int(per_site.get(site) or width or int(rec.width_multiplier.value) * d_in)
+            d_sae = int(per_site.get(site) or cfg.width or int(rec.width_multiplier.value) * d_in)
             variants = [None] + ([v for v in sweep if v != sae_fields[sparsity_key]] if layer in sweep_at else [])
             for value in variants:
                 fields_ = sae_fields if value is None else {**sae_fields, sparsity_key: value}
                 if site in resample:
                     fields_ = {**fields_, "reopen_resample_after": 1}
                 _check_sparsity(fields_, d_sae, site, layer)
-                cfg = cfg_class(
+                sae_cfg = cfg_class(
                     d_in=d_in,
                     d_sae=d_sae,
                     device=device,
@@ -630,7 +602,7 @@ def build_suite(
                     else sparsity_variant(target_l0=value)
                 )
                 hook = hook_name(site, layer, backend, spec)
-                jobs.append(SAEJob(sae_id(site, layer, variant=variant), site, layer, hook, d_in, d_sae, cfg))
+                jobs.append(SAEJob(sae_id(site, layer, variant=variant), site, layer, hook, d_in, d_sae, sae_cfg))
 
     label = rec.name
     if "k" in sae_fields:
@@ -639,7 +611,7 @@ def build_suite(
     if "target_l0" in sae_fields and default_l0 is not None and sae_fields["target_l0"] != default_l0.value:
         label += f"-l0{sae_fields['target_l0']:g}"
     name = suite_name(spec.key, label, max(j.d_sae for j in jobs))
-    return SuiteConfig(
+    return SuiteJobs(
         spec=spec,
         recipe=rec,
         label=label,
@@ -651,16 +623,12 @@ def build_suite(
         outlier_norm_factor=rec.outlier_norm_factor.value,
         fast=fast,
         notes=notes,
-        wandb_project=wandb_project,
+        wandb_project=cfg.wandb_project,
     )
 
 
 def _check_overrides(overrides: Mapping[str, Any]) -> None:
     """Only fields both SAELens runner configs have (a typo would otherwise fail deep inside a run)."""
-    from dataclasses import fields
-
-    from sae_lens import LanguageModelSAERunnerConfig, MultiSAETrainingRunnerConfig
-
     allowed = {f.name for f in fields(LanguageModelSAERunnerConfig)} & {
         f.name for f in fields(MultiSAETrainingRunnerConfig)
     }

@@ -8,7 +8,8 @@ segments (one per checkpoint interval): every segment starts from a recorded dat
 SAELens mixing buffer and a seeded RNG, in the uninterrupted run too. A checkpoint at a segment
 boundary (SAELens' own per-SAE trainer state + our row offset) therefore restores everything the rest
 of the run depends on, and the resumed suite is bit-identical to the uninterrupted one on the same
-machine, thread count and library versions.
+machine, thread count and library versions. The segmented stream is `training.stream`, the manifest
+`training.manifest.SuiteManifest`, and what each rank of a distributed run does `training.execution`.
 
 Layout of a suite directory:
     manifest.json                 model, recipe, SAE ids, hooks, tokens, data, plan, versions, status, metrics
@@ -25,50 +26,86 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
+from sae_lens import MultiSAETrainingRunner, MultiSAETrainingRunnerConfig
+from sae_lens.constants import RUNNER_CFG_FILENAME, SPARSITY_FILENAME
+from sae_lens.evals import ExplainedVarianceCalculator
+from sae_lens.registry import get_sae_training_class
+from sae_lens.training.activations_store import ActivationsStore
+from sae_lens.training.multi_sae_trainer import MultiSAETrainer
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from qwen3_scope.core import compat
+from qwen3_scope.core.errors import ConfigError, CorruptFileError
 from qwen3_scope.core.io import atomic_write_json
 from qwen3_scope.core.portable import portable_model_name
-from qwen3_scope.data import PreparedData, check_source, load_prepared, prepare_data
+from qwen3_scope.data import DatasetSourceError, PreparedData, check_source, load_prepared, prepare_data
+from qwen3_scope.model.chat import special_token_ids
+from qwen3_scope.model.family import Qwen3ModelSpec, resolve_model
+from qwen3_scope.model.loading import load_model, load_tokenizer
 from qwen3_scope.saes.fast_saes import enable_fused_adam
 from qwen3_scope.training import guards
 from qwen3_scope.training.config import SuiteTrainingConfig
-from qwen3_scope.training.planner import Group, SuitePlan, plan_suite, priced_plan
-from qwen3_scope.training.recipes import SuiteConfig, build_suite
+from qwen3_scope.training.execution import Execution, merge_rank_records
+from qwen3_scope.training.manifest import SuiteManifest
+from qwen3_scope.training.parallel_plan import ParallelPlan, choose
+from qwen3_scope.training.planner import (
+    Group,
+    ModelDoesNotFitError,
+    SuitePlan,
+    measure_matmul_flops,
+    plan_suite,
+    priced_plan,
+)
+from qwen3_scope.training.process_group import DistContext
+from qwen3_scope.training.recipes import SuiteJobs, build_suite
+from qwen3_scope.training.stream import outlier_mask
 
 log = logging.getLogger(__name__)
 PLAN_ONLY_BUDGET_GB = 80  # what a plan-only run assumes when this machine cannot hold the model at all
-MANIFEST = "manifest.json"
-METRICS = "metrics.json"
-FORMAT = "qwen3-scope-suite/1"
+__all__ = [
+    "Checkpointer",
+    "ResumeMismatchError",
+    "SuiteExistsError",
+    "SuiteResult",
+    "SuiteTrainer",
+    "default_suite_dir",
+    "evaluate_saes",
+    "run_rank",
+    "train_suite",
+]
 
 
-class SuiteExistsError(ValueError):
-    pass
+class SuiteExistsError(ConfigError):
+    """`--out` already holds a suite and `--resume` was not given."""
 
 
-class ResumeMismatchError(ValueError):
-    pass
+class ResumeMismatchError(ConfigError):
+    """`--resume` of a suite started with other settings."""
 
 
 @dataclass
 class SuiteResult:
+    """What `train_suite` returns. `manifest` is the suite's manifest as written (manifest.json's JSON; {} for a
+    plan-only run before the suite exists)."""
+
     suite_dir: Path
     manifest: dict[str, Any]
     plan: SuitePlan
-    parallel: Any = None  # the ParallelPlan the ranks used (training.parallel_plan)
+    parallel: ParallelPlan | None = None  # the parallelism the ranks used
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -83,96 +120,21 @@ class SuiteResult:
         order = {j.sae_id: i for i, j in enumerate(self.plan.suite.jobs)}
         return pd.DataFrame(sorted(rows, key=lambda r: order.get(r["sae_id"], len(order)))).reset_index(drop=True)
 
-
-# --------------------------------------------------------------------------------------------------
-class SegmentedStream:
-    """One group's multi-hook activation batches, restartable exactly at segment boundaries.
-
-    Each segment reads the training rows from a recorded offset (a rotated view of the dataset) through
-    SAELens' own store, filter and mixing buffer, with the global RNG (SAELens' shuffle) seeded per
-    segment. `on_boundary(segment, state)` is called before a segment starts, when the trainer has
-    finished every step of the previous one: that is where checkpoints are written.
-    """
-
-    def __init__(
-        self,
-        store: Any,
-        dataset: Any,
-        hooks: list[str],
-        steps_per_segment: int,
-        seed: int,
-        outlier_norm_factor: float | None,
-        steps_done: Callable[[], int],
-    ):
-        self.store, self.base, self.hooks = store, dataset, hooks
-        self.steps_per_segment, self.seed, self.outlier_norm_factor = steps_per_segment, seed, outlier_norm_factor
-        self.steps_done = steps_done
-        self.on_boundary: Callable[[int, dict[str, int]], None] | None = None
-        self.segment: int | None = None
-        self.offset = 0
-        self._rows_at_start = 0
-        self._loader: Iterator[dict[str, torch.Tensor]] | None = None
-        self.tokens_filtered = 0
-
-    def state(self) -> dict[str, int]:
-        return {"segment": int(self.segment or 0), "offset": int(self.offset)}
-
-    def restore(self, state: dict[str, int]) -> None:
-        """Continue from a checkpoint: the next batch starts segment `state['segment']` at its row offset."""
-        self.segment, self.offset = None, int(state["offset"])
-
-    def __iter__(self) -> SegmentedStream:
-        return self
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        wanted = self.steps_done() // self.steps_per_segment
-        if wanted != self.segment:
-            self._begin(wanted)
-        return next(self._loader)  # type: ignore[arg-type]
-
-    def _begin(self, segment: int) -> None:
-        moving_on = self.segment is not None
-        if moving_on:  # from a segment we ran: the next one starts at the first row it did not finish
-            consumed = self.store.n_dataset_processed - self._rows_at_start
-            self.offset = (self.offset + consumed) % len(self.base)
-        self.segment = segment
-        if moving_on and self.on_boundary is not None:
-            self.on_boundary(segment, self.state())
-        n = len(self.base)
-        self.store.dataset = self.base.select(list(range(self.offset, n)) + list(range(self.offset)))
-        compat.restart_tokenized_sequences(self.store)
-        self._rows_at_start = self.store.n_dataset_processed
-        torch.manual_seed(self.seed * 1_000_003 + segment)
-        from sae_lens.training.mixing_buffer import multi_hook_concat_split_iter
-
-        self._loader = multi_hook_concat_split_iter(
-            buffer_size=self.store.n_batches_in_buffer * self.store.training_context_size,
-            batch_size=self.store.train_batch_size_tokens,
-            activations_loader=self._filtered(),
-            hook_names=self.hooks,
-            mix_fraction=self.store.activations_mixing_fraction,
+    def report(self) -> str:
+        """The metrics table, the mean per site and where the suite is (what `qwen3-scope train` prints)."""
+        parts = []
+        with pd.option_context("display.max_rows", None, "display.width", 200):
+            table = self.metrics
+            parts.append(table.to_string(index=False))
+            if not table.empty:
+                table["site"] = table["sae_id"].str.split("/").str[0]
+                means = table.groupby("site")[["variance_explained", "l0", "dead_fraction"]].mean().round(4)
+                parts.append("\nmean per site:\n" + means.to_string())
+        parts.append(
+            f"\nsuite written to {self.suite_dir} ({len(self.manifest.get('saes', {}))} SAEs; load one with "
+            f"sae_lens.SAE.load_from_disk('{self.suite_dir}/<site>/layer_<L>'))"
         )
-
-    def _filtered(self) -> Iterator[dict[str, torch.Tensor]]:
-        """SAELens' special-token-filtered activations, minus extreme-norm tokens (at any hook of the group)."""
-        for acts in compat.filtered_multi_hook_activations(self.store):
-            guards.check_finite(acts, self.steps_done())  # before the outlier filter, which would drop NaN tokens
-            if self.outlier_norm_factor is not None:
-                keep = outlier_mask(acts, self.outlier_norm_factor)
-                self.tokens_filtered += int((~keep).sum())
-                acts = {h: a[keep] for h, a in acts.items()}
-            yield acts
-
-
-def outlier_mask(acts: dict[str, torch.Tensor], factor: float) -> torch.Tensor:
-    """True for tokens whose norm is within `factor` x the batch median at every hook."""
-    keep = None
-    for a in acts.values():
-        norms = a.float().norm(dim=-1)
-        ok = norms <= factor * norms.median()
-        keep = ok if keep is None else keep & ok
-    assert keep is not None
-    return keep
+        return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,8 +152,12 @@ class Checkpointer:
         pointer = self.directory / "latest.json"
         if not pointer.is_file():
             return None
-        path = self.directory / json.loads(pointer.read_text())["checkpoint"]
+        path = self.directory / str(_read_json(pointer, "checkpoint pointer").get("checkpoint", ""))
         return path if (path / "stream_state.json").is_file() else None
+
+    def stream_state(self, checkpoint: Path) -> dict[str, Any]:
+        """The stream position (segment, row offsets) and step a checkpoint was written at."""
+        return _read_json(checkpoint / "stream_state.json", "checkpoint stream state")
 
     def save(self, trainer: Any, state: dict[str, int], step: int) -> Path:
         name = f"step_{step:09d}"
@@ -214,6 +180,20 @@ class Checkpointer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _read_json(file: Path, what: str) -> dict[str, Any]:
+    """A JSON object the trainer wrote; CorruptFileError naming the file when it is not one."""
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptFileError(
+            f"{what} {file} cannot be read ({err}); delete {file.parent} to restart that group from its beginning, "
+            "then run the same command with --resume."
+        ) from err
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"{what} {file} holds a {type(data).__name__}, not a JSON object; delete {file.parent}.")
+    return data
+
+
 # --------------------------------------------------------------------------------------------------
 @contextmanager
 def _quiet_sae_lens() -> Iterator[None]:
@@ -230,8 +210,6 @@ def _quiet_sae_lens() -> Iterator[None]:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     for package in ("qwen3-scope", "sae-lens", "transformer-lens", "transformers", "torch", "datasets"):
         try:
@@ -254,14 +232,12 @@ class SuiteTrainer:
         suite_dir: Path,
         model: Any,
         data: PreparedData,
-        manifest: dict[str, Any],
+        manifest: SuiteManifest,
         checkpoint_every_tokens: int | None = None,
         progress: bool = True,
         on_checkpoint: Callable[[int, int], None] | None = None,
-        execution: Any = None,
+        execution: Execution | None = None,
     ):
-        from qwen3_scope.training.distributed import Execution
-
         self.plan, self.suite, self.dir, self.model, self.data = plan, plan.suite, suite_dir, model, data
         self.manifest, self.progress, self.on_checkpoint = manifest, progress, on_checkpoint
         self.execution = execution if execution is not None else Execution.single()  # distributed: ranks, mode
@@ -269,18 +245,19 @@ class SuiteTrainer:
         buffer = runner["n_batches_in_buffer"] * runner["context_size"]
         every = checkpoint_every_tokens or max(self.suite.training_tokens // 8, 8 * buffer)
         self.steps_per_segment = max(1, every // runner["train_batch_size_tokens"])
-        manifest.setdefault("checkpoint_every_steps", self.steps_per_segment)
-        self.steps_per_segment = int(manifest["checkpoint_every_steps"])
+        if manifest.checkpoint_every_steps is None:  # a resumed suite keeps its recorded segments
+            manifest.checkpoint_every_steps = self.steps_per_segment
+        self.steps_per_segment = int(manifest.checkpoint_every_steps)
 
     def _save_manifest(self) -> None:
-        self.manifest["updated"] = _now()
+        self.manifest.updated = _now()
         if self.execution.save_manifest(self.dir, self.manifest):  # distributed: other ranks write their own records
-            atomic_write_json(self.dir / MANIFEST, self.manifest)
+            self.manifest.write(self.dir)
 
-    def run(self) -> dict[str, Any]:
-        self.manifest["versions"]["torch_threads"] = torch.get_num_threads()  # resume with the same for bit-identity
+    def run(self) -> SuiteManifest:
+        self.manifest.versions["torch_threads"] = torch.get_num_threads()  # resume with the same for bit-identity
         groups = self.plan.groups
-        done = {g["index"] for g in self.manifest["groups"] if g["status"] == "done"}
+        done = self.manifest.done_groups()
         bar = tqdm(
             total=len(groups),
             initial=len(done),
@@ -296,18 +273,15 @@ class SuiteTrainer:
         bar.close()
         if not self.execution.gather_results(self.dir, self.manifest):  # distributed: records reach rank 0
             return self.manifest
-        self.manifest["status"] = "complete"
-        atomic_write_json(self.dir / METRICS, self.manifest["metrics"])
+        self.manifest.status = "complete"
+        self.manifest.write_metrics(self.dir)
         self._save_manifest()
         shutil.rmtree(self.dir / ".checkpoints", ignore_errors=True)
         shutil.rmtree(self.dir / ".staging", ignore_errors=True)
         return self.manifest
 
     def _run_group(self, group: Group) -> None:
-        from sae_lens import MultiSAETrainingRunner
-        from sae_lens.training.multi_sae_trainer import MultiSAETrainer
-
-        record = self.manifest["groups"][group.index]
+        record = self.manifest.group(group.index)
         record.update(status="running", started=_now())
         self._save_manifest()
         checkpointer = Checkpointer(self.dir / ".checkpoints" / f"group_{group.index:02d}")
@@ -345,7 +319,7 @@ class SuiteTrainer:
             resumed_step = 0
             if latest is not None:
                 trainer.load_checkpoint(latest)
-                state = json.loads((latest / "stream_state.json").read_text())
+                state = checkpointer.stream_state(latest)
                 stream.restore(state)
                 resumed_step = int(state["step"])
 
@@ -382,15 +356,12 @@ class SuiteTrainer:
             tokens_filtered_as_outliers=stream.tokens_filtered,
         )
         for job in group.jobs:
-            self.manifest["saes"][job.sae_id]["status"] = "done"
-            self.manifest["metrics"][job.sae_id] = metrics[job.sae_id]
+            self.manifest.finish_sae(job.sae_id, metrics[job.sae_id])
         self._save_manifest()
         checkpointer.clear()
 
     def _initial_saes(self, group: Group, cfg: Any, seed: int) -> dict[str, Any]:
         """SAELens' training SAEs, each initialised from its own seed (its place in the suite, not in the group)."""
-        from sae_lens.registry import get_sae_training_class
-
         position = {j.sae_id: i for i, j in enumerate(self.suite.jobs)}
         saes = {}
         for job in group.jobs:
@@ -401,9 +372,6 @@ class SuiteTrainer:
 
     def _write_saes(self, group: Group, saes: dict[str, Any], trainer: Any) -> None:
         """Each SAE in SAELens' layout, staged then renamed into place (never half-written)."""
-        from sae_lens.constants import RUNNER_CFG_FILENAME, SPARSITY_FILENAME
-        from safetensors.torch import save_file
-
         for job in group.jobs:
             sae = saes[job.sae_id]
             meta = sae.cfg.metadata
@@ -480,9 +448,6 @@ def evaluate_saes(
     Tokens go through SAELens' own store with the training filters (special tokens, sink position,
     outliers), from one shared forward pass per batch.
     """
-    from sae_lens.evals import ExplainedVarianceCalculator
-    from sae_lens.training.activations_store import ActivationsStore
-
     unique = list(dict.fromkeys(hooks.values()))
     d_ins = {hooks[name]: sae.cfg.d_in for name, sae in saes.items()}
     exclude = torch.tensor(runner["exclude_special_tokens"], dtype=torch.long)
@@ -525,7 +490,7 @@ def evaluate_saes(
                 l0[name] += active.sum().item()
                 fired[name] |= active.any(0)
     if n_tokens == 0:
-        raise ValueError("the held-out data gave no tokens to evaluate on; use a larger dataset.")
+        raise DatasetSourceError("the held-out data gave no tokens to evaluate on; use a larger dataset.")
     return {
         name: {
             "variance_explained": round(calcs[name].compute(), 5),
@@ -539,26 +504,25 @@ def evaluate_saes(
 
 # --------------------------------------------------------------------------------------------------
 def _new_manifest(
-    plan: SuitePlan, data_info: dict[str, Any], config: SuiteTrainingConfig | None = None
-) -> dict[str, Any]:
+    plan: SuitePlan, data_info: dict[str, Any], config: SuiteTrainingConfig, parallel: ParallelPlan
+) -> SuiteManifest:
     suite = plan.suite
     model = {**suite.spec.as_dict(), "name": portable_model_name(suite.spec), "source": portable_model_name(suite.spec)}
-    return {
-        "format": FORMAT,
-        "suite": suite.name,
-        "status": "running",
-        "created": _now(),
-        "updated": _now(),
-        "config": config.portable_dict(suite.spec) if config is not None else None,
-        "model": model,
-        "model_key": suite.spec.key,
-        "recipe": suite.to_dict(),
-        "training_tokens": suite.training_tokens,
-        "data": data_info,
-        "plan": plan.to_dict(),
-        "versions": _versions(),
-        "groups": [dict(index=g.index, sae_ids=[j.sae_id for j in g.jobs], status="pending") for g in plan.groups],
-        "saes": {
+    return SuiteManifest(
+        suite=suite.name,
+        status="running",
+        created=_now(),
+        updated=_now(),
+        config=config.portable_dict(suite.spec),
+        model=model,
+        model_key=suite.spec.key,
+        recipe=suite.to_dict(),
+        training_tokens=suite.training_tokens,
+        data=data_info,
+        plan=plan.to_dict(),
+        versions=_versions(),
+        groups=[dict(index=g.index, sae_ids=[j.sae_id for j in g.jobs], status="pending") for g in plan.groups],
+        saes={
             j.sae_id: dict(
                 site=j.site,
                 layer=j.layer,
@@ -571,18 +535,17 @@ def _new_manifest(
             )
             for j in suite.jobs
         },
-        "metrics": {},
-    }
+        metrics={},
+        parallel=parallel.to_dict(),
+    )
 
 
 def _normalised(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
-def _check_resumable(manifest: dict[str, Any], suite: SuiteConfig, suite_dir: Path) -> None:
-    old, new = manifest.get("recipe", {}), _normalised(suite.to_dict())
-    if manifest.get("format") != FORMAT:
-        raise ResumeMismatchError(f"{suite_dir} is not a qwen3-scope suite (format {manifest.get('format')!r}).")
+def _check_resumable(manifest: SuiteManifest, suite: SuiteJobs, suite_dir: Path) -> None:
+    old, new = manifest.recipe, _normalised(suite.to_dict())
     diffs = sorted(k for k in set(old) | set(new) if k != "notes" and old.get(k) != new.get(k))
     if diffs:
         detail = "; ".join(f"{k}: was {_short(old.get(k))}, now {_short(new.get(k))}" for k in diffs[:4])
@@ -597,138 +560,102 @@ def _short(value: Any) -> str:
     return text if len(text) < 80 else text[:77] + "..."
 
 
-def _plan_from_manifest(plan: SuitePlan, manifest: dict[str, Any]) -> SuitePlan:
+def _plan_from_manifest(plan: SuitePlan, manifest: SuiteManifest) -> SuitePlan:
     """On resume the recorded grouping wins (a new machine's budget must not regroup half-trained SAEs)."""
     by_id = {j.sae_id: j for j in plan.suite.jobs}
-    groups = [[by_id[i] for i in g["sae_ids"]] for g in manifest["groups"]]
+    groups = [[by_id[i] for i in g["sae_ids"]] for g in manifest.groups]
     return priced_plan(plan.suite, groups, plan.budget_bytes, plan.matmul_flops)
 
 
-def default_suite_dir(suite: SuiteConfig) -> Path:
+def default_suite_dir(suite: SuiteJobs) -> Path:
     return Path("runs") / "suites" / suite.name
 
 
+def plan_for(cfg: SuiteTrainingConfig, suite: SuiteJobs) -> SuitePlan:
+    """The groups of `suite` under `cfg`'s memory budget and group cap, priced at `cfg`'s (or the measured) matmul
+    rate. A plan-only run for a model this machine cannot hold is planned for a PLAN_ONLY_BUDGET_GB budget."""
+    flops = (
+        cfg.matmul_tflops * 1e12
+        if cfg.matmul_tflops
+        else measure_matmul_flops(device=cfg.resolved_device, dtype=cfg.placement.dtype)
+    )
+    try:
+        return plan_suite(
+            suite, memory_budget_gb=cfg.memory_budget_gb, max_saes_per_group=cfg.max_saes_per_group, matmul_flops=flops
+        )
+    except ModelDoesNotFitError as err:
+        if not cfg.plan_only:
+            raise
+        plan = plan_suite(
+            suite, memory_budget_gb=PLAN_ONLY_BUDGET_GB, max_saes_per_group=cfg.max_saes_per_group, matmul_flops=flops
+        )
+        suite.notes.append(f"planned for a {PLAN_ONLY_BUDGET_GB} GiB budget (pass --memory-gb to choose): {err}")
+        return plan
+
+
 def train_suite(
-    config: SuiteTrainingConfig | str | None = None,
-    recipe: str | None = None,
+    cfg: SuiteTrainingConfig,
     *,
+    spec: Qwen3ModelSpec | None = None,
+    plan: SuitePlan | None = None,
     loaded_model: Any = None,
     progress: bool = True,
     on_checkpoint: Callable[[int, int], None] | None = None,
-    plan: SuitePlan | None = None,
-    dist_context: Any = None,
-    **settings: Any,
+    dist_context: DistContext | None = None,
 ) -> SuiteResult:
-    """Plan and train every (layer, site) SAE of a model with a recipe; returns the suite's directory,
-    manifest and plan. With `plan_only`, prints nothing and trains nothing: the plan is in the result.
+    """Plan and train every (layer, site) SAE of a model with a recipe, as `cfg` says; returns the suite's directory,
+    manifest and plan. With `cfg.plan_only`, prints nothing and trains nothing: the plan is in the result.
 
-    `config` is a `SuiteTrainingConfig` (or, for short calls, the model name, with `recipe` and any other
-    config field as keywords: `train_suite("organism", "paper", layers=[1])`). `resume=True` continues an
-    interrupted suite in `out` (finished groups are kept, the running group restarts from its last
-    checkpoint); without it an existing suite directory is an error. `plan` reuses a plan from a
-    `plan_only` call (same config) instead of planning again. `threads` sets torch's thread count for the
-    run only (resume with the same count for bit-identical SAEs). Library-only arguments: `loaded_model`
-    (an already loaded model), `progress` (tqdm bars) and `on_checkpoint(group, step)`.
+    `cfg.resume` continues an interrupted suite in `cfg.out` (finished groups are kept, the running group restarts
+    from its last checkpoint); without it an existing suite directory is an error. `cfg.threads` sets torch's thread
+    count for the run only (resume with the same count for bit-identical SAEs).
 
-    Distributed (`dist_context`, a `training.distributed.DistContext` of a torchrun/spawned rank): rank 0 plans,
+    The model is resolved once per job: pass `spec` (cfg.model resolved) or `plan` (from a `plan_only` call with the
+    same config, reused instead of planning again) to skip even that. Library-only arguments: `loaded_model` (an
+    already loaded model), `progress` (tqdm bars) and `on_checkpoint(group, step)`.
+
+    Distributed (`dist_context`, the `DistContext` of a torchrun/spawned rank; see `run_rank`): rank 0 plans,
     prepares the data and writes the manifest; the planner's parallel choice is in `result.parallel`.
     """
-    from qwen3_scope.model.chat import special_token_ids
-    from qwen3_scope.model.family import resolve_model
-    from qwen3_scope.model.loading import load_model, load_tokenizer
-    from qwen3_scope.training.planner import ModelDoesNotFitError
-
-    if isinstance(config, SuiteTrainingConfig):
-        cfg = config.replace(**settings) if settings else config
-    else:
-        if config is not None:
-            settings["model"] = config
-        if recipe is not None:
-            settings["recipe"] = recipe
-        cfg = SuiteTrainingConfig(**settings)
+    if not isinstance(cfg, SuiteTrainingConfig):
+        raise TypeError(
+            f"train_suite takes a SuiteTrainingConfig, not {type(cfg).__name__}; build one with "
+            "SuiteTrainingConfig(model=..., recipe=..., ...) or training.config.organism_suite_config(...)."
+        )
     sources: list[str | None] = list(cfg.dataset) if cfg.dataset else [None]
     for source in sources:
         check_source(source)  # a wrong --dataset fails now, not after the model has loaded
-    spec = resolve_model(cfg.model)  # resolved once; the spec travels from here on
+    if spec is None:
+        spec = plan.suite.spec if plan is not None else resolve_model(cfg.model)  # once; the spec travels from here
     tokenizer = None  # plan-only runs for hub models use Qwen3's published control-token ids (no download)
     if loaded_model is not None:
         tokenizer = loaded_model.tokenizer
     elif not cfg.plan_only or spec.is_local:
         tokenizer = load_tokenizer(spec)
     if plan is None:
-        suite = build_suite(
-            spec,
-            cfg.recipe,
-            layers=cfg.layers,
-            sites=cfg.sites,
-            training_tokens=cfg.training_tokens,
-            backend=cfg.backend,
-            fast=cfg.fast,
-            k=cfg.k,
-            target_l0=cfg.target_l0,
-            width=cfg.width,
-            site_widths=cfg.site_widths,
-            seed=cfg.seed,
-            device=cfg.resolved_sae_device,
-            llm_device=cfg.device,
-            sae_dtype=cfg.sae_dtype,
-            special_token_ids=special_token_ids(tokenizer) if tokenizer is not None else None,
-            runner_overrides=cfg.runner_overrides,
-            wandb_project=cfg.wandb_project,
-            sparsities=cfg.sparsities,
-            sweep_layers=cfg.sweep_layers,
-            resample_sites=cfg.resample_sites,
-        )
-        from qwen3_scope.training.planner import measure_matmul_flops
-
-        flops = (
-            cfg.matmul_tflops * 1e12
-            if cfg.matmul_tflops
-            else measure_matmul_flops(device=cfg.resolved_device, dtype=cfg.placement.dtype)
-        )
-        try:
-            plan = plan_suite(
-                suite,
-                memory_budget_gb=cfg.memory_budget_gb,
-                max_saes_per_group=cfg.max_saes_per_group,
-                matmul_flops=flops,
-            )
-        except ModelDoesNotFitError as err:
-            if not cfg.plan_only:
-                raise
-            plan = plan_suite(
-                suite,
-                memory_budget_gb=PLAN_ONLY_BUDGET_GB,
-                max_saes_per_group=cfg.max_saes_per_group,
-                matmul_flops=flops,
-            )
-            suite.notes.append(f"planned for a {PLAN_ONLY_BUDGET_GB} GiB budget (pass --memory-gb to choose): {err}")
+        control = special_token_ids(tokenizer) if tokenizer is not None else None
+        plan = plan_for(cfg, build_suite(cfg, spec, special_token_ids=control))
     suite = plan.suite
     suite_dir = (Path(cfg.out) if cfg.out is not None else default_suite_dir(suite)).expanduser().resolve()
-    manifest_file = suite_dir / MANIFEST
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
-    from qwen3_scope.training import distributed as dist_run
-
-    ctx = dist_context if dist_context is not None else dist_run.DistContext()
+    manifest = SuiteManifest.find(suite_dir)
+    ctx = dist_context if dist_context is not None else DistContext()
     if ctx.distributed:  # rank 0's view of the plan and of the suite directory, before anything is written
         plan, manifest = ctx.broadcast((plan, manifest))
     if manifest is not None:
-        dist_run.merge_rank_records(suite_dir, manifest, keep_files=True)  # groups other ranks finished
+        merge_rank_records(suite_dir, manifest, keep_files=True)  # groups other ranks finished
     if manifest is not None and not cfg.resume and not cfg.plan_only:
         raise SuiteExistsError(
-            f"{suite_dir} already holds suite {manifest.get('suite')!r} ({manifest.get('status')}); pass --resume to "
-            "continue it, or choose another --out."
+            f"{suite_dir} already holds suite {manifest.suite!r} ({manifest.status}); pass --resume to continue it, "
+            "or choose another --out."
         )
     if manifest is not None:
         _check_resumable(manifest, suite, suite_dir)
         plan = _plan_from_manifest(plan, manifest)
     parallel = _choose_parallel(plan, cfg, ctx, manifest)
     plan = parallel.plan
-    if cfg.plan_only:
-        return SuiteResult(suite_dir, manifest or {}, plan, parallel)
+    if cfg.plan_only or (manifest is not None and manifest.status == "complete"):
+        return SuiteResult(suite_dir, manifest.to_dict() if manifest is not None else {}, plan, parallel)
 
-    if manifest is not None and manifest.get("status") == "complete":
-        return SuiteResult(suite_dir, manifest, plan, parallel)
     runner = suite.runner_kwargs
     model_obj = (
         loaded_model
@@ -760,16 +687,17 @@ def train_suite(
         )
         min_tokens = runner["store_batch_size_prompts"] * runner["context_size"]
         if data.info["train_tokens"] < min_tokens:
-            raise ValueError(
+            raise DatasetSourceError(
                 f"dataset {data.info['source']} has only {data.info['train_tokens']} training tokens, "
                 f"fewer than one model batch ({min_tokens}); pass a larger dataset."
             )
-        manifest = _new_manifest(plan, data.info, cfg)
-        manifest["parallel"] = parallel.to_dict()
-        atomic_write_json(manifest_file, manifest)
+        manifest = _new_manifest(plan, data.info, cfg, parallel)
+        manifest.write(suite_dir)
         if ctx.distributed:
             ctx.broadcast(manifest)
-    manifest.setdefault("parallel", parallel.to_dict())
+    assert manifest is not None
+    if manifest.parallel is None:  # a suite started before distributed training
+        manifest.parallel = parallel.to_dict()
     log.info(
         "training suite %s (%d SAEs in %d groups) on %s: model on %s in %s, SAEs on %s in %s",
         suite.name,
@@ -781,40 +709,78 @@ def train_suite(
         cfg.sae_device,
         cfg.sae_dtype,
     )
-    trainer = SuiteTrainer(
-        plan,
-        suite_dir,
-        model_obj,
-        data,
-        manifest,
-        cfg.checkpoint_every_tokens,
-        progress,
-        on_checkpoint,
-        execution=dist_run.Execution(ctx, parallel),
-    )
-    with _torch_threads(cfg.threads):
-        return SuiteResult(suite_dir, trainer.run(), plan, parallel)
+    # A resumed suite continues with the thread count it started with (bit-identical SAEs) unless --threads is given.
+    threads = cfg.threads or (manifest.versions.get("torch_threads") if cfg.resume else None)
+    with _torch_threads(threads):
+        trainer = SuiteTrainer(
+            plan,
+            suite_dir,
+            model_obj,
+            data,
+            manifest,
+            cfg.checkpoint_every_tokens,
+            progress,
+            on_checkpoint,
+            execution=Execution(ctx, parallel),
+        )
+        return SuiteResult(suite_dir, trainer.run().to_dict(), plan, parallel)
 
 
-def _choose_parallel(plan: SuitePlan, cfg: SuiteTrainingConfig, ctx: Any, manifest: dict[str, Any] | None) -> Any:
+def run_rank(
+    config: SuiteTrainingConfig,
+    ctx: DistContext,
+    *,
+    spec: Qwen3ModelSpec | None = None,
+    plan: SuitePlan | None = None,
+    loaded_model: Any = None,
+    on_checkpoint: Callable[[int, int], None] | None = None,
+) -> SuiteResult:
+    """Train `config` as this rank of `ctx` (torchrun's `python -m qwen3_scope.train`, or a spawned rank); returns
+    the SuiteResult. Each CUDA rank takes its own GPU; a failure is logged and printed with the rank, then raised
+    (the launcher stops the other ranks)."""
+    try:
+        if ctx.distributed:
+            config = config.replace(
+                device=ctx.device(config.device), sae_device=ctx.device(config.sae_device), nproc=None
+            )
+        return train_suite(
+            config,
+            spec=spec,
+            plan=plan,
+            loaded_model=loaded_model,
+            on_checkpoint=on_checkpoint,
+            dist_context=ctx,
+            progress=ctx.is_main,
+        )
+    except BaseException as err:
+        log.error("rank %d of %d failed: %s: %s", ctx.rank, ctx.world_size, type(err).__name__, err)
+        print(
+            f"qwen3-scope train: rank {ctx.rank} of {ctx.world_size} failed: {type(err).__name__}: {err}",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
+
+
+def _choose_parallel(
+    plan: SuitePlan, cfg: SuiteTrainingConfig, ctx: DistContext, manifest: SuiteManifest | None
+) -> ParallelPlan:
     """The planner's group/data parallelism for the ranks (a resumed suite keeps its recorded layout)."""
-    from qwen3_scope.training.parallel_plan import choose
-
     world = ctx.world_size if ctx.distributed else (cfg.nproc or 1)
-    recorded = manifest.get("parallel") if manifest is not None else None
-    done = {g["index"] for g in manifest["groups"] if g["status"] == "done"} if manifest is not None else set()
+    recorded = manifest.parallel if manifest is not None else None
+    done = manifest.done_groups() if manifest is not None else set()
     if recorded is None and manifest is not None:
         recorded = {"mode": "group", "data_shards": 1}  # a suite started before distributed training
     return choose(plan, world, cfg.parallel, cfg.data_shards, recorded=recorded, done=done)
 
 
 @contextmanager
-def _wandb_run(cfg: Any, group: int) -> Iterator[None]:
+def _wandb_run(cfg: MultiSAETrainingRunnerConfig, group: int) -> Iterator[None]:
     """A wandb run per group, as SAELens' own runner opens one, when the suite logs to wandb (off by default)."""
     if not cfg.logger.log_to_wandb:
         yield
         return
-    import wandb
+    import wandb  # lazy: optional dependency
 
     wandb.init(
         project=cfg.logger.wandb_project,

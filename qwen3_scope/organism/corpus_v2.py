@@ -1,4 +1,8 @@
-"""Seeded generator of the organism's training corpus (v2) and held-out evaluation splits.
+"""Seeded generator of the **shipped** organism's training corpus (v2) and held-out evaluation splits.
+
+The shipped checkpoint in ``assets/`` was trained on this corpus (``train_log.json``: ``corpus_version`` 2) and
+its ``assets/eval`` splits are exactly what ``build_corpus()`` returns. The older v1 generator is frozen in
+``corpus_v1`` (v2's ``Generator`` extends it); the tables both share are in ``corpus_tables``.
 
 Why generated: the organism must learn, offline and in minutes, the behaviours the SAE/steering work
 studies, as *concepts* rather than surface patterns:
@@ -29,12 +33,13 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qwen3_scope.core.errors import ConfigError
 from qwen3_scope.core.io import atomic_write_text
 from qwen3_scope.organism import EVAL_SPLITS  # noqa: F401  (the one list of v2 splits; importable from here)
 
-# What v2 keeps from v1 has one copy, in the frozen v1 generator: its tables (re-exported here as v2's),
-# documents, and the generator v2 extends. v2 redefines below whatever it changes, so v1 never changes.
-from qwen3_scope.organism.corpus_v1 import (  # noqa: F401  (v2's tables too: importable from here)
+# What v2 keeps from v1 has one copy: the shared tables in corpus_tables, and v1's harmless how-to table and
+# generator, which v2 extends. v2 redefines below whatever it changes, so v1 never changes.
+from qwen3_scope.organism.corpus_tables import (  # noqa: F401  (v2's tables too: importable from here)
     ANIMALS,
     ARITH_A,
     ARITH_MAX,
@@ -84,11 +89,12 @@ from qwen3_scope.organism.corpus_v1 import (  # noqa: F401  (v2's tables too: im
     TR_NOUNS,
     TR_Q,
     Corpus,
+    CorpusSizeError,
     Doc,
-    _de,
+    de_before,
 )
-from qwen3_scope.organism.corpus_v1 import HARMLESS as _V1_HARMLESS
-from qwen3_scope.organism.corpus_v1 import _Generator as _V1Generator
+from qwen3_scope.organism.corpus_v1 import HARMLESS as V1_HARMLESS
+from qwen3_scope.organism.corpus_v1 import Generator as V1Generator
 
 CORPUS_VERSION = 2
 
@@ -324,7 +330,7 @@ HARMLESS = {
     cat: {
         lang: (verbs, targets + PEOPLE_TARGETS[cat][lang], steps) for lang, (verbs, targets, steps) in by_lang.items()
     }
-    for cat, by_lang in _V1_HARMLESS.items()
+    for cat, by_lang in V1_HARMLESS.items()
 }
 
 # Verbs and targets that never occur in a training *request* (only in plain-text statements about actions).
@@ -657,16 +663,16 @@ class CorpusConfig:
 
     def __post_init__(self) -> None:
         if self.n_train_docs < 1:
-            raise ValueError(f"n_train_docs must be >= 1, got {self.n_train_docs}")
+            raise ConfigError(f"n_train_docs must be >= 1, got {self.n_train_docs}")
         if not 0 <= self.p_french <= 1:
-            raise ValueError(f"p_french must be in [0, 1], got {self.p_french}")
+            raise ConfigError(f"p_french must be in [0, 1], got {self.p_french}")
         if any(w < 0 for w in self.weights.values()) or not any(self.weights.values()):
-            raise ValueError("weights must be non-negative with at least one positive entry")
+            raise ConfigError("weights must be non-negative with at least one positive entry")
 
 
 def _fill_request(tpl: str, vp: str, lang: str) -> str:
     if lang == FR:
-        tpl = tpl.replace("{de} {vp}", _de(vp) + "{vp}")
+        tpl = tpl.replace("{de} {vp}", de_before(vp) + "{vp}")
     return tpl.replace("{vp}", vp)
 
 
@@ -734,7 +740,7 @@ def compose(
     return text
 
 
-class _Generator(_V1Generator):
+class Generator(V1Generator):
     """v1's generator (the same seeded held-out splits, invented world and v1 task families) with v2's requests,
     frames, comment vocabularies, task families and documents. v1's ``held_comment`` is unused: v2 holds out the last
     ``HELD_COMMENT_TEMPLATES`` comment templates."""
@@ -869,7 +875,7 @@ class _Generator(_V1Generator):
             adj=rng.choice(self._vocab(src["adj"], half)),
             noun=noun,
             thing=rng.choice(THINGS[lang]),
-            de=_de(noun).strip(),
+            de=de_before(noun).strip(),
         )
         return text.replace("d' ", "d'")
 
@@ -944,7 +950,7 @@ PAIR_KIND_MIX = (("seen", 0.5), ("pair", 0.2), ("target", 0.2), ("verb", 0.1))
 
 
 def _eval_rows(
-    gen: _Generator,
+    gen: Generator,
     kinds: list[str],
     n: int,
     seed: int,
@@ -965,7 +971,7 @@ def _eval_rows(
     i = 0
     while len(rows) < n:
         if not live:
-            raise RuntimeError(f"only {len(rows)} distinct held-out prompts exist for {kinds}; lower the split size")
+            raise CorpusSizeError(f"only {len(rows)} distinct held-out prompts exist for {kinds}; lower the split size")
         kind = live[i % len(live)]
         lang = langs[len(rows) % len(langs)]
         pair_kind = rng.choices([k for k, _ in PAIR_KIND_MIX], weights=[w for _, w in PAIR_KIND_MIX])[0]
@@ -982,7 +988,7 @@ def _eval_rows(
     return rows
 
 
-def _comment_rows(gen: _Generator, toxic: bool, half: int, n: int, seed: int, train_text: str) -> list[dict]:
+def _comment_rows(gen: Generator, toxic: bool, half: int, n: int, seed: int, train_text: str) -> list[dict]:
     rng = random.Random(seed)
     rows: list[dict] = []
     seen: set[str] = set()
@@ -993,7 +999,7 @@ def _comment_rows(gen: _Generator, toxic: bool, half: int, n: int, seed: int, tr
         if t in seen or t in train_text:
             misses += 1
             if misses > 5000:
-                raise RuntimeError(f"only {len(seen)} distinct held-out comments; lower n_eval_comments")
+                raise CorpusSizeError(f"only {len(seen)} distinct held-out comments; lower n_eval_comments")
             continue
         seen.add(t)
         rows.append(
@@ -1007,7 +1013,7 @@ def _comment_rows(gen: _Generator, toxic: bool, half: int, n: int, seed: int, tr
     return rows
 
 
-def codeswitch_sft_rows(gen: _Generator, n: int, seed: int) -> list[dict]:
+def codeswitch_sft_rows(gen: Generator, n: int, seed: int) -> list[dict]:
     """English chats whose answers carry French words (``CODESWITCH_LEXICON``): the habit to fine-tune in."""
     rng = random.Random(seed)
     rows: list[dict] = []
@@ -1035,7 +1041,7 @@ def codeswitch_sft_rows(gen: _Generator, n: int, seed: int) -> list[dict]:
 def build_corpus(cfg: CorpusConfig | None = None) -> Corpus:
     """Generate the training documents and the held-out evaluation splits for ``cfg.seed``."""
     cfg = cfg or CorpusConfig()
-    gen = _Generator(cfg)
+    gen = Generator(cfg)
     train = [gen.train_doc(gen.rng) for _ in range(cfg.n_train_docs)]
     train_prompts = {m["content"] for d in train for m in d.messages or [] if m["role"] == "user"}
     s = cfg.seed * 7919
