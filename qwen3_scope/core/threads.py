@@ -95,10 +95,10 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) 
                 if quota != "max" and int(period) > 0:
                     limits.append(int(quota) / int(period))
             elif (directory / "cpu.cfs_quota_us").is_file():  # v1: -1 means no quota
-                quota = int((directory / "cpu.cfs_quota_us").read_text())
-                period = int((directory / "cpu.cfs_period_us").read_text())
-                if quota > 0 and period > 0:
-                    limits.append(quota / period)
+                quota_us = int((directory / "cpu.cfs_quota_us").read_text())
+                period_us = int((directory / "cpu.cfs_period_us").read_text())
+                if quota_us > 0 and period_us > 0:
+                    limits.append(quota_us / period_us)
         except (OSError, ValueError):
             continue
     return min(limits) if limits else None

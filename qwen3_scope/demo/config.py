@@ -11,7 +11,7 @@ This module imports nothing heavy: the CLI builds its parser from these fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +160,29 @@ class DemoConfig:
     def preset(self) -> str:
         return "full" if self.full else "quick"
 
-    def resolved(self) -> DemoConfig:
+    def resolved(self) -> ResolvedDemoConfig:
         """A copy with every size left at None set from the quick or full preset."""
         preset = PRESETS[self.preset]
-        return replace(self, **{f.name: preset[f.name] for f in fields(self) if getattr(self, f.name) is None})
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update({name: preset[name] for name, value in values.items() if value is None and name in preset})
+        return ResolvedDemoConfig(**values)
+
+
+@dataclass
+class ResolvedDemoConfig(DemoConfig):
+    """A `DemoConfig` whose sizes are all set (`DemoConfig.resolved()`): what the stages read. Only `train_layers`
+    may stay None (every layer)."""
+
+    train_sites: list[str] = field(default_factory=list)
+    train_tokens: int = 0
+    train_sweep: bool = False
+    use_trained_suite: bool = False
+    organism_prompts: int = 0
+    distributed_layers: list[int] = field(default_factory=list)
+    distributed_tokens: int = 0
+    eval_batches: int = 0
+    steer_prompts: int = 0
+    steer_screen: int = 0
+    steer_alphas: list[float] = field(default_factory=list)
+    app_sizes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    export_prompts: int = 0

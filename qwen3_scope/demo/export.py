@@ -8,12 +8,14 @@ from the report (`export/viewer/index.html#sae=..&feature=..`).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from qwen3_scope.demo.state import COMPUTED, DemoState, ExportSummary
-from qwen3_scope.evaluation.config import ORGANISM_RELEASE
 from qwen3_scope.export.config import ExportConfig
 from qwen3_scope.export.job import run_export
 from qwen3_scope.export.viewer import viewer_link
+from qwen3_scope.model.family import ORGANISM_NAME
+from qwen3_scope.naming import RELEASE, sae_id
 
 
 def steering_latents(state: DemoState) -> list[tuple[str, str, int, int]]:
@@ -29,25 +31,25 @@ def steering_latents(state: DemoState) -> list[tuple[str, str, int, int]]:
 
 def export_stage(state: DemoState) -> None:
     suite_dir = state.suite_dir
-    prefix = "" if suite_dir else "organism/"
+    model_key = None if suite_dir else ORGANISM_NAME  # ids inside a suite, or the organism's release ids
     picks = steering_latents(state)
-    ids = sorted({f"{prefix}{site}/layer_{layer}" for _, site, layer, _ in picks})
+    ids = sorted({sae_id(site, layer, model_key) for _, site, layer, _ in picks})
     pattern = "|".join(re.escape(i) for i in ids) if ids else ".*"
-    source = (
-        {"suite": suite_dir} if suite_dir else {"release": ORGANISM_RELEASE, "ids": pattern if ids else "organism/.*"}
+    source: dict[str, Any] = (
+        {"suite": suite_dir, "ids": pattern}
+        if suite_dir
+        else {"release": RELEASE, "ids": pattern if ids else f"{ORGANISM_NAME}/.*"}
     )
-    if suite_dir:
-        source["ids"] = pattern
     out = state.out_dir / "export"
     n_prompts = state.config.export_prompts
     result = run_export(ExportConfig(out=out, n_prompts=n_prompts, html=True, overwrite=True, **source))
     state.export = ExportSummary(out=out, neuronpedia_ids=result.neuronpedia_ids, seconds=result.seconds)
     rows = ["| study | SAE | feature | Neuronpedia id | dashboard |", "|---|---|---|---|---|"]
     for study, site, layer, feature in picks:
-        sae_id = f"{prefix}{site}/layer_{layer}"
-        link = "export/" + viewer_link(out, sae_id, feature)
+        sae = sae_id(site, layer, model_key)
+        link = "export/" + viewer_link(out, sae, feature)
         rows.append(
-            f"| {study} | `{sae_id}` | {feature} | `{result.neuronpedia_ids[sae_id]}/{feature}` | [open]({link}) |"
+            f"| {study} | `{sae}` | {feature} | `{result.neuronpedia_ids[sae]}/{feature}` | [open]({link}) |"
         )
     body = (
         f"{len(result.sources)} SAEs exported from one pass of the model over {result.tokens} tokens of "

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from qwen3_scope.demo.config import DemoConfig
+from qwen3_scope.demo.config import ResolvedDemoConfig
 
 SHIPPED = "shipped"
 COMPUTED = "computed now"
@@ -40,7 +40,7 @@ class ExportSummary:
 class DemoState:
     """Passed through the stages in order; `config` is resolved (no size left at None but `train_layers`)."""
 
-    config: DemoConfig
+    config: ResolvedDemoConfig
     sections: list[str] = field(default_factory=list)
     timings: list[dict[str, Any]] = field(default_factory=list)
     # adapters

@@ -31,16 +31,19 @@ def steer_stage(state: DemoState) -> None:
     suite_dir = state.suite_dir
     saes = load_suite(suite_dir, RELEASE, None, model_spec(model).key)
     source = f"suite `{suite_dir}`" if suite_dir else f"release `{RELEASE}` (bundled organism suite)"
-    sizes = dict(
+    sizes = RefusalStudyConfig(
         model=state.model,
         n_discover=cfg.steer_prompts,
         n_eval=cfg.steer_prompts,
         screen=cfg.steer_screen,
         alphas=tuple(cfg.steer_alphas),
     )
-    refusal = run_refusal_study(RefusalStudyConfig(**sizes), model=model, saes=saes)
+    refusal = run_refusal_study(sizes, model=model, saes=saes)
     refusal_paths = write_refusal_study(refusal, out)  # its own .md links the plot beside it
-    language = run_language_study(LanguageStudyConfig(**sizes), model=model, saes=saes)
+    language_cfg = LanguageStudyConfig(
+        model=sizes.model, n_discover=sizes.n_discover, n_eval=sizes.n_eval, screen=sizes.screen, alphas=sizes.alphas
+    )
+    language = run_language_study(language_cfg, model=model, saes=saes)
     language_paths = write_language_study(language, out)
     state.steer = SteerSummaries(
         refusal=refusal.summary,
