@@ -34,7 +34,7 @@ def test_cheapest_stages_write_their_sections_and_the_timings(tmp_path):
     timings = text.split("## Timings")[1]
     assert "quick" in timings
     for name in ("adapters", "family", "organism"):
-        assert re.search(rf"^\| {name} +\| +[\d.]+ \|$", timings, flags=re.M), timings
+        assert re.search(rf"^\| {name} +\| +[\d.]+ *\|$", timings, flags=re.M), timings  # 12.0 prints as "12   "
     assert (tmp_path / "adapters.csv").is_file() and (tmp_path / "family.csv").is_file()
 
 
