@@ -48,9 +48,7 @@ def export_stage(state: DemoState) -> None:
     for study, site, layer, feature in picks:
         sae = sae_id(site, layer, model_key)
         link = "export/" + viewer_link(out, sae, feature)
-        rows.append(
-            f"| {study} | `{sae}` | {feature} | `{result.neuronpedia_ids[sae]}/{feature}` | [open]({link}) |"
-        )
+        rows.append(f"| {study} | `{sae}` | {feature} | `{result.neuronpedia_ids[sae]}/{feature}` | [open]({link}) |")
     body = (
         f"{len(result.sources)} SAEs exported from one pass of the model over {result.tokens} tokens of "
         f"{result.dataset} in {result.seconds:.1f} s: SAEDashboard's Neuronpedia batch files (`export/saedashboard/`), "
