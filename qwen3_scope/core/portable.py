@@ -37,7 +37,7 @@ def portable_dataset_name(source: str | os.PathLike | None) -> str | None:
 
 def machine_paths(extra: Iterable[str | os.PathLike] = ()) -> list[str]:
     """Path prefixes that must not appear in shipped files: this checkout, the home dir, temp dirs."""
-    here = Path(__file__).resolve().parents[2]  # the checkout (or site-packages) holding qwen3_scope/
+    here = Path(__file__).resolve().parents[2]  # the checkout (or install directory) holding qwen3_scope/
     found = {str(here), tempfile.gettempdir(), "/tmp/", str(Path.home()) + "/", *map(str, extra)}
     return sorted(p for p in found if len(p) > 4)
 
