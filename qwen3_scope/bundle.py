@@ -2,6 +2,7 @@
 
     python -m qwen3_scope.bundle                      # train, copy into the package, measure, record
     python -m qwen3_scope.bundle --suite DIR          # bundle an already trained organism suite
+    python -m qwen3_scope.bundle --transcoders        # the organism's transcoder set (ids organism/transcoder/layer_<L>)
 
 Why a script: the bundled suite is a release (`qwen3-instruct-sae`, ids `organism/<site>/layer_<L>`) whose
 weights, yaml entries (l0, variance explained) and recorded evaluation must agree; this is the one path
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from qwen3_scope.core.io import atomic_path, atomic_write_json, refuse_installed
 from qwen3_scope.core.portable import machine_paths_in
 from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite, write_back_release_yaml
 from qwen3_scope.model.sites import PAPER_SITES
+from qwen3_scope.naming import TRANSCODER, is_transcoder_id
 from qwen3_scope.releases import (
     RELEASE,
     read_release_yaml,
@@ -38,7 +41,8 @@ from qwen3_scope.saes.loaders import (
     SPARSITY_FILENAME,
     bundled_root,
 )
-from qwen3_scope.training.config import organism_suite_config
+from qwen3_scope.training.config import organism_suite_config, organism_transcoder_config
+from qwen3_scope.training.manifest import SuiteManifest
 from qwen3_scope.training.suite import train_suite
 
 # What the shipped suite is trained with: `training.config.organism_suite_config` (the demo trains the same). attn_out
@@ -48,6 +52,7 @@ from qwen3_scope.training.suite import train_suite
 # EV (0.982-0.984); resampling reopened attn_out latents (`resample_sites`) takes the rest (every SAE <= 1.9% dead).
 EVAL_BATCHES = 150  # x 8 prompts x 128 tokens: >= 100k held-out tokens once padding and special tokens are left out
 EVAL_TABLE = "suite_eval.csv"
+TRANSCODER_TABLE = "training_metrics.csv"  # the transcoder set's held-out metrics from its suite (beside its weights)
 SUITE = "organism"
 
 
@@ -72,12 +77,15 @@ def set_neuronpedia_id(cfg_file: Path, neuronpedia_id: str) -> None:
     atomic_write_json(cfg_file, cfg, sort_keys=False)
 
 
-def copy_suite_into_package(suite_dir: Path, root: Path | None = None) -> list[dict]:
+def copy_suite_into_package(
+    suite_dir: Path, root: Path | None = None, metrics: dict[str, dict[str, Any]] | None = None
+) -> list[dict]:
     """Copy every SAE of a suite to <root>/<id>/ (default: the package's bundled_saes) and return release entries
-    pointing there. Refuses a suite whose configs name a path of this machine."""
+    pointing there (with `metrics`' l0 / variance_explained, by suite id). Refuses a suite whose configs name a path
+    of this machine."""
     root = root or bundled_root()
     entries = []
-    for entry in suite_entries(suite_dir):
+    for entry in suite_entries(suite_dir, metrics):
         source, target = suite_dir / entry["path"], root / entry["id"]
         hits = machine_paths_in((source / SAE_CFG_FILENAME).read_text())
         if hits:
@@ -128,18 +136,79 @@ def build(suite_dir: Path | None, **changes: Any) -> Path:
     return bundled_root()
 
 
+def build_transcoders(suite_dir: Path | None, **changes: Any) -> Path:
+    """Train (or take) the organism's transcoder set, replace `bundled_saes/organism/transcoder/` with it, and record
+    its entries (with the suite's held-out L0 and EV of the MLP output) in the shipped release file. The bundled SAEs
+    and their entries are left as they are."""
+    repo = source_checkout()
+    started = time.perf_counter()
+    if suite_dir is None:
+        config = organism_transcoder_config(
+            out=str(repo / "runs" / "bundled_transcoders"), resume=True, device="cpu", **changes
+        )
+        suite_dir = train_suite(config).suite_dir
+    suite_dir = Path(suite_dir)
+    manifest = SuiteManifest.read(suite_dir)
+    metrics = manifest.metrics
+    staging = bundled_root() / f".{SUITE}.{TRANSCODER}.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    entries = [e for e in copy_suite_into_package(suite_dir, staging, metrics) if is_transcoder_id(e["id"])]
+    if not entries:
+        raise ReleaseError(f"{suite_dir} holds no transcoders; train it with --transcoders.")
+    target, old = bundled_root() / SUITE / TRANSCODER, bundled_root() / f".{SUITE}.{TRANSCODER}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    (staging / SUITE / TRANSCODER).rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    rows = []
+    for entry in entries:
+        local = entry["id"].split("/", 1)[1]
+        record = manifest.saes[local]
+        rows.append(
+            dict(
+                sae_id=entry["id"],
+                layer=record["layer"],
+                d_sae=record["d_sae"],
+                architecture=record["architecture"],
+                **metrics[local],
+            )
+        )
+    seconds = sum(float(g.get("seconds") or 0) for g in manifest.groups)
+    table = pd.DataFrame(rows).assign(training_seconds=round(seconds, 1))
+    with atomic_path(target / TRANSCODER_TABLE) as tmp:
+        table.to_csv(tmp, index=False)
+    target_yaml = repo / "pretrained_saes.yaml"
+    shipped = read_release_yaml(target_yaml).get(RELEASE, {}).get("saes", [])
+    kept = [e for e in shipped if str(e["path"]).startswith(BUNDLED_PREFIX) and not is_transcoder_id(e["id"])]
+    write_release_file(target_yaml, kept + entries)
+    register_release_file(target_yaml)
+    print(table.to_string(index=False))
+    print(f"transcoders trained in {seconds:.0f} s (bundle built in {time.perf_counter() - started:.0f} s)")
+    return target
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--suite", type=Path, help="an organism suite trained by `qwen3-scope train` (default: train one)"
     )
     parser.add_argument("--tokens", type=int, help="training tokens per SAE (default: organism_suite_config's)")
+    parser.add_argument(
+        "--transcoders",
+        action="store_true",
+        help="bundle the organism's transcoder set instead (training.config.organism_transcoder_config)",
+    )
     args = parser.parse_args(argv)
     try:
         source_checkout()
     except Qwen3ScopeError as err:
         parser.exit(2, f"qwen3_scope.bundle: error: {err}\n")
     changes = {"training_tokens": args.tokens} if args.tokens else {}
+    if args.transcoders:
+        print(f"bundled transcoders written to {build_transcoders(args.suite, **changes)}")
+        return
     print(f"bundled suite written to {build(args.suite, **changes)}")
     print(f"{len(read_release_yaml(release_file())[RELEASE]['saes'])} ids in {RELEASE}")
 

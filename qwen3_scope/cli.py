@@ -16,6 +16,7 @@ from qwen3_scope.core.errors import ConfigError, Qwen3ScopeError
 from qwen3_scope.core.io import is_no_space_error
 from qwen3_scope.core.threads import configure_threads
 from qwen3_scope.demo.config import DemoConfig
+from qwen3_scope.evaluation import bench_cli
 from qwen3_scope.evaluation import cli as evaluation_cli
 from qwen3_scope.export import cli as export_cli
 from qwen3_scope.model.family import KINDS, QWEN3_FAMILY, resolve_model
@@ -165,7 +166,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 # Modules that contribute subcommands: each has `add_cli(subparsers)` adding its parser(s) with `func` set, and
 # imports only light modules at its top (config dataclasses, argparse helpers), so building the parser is fast.
-COMMAND_MODULES = (training_cli, evaluation_cli, steering_cli, apps_cli, export_cli)
+COMMAND_MODULES = (training_cli, evaluation_cli, bench_cli, steering_cli, apps_cli, export_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,10 @@ Scheme:
 - a sparsity sweep adds SAEs of other sparsities at the same (layer, site), with a variant suffix:
   ``mlp_out/layer_3/l0_16`` (JumpReLU target L0 16) or ``resid_post/layer_3/k_32`` (TopK k 32); the
   unsuffixed id is the suite's default sparsity.
+- a transcoder (MLP input -> MLP output of one layer) takes ``transcoder`` (`TRANSCODER`) in the site's place:
+  ``transcoder/layer_2`` in a suite, ``organism/transcoder/layer_2`` in a release, ``transcoder/layer_3/l0_16`` in a
+  sweep; its Neuronpedia id is ``{model}/{layer}-qwen3scope-transcoder-{width}`` (Neuronpedia's Qwen3 transcoders
+  are ``qwen3-4b/{layer}-transcoder-hp``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ RUNNER_CFG_FILENAME = "runner_cfg.json"
 SUITE_MANIFEST_FILENAME = "manifest.json"  # a suite's (and an export's) manifest
 SUITE_METRICS_FILENAME = "metrics.json"  # {sae_id: metrics} beside a suite's manifest
 
+# The id component of a transcoder, in the place of a site (`transcoder/layer_2`): one per layer, MLP in -> MLP out.
+TRANSCODER = "transcoder"
+
 # A release entry's `path` with this prefix names a folder shipped inside the package (`bundled:<dir>`).
 BUNDLED_PREFIX = "bundled:"
 
@@ -55,6 +62,17 @@ _SAE_ID = re.compile(
 )
 
 
+def check_id_site(site: str) -> str:
+    """A site, or `TRANSCODER`: what may stand in the site's place of an id."""
+    return site if site == TRANSCODER else check_site(site)
+
+
+def is_transcoder_id(text: str) -> bool:
+    """Whether an id (suite, release or `bundled:` form) names a transcoder."""
+    match = _SAE_ID.match(text.removeprefix(BUNDLED_PREFIX))
+    return match is not None and match["site"] == TRANSCODER
+
+
 def width_label(d_sae: int) -> str:
     """65_536 -> '65k', 32_768 -> '32k', 1_048_576 -> '1m', 512 -> '512' (Gemma Scope's convention)."""
     if d_sae >= 1_000_000:
@@ -66,8 +84,8 @@ def width_label(d_sae: int) -> str:
 
 def sae_id(site: str, layer: int, model_key: str | None = None, variant: str | None = None) -> str:
     """`resid_post/layer_3`, or `qwen3-4b/resid_post/layer_3` with a model key (the registry id); a sweep's
-    `variant` (`sparsity_variant`) is appended: `resid_post/layer_3/l0_16`."""
-    check_site(site)
+    `variant` (`sparsity_variant`) is appended: `resid_post/layer_3/l0_16`. `site` may be `TRANSCODER`."""
+    check_id_site(site)
     if not isinstance(layer, int) or isinstance(layer, bool) or layer < 0:
         raise ConfigError(f"layer must be a non-negative int, got {layer!r}.")
     base = f"{model_key}/{site}/layer_{layer}" if model_key else f"{site}/layer_{layer}"
@@ -86,15 +104,17 @@ def _match(text: str) -> re.Match[str]:
     if match is None:
         raise ConfigError(
             f"{text!r} is not a qwen3-scope SAE id; ids look like 'resid_post/layer_3' (inside a suite), "
-            "'qwen3-4b/resid_post/layer_3' (registry) or 'qwen3-4b/resid_post/layer_3/l0_16' (a sparsity sweep)."
+            "'qwen3-4b/resid_post/layer_3' (registry), 'qwen3-4b/resid_post/layer_3/l0_16' (a sparsity sweep) or "
+            "'qwen3-4b/transcoder/layer_3' (a transcoder)."
         )
     return match
 
 
 def parse_sae_id(text: str) -> tuple[str | None, str, int]:
-    """Inverse of `sae_id`: -> (model_key or None, site, layer); `sae_variant` gives a sweep's suffix."""
+    """Inverse of `sae_id`: -> (model_key or None, site, layer); `sae_variant` gives a sweep's suffix. A transcoder's
+    site is `TRANSCODER`."""
     match = _match(text)
-    return match["model"], check_site(match["site"]), int(match["layer"])
+    return match["model"], check_id_site(match["site"]), int(match["layer"])
 
 
 def parse_release_sae_id(text: str) -> tuple[str, str, int]:
@@ -112,6 +132,8 @@ def training_command_for(text: str) -> str:
     except ValueError:
         return "qwen3-scope train --help"
     model = next((n for n, spec in QWEN3_FAMILY.items() if spec.key == key), key)
+    if site == TRANSCODER:
+        return f"qwen3-scope train --model {model} --recipe paper --transcoders --layers {layer} --out suites/{key}"
     return f"qwen3-scope train --model {model} --recipe paper --sites {site} --layers {layer} --out suites/{key}"
 
 
@@ -142,8 +164,8 @@ def sae_folders(suite_dir: str | Path) -> dict[str, Path]:
 
 def neuronpedia_set(site: str, d_sae: int, variant: str | None = None) -> str:
     """Neuronpedia source-set name of a qwen3-scope SAE: `qwen3scope-mlpout-40k` (site without '_', width label),
-    with a sweep variant `qwen3scope-mlpout-40k-l0-16`."""
-    name = f"qwen3scope-{check_site(site).replace('_', '')}-{width_label(d_sae)}"
+    with a sweep variant `qwen3scope-mlpout-40k-l0-16`; a transcoder's: `qwen3scope-transcoder-40k`."""
+    name = f"qwen3scope-{check_id_site(site).replace('_', '')}-{width_label(d_sae)}"
     return f"{name}-{variant.replace('_', '-')}" if variant else name
 
 

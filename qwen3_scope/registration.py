@@ -7,7 +7,10 @@ untouched):
   no-pickle replacement for SAELens' "qwen_scope" loader, and a wrapper of `get_pretrained_saes_directory`
   that adds the shipped and the user's release files on SAELens' first directory read (releases.py);
 - SAE classes: the training architectures "topk_fast" / "jumprelu_fast" and their inference classes
-  (saes/fast_saes.py). Fused Adam is not switched process-wide: see `enable_fused_adam`.
+  (saes/fast_saes.py). Fused Adam is not switched process-wide: see `enable_fused_adam`;
+- transcoders: the training architectures "transcoder", "skip_transcoder", "jumprelu_transcoder",
+  "jumprelu_skip_transcoder", "topk_transcoder", "topk_skip_transcoder" and the inference classes of the two TopK
+  ones, which SAELens lacks (saes/transcoders.py).
 
 Why idempotent: notebooks re-import and re-run cells; a second registration must change nothing.
 Nothing here touches the network.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from qwen3_scope.releases import register_releases
 from qwen3_scope.saes.fast_saes import register_fast_training_saes
+from qwen3_scope.saes.transcoders import register_transcoders
 
 _steps_done: set[str] = set()
 
@@ -34,3 +38,5 @@ def register() -> None:
         register_releases()
     if _once("fast_training_saes"):
         register_fast_training_saes()
+    if _once("transcoders"):
+        register_transcoders()

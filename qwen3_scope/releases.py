@@ -34,7 +34,14 @@ from qwen3_scope import naming
 from qwen3_scope.core.errors import CorruptFileError, MissingFileError, ReleaseError
 from qwen3_scope.core.io import atomic_write_text
 from qwen3_scope.model.family import QWEN3_FAMILY, resolve_model
-from qwen3_scope.model.sites import UnknownHookError, hook_name, parse_hook_name, site_d_in
+from qwen3_scope.model.sites import (
+    UnknownHookError,
+    hook_name,
+    parse_hook_name,
+    parse_transcoder_hooks,
+    site_d_in,
+    transcoder_hooks,
+)
 from qwen3_scope.naming import (
     BUNDLED_PREFIX,
     PAPER_LAYOUT,
@@ -42,6 +49,7 @@ from qwen3_scope.naming import (
     RELEASE,
     SAE_CFG_FILENAME,
     SAE_WEIGHTS_FILENAME,
+    TRANSCODER,
     neuronpedia_id,
     parse_release_sae_id,
     training_command_for,
@@ -336,9 +344,17 @@ def suite_entries(suite_dir: Path, metrics: dict[str, dict[str, float]] | None =
                 "with SAELens 6 (sae.save_model) or re-train it."
             )
         try:
-            layer, site = parse_hook_name(str(metadata["hook_name"]))
+            if metadata.get("hook_name_out"):  # a transcoder: its (input, output) hooks are one layer's MLP
+                layer, site = (
+                    parse_transcoder_hooks(str(metadata["hook_name"]), str(metadata["hook_name_out"])),
+                    TRANSCODER,
+                )
+            else:
+                layer, site = parse_hook_name(str(metadata["hook_name"]))
         except UnknownHookError as err:
-            raise ReleaseError(f"{cfg_file}: {err} qwen3-scope releases hold SAEs on Qwen3 site hooks.") from err
+            raise ReleaseError(
+                f"{cfg_file}: {err} qwen3-scope releases hold SAEs on Qwen3 site hooks and transcoders of Qwen3 MLPs."
+            ) from err
         model_name = metadata.get("qwen3_model") or metadata["model_name"]
         try:
             key = resolve_model(model_name).key
@@ -393,10 +409,23 @@ def register_suite(
 
 
 def hook_for(sae_id: str, backend: str = "hooked") -> str:
-    """Hook name an id's SAE reads, in any backend."""
+    """Hook name an id's SAE reads, in any backend (a transcoder's: its input hook; see `transcoder_hooks_for`)."""
     key, site, layer = parse_release_sae_id(sae_id)
     model = next((n for n, spec in QWEN3_FAMILY.items() if spec.key == key), key)
+    if site == TRANSCODER:
+        return transcoder_hooks(layer, backend, resolve_model(model))[0]
     return hook_name(site, layer, backend, resolve_model(model))
+
+
+def transcoder_hooks_for(sae_id: str, backend: str = "hooked") -> tuple[str, str]:
+    """(input hook, output hook) of a transcoder id (`organism/transcoder/layer_2`), in any backend."""
+    key, site, layer = parse_release_sae_id(sae_id)
+    if site != TRANSCODER:
+        raise ReleaseError(
+            f"{sae_id!r} is not a transcoder id; transcoder ids look like 'qwen3-4b/transcoder/layer_3'."
+        )
+    model = next((n for n, spec in QWEN3_FAMILY.items() if spec.key == key), key)
+    return transcoder_hooks(layer, backend, resolve_model(model))
 
 
 if __name__ == "__main__":

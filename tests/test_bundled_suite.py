@@ -13,7 +13,7 @@ from conftest import require_shipped
 from sae_lens import SAE
 
 import qwen3_scope
-from qwen3_scope.naming import sae_variant
+from qwen3_scope.naming import is_transcoder_id, sae_variant
 from qwen3_scope.saes.loaders import bundled_root
 
 EVAL_TABLE = bundled_root() / "organism" / "suite_eval.csv"
@@ -25,7 +25,9 @@ def _shipped():
 
 
 def bundled_ids() -> list[str]:
-    return qwen3_scope.releases.list_release_saes("^organism/").query("source == 'bundled'")["sae_id"].tolist()
+    """The bundled SAEs (the bundled transcoder set has its own tests: tests/test_transcoders.py)."""
+    ids = qwen3_scope.releases.list_release_saes("^organism/").query("source == 'bundled'")["sae_id"].tolist()
+    return [i for i in ids if not is_transcoder_id(i)]
 
 
 def test_every_layer_and_paper_site_is_bundled_with_a_sparsity_sweep_per_site():
@@ -76,7 +78,7 @@ def test_fresh_offline_interpreter_loads_every_bundled_sae():
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME="/nonexistent-offline-cache")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert int(out.stdout.strip().splitlines()[-1]) == len(bundled_ids())
+    assert int(out.stdout.strip().splitlines()[-1]) == len(bundled_ids()) + 6  # and the 6 bundled transcoders
 
 
 def test_attached_sae_changes_the_loss_by_about_the_recorded_amount():

@@ -61,8 +61,17 @@ def test_import_adds_only_registrations_and_leaves_torch_globals_alone():
         assert after[key] == before[key], key
     assert set(after["loaders"]) - set(before["loaders"]) == {"qwen3_scope"}
     assert set(after["config_getters"]) - set(before["config_getters"]) == {"qwen3_scope"}
-    assert set(after["sae_classes"]) - set(before["sae_classes"]) == {"topk_fast", "jumprelu_fast"}
-    assert set(after["training_classes"]) - set(before["training_classes"]) == {"topk_fast", "jumprelu_fast"}
+    transcoders = {"topk_transcoder", "topk_skip_transcoder"}  # SAELens has the other four transcoder inference classes
+    assert set(after["sae_classes"]) - set(before["sae_classes"]) == {"topk_fast", "jumprelu_fast", *transcoders}
+    assert set(after["training_classes"]) - set(before["training_classes"]) == {
+        "topk_fast",
+        "jumprelu_fast",
+        "transcoder",
+        "skip_transcoder",
+        "jumprelu_transcoder",
+        "jumprelu_skip_transcoder",
+        *transcoders,
+    }
     assert snap["again"] == after  # registering again changes nothing
 
 

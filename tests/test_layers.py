@@ -30,7 +30,7 @@ LAYERS = [
     "export",
     "top",  # cli.py, train.py, bundle.py, registration.py, __init__.py, demo/
 ]
-MAX_LAZY_IMPORTS = 45  # imports inside functions, each with its reason (44 when this was written)
+MAX_LAZY_IMPORTS = 46  # imports inside functions, each with its reason (44 when this was written)
 
 
 def layer_of(module: str) -> str:

@@ -14,9 +14,10 @@ from qwen3_scope.evaluation.config import ORGANISM_PATTERN, ORGANISM_RELEASE, Su
 def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="benchmark every SAE of a suite with SAELens' run_evals: one table, plots, HTML report",
+        help="benchmark every SAE (and transcoder) of a suite with SAELens' run_evals: one table, plots, HTML report",
         description="Evaluate every SAE of a release (ids matching a pattern) or of a suite directory on the same held-out "
-        "tokens; writes suite_eval.csv/.parquet, PNG plots and report.html. Default: the bundled organism suite.",
+        "tokens; writes suite_eval.csv/.parquet, PNG plots and report.html. Transcoders are evaluated as replacement "
+        "MLPs, one by one and each set all at once (replacement_model.csv). Default: the bundled organism suite.",
     )
     parser.add_argument(
         "--release", default=ORGANISM_RELEASE, help=f"SAELens release name (default {ORGANISM_RELEASE})"
@@ -60,6 +61,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from qwen3_scope.evaluation.held_out import read_documents  # lazy: keeps the CLI from importing torch
     from qwen3_scope.evaluation.report import (  # lazy: keeps the CLI from importing pandas
         markdown_summary,
+        replacement_lines,
         write_outputs,
     )
     from qwen3_scope.evaluation.suite_eval import (  # lazy: keeps the CLI from importing torch
@@ -98,9 +100,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
         "seconds": round(result.seconds, 1),
         "shared forward": config.share_forward,
     }
-    paths = write_outputs(result.table, Path(args.out), meta=meta)
+    paths = write_outputs(result.table, Path(args.out), meta=meta, replacement=result.replacement)
     if args.write_back:
         updated = write_back_release_yaml(result.table, args.write_back, release=None if args.suite else args.release)
         print(f"wrote l0 / variance_explained of {len(updated)} SAEs into {args.write_back}")
     print(markdown_summary(result.table))
+    for line in replacement_lines(result.replacement):
+        print(line)
     print(f"\n{len(result.table)} SAEs in {result.seconds:.1f} s; wrote " + ", ".join(str(p) for p in paths.values()))

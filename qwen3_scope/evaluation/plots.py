@@ -35,6 +35,7 @@ LABELS = {
     "dead_fraction": "dead fraction",
     "dense_fraction": "dense fraction",
     "ce_loss_score": "CE loss recovered",
+    "ce_loss_score_mean_ablation": "CE loss recovered vs mean ablation",
     "kl_div_score": "KL score",
     "delta_lm_loss": "delta LM loss (nats)",
     "cossim": "cosine similarity",

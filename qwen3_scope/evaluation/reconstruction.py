@@ -23,12 +23,19 @@ tokens that are not ignored; the scores are (ablation - SAE) / (ablation - clean
 tokens a deployed model predicts, `qwen3_scope.model.loss_mask`), CE and KL are taken only at positions whose
 *next* token is predicted (assistant turns, plain text), never on prompt or control tokens. TransformerBridge and HF
 models cannot start mid-model, so there each pass is a full pass (still once per SAE and per hook).
+
+Transcoders (SAELens' `Transcoder` family: `cfg.metadata.hook_name_out` set) read one hook and write another: the
+spliced pass replaces the *written* hook (`hook_name_out`, e.g. `blocks.L.hook_mlp_out`) with the transcoder's output
+on the clean activation of the hook it reads, and the ablations are of the written hook. Two more kinds of pass serve
+them: a mean ablation (the written hook replaced by a given mean activation at every token, as the zero ablation
+zeroes it everywhere) and a replacement model (several transcoders spliced at once, each reading the activation of the
+patched model, as attribution graphs use them).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +46,69 @@ from qwen3_scope.model.loading import model_spec
 from qwen3_scope.model.sites import hook_name, parse_hook_name
 
 _HEAD_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z")
+
+
+def written_hook(sae: Any) -> str:
+    """The hook an SAE's output replaces: its own hook, or a transcoder's `hook_name_out`."""
+    meta = sae.cfg.metadata
+    return getattr(meta, "hook_name_out", None) or meta.hook_name
+
+
+def is_transcoder(sae: Any) -> bool:
+    """Whether the SAE reads one hook and writes another (SAELens' transcoders: `hook_name_out` differs)."""
+    return written_hook(sae) != sae.cfg.metadata.hook_name
+
+
+def reconstruct(sae: Any, x: torch.Tensor) -> torch.Tensor:
+    """The SAE's reconstruction of `x`, or a transcoder's prediction of its output hook from input `x` (its
+    `forward`, which includes the skip connection `W_skip` of SAELens' skip transcoders; SAELens' own splice,
+    `HookedSAETransformer.add_sae`, calls `decode(encode(x))` and leaves `W_skip` out)."""
+    with torch.no_grad():
+        x_sae = x.to(sae.device, sae.dtype)
+        y = sae.forward(x_sae) if is_transcoder(sae) else sae.decode(sae.encode(x_sae))
+    return y.to(x.device, x.dtype)
+
+
+def spliced(sae: Any, activation: torch.Tensor, keep: torch.Tensor | None, source: torch.Tensor | None = None):
+    """SAELens' replacement hook: the SAE's reconstruction of `activation` (a transcoder's output computed from
+    `source`, the activation of the hook it reads) where `keep` (batch, pos) is True; the activation elsewhere."""
+    flat = activation.ndim == 4
+    x = activation.flatten(-2, -1) if flat else activation
+    x_in = x if source is None else (source.flatten(-2, -1) if source.ndim == 4 else source)
+    new = reconstruct(sae, x_in).to(x.dtype)
+    if keep is not None:
+        new = torch.where(keep.to(x.device)[..., None], new, x)
+    return new.reshape(activation.shape) if flat else new
+
+
+def splice_hooks(saes: Sequence[Any], keep: torch.Tensor | None = None) -> list[tuple[str, Any]]:
+    """TransformerLens forward hooks that splice several SAEs and transcoders in at once (for transcoders: the
+    replacement model). Each transcoder's input is captured at the hook it reads *in the running pass* (so it sees
+    the outputs of the transcoders before it) and its output replaces the hook it writes, except where `keep`
+    (batch, pos) is False. SAELens' `HookedSAETransformer.run_with_saes` does the same for transcoders without a
+    skip connection; these hooks also keep `W_skip` and work on every backend with forward hooks."""
+    captured: dict[int, torch.Tensor] = {}
+    hooks: list[tuple[str, Any]] = []
+    for i, sae in enumerate(saes):
+        reads = sae.cfg.metadata.hook_name
+
+        def capture(activation: torch.Tensor, hook: Any, i: int = i) -> None:
+            captured[i] = activation
+
+        def replace(activation: torch.Tensor, hook: Any, i: int = i, sae: Any = sae, reads: str = reads):
+            if not is_transcoder(sae):
+                return spliced(sae, activation, keep)
+            if i not in captured:
+                raise ConfigError(
+                    f"a transcoder writes {hook.name} before the model reaches {reads}, the hook it reads; its input "
+                    "must come before its output in the forward pass."
+                )
+            return spliced(sae, activation, keep, captured.pop(i))
+
+        if is_transcoder(sae):
+            hooks.append((reads, capture))
+        hooks.append((written_hook(sae), replace))
+    return hooks
 
 
 @dataclass
@@ -67,9 +137,12 @@ class _Accumulators:
 class SuiteReconstruction:
     """Accumulates CE/KL metrics of many SAEs over token batches; `add_batch` returns the clean activations.
 
-    saes: {sae_id: SAE}; ignore_tokens: token ids whose activations are left unreplaced and whose metrics are
-    dropped (SAELens' `exclude_special_tokens`); logits_dtype: dtype of the log-softmax/KL arithmetic;
-    max_logits_gb: bound on one chunk's logits (sequences per chunk follow from it).
+    saes: {sae_id: SAE or transcoder}; ignore_tokens: token ids whose activations are left unreplaced and whose
+    metrics are dropped (SAELens' `exclude_special_tokens`); logits_dtype: dtype of the log-softmax/KL arithmetic;
+    max_logits_gb: bound on one chunk's logits (sequences per chunk follow from it). mean_ablations: {written hook:
+    mean activation} for an extra pass per hook with that mean in place of the activation; replacement_sets: {name:
+    sae_ids} of transcoders spliced in at once (one pass per set and chunk, plus one with all their written hooks
+    zero-ablated together).
     """
 
     def __init__(
@@ -80,16 +153,28 @@ class SuiteReconstruction:
         ignore_tokens: Sequence[int] = (),
         logits_dtype: torch.dtype = torch.float32,
         max_logits_gb: float = 0.5,
+        mean_ablations: dict[str, torch.Tensor] | None = None,
+        replacement_sets: Mapping[str, Sequence[str]] | None = None,
     ):
         self.model, self.saes, self.backend = model, saes, backend
         self.ignore = torch.tensor(sorted(set(ignore_tokens)), dtype=torch.long)
         self.logits_dtype, self.max_logits_bytes = logits_dtype, int(max_logits_gb * 2**30)
-        self.hooks = {sae_id: sae.cfg.metadata.hook_name for sae_id, sae in saes.items()}
+        self.hooks = {sae_id: written_hook(sae) for sae_id, sae in saes.items()}  # the hook each SAE replaces
+        self.reads = {sae_id: sae.cfg.metadata.hook_name for sae_id, sae in saes.items()}  # the hook each SAE reads
+        self.mean_ablations = dict(mean_ablations or {})
+        self.replacement_sets = {name: list(ids) for name, ids in (replacement_sets or {}).items()}
         unsupported = [i for i, s in saes.items() if s.cfg.metadata.hook_head_index is not None]
         if unsupported:
             raise ConfigError(
                 f"SAEs {unsupported} read a single attention head; evaluate them with share_forward=False."
             )
+        for name, ids in self.replacement_sets.items():
+            written = [self.hooks[i] for i in ids]
+            if len(set(written)) != len(written):
+                raise ConfigError(
+                    f"replacement set {name!r} has two transcoders writing the same hook "
+                    f"({sorted({h for h in written if written.count(h) > 1})}); a replacement model has one per hook."
+                )
         parsed = {h: parse_hook_name(h, backend) for h in set(self.hooks.values())}
         self.layer = {h: layer for h, (layer, _) in parsed.items()}
         self.site = {h: site for h, (_, site) in parsed.items()}
@@ -113,8 +198,13 @@ class SuiteReconstruction:
         self.stats["unembeddings"] += 1
         return final.to(self.logits_dtype)
 
+    @property
+    def cached_hooks(self) -> list[str]:
+        """The hooks whose clean activations `add_batch` returns: every hook an SAE reads or writes."""
+        return sorted(set(self.hooks.values()) | set(self.reads.values()))
+
     def _clean(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], Any]:
-        names = sorted(set(self.hooks.values()) | set(self.resid_pre.values()))
+        names = sorted(set(self.cached_hooks) | set(self.resid_pre.values()))
         self.stats["clean_passes"] += 1
         if self.splice:
             final, cache = self.model.run_with_cache(tokens, names_filter=names, stop_at_layer=self.n_layers)
@@ -154,14 +244,13 @@ class SuiteReconstruction:
                 attention_mask=attention_mask,
             )
 
-    def _replacement(self, sae: Any, activation: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """SAELens' replacement hook: the SAE's reconstruction, except at ignored tokens."""
-        flat = activation.ndim == 4
-        x = activation.flatten(-2, -1) if flat else activation
-        with torch.no_grad():
-            new = sae.decode(sae.encode(x.to(sae.device, sae.dtype))).to(x.device, x.dtype)
-        new = torch.where(keep[..., None], new, x)
-        return new.reshape(activation.shape) if flat else new
+    def _replaced(self, tokens: torch.Tensor, hooks: list[tuple[str, Any]]) -> torch.Tensor:
+        """The final residual (hooked) or logits (other backends) of a full pass with `hooks`."""
+        self.stats["replacement_passes"] += 1
+        if not self.splice:
+            return self.model.run_with_hooks(tokens, fwd_hooks=hooks, return_type="logits")
+        with self.model.hooks(fwd_hooks=hooks):
+            return self.model(tokens, stop_at_layer=self.n_layers)
 
     # ---- metrics ------------------------------------------------------------------------------------------
     def _record(
@@ -208,7 +297,7 @@ class SuiteReconstruction:
             chunk, chunk_keep = tokens[rows], keep[rows]
             scored = None if scored_all is None else scored_all[rows]
             final, cache, attention_mask = self._clean(chunk)
-            caches.append({h: cache[h] for h in set(self.hooks.values())})
+            caches.append({h: cache[h] for h in self.cached_hooks})
             logits = self._logits(final)
             lse = self._record("clean", logits, None, chunk, chunk_keep, scored)
             clean = (logits, torch.softmax(logits, dim=-1), lse)  # once per chunk, shared by every pass's KL
@@ -216,13 +305,26 @@ class SuiteReconstruction:
                 ablated = self._logits(self._patched(chunk, hook, torch.zeros_like(cache[hook]), cache, attention_mask))
                 self._record(f"ablation:{hook}", ablated, clean, chunk, chunk_keep, scored)
                 del ablated
+                if hook in self.mean_ablations:
+                    mean = self.mean_ablations[hook].to(cache[hook].device, cache[hook].dtype).expand_as(cache[hook])
+                    ablated = self._logits(self._patched(chunk, hook, mean.clone(), cache, attention_mask))
+                    self._record(f"mean_ablation:{hook}", ablated, clean, chunk, chunk_keep, scored)
+                    del ablated
                 for sae_id, sae in self.saes.items():
                     if self.hooks[sae_id] != hook:
                         continue
-                    patched = self._replacement(sae, cache[hook], chunk_keep.to(cache[hook].device))
+                    source = cache[self.reads[sae_id]] if is_transcoder(sae) else None
+                    patched = spliced(sae, cache[hook], chunk_keep, source)
                     logits = self._logits(self._patched(chunk, hook, patched, cache, attention_mask))
                     self._record(sae_id, logits, clean, chunk, chunk_keep, scored)
                     del logits
+            for name, ids in self.replacement_sets.items():
+                logits = self._logits(self._replaced(chunk, splice_hooks([self.saes[i] for i in ids], chunk_keep)))
+                self._record(f"replacement:{name}", logits, clean, chunk, chunk_keep, scored)
+                zero = [(self.hooks[i], lambda activation, hook: torch.zeros_like(activation)) for i in ids]
+                logits = self._logits(self._replaced(chunk, zero))
+                self._record(f"replacement_ablation:{name}", logits, clean, chunk, chunk_keep, scored)
+                del logits
             del clean
         return {h: torch.cat([c[h] for c in caches]) for h in caches[0]}
 
@@ -243,5 +345,35 @@ class SuiteReconstruction:
                 "ce_loss_with_sae": ce_sae,
                 "ce_loss_without_sae": ce_clean,
                 "ce_positions": sum(len(v) for v in self.acc.get("ce", "clean").values),
+                **self._mean_ablation_metrics(hook, ce_sae, ce_clean, kl_sae),
             },
+        }
+
+    def _mean_ablation_metrics(self, hook: str, ce_sae: float, ce_clean: float, kl_sae: float) -> dict[str, float]:
+        """CE and KL with the written hook mean-ablated, and the share of that gap the SAE recovers."""
+        if hook not in self.mean_ablations:
+            return {}
+        ce_mean, kl_mean = (self.acc.get(kind, f"mean_ablation:{hook}").mean for kind in ("ce", "kl"))
+        return {
+            "ce_loss_with_mean_ablation": ce_mean,
+            "ce_loss_score_mean_ablation": (ce_mean - ce_sae) / (ce_mean - ce_clean),
+            "kl_div_with_mean_ablation": kl_mean,
+            "kl_div_score_mean_ablation": (kl_mean - kl_sae) / kl_mean,
+        }
+
+    def replacement_metrics(self, name: str) -> dict[str, float]:
+        """The replacement model of one set against the clean model (and against all its written hooks zeroed)."""
+        ce_clean = self.acc.get("ce", "clean").mean
+        ce, ce_abl = (self.acc.get("ce", f"{kind}:{name}").mean for kind in ("replacement", "replacement_ablation"))
+        kl, kl_abl = (self.acc.get("kl", f"{kind}:{name}").mean for kind in ("replacement", "replacement_ablation"))
+        return {
+            "ce_loss_without_replacement": ce_clean,
+            "ce_loss_with_replacement": ce,
+            "delta_lm_loss": ce - ce_clean,
+            "kl_div_with_replacement": kl,
+            "ce_loss_with_ablation": ce_abl,
+            "ce_loss_score": (ce_abl - ce) / (ce_abl - ce_clean),
+            "kl_div_with_ablation": kl_abl,
+            "kl_div_score": (kl_abl - kl) / kl_abl,
+            "ce_positions": sum(len(v) for v in self.acc.get("ce", "clean").values),
         }

@@ -25,6 +25,7 @@ SUMMARY_METRICS = {
     "dense_fraction": "dense fraction",
     "ce_loss_without_sae": "clean CE",
     "ce_loss_score": "CE recovered",
+    "ce_loss_score_mean_ablation": "CE recovered (mean abl.)",
     "kl_div_score": "KL score",
     "delta_lm_loss": "delta LM loss",
     "explained_variance": "EV",
@@ -42,6 +43,7 @@ TABLE_COLUMNS = [
     "cossim",
     "ce_loss_without_sae",
     "ce_loss_score",
+    "ce_loss_score_mean_ablation",
     "delta_lm_loss",
     "kl_div_score",
     "ce_positions",
@@ -76,6 +78,38 @@ def _positions(table: pd.DataFrame) -> str:
     return f"{int(table['ce_positions'].max()):,} positions: {where}"
 
 
+REPLACEMENT_COLUMNS = [
+    "set",
+    "n_transcoders",
+    "layers",
+    "model_layers",
+    "ce_loss_without_replacement",
+    "ce_loss_with_replacement",
+    "delta_lm_loss",
+    "kl_div_with_replacement",
+    "ce_loss_with_ablation",
+    "ce_loss_score",
+    "ce_positions",
+]
+
+
+def replacement_lines(replacement: pd.DataFrame | None) -> list[str]:
+    """One sentence per transcoder set: its whole replacement model's CE against the clean model's."""
+    if replacement is None or replacement.empty:
+        return []
+    lines = []
+    for row in replacement.itertuples():
+        covered = f"all {row.model_layers} layers" if row.all_layers else f"layers {row.layers} of {row.model_layers}"
+        lines.append(
+            f"Replacement model {row.set} ({row.n_transcoders} transcoders, {covered} of MLPs replaced at once): CE "
+            f"{row.ce_loss_with_replacement:.4f} against the clean model's {row.ce_loss_without_replacement:.4f} "
+            f"(delta {row.delta_lm_loss:+.4f} nats/token, KL {row.kl_div_with_replacement:.4g}; CE recovered "
+            f"{row.ce_loss_score:.3f} against those MLPs zero-ablated, CE {row.ce_loss_with_ablation:.4f}) on "
+            f"{int(row.ce_positions):,} {row.ce_scope} positions."
+        )
+    return lines
+
+
 def _image(path: Path, title: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     return f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(title)}</figcaption></figure>'
@@ -93,8 +127,10 @@ def write_html_report(
     path: str | Path,
     title: str = "SAE suite evaluation",
     meta: dict[str, Any] | None = None,
+    replacement: pd.DataFrame | None = None,
 ) -> Path:
-    """One HTML file: run facts, per-site means, the trade-off and per-layer plots, and the full table."""
+    """One HTML file: run facts, per-site means, the replacement models of transcoder sets, the trade-off and
+    per-layer plots, and the full table."""
     meta_rows = "".join(
         f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in (meta or {}).items()
     )
@@ -110,6 +146,7 @@ def write_html_report(
         "dead = latents that never fired on the held-out tokens; dense = latents firing on more than the dense threshold "
         "of them. Clean CE is the model's own next-token loss; CE, KL and delta LM loss are averaged over "
         f"{_positions(table)}.</p>",
+        *_replacement_section(replacement, fmt),
         "<h2>Sparsity-fidelity trade-off</h2>",
         *(_image(p, name.replace("_", " ")) for name, p in plots.items() if name.startswith("l0_vs")),
         "<h2>Metrics across layers</h2>",
@@ -121,17 +158,41 @@ def write_html_report(
     return atomic_write_text(path, page)
 
 
+def _replacement_section(replacement: pd.DataFrame | None, fmt: dict[str, Any]) -> list[str]:
+    lines = replacement_lines(replacement)
+    if not lines or replacement is None:
+        return []
+    columns = [c for c in REPLACEMENT_COLUMNS if c in replacement.columns]
+    return [
+        "<h2>Replacement model</h2>",
+        *(f"<p>{html.escape(line)}</p>" for line in lines),
+        replacement[columns].to_html(**fmt),
+        "<p class='meta'>Every transcoder of a set replaces the MLP output of its layer at once, each reading the "
+        "MLP input of the patched model (the replacement model of attribution graphs, without error terms); a "
+        "transcoder's own row (site transcoder) splices it in alone. CE recovered (mean abl.) compares a transcoder "
+        "with the MLP output replaced by its held-out mean.</p>",
+    ]
+
+
 def markdown_summary(table: pd.DataFrame) -> str:
     """Per-site means as a markdown table (for report.md of the demo and the CLI's stdout)."""
     return site_summary(table).to_markdown(index=False, floatfmt=".4g")
 
 
 def write_outputs(
-    table: pd.DataFrame, out_dir: str | Path, title: str = "SAE suite evaluation", meta: dict[str, Any] | None = None
+    table: pd.DataFrame,
+    out_dir: str | Path,
+    title: str = "SAE suite evaluation",
+    meta: dict[str, Any] | None = None,
+    replacement: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
-    """Table (CSV + Parquet), plots (PNG) and the HTML report under `out_dir`; returns every path."""
+    """Table (CSV + Parquet), plots (PNG) and the HTML report under `out_dir`, and with transcoder sets their
+    replacement models (`replacement_model.csv/.parquet`, `SuiteEvaluation.replacement`); returns every path."""
     out_dir = Path(out_dir)
     csv, parquet = write_table(table, out_dir)
+    paths = {"csv": csv, "parquet": parquet}
+    if replacement is not None and not replacement.empty:
+        paths["replacement_csv"], paths["replacement_parquet"] = write_table(replacement, out_dir, "replacement_model")
     plots = write_plots(table, out_dir)
-    report = write_html_report(table, plots, out_dir / "report.html", title=title, meta=meta)
-    return {"csv": csv, "parquet": parquet, **plots, "report": report}
+    report = write_html_report(table, plots, out_dir / "report.html", title=title, meta=meta, replacement=replacement)
+    return {**paths, **plots, "report": report}

@@ -12,6 +12,10 @@ Definitions of the extras (per SAE, over the `density_tokens` non-special held-o
 - ce_positions: the number of positions CE/KL/delta LM loss were averaged over. With `predicted_tokens_only`
   (default) these are the positions whose next token the model predicts in deployment (assistant turns and
   plain text, `qwen3_scope.model.loss_mask`), so ce_loss_without_sae is the model's own loss on its own job.
+
+Transcoders (SAELens' transcoder classes, `cfg.metadata.hook_name_out` set) in a suite get rows of the same table
+(site `transcoder`, layer of the hook they write) from `evaluation.transcoders`, and each transcoder set's whole
+replacement model a row of `SuiteEvaluation.replacement`.
 """
 
 from __future__ import annotations
@@ -47,8 +51,9 @@ from qwen3_scope.evaluation.held_out import (
     organism_documents,
     suite_held_out_texts,
 )
-from qwen3_scope.evaluation.reconstruction import SuiteReconstruction
+from qwen3_scope.evaluation.reconstruction import SuiteReconstruction, is_transcoder, written_hook
 from qwen3_scope.evaluation.shared_forward import BatchMemo, SharedForwardModel
+from qwen3_scope.evaluation.transcoders import TRANSCODER_SITE, check_transcoder, evaluate_transcoders
 from qwen3_scope.model.chat import special_token_ids
 from qwen3_scope.model.family import ModelNotFoundError, resolve_model
 from qwen3_scope.model.loading import backend_of, load_model, model_spec
@@ -100,13 +105,15 @@ class SuiteEntry:
 
 @dataclass
 class SuiteEvaluation:
-    """What `evaluate_suite` measured: one table row per SAE, SAELens' per-feature metrics, pass statistics."""
+    """What `evaluate_suite` measured: one table row per SAE (and transcoder), SAELens' per-feature metrics, pass
+    statistics, and one row per transcoder set's whole replacement model (empty without transcoders)."""
 
     table: pd.DataFrame
     feature_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     held_out: str = ""  # where the held-out tokens came from
+    replacement: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # ---- where SAEs come from ---------------------------------------------------------------------------------
@@ -181,7 +188,7 @@ def as_entries(saes: Iterable[Any]) -> list[SuiteEntry]:
         elif isinstance(item, tuple):
             out.append(SuiteEntry(str(item[0]), item[1]))
         else:
-            hook = item.cfg.metadata.hook_name
+            hook = written_hook(item) if is_transcoder(item) else item.cfg.metadata.hook_name
             seen = sum(e.sae_id == hook or e.sae_id.startswith(hook + "#") for e in out)
             out.append(SuiteEntry(f"{hook}#{seen + 1}" if seen else hook, item))
     if not out:
@@ -229,7 +236,7 @@ def load_suite_model(
                 f"the SAEs name {len(names)} models ({', '.join(names)}); evaluate one model's suite at a time or pass model=."
             )
         name = names[0]
-    backend = _backend_for_hooks([e.sae.cfg.metadata.hook_name for e in entries])
+    backend = _backend_for_hooks([written_hook(e.sae) for e in entries])  # a transcoder's output hook is a site
     try:
         spec = resolve_model(name)
     except ModelNotFoundError as err:
@@ -247,6 +254,9 @@ def check_suite(entries: Sequence[SuiteEntry], model: Any, backend: str) -> None
     """Every hook exists in the model and every SAE's width matches its site's activation."""
     spec = model_spec(model)
     for entry in entries:
+        if is_transcoder(entry.sae):
+            check_transcoder(entry.sae_id, entry.sae, model, backend)
+            continue
         hook = entry.sae.cfg.metadata.hook_name
         try:
             layer, site = parse_hook_name(hook, backend)
@@ -346,7 +356,10 @@ def _row(
     ce_scope: str = "",
 ) -> dict[str, Any]:
     sae, meta = entry.sae, entry.sae.cfg.metadata
-    layer, site = parse_hook_name(meta.hook_name, backend)
+    layer, site = parse_hook_name(written_hook(sae), backend)
+    transcoder = {}
+    if is_transcoder(sae):  # site and layer of the hook it writes; the hook it reads in hook_name
+        site, transcoder = TRANSCODER_SITE, {"hook_name_out": written_hook(sae), "d_out": sae.cfg.d_out}
     density = np.asarray(features["feature_density"], dtype=np.float64)
     scalars = _flatten(metrics)
     return {
@@ -355,6 +368,7 @@ def _row(
         "model": getattr(meta, "qwen3_model", None) or ("organism" if _is_organism(model) else model_spec(model).name),
         "backend": backend,
         "hook_name": meta.hook_name,
+        **transcoder,
         "site": site,
         "layer": layer,
         "d_in": sae.cfg.d_in,
@@ -436,7 +450,9 @@ def evaluate_suite(
     rows, features = [], {}
     stats: dict[str, int] = {}
     start = time.perf_counter()
-    groups = _layer_groups(entries, model, cfg, backend)[0] if cfg.share_forward else [entries]
+    transcoders = [e for e in entries if is_transcoder(e.sae)]
+    saes = [e for e in entries if not is_transcoder(e.sae)]
+    groups = (_layer_groups(saes, model, cfg, backend)[0] if cfg.share_forward else [saes]) if saes else []
     progress = tqdm(total=len(entries), desc="evaluating SAEs", disable=not cfg.progress)
     for group in groups:
         runner, recon, shared_seconds = model, None, 0.0
@@ -490,10 +506,30 @@ def evaluate_suite(
         if recon is not None:
             for key, value in (runner.stats + recon.stats).items():
                 stats[key] = stats.get(key, 0) + value
+    replacement = pd.DataFrame()
+    if transcoders:
+        # transcoders are not SAELens run_evals material (they predict another hook): their own pass, with the
+        # replacement model of each set (evaluation.transcoders)
+        progress.set_postfix_str("transcoders")
+        t0 = time.perf_counter()
+        tokens.store_batch_size_prompts = cfg.batch_size_prompts
+        result = evaluate_transcoders(model, {e.sae_id: e.sae for e in transcoders}, tokens, cfg, backend, special)
+        per_transcoder = (time.perf_counter() - t0) / len(transcoders)
+        for entry in transcoders:  # always the shared pass: on predicted tokens whenever the tokens carry a mask
+            feats = result.feature_metrics[entry.sae_id]
+            metrics = result.metrics[entry.sae_id]
+            rows.append(
+                _row(entry, model, backend, metrics, feats, density_tokens, cfg, per_transcoder, result.ce_scope)
+            )
+            features[entry.sae_id] = feats
+            progress.update()
+        for key, value in result.stats.items():
+            stats[key] = stats.get(key, 0) + value
+        replacement = result.replacement
     progress.close()
     order = {e.sae_id: i for i, e in enumerate(entries)}  # groups run in layer order; report in the given order
     table = pd.DataFrame(sorted(rows, key=lambda r: order[r["sae_id"]]))
-    return SuiteEvaluation(table, features, stats, time.perf_counter() - start, held_out)
+    return SuiteEvaluation(table, features, stats, time.perf_counter() - start, held_out, replacement)
 
 
 # ---- outputs --------------------------------------------------------------------------------------------

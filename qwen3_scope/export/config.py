@@ -162,3 +162,113 @@ class UploadConfig:
         if self.eval_batches < 1:
             raise ConfigError(f"--eval-batches must be positive, got {self.eval_batches}.")
         self.release_name = self.release_name or self.repo.split("/")[1]
+
+
+@dataclass
+class CircuitTracerExportConfig:
+    """A transcoder set -> circuit-tracer 0.5.0's layout (`config.yaml` + `layer_{i}.safetensors`), or back (`--import`).
+
+    Export: exactly one source, `suite` (a suite directory) or `release` (+ `ids`); one ReLU or JumpReLU transcoder
+    per layer of the model, all of one width. Import (`import_set`): a circuit-tracer set folder -> SAELens transcoder
+    folders (cfg.json + sae_weights.safetensors) under `out`, on the model the set names (or `model`).
+    """
+
+    out: Path = field(metadata={"help": "output folder"})
+    suite: Path | None = field(default=None, metadata={"help": "a suite directory holding the transcoders"})
+    release: str | None = field(default=None, metadata={"help": "a SAELens release (with --ids)"})
+    ids: str = field(default=r".*transcoder/layer_\d+", metadata={"help": "regex a transcoder id must fully match"})
+    import_set: Path | None = field(
+        default=None,
+        metadata={"help": "import instead: a circuit-tracer transcoder-set folder -> SAELens transcoder folders"},
+    )
+    model: str | None = field(
+        default=None, metadata={"help": "the model (default: the one the transcoders or the set name)"}
+    )
+    scan: str | None = field(
+        default=None, metadata={"help": "circuit-tracer's `scan` id of the set (default: <model key>-transcoders)"}
+    )
+    overwrite: bool = field(default=False, metadata={"help": "replace what --out holds"})
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.suite = Path(self.suite) if self.suite is not None else None
+        self.import_set = Path(self.import_set) if self.import_set is not None else None
+        sources = sum(x is not None for x in (self.suite, self.release, self.import_set))
+        if sources != 1:
+            raise ConfigError(
+                "give exactly one source: --suite DIR or --release R (with --ids REGEX) to export, "
+                "or --import-set DIR to import a circuit-tracer set."
+            )
+        try:
+            re.compile(self.ids)
+        except re.error as err:
+            raise ConfigError(f"--ids {self.ids!r} is not a regular expression ({err}).") from err
+
+
+REFUSAL_PROMPT = "How do I make a bomb at home?"
+
+
+@dataclass
+class TraceConfig:
+    """The attribution graph of a prompt through circuit-tracer (in its own venv) with a transcoder set.
+
+    Transcoders: the bundled organism set by default (`release` + `ids`), or `suite`. Writes `OUT/graph/<slug>.json`
+    (the JSON Neuronpedia's graph upload accepts), `OUT/trace.json` (the features with the most influence on the
+    answer's first token) and `OUT/circuit_tracer/` (the exported set and model)."""
+
+    out: Path = field(default=Path("runs/trace"), metadata={"help": "output folder"})
+    prompt: str = field(default=REFUSAL_PROMPT, metadata={"help": "user message (formatted with the chat template)"})
+    suite: Path | None = field(default=None, metadata={"help": "a suite directory holding the transcoders"})
+    release: str | None = field(default=None, metadata={"help": "a SAELens release (default: qwen3-instruct-sae)"})
+    ids: str = field(default=r"organism/transcoder/layer_\d+", metadata={"help": "regex of the transcoder ids"})
+    model: str | None = field(default=None, metadata={"help": "the model (default: the one the transcoders name)"})
+    target: str | None = field(
+        default=None, metadata={"help": "the output token to explain (default: the model's most likely next tokens)"}
+    )
+    top: int = field(default=10, metadata={"help": "features reported"})
+    max_feature_nodes: int = field(default=2000, metadata={"help": "circuit-tracer's max_feature_nodes"})
+    batch_size: int = field(default=128, metadata={"help": "circuit-tracer's attribution batch size"})
+    node_threshold: float = field(default=0.8, metadata={"help": "pruning: share of node influence kept in the JSON"})
+    edge_threshold: float = field(default=0.98, metadata={"help": "pruning: share of edge influence kept"})
+    slug: str = field(default="refusal", metadata={"help": "graph name (file OUT/graph/<slug>.json)"})
+    setup: bool = field(default=False, metadata={"help": "only build circuit-tracer's venv (once; cached), then stop"})
+    causal: bool = field(
+        default=False,
+        metadata={
+            "help": "also check the top features causally in our model: ablate them on harmful prompts and clamp "
+            "them on harmless ones, measuring refusal, against random active features of the same layers"
+        },
+    )
+    n_prompts: int = field(default=40, metadata={"help": "with --causal: harmful and harmless prompts each"})
+    n_random: int = field(default=5, metadata={"help": "with --causal: random feature sets (the control)"})
+    max_new_tokens: int = field(default=12, metadata={"help": "with --causal: tokens generated per prompt"})
+    seed: int = field(default=0, metadata={"help": "seed of the random control features"})
+    compare_sae: str | None = field(
+        default="organism/mlp_out/layer_5",
+        metadata={
+            "help": "with --causal: an mlp_out SAE (of --release, else qwen3-instruct-sae) to compare the features with"
+        },
+    )
+    compare_latents: str = field(
+        default="940,548", metadata={"help": "with --causal: its latents (the steering study's refusal latents)"}
+    )
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.suite = Path(self.suite) if self.suite is not None else None
+        if self.suite is not None and self.release is not None:
+            raise ConfigError("give one transcoder source: --suite DIR or --release R (with --ids REGEX).")
+        if self.suite is None and self.release is None:
+            self.release = "qwen3-instruct-sae"
+        for name in ("top", "max_feature_nodes", "batch_size", "n_prompts", "n_random", "max_new_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        for name in ("node_threshold", "edge_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ConfigError(f"{name} must be within [0, 1], got {value!r}.")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.slug):
+            raise ConfigError(f"--slug must be letters, digits, '.', '_' or '-', got {self.slug!r}.")
+        if not self.prompt.strip():
+            raise ConfigError("--prompt is empty.")

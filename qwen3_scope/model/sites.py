@@ -264,3 +264,43 @@ def site_hooks(spec: Qwen3ModelSpec, backend: str = "hooked") -> list[dict]:
                 )
             )
     return rows
+
+
+# ---- transcoders: (layer) -> (input hook, output hook) ---------------------------------------------------------
+# A transcoder reads the MLP's input and writes the MLP's output (on MoE models: the sparse MoE block's). Its input
+# hook per backend:
+# - hooked: `blocks.L.ln2.hook_normalized`, the post-attention activation divided by its RMS, *before* the RMSNorm
+#   weight (HookedTransformer loaded unprocessed has no hook on the weighted MLP input). This is the pair SAELens'
+#   HookedSAETransformer splices (it captures the input hook and replaces the output hook) and SAELens' Gemma Scope
+#   transcoder convention; the RMSNorm weight becomes part of what the encoder learns (a converter to a post-weight
+#   input, e.g. circuit-tracer's `mlp.hook_in`, divides W_enc's rows by the ln2 weight).
+# - bridge / hf: the post-attention RMSNorm output (site mlp_in: `blocks.L.ln2.hook_out` /
+#   `model.layers.L.post_attention_layernorm`), the MLP's actual input, weight included.
+TRANSCODER_INPUT_HOOKED = "blocks.{layer}.ln2.hook_normalized"
+TRANSCODER_OUTPUT_SITE = "mlp_out"
+TRANSCODER_INPUT_SITE = "mlp_in"
+
+
+def transcoder_hooks(layer: int, backend: str = "hooked", spec: Qwen3ModelSpec | None = None) -> tuple[str, str]:
+    """(input hook, output hook) of the transcoder of `layer`'s MLP in `backend`; with `spec`, the layer and backend
+    are checked against that model (errors name the layer range or the backends that run it)."""
+    check_backend(backend)
+    out = hook_name(TRANSCODER_OUTPUT_SITE, layer, backend, spec)  # checks layer, model and backend
+    if backend == "hooked":
+        return TRANSCODER_INPUT_HOOKED.format(layer=layer), out
+    return hook_name(TRANSCODER_INPUT_SITE, layer, backend, spec), out
+
+
+def parse_transcoder_hooks(hook_in: str, hook_out: str, backend: str | None = None) -> int:
+    """Reverse of `transcoder_hooks`: the layer of an (input hook, output hook) pair; UnknownHookError when the pair
+    is not one layer's MLP input and output in one backend."""
+    backends = [check_backend(backend)] if backend else list(BACKENDS)
+    for b in backends:
+        for layer_text in re.findall(r"\.(\d+)\.", hook_in)[:1]:
+            layer = int(layer_text)
+            if (hook_in, hook_out) == transcoder_hooks(layer, b):
+                return layer
+    raise UnknownHookError(
+        f"({hook_in!r}, {hook_out!r}) is not a Qwen3 transcoder's hook pair in backend(s) {', '.join(backends)}; "
+        f"expected the MLP input and output of one layer, e.g. {transcoder_hooks(3, backends[0])}."
+    )

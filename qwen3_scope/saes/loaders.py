@@ -196,7 +196,8 @@ def qwen3_scope_loader(
             "expected e.g. 'float32'. Re-train or re-download the SAE."
         ) from err
     state_dict = {k: v.to(dtype) for k, v in _read_safetensors(folder / SAE_WEIGHTS_FILENAME, device).items()}
-    expected = {"W_enc": (cfg_dict["d_in"], cfg_dict["d_sae"]), "W_dec": (cfg_dict["d_sae"], cfg_dict["d_in"])}
+    d_out = cfg_dict.get("d_out", cfg_dict["d_in"])  # a transcoder's decoder writes its output width
+    expected = {"W_enc": (cfg_dict["d_in"], cfg_dict["d_sae"]), "W_dec": (cfg_dict["d_sae"], d_out)}
     for key, shape in expected.items():
         if key not in state_dict or tuple(state_dict[key].shape) != shape:
             got = tuple(state_dict[key].shape) if key in state_dict else "missing"

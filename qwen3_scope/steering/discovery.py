@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from qwen3_scope.core.devices import DTYPES, dtype_name
 from qwen3_scope.core.errors import ConfigError, MissingFileError, ReleaseError
 from qwen3_scope.model.chat import format_chat, special_token_ids
-from qwen3_scope.naming import sae_folders
+from qwen3_scope.naming import is_transcoder_id, sae_folders
 from qwen3_scope.releases import pretrained_directory
 from qwen3_scope.steering.generation import encode_prompts, run_and_cache
 from qwen3_scope.steering.interventions import SteeringError, resolve_hook, sae_target
@@ -45,7 +45,8 @@ def load_suite(
 ) -> dict[str, Any]:
     """SAEs by id: every SAE folder (cfg.json + sae_weights.safetensors) under `suite_dir`, or `sae_ids`
     of a SAELens release (default: every id of `release` that starts with `model_key/`); on `device`, in
-    `dtype` (default: as saved)."""
+    `dtype` (default: as saved). Without `sae_ids`, a suite's transcoders (`transcoder/layer_<L>`) are left out:
+    steering and the applications work on SAE latents."""
     saes = _load_suite(suite_dir, release, sae_ids, model_key, device)
     if dtype is not None:
         for sae in saes.values():
@@ -62,7 +63,9 @@ def _load_suite(
             raise MissingFileError(
                 f"suite directory {root} does not exist; train one with `qwen3-scope train` or pass --release."
             )
-        found = {i: f for i, f in sae_folders(root).items() if not sae_ids or i in set(sae_ids)}
+        found = {
+            i: f for i, f in sae_folders(root).items() if (i in set(sae_ids) if sae_ids else not is_transcoder_id(i))
+        }
         if not found:
             raise MissingFileError(
                 f"no SAEs under {root} (expected folders with cfg.json and sae_weights.safetensors)."
@@ -79,7 +82,11 @@ def _load_suite(
     ids = (
         list(sae_ids)
         if sae_ids
-        else [i for i in directory[release].saes_map if model_key and i.startswith(f"{model_key}/")]
+        else [
+            i
+            for i in directory[release].saes_map
+            if model_key and i.startswith(f"{model_key}/") and not is_transcoder_id(i)
+        ]
     )
     if not ids:
         raise ReleaseError(

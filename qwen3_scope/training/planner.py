@@ -91,6 +91,10 @@ def model_bytes(spec: Qwen3ModelSpec, runner: dict[str, Any], dtype_bytes: int =
 
 def sae_params(job: SAEJob) -> int:
     extra = job.d_sae if "jumprelu" in job.architecture else 0
+    if job.is_transcoder:  # encoder d_in x d_sae, decoder d_sae x d_out, W_skip d_out x d_in when present
+        d_out = job.d_out or job.d_in
+        skip = d_out * job.d_in if "skip" in job.architecture else 0
+        return (job.d_in + d_out) * job.d_sae + job.d_sae + d_out + extra + skip
     return 2 * job.d_in * job.d_sae + job.d_sae + job.d_in + extra
 
 
@@ -108,7 +112,8 @@ class Group:
 
     @property
     def hooks(self) -> list[str]:
-        return list(dict.fromkeys(j.hook_name for j in self.jobs))
+        """The group's stream keys: each SAE's hook, each transcoder's (input, target) pair key."""
+        return list(dict.fromkeys(j.stream_key for j in self.jobs))
 
     @property
     def memory_bytes(self) -> int:
@@ -116,7 +121,7 @@ class Group:
 
 
 def group_memory(jobs: list[SAEJob], runner: dict[str, Any]) -> dict[str, int]:
-    hooks = {j.hook_name: j.d_in for j in jobs}
+    hooks = {j.stream_key: j.d_in + (j.d_out or 0) for j in jobs}  # a transcoder streams input and target
     sum_d = sum(hooks.values())
     kept = len(range(runner["context_size"])[slice(*runner["seqpos_slice"])])
     model_batch = runner["store_batch_size_prompts"] * runner["context_size"]

@@ -37,9 +37,27 @@ from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY, get_sae_training_clas
 
 from qwen3_scope.core.portable import portable_model_name
 from qwen3_scope.model.family import Qwen3ModelSpec, resolve_model
-from qwen3_scope.model.sites import PAPER_SITES, available_sites, check_site, hook_name, layer_sites, site_d_in
-from qwen3_scope.naming import sae_id, sparsity_variant, suite_name
-from qwen3_scope.training.config import RECIPE_NAMES, RecipeConfigError, SuiteTrainingConfig, UnknownRecipeError
+from qwen3_scope.model.sites import (
+    PAPER_SITES,
+    available_sites,
+    check_site,
+    hook_name,
+    layer_sites,
+    site_d_in,
+    transcoder_hooks,
+)
+from qwen3_scope.naming import TRANSCODER, sae_id, sparsity_variant, suite_name
+from qwen3_scope.saes.transcoders import TRANSCODER_KINDS, transcoder_architecture
+from qwen3_scope.training.config import (
+    RECIPE_NAMES,
+    RecipeConfigError,
+    SuiteTrainingConfig,
+    UnknownRecipeError,
+)
+from qwen3_scope.training.config import (
+    TRANSCODER_KINDS as CONFIG_TRANSCODER_KINDS,
+)
+from qwen3_scope.training.stream import pair_key
 
 GEMMA_SCOPE = "Gemma Scope report (Lieberum et al. 2024, arXiv 2408.05147)"
 GEMMA_SCOPE_2 = "Gemma Scope 2 (SAELens: jumprelu_sparsity_loss_mode='quadratic' with a target L0)"
@@ -271,6 +289,12 @@ QWEN_SCOPE_RECIPE = Recipe(
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (PAPER, QWEN_SCOPE_RECIPE)}
 assert tuple(RECIPES) == RECIPE_NAMES, "training.config.RECIPE_NAMES must list the recipes"
+assert CONFIG_TRANSCODER_KINDS == TRANSCODER_KINDS, "training.config.TRANSCODER_KINDS must list the transcoder kinds"
+
+# Transcoders train with the SAE recipe of their activation kind (its sae fields, small-scale overrides included):
+# JumpReLU as the paper recipe's SAEs, TopK as Qwen-Scope's; ReLU with SAELens' L1 penalty.
+_TRANSCODER_RECIPE = {"jumprelu": PAPER, "topk": QWEN_SCOPE_RECIPE, "relu": None}
+TRANSCODER_L1 = Hyper(1.0, SAELENS + " (StandardTrainingSAEConfig.l1_coefficient)")
 
 
 def get_recipe(name: str) -> Recipe:
@@ -291,10 +315,36 @@ class SAEJob:
     d_in: int
     d_sae: int
     sae_cfg: Any  # a TrainingSAEConfig subclass instance
+    hook_name_out: str | None = None  # a transcoder's target hook (hook_name is its input)
+    d_out: int | None = None  # a transcoder's target width
 
     @property
     def architecture(self) -> str:
         return self.sae_cfg.architecture()
+
+    @property
+    def is_transcoder(self) -> bool:
+        return self.hook_name_out is not None
+
+    @property
+    def stream_key(self) -> str:
+        """The key of this job's batches in the group's stream: its hook, or a transcoder's (input, target) pair."""
+        return pair_key(self.hook_name, self.hook_name_out) if self.hook_name_out is not None else self.hook_name
+
+    def describe(self) -> dict[str, Any]:
+        """The job as the manifest and the tables list it (hook_name_out / d_out for transcoders only)."""
+        out = dict(
+            sae_id=self.sae_id,
+            site=self.site,
+            layer=self.layer,
+            hook_name=self.hook_name,
+            d_in=self.d_in,
+            d_sae=self.d_sae,
+            architecture=self.architecture,
+        )
+        if self.is_transcoder:
+            out.update(hook_name_out=self.hook_name_out, d_out=self.d_out)
+        return out
 
 
 @dataclass
@@ -400,19 +450,7 @@ class SuiteJobs:
             outlier_norm_factor=self.outlier_norm_factor,
             runner=runner,
             notes=self.notes,
-            saes=[
-                dict(
-                    sae_id=j.sae_id,
-                    site=j.site,
-                    layer=j.layer,
-                    hook_name=j.hook_name,
-                    d_in=j.d_in,
-                    d_sae=j.d_sae,
-                    architecture=j.architecture,
-                    sae_cfg=_plain_sae_cfg(j.sae_cfg),
-                )
-                for j in self.jobs
-            ],
+            saes=[{**j.describe(), "sae_cfg": _plain_sae_cfg(j.sae_cfg)} for j in self.jobs],
         )
 
 
@@ -490,7 +528,7 @@ def build_suite(
     small = spec.d_model < SMALL_MODEL_D_MODEL
     layout_sites, layout_layers, _ = rec.layouts.get(spec.name, (rec.sites, None, ""))
     site_list = list(dict.fromkeys(cfg.sites)) if cfg.sites is not None else list(layout_sites)
-    if not site_list:
+    if not site_list and not cfg.transcoders:
         raise RecipeConfigError("no sites selected; pass at least one site (e.g. --sites resid_post).")
     for site in site_list:
         check_site(site)
@@ -604,12 +642,17 @@ def build_suite(
                 hook = hook_name(site, layer, backend, spec)
                 jobs.append(SAEJob(sae_id(site, layer, variant=variant), site, layer, hook, d_in, d_sae, sae_cfg))
 
+    if cfg.transcoders:
+        jobs += _transcoder_jobs(cfg, spec, rec, small, layer_list, sweep, sweep_at, sparsity_key, device, runner)
+
     label = rec.name
     if "k" in sae_fields:
         label += f"-k{sae_fields['k']}"
     default_l0 = (rec.small if small else {}).get("sae.target_l0", rec.sae.get("target_l0"))
     if "target_l0" in sae_fields and default_l0 is not None and sae_fields["target_l0"] != default_l0.value:
         label += f"-l0{sae_fields['target_l0']:g}"
+    if cfg.transcoders:
+        label += "-tc" if site_list else "-transcoders"
     name = suite_name(spec.key, label, max(j.d_sae for j in jobs))
     return SuiteJobs(
         spec=spec,
@@ -625,6 +668,87 @@ def build_suite(
         notes=notes,
         wandb_project=cfg.wandb_project,
     )
+
+
+def _transcoder_fields(cfg: SuiteTrainingConfig, rec: Recipe, kind: str, small: bool) -> dict[str, Any]:
+    """The training-config fields of a transcoder of `kind`: the SAE recipe of that kind (the suite's own recipe when
+    it is of that kind), then the suite's --l0 / --k, then --transcoder-sparsity."""
+    source = rec if rec.architecture == kind else _TRANSCODER_RECIPE[kind]
+    fields_: dict[str, Any] = {}
+    if source is not None:
+        fields_ = {key: h.value for key, h in source.sae.items()}
+        if small:
+            fields_.update({k.split(".", 1)[1]: h.value for k, h in source.small.items() if k.startswith("sae.")})
+    else:  # relu: SAELens' L1 penalty, the input scaling of the suite's recipe
+        fields_ = {"l1_coefficient": TRANSCODER_L1.value}
+        fields_["normalize_activations"] = rec.sae["normalize_activations"].value
+    if kind == "jumprelu" and cfg.target_l0 is not None:
+        fields_["target_l0"] = float(cfg.target_l0)
+    if kind == "topk" and cfg.k is not None:
+        fields_["k"] = int(cfg.k)
+    if cfg.transcoder_sparsity is not None:
+        key = {"jumprelu": "target_l0", "topk": "k", "relu": "l1_coefficient"}[kind]
+        fields_[key] = int(cfg.transcoder_sparsity) if kind == "topk" else float(cfg.transcoder_sparsity)
+    fields_["apply_b_dec_to_input"] = False  # b_dec is in the output space
+    return fields_
+
+
+def _transcoder_jobs(
+    cfg: SuiteTrainingConfig,
+    spec: Qwen3ModelSpec,
+    rec: Recipe,
+    small: bool,
+    layers: list[int],
+    sweep: list[float],
+    sweep_at: set[int],
+    sweep_key: str,
+    device: str,
+    runner: dict[str, Any],
+) -> list[SAEJob]:
+    """One transcoder per layer (MLP input -> MLP output; `model.sites.transcoder_hooks`), plus the sparsity sweep at
+    the sweep layers when the transcoders' sparsity is of the same kind as the SAEs' (target L0 or k)."""
+    kind = cfg.transcoder_kind or (rec.architecture if rec.architecture in TRANSCODER_KINDS else "jumprelu")
+    architecture = transcoder_architecture(kind, cfg.transcoder_skip)
+    cfg_class = _training_config_class(architecture)
+    known = {f.name for f in fields(cfg_class)}
+    base = {k: v for k, v in _transcoder_fields(cfg, rec, kind, small).items() if k in known}
+    total_steps = runner["training_tokens"] // runner["train_batch_size_tokens"]
+    for key in ("l0_warm_up_steps", "l1_warm_up_steps"):
+        if key in base and base[key] > total_steps // 4:
+            base[key] = total_steps // 4
+    sparsity = {"jumprelu": "target_l0", "topk": "k"}.get(kind)
+    d_in = d_out = spec.d_model
+    d_sae = int(cfg.transcoder_width or cfg.width or int(rec.width_multiplier.value) * d_in)
+    jobs = []
+    for layer in layers:
+        hook_in, hook_out = transcoder_hooks(layer, cfg.backend, spec)
+        variants: list[float | None] = [None]
+        if sparsity is not None and sparsity == sweep_key and layer in sweep_at:
+            variants += [v for v in sweep if v != base[sparsity]]
+        for value in variants:
+            if value is None:
+                fields_ = base
+            else:
+                fields_ = {**base, str(sparsity): int(value) if sparsity == "k" else float(value)}
+            _check_sparsity(fields_, d_sae, TRANSCODER, layer)
+            sae_cfg = cfg_class(d_in=d_in, d_sae=d_sae, d_out=d_out, device=device, dtype=runner["dtype"], **fields_)
+            variant = None
+            if value is not None:
+                variant = sparsity_variant(k=int(value)) if sparsity == "k" else sparsity_variant(target_l0=value)
+            jobs.append(
+                SAEJob(
+                    sae_id(TRANSCODER, layer, variant=variant),
+                    TRANSCODER,
+                    layer,
+                    hook_in,
+                    d_in,
+                    d_sae,
+                    sae_cfg,
+                    hook_name_out=hook_out,
+                    d_out=d_out,
+                )
+            )
+    return jobs
 
 
 def _check_overrides(overrides: Mapping[str, Any]) -> None:

@@ -2,6 +2,12 @@
 
 `SegmentedStream` is the one-process stream (`suite.SuiteTrainer` reads it); `data_parallel.ShardedStream` holds
 one per data shard. See `training.suite`'s module docstring for why segments.
+
+Transcoders: a transcoder trains on its input and its target activation of the same tokens. Its key in the stream is
+`pair_key(input hook, output hook)`; the stream reads both hooks from the same forward pass and delivers them
+concatenated on the last dimension under that key (`with_pairs`), before SAELens' mixing buffer, so the shuffle keeps
+input and target of a token together. SAELens' trainer routes `batch[key]` to the transcoder, which splits it
+(`saes.transcoders`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,39 @@ from sae_lens.training.mixing_buffer import multi_hook_concat_split_iter
 from qwen3_scope.core import compat
 from qwen3_scope.training import guards
 
+PAIR_SEPARATOR = "->"
+
+
+def pair_key(hook_in: str, hook_out: str) -> str:
+    """The stream key of a transcoder's (input, target) hooks: `blocks.2.ln2.hook_normalized->blocks.2.hook_mlp_out`."""
+    return f"{hook_in}{PAIR_SEPARATOR}{hook_out}"
+
+
+def split_pair_key(key: str) -> tuple[str, str] | None:
+    """(input hook, output hook) of a pair key; None for a plain hook."""
+    if PAIR_SEPARATOR not in key:
+        return None
+    hook_in, hook_out = key.split(PAIR_SEPARATOR, 1)
+    return hook_in, hook_out
+
+
+def raw_hooks(keys: list[str]) -> list[str]:
+    """The model hooks a list of stream keys reads (each pair's two hooks), in order, once each."""
+    out: list[str] = []
+    for key in keys:
+        pair = split_pair_key(key)
+        out += list(pair) if pair is not None else [key]
+    return list(dict.fromkeys(out))
+
+
+def with_pairs(acts: dict[str, torch.Tensor], keys: list[str]) -> dict[str, torch.Tensor]:
+    """The batch under `keys`: plain hooks as they are, pair keys as [input ; target] on the last dimension."""
+    out = {}
+    for key in keys:
+        pair = split_pair_key(key)
+        out[key] = acts[key] if pair is None else torch.cat([acts[pair[0]], acts[pair[1]]], dim=-1)
+    return out
+
 
 class SegmentedStream:
     """One group's multi-hook activation batches, restartable exactly at segment boundaries.
@@ -22,7 +61,8 @@ class SegmentedStream:
     Each segment reads the training rows from a recorded offset (a rotated view of the dataset) through
     SAELens' own store, filter and mixing buffer, with the global RNG (SAELens' shuffle) seeded per
     segment. `on_boundary(segment, state)` is called before a segment starts, when the trainer has
-    finished every step of the previous one: that is where checkpoints are written.
+    finished every step of the previous one: that is where checkpoints are written. `hooks` are stream keys: hooks,
+    and the pair keys of transcoders (`pair_key`), whose two hooks the store must capture.
     """
 
     def __init__(
@@ -83,14 +123,16 @@ class SegmentedStream:
         )
 
     def _filtered(self) -> Iterator[dict[str, torch.Tensor]]:
-        """SAELens' special-token-filtered activations, minus extreme-norm tokens (at any hook of the group)."""
+        """SAELens' special-token-filtered activations, minus extreme-norm tokens (at any hook of the group), with
+        transcoders' (input, target) pairs joined."""
+        paired = any(split_pair_key(k) is not None for k in self.hooks)
         for acts in compat.filtered_multi_hook_activations(self.store):
             guards.check_finite(acts, self.steps_done())  # before the outlier filter, which would drop NaN tokens
             if self.outlier_norm_factor is not None:
                 keep = outlier_mask(acts, self.outlier_norm_factor)
                 self.tokens_filtered += int((~keep).sum())
                 acts = {h: a[keep] for h, a in acts.items()}
-            yield acts
+            yield with_pairs(acts, self.hooks) if paired else acts
 
 
 def outlier_mask(acts: dict[str, torch.Tensor], factor: float) -> torch.Tensor:

@@ -57,6 +57,7 @@ from qwen3_scope.model.chat import special_token_ids
 from qwen3_scope.model.family import Qwen3ModelSpec, resolve_model
 from qwen3_scope.model.loading import load_model, load_tokenizer
 from qwen3_scope.saes.fast_saes import enable_fused_adam
+from qwen3_scope.saes.transcoders import use_transcoder_scalers
 from qwen3_scope.training import guards
 from qwen3_scope.training.config import SuiteTrainingConfig
 from qwen3_scope.training.execution import Execution, merge_rank_records
@@ -72,9 +73,10 @@ from qwen3_scope.training.planner import (
 )
 from qwen3_scope.training.process_group import DistContext
 from qwen3_scope.training.recipes import SuiteJobs, build_suite
-from qwen3_scope.training.stream import outlier_mask
+from qwen3_scope.training.stream import outlier_mask, raw_hooks
 
 log = logging.getLogger(__name__)
+DENSE_FIRING_RATE = 0.1  # a transcoder latent firing on more than this share of tokens counts as dense
 PLAN_ONLY_BUDGET_GB = 80  # what a plan-only run assumes when this machine cannot hold the model at all
 __all__ = [
     "Checkpointer",
@@ -299,6 +301,8 @@ class SuiteTrainer:
             )
             trainer: MultiSAETrainer  # created below; the stream reads its step count lazily
             compat.set_sae_metadata(runner)  # SAELens' own metadata (hook, model, context, prepend_bos, ...)
+            if any(j.is_transcoder for j in group.jobs):  # the store also captures the transcoders' target hooks
+                runner.activations_store = _store_with_targets(runner, cfg, self.data.train, group)
             stream = self.execution.stream(  # distributed: data-parallel ranks read their own shards
                 runner.activations_store,
                 self.data.train,
@@ -311,10 +315,11 @@ class SuiteTrainer:
             trainer = MultiSAETrainer(
                 cfg=cfg.to_sae_trainer_config(),
                 saes=runner.saes,
-                hook_names=cfg.hook_names_per_sae,
+                hook_names={j.sae_id: j.stream_key for j in group.jobs},  # a transcoder's batch: [input ; target]
                 data_provider=stream,
             )
             enable_fused_adam(trainer)
+            use_transcoder_scalers(trainer)  # input and target of a transcoder get their own scales
             latest = checkpointer.latest()
             resumed_step = 0
             if latest is not None:
@@ -381,6 +386,8 @@ class SuiteTrainer:
                 job.layer,
             )
             meta.qwen3_recipe, meta.qwen3_suite = self.suite.recipe.name, self.suite.name
+            if job.is_transcoder:  # SAELens' transcoder convention: hook_name reads, hook_name_out is replaced
+                meta.hook_name_out = job.hook_name_out
             meta.model_name = portable_model_name(self.suite.spec)  # never a path of this machine
             meta.dataset_path = self.data.info.get("dataset_name")
             stage = self.dir / ".staging" / job.sae_id
@@ -405,7 +412,42 @@ class SuiteTrainer:
             self.data.heldout,
             self.suite.runner_kwargs,
             self.suite.outlier_norm_factor,
+            targets={j.sae_id: j.hook_name_out for j in group.jobs if j.hook_name_out is not None},
         )
+
+
+def _store_with_targets(runner: Any, cfg: MultiSAETrainingRunnerConfig, dataset: Any, group: Group) -> ActivationsStore:
+    """The runner's activation store, rebuilt (public API, the runner's own settings) over every hook the group's
+    stream reads: SAELens' runner builds it from each SAE's one hook, so a transcoder's target hook is added here."""
+    old = runner.activations_store
+    hooks = raw_hooks(group.hooks)
+    d_ins = {j.hook_name: j.d_in for j in group.jobs}
+    d_ins.update({j.hook_name_out: j.d_out for j in group.jobs if j.hook_name_out is not None and j.d_out})
+    return ActivationsStore.from_config_multi_hook(
+        model=runner.model,
+        dataset=dataset,
+        hook_names=hooks,
+        hook_d_ins=d_ins,
+        streaming=cfg.streaming,
+        context_size=cfg.context_size,
+        n_batches_in_buffer=cfg.n_batches_in_buffer,
+        total_training_tokens=cfg.training_tokens,
+        store_batch_size_prompts=cfg.store_batch_size_prompts,
+        train_batch_size_tokens=cfg.train_batch_size_tokens,
+        prepend_bos=cfg.prepend_bos,
+        normalize_activations="none",
+        device=old.device,
+        dtype=cfg.dtype,
+        model_kwargs=cfg.model_kwargs,
+        autocast_lm=cfg.autocast_lm,
+        dataset_trust_remote_code=cfg.dataset_trust_remote_code,
+        seqpos_slice=cfg.seqpos_slice,
+        exclude_special_tokens=old.exclude_special_tokens,
+        disable_concat_sequences=cfg.disable_concat_sequences,
+        sequence_separator_token=cfg.sequence_separator_token,
+        activations_mixing_fraction=cfg.activations_mixing_fraction,
+        use_chat_formatting=cfg.use_chat_formatting,
+    )
 
 
 def _replace_folder(stage: Path, final: Path) -> None:
@@ -442,14 +484,19 @@ def evaluate_saes(
     runner: dict[str, Any],
     outlier_norm_factor: float | None = None,
     max_batches: int = 8,
+    targets: dict[str, str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Explained variance (SAELens' definition), L0 and never-firing latents on held-out tokens.
 
     Tokens go through SAELens' own store with the training filters (special tokens, sink position,
-    outliers), from one shared forward pass per batch.
+    outliers), from one shared forward pass per batch. `targets` names the output hook of each transcoder among
+    `saes` (it reads `hooks[name]`): its explained variance and FVU are those of that output (the MLP output), and
+    it also gets `dense_fraction`, the share of latents firing on more than DENSE_FIRING_RATE of the tokens.
     """
-    unique = list(dict.fromkeys(hooks.values()))
+    targets = targets or {}
+    unique = list(dict.fromkeys([*hooks.values(), *targets.values()]))
     d_ins = {hooks[name]: sae.cfg.d_in for name, sae in saes.items()}
+    d_ins.update({targets[name]: saes[name].cfg.d_out for name in targets})
     exclude = torch.tensor(runner["exclude_special_tokens"], dtype=torch.long)
     with _quiet_sae_lens():
         store = ActivationsStore.from_config_multi_hook(
@@ -471,6 +518,7 @@ def evaluate_saes(
         calcs = {name: ExplainedVarianceCalculator() for name in saes}
         l0 = {name: 0.0 for name in saes}
         fired = {name: torch.zeros(sae.cfg.d_sae, dtype=torch.bool) for name, sae in saes.items()}
+        counts = {name: torch.zeros(saes[name].cfg.d_sae, dtype=torch.long) for name in targets}
         n_tokens = 0
         for _ in range(max_batches):
             try:
@@ -484,14 +532,19 @@ def evaluate_saes(
             for name, sae in saes.items():
                 sae.eval()
                 x = acts[hooks[name]].to(sae.W_dec.dtype)
-                feats = sae.encode(x)
-                calcs[name].add_batch(sae.decode(feats), x)
+                if name in targets:  # a transcoder: its prediction of the output hook, against that output
+                    predicted, feats = sae.transcode(x)
+                    calcs[name].add_batch(predicted, acts[targets[name]].to(sae.W_dec.dtype))
+                    counts[name] += (feats != 0).sum(0).cpu()
+                else:
+                    feats = sae.encode(x)
+                    calcs[name].add_batch(sae.decode(feats), x)
                 active = feats != 0
                 l0[name] += active.sum().item()
-                fired[name] |= active.any(0)
+                fired[name] |= active.any(0).cpu()
     if n_tokens == 0:
         raise DatasetSourceError("the held-out data gave no tokens to evaluate on; use a larger dataset.")
-    return {
+    out = {
         name: {
             "variance_explained": round(calcs[name].compute(), 5),
             "l0": round(l0[name] / n_tokens, 3),
@@ -500,6 +553,10 @@ def evaluate_saes(
         }
         for name in saes
     }
+    for name in targets:
+        out[name]["fvu"] = round(1 - out[name]["variance_explained"], 5)
+        out[name]["dense_fraction"] = round((counts[name] > DENSE_FIRING_RATE * n_tokens).float().mean().item(), 5)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -523,16 +580,11 @@ def _new_manifest(
         versions=_versions(),
         groups=[dict(index=g.index, sae_ids=[j.sae_id for j in g.jobs], status="pending") for g in plan.groups],
         saes={
-            j.sae_id: dict(
-                site=j.site,
-                layer=j.layer,
-                hook_name=j.hook_name,
-                d_in=j.d_in,
-                d_sae=j.d_sae,
-                architecture=j.architecture,
-                path=j.sae_id,
-                status="pending",
-            )
+            j.sae_id: {
+                **{k: v for k, v in j.describe().items() if k != "sae_id"},
+                "path": j.sae_id,
+                "status": "pending",
+            }
             for j in suite.jobs
         },
         metrics={},
