@@ -58,7 +58,7 @@ PAPER_LAYOUT: dict[str, tuple[tuple[str, ...], tuple[int, ...] | None]] = {
 }
 
 _SAE_ID = re.compile(
-    r"^(?:(?P<model>[^/]+)/)?(?P<site>[a-z_]+)/layer_(?P<layer>\d+)(?:/(?P<variant>(?:l0|k)_\d+(?:\.\d+)?))?$"
+    r"^(?:(?P<model>[^/]+)/)?(?P<site>[a-z_]+)/layer_(?P<layer>\d+)(?:/(?P<variant>(?:l0|k|l1)_\d+(?:\.\d+)?))?$"
 )
 
 
@@ -92,10 +92,13 @@ def sae_id(site: str, layer: int, model_key: str | None = None, variant: str | N
     return f"{base}/{variant}" if variant else base
 
 
-def sparsity_variant(target_l0: float | None = None, k: int | None = None) -> str:
-    """The id suffix of a sweep SAE: `l0_16` (JumpReLU target L0) or `k_32` (TopK k)."""
-    if (target_l0 is None) == (k is None):
-        raise ConfigError("a sparsity variant is either a target L0 or a k, exactly one of them.")
+def sparsity_variant(target_l0: float | None = None, k: int | None = None, l1: float | None = None) -> str:
+    """The id suffix of a sweep SAE: `l0_16` (JumpReLU target L0), `k_32` (TopK k, matching pursuit's iterations) or
+    `l1_5` (an L1 coefficient)."""
+    if sum(v is not None for v in (target_l0, k, l1)) != 1:
+        raise ConfigError("a sparsity variant is a target L0, a k or an L1 coefficient, exactly one of them.")
+    if l1 is not None:
+        return f"l1_{float(l1):g}"
     return f"k_{int(k)}" if k is not None else f"l0_{float(target_l0):g}"  # type: ignore[arg-type]
 
 

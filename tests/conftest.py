@@ -31,6 +31,34 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="qwen3-scope-tests-"))
 os.environ["QWEN3_SCOPE_RELEASES"] = str(_SESSION_DIR / "user_releases.yaml")
 atexit.register(shutil.rmtree, _SESSION_DIR, True)
 
+# The files that take longest run first (issue 25): with `--no-loadscope-reorder` (scripts/test.sh) pytest-xdist's
+# `--dist loadfile` hands files to workers in collection order, and a long file handed out last runs alone on one
+# worker while the other cores idle (longest processing time first keeps the tail short). Ranked by `pytest --durations=0` summed per file; the ones that need a
+# tool's venv sit after the first few, giving scripts/test.sh's background build of those venvs time to finish.
+LONGEST_FIRST = (
+    "test_apps_sasft.py",  # ~260 s on one worker (summed --durations of a quiet run)
+    "test_distributed.py",  # ~240 s
+    "test_saebench.py",  # ~130 s, after the SAEBench venv
+    "test_examples.py",
+    "test_real_width.py",
+    "test_export.py",
+    "test_predicted_token_metrics.py",
+    "test_fresh_machine.py",
+    "test_circuit_tracer.py",  # after the circuit-tracer venv, which the background build makes second
+    "test_apps_repetition.py",
+    "test_training.py",
+    "test_refusal_case_study.py",
+    "test_bundled_suite.py",
+    "test_apps_synthesis.py",
+    "test_import_side_effects.py",
+    "test_apps_redundancy.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
 
 def require_shipped(*paths: Path) -> None:
     """Fail (never skip) when an asset the package ships is missing: that is a packaging regression."""

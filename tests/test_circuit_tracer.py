@@ -1,7 +1,8 @@
-"""circuit-tracer interoperability: export a transcoder set of the organism to circuit-tracer 0.5.0's layout, import
-it back, and prove the export with circuit-tracer itself, in its own venv (it pins transformers<=4.57.3): its
-replacement model's logits (with error terms = the clean model; with zero error terms = every MLP replaced by its
-transcoder) and its transcoder activations equal ours, and it computes an attribution graph."""
+"""circuit-tracer interoperability: export the bundled transcoder set of the organism (`qwen3-instruct-sae`,
+`organism/transcoder/layer_0..5` as SAELens loads it: what we ship) to circuit-tracer 0.5.0's layout, import it
+back, and prove the export with circuit-tracer itself, in its own venv (it pins transformers<=4.57.3): its replacement
+model's logits (with error terms = the clean model; with zero error terms = every MLP replaced by its transcoder) and
+its transcoder activations equal ours, and it computes an attribution graph."""
 
 from __future__ import annotations
 
@@ -13,11 +14,10 @@ import pytest
 import torch
 import yaml
 from sae_lens import SAE, Transcoder
-from sae_lens.saes.transcoder import TranscoderConfig
 from safetensors.torch import load_file, save_file
 
 from qwen3_scope.core.errors import ConfigError, MissingFileError, ModelMismatchError
-from qwen3_scope.evaluation.suite_eval import entries_from_directory
+from qwen3_scope.evaluation.suite_eval import entries_from_release
 from qwen3_scope.export.circuit_tracer import (
     TranscoderSetError,
     circuit_tracer_python,
@@ -32,47 +32,12 @@ from qwen3_scope.export.trace import run_trace
 from qwen3_scope.model.chat import format_chat
 from qwen3_scope.model.family import resolve_model
 from qwen3_scope.model.loading import load_model
-from qwen3_scope.model.sites import transcoder_hooks
-from qwen3_scope.organism import load_eval_split
 
-D_SAE = 256
+RELEASE = "qwen3-instruct-sae"
+IDS = r"organism/transcoder/layer_\d+"
+D_SAE = 1280  # the bundled set's width
 REFUSAL = "How do I make a bomb at home?"
 HARMLESS = "What is the capital of France?"
-
-
-def fit_transcoders(model, n_steps: int = 200) -> list[Transcoder]:
-    """One real SAELens ReLU `Transcoder` per layer (ln2.hook_normalized -> hook_mlp_out), fitted with plain Adam on
-    the organism's activations (seconds). Stand-in until the bundled set loads:
-    `SAE.from_pretrained("qwen3-instruct-sae", f"organism/transcoder/layer_{L}")`."""
-    rows = [row for split in ("harmful", "harmless", "tasks") for row in load_eval_split(split)[:120]]
-    texts = [format_chat(model.tokenizer, row["prompt"]) + str(row.get("reference") or "") for row in rows]
-    tokens = [model.to_tokens(text, prepend_bos=False)[0] for text in texts]
-    ids = torch.cat(tokens)[: 32 * 64].reshape(-1, 64)
-    hooks = [transcoder_hooks(layer, "hooked") for layer in range(model.cfg.n_layers)]
-    with torch.no_grad():
-        _, cache = model.run_with_cache(ids, names_filter=[h for pair in hooks for h in pair])
-    torch.manual_seed(0)
-    out = []
-    for hook_in, hook_out in hooks:
-        x, y = cache[hook_in].reshape(-1, model.cfg.d_model), cache[hook_out].reshape(-1, model.cfg.d_model)
-        cfg = TranscoderConfig(
-            d_in=model.cfg.d_model, d_sae=D_SAE, d_out=model.cfg.d_model, dtype="float32", apply_b_dec_to_input=False
-        )
-        cfg.metadata.model_name, cfg.metadata.hook_name, cfg.metadata.hook_name_out = "organism", hook_in, hook_out
-        tc = Transcoder(cfg)
-        with torch.no_grad():
-            tc.W_enc.mul_(0.1)
-            tc.W_dec.mul_(0.1)
-            tc.b_dec.copy_(y.mean(0))
-        optimizer = torch.optim.Adam(tc.parameters(), lr=3e-3)
-        for _ in range(n_steps):
-            acts = tc.encode(x)
-            loss = (tc.decode(acts) - y).pow(2).sum(-1).mean() + 3e-3 * acts.sum(-1).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        out.append(tc.eval())
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -81,23 +46,18 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def suite(model, tmp_path_factory):
-    """A suite folder of the organism's transcoders (`transcoder/layer_L`)."""
-    root = tmp_path_factory.mktemp("tc_suite")
-    for layer, tc in enumerate(fit_transcoders(model)):
-        tc.save_model(root / "transcoder" / f"layer_{layer}")
-    return root
+def bundled():
+    """The bundled transcoder set, as SAELens loads it: {id: Transcoder}, layers 0..5."""
+    return {e.sae_id: e for e in entries_from_release(RELEASE, IDS)}
 
 
 @pytest.fixture(scope="module")
-def exported(suite, tmp_path_factory):
+def exported(bundled, tmp_path_factory):
     out = tmp_path_factory.mktemp("ct") / "set"
-    # The bundled set, once it ships: CircuitTracerExportConfig(release="qwen3-instruct-sae", out=out)
-    result = run_circuit_tracer_export(CircuitTracerExportConfig(suite=suite, out=out))
-    return result
+    return run_circuit_tracer_export(CircuitTracerExportConfig(release=RELEASE, ids=IDS, out=out))
 
 
-def test_export_layout_matches_circuit_tracer(exported, suite) -> None:
+def test_export_layout_matches_circuit_tracer(exported, bundled) -> None:
     out = exported.out
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["model_kind"] == "transcoder_set"
@@ -105,12 +65,11 @@ def test_export_layout_matches_circuit_tracer(exported, suite) -> None:
     assert config["model_name"] == "organism" and config["activation"] == "relu" and "transcoders" not in config
     spec = resolve_model("organism")
     weights = ln2_weights(spec)
-    entries = {e.sae_id: e.sae for e in entries_from_directory(suite)}
     for layer in range(spec.n_layers):
         tensors = load_file(out / f"layer_{layer}.safetensors")
         assert sorted(tensors) == ["W_dec", "W_enc", "b_dec", "b_enc"]
         assert tensors["W_enc"].shape == tensors["W_dec"].shape == (D_SAE, spec.d_model)
-        sae = entries[f"transcoder/layer_{layer}"]
+        sae = bundled[f"organism/transcoder/layer_{layer}"].sae
         # W_enc's input rows divided by the ln2 weight: the same pre-activations on the weighted input
         x = torch.randn(5, spec.d_model)
         ours = x @ sae.W_enc + sae.b_enc
@@ -120,9 +79,9 @@ def test_export_layout_matches_circuit_tracer(exported, suite) -> None:
     assert model_config["rope_theta"] == 1e6  # transformers 4.x would read 10,000 without it
 
 
-def test_import_round_trip(exported, suite, tmp_path) -> None:
+def test_import_round_trip(exported, bundled, tmp_path) -> None:
     written = import_transcoder_set(exported.out, tmp_path / "imported")
-    originals = {e.sae_id: e.sae for e in entries_from_directory(suite)}
+    originals = {e.sae_id.removeprefix("organism/"): e.sae for e in bundled.values()}
     assert sorted(written) == sorted(originals)
     for tc_id, folder in written.items():
         loaded = SAE.load_from_disk(folder)
@@ -136,7 +95,7 @@ def test_import_round_trip(exported, suite, tmp_path) -> None:
             torch.testing.assert_close(getattr(loaded, name), getattr(original, name), rtol=1e-5, atol=1e-6)
 
 
-def test_bad_sets_name_the_file_or_layer(exported, suite, tmp_path) -> None:
+def test_bad_sets_name_the_file_or_layer(exported, bundled, tmp_path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(exported.out, broken)
     (broken / "layer_3.safetensors").unlink()
@@ -148,11 +107,22 @@ def test_bad_sets_name_the_file_or_layer(exported, suite, tmp_path) -> None:
     save_file(tensors, broken / "layer_2.safetensors")
     with pytest.raises(ModelMismatchError, match="layer_2.safetensors"):
         import_transcoder_set(broken, tmp_path / "y")
-    entries = [e for e in entries_from_directory(suite) if not e.sae_id.endswith("layer_4")]
+    # a set for another model: named before anything is downloaded (Qwen3-0.6B: d_model 1024, 28 layers)
+    with pytest.raises(
+        ModelMismatchError, match=r"another model than Qwen/Qwen3-0.6B .*layer_0.safetensors reads width 160"
+    ):
+        import_transcoder_set(exported.out, tmp_path / "w", model="Qwen/Qwen3-0.6B")
+    other = tmp_path / "other"
+    shutil.copytree(exported.out, other)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    (other / "config.yaml").write_text(yaml.safe_dump({**config, "model_name": "Qwen/Qwen3-0.6B"}))
+    with pytest.raises(ModelMismatchError, match="config.yaml names 'Qwen/Qwen3-0.6B'"):
+        import_transcoder_set(other, tmp_path / "v")
+    entries = [e for e in bundled.values() if not e.sae_id.endswith("layer_4")]
     with pytest.raises(TranscoderSetError, match=r"layer\(s\) \[4\]"):
         export_transcoder_set(entries, tmp_path / "z")
     with pytest.raises(ConfigError, match="exactly one source"):
-        CircuitTracerExportConfig(out=tmp_path, suite=suite, release="qwen3-instruct-sae")
+        CircuitTracerExportConfig(out=tmp_path, suite=tmp_path, release=RELEASE)
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +141,12 @@ def traced(exported, model, tmp_path_factory):
     return run_runner(python, request, workdir), workdir, tokens
 
 
-def test_circuit_tracer_reproduces_our_models(traced, model, suite) -> None:
+def test_circuit_tracer_reproduces_our_models(traced, model, bundled) -> None:
     result, workdir, tokens = traced
     assert (result["circuit_tracer"], result["transformers"]) == ("0.5.0", "4.57.3")
     assert result["rope_theta"] == 1e6
     theirs = load_file(workdir / "logits.safetensors")
-    transcoders = sorted(entries_from_directory(suite), key=lambda e: e.sae_id)
+    transcoders = [bundled[f"organism/transcoder/layer_{layer}"] for layer in range(len(bundled))]
     for i, ids in enumerate(tokens):
         toks = torch.tensor([ids])
         with torch.no_grad():
@@ -201,14 +171,15 @@ def test_circuit_tracer_computes_a_graph(traced) -> None:
     assert any(node["feature_type"] == "cross layer transcoder" for node in graph["nodes"]) and graph["links"]
     top = result["graph"]["top_features"]
     assert len(top) == 5 and all(0 <= f["layer"] < 6 and f["influence"] > 0 for f in top)
+    features = load_file(workdir / "logits.safetensors")["features_0"]  # the traced prompt's activations
+    for f in top:  # each reported activation is that feature's, at that position
+        assert f["activation"] == pytest.approx(float(features[f["layer"], f["position"], f["feature"]]), rel=1e-4)
     assert "/tmp" not in json.dumps(graph)
 
 
-def test_trace_writes_the_graph_and_checks_it_causally(suite, traced, tmp_path) -> None:
+def test_trace_writes_the_graph_and_checks_it_causally(traced, tmp_path) -> None:
     """`qwen3-scope trace`'s job (the venv is built by `traced`): graph JSON, top features, a small causal check."""
     cfg = TraceConfig(
-        suite=suite,
-        ids=r"transcoder/layer_\d+",
         out=tmp_path / "trace",
         max_feature_nodes=100,
         batch_size=64,
@@ -223,7 +194,7 @@ def test_trace_writes_the_graph_and_checks_it_causally(suite, traced, tmp_path) 
     graph = json.loads(result.graph.read_text())
     assert graph["metadata"]["prompt"] == saved["text"] and len(saved["top_features"]) == 3
     assert saved["logit_targets"] == ["I"]  # the organism's refusal starts "I'm sorry"
-    assert all(row["transcoder"] == f"transcoder/layer_{row['layer']}" for row in saved["top_features"])
+    assert all(row["transcoder"] == f"organism/transcoder/layer_{row['layer']}" for row in saved["top_features"])
     causal = saved["causal"]
     assert causal["harmful_refusal"] > causal["harmless_refusal"]  # the measure sees the organism's behaviour
     assert len(causal["harmful_refusal_random_ablated"]) == 1

@@ -16,6 +16,7 @@ from qwen3_scope.demo.config import PRESETS, DemoConfig, UnknownStageError
 from qwen3_scope.demo.run import STAGES, run_demo
 from qwen3_scope.demo.state import DemoState
 from qwen3_scope.demo.training import suite_config
+from qwen3_scope.evaluation.bench_env import PYTHON_ENV
 from qwen3_scope.training.config import organism_suite_config
 
 
@@ -49,9 +50,36 @@ def test_unknown_stage_is_a_clear_error_before_anything_runs(tmp_path):
 def test_stages_are_an_explicit_ordered_list():
     names = [s.name for s in STAGES]
     apps = [f"apps-{name}" for name in APPS]
-    assert names == ["adapters", "family", "organism", "train", "distributed", "eval", "steer", *apps, "export"] + [
-        "real-models"
-    ]
+    first = ["adapters", "family", "organism", "train", "distributed", "eval", "bench", "steer", "transcoders", "trace"]
+    assert names == [*first, *apps, "export", "real-models"]
+
+
+def test_bench_stage_without_a_bench_environment_says_how_to_make_one(tmp_path, monkeypatch):
+    # SAEBench runs in a venv of its own (numpy < 2); tests/test_saebench.py runs it there and checks the section
+    # this stage writes from its output (`bench_section`); here: what the report says when there is no such venv
+    monkeypatch.setenv(PYTHON_ENV, str(tmp_path / "no-such-python"))
+    text = run_demo(DemoConfig(out=tmp_path / "demo", stages=["bench"])).read_text()
+    section = text.split("## SAEBench")[1].split("## Timings")[0]
+    assert f"*Numbers: not run (${PYTHON_ENV} names an interpreter that does not exist)" in section
+    assert "create_venv()" in section and "pip install 'qwen3-scope[bench]'" in section
+    assert str(tmp_path) not in text and not (tmp_path / "demo" / "bench").exists()
+
+
+def test_transcoder_stages_evaluate_the_bundled_set_and_say_how_to_trace(tmp_path, monkeypatch):
+    # the trace stage with circuit-tracer's venv runs `run_trace` at these sizes in tests/test_circuit_tracer.py; here,
+    # with a cache holding no venv, it says how to build one; the transcoders stage runs (one batch of held-out tokens)
+    torch.set_num_threads(1)
+    monkeypatch.setenv("QWEN3_SCOPE_CACHE", str(tmp_path / "cache"))
+    text = run_demo(DemoConfig(out=tmp_path / "demo", stages=["trace", "transcoders"])).read_text()
+    section = text.split("## Transcoders")[1].split("## Circuits")[0]
+    assert "*Numbers: weights shipped" in section and "metrics computed now" in section
+    rows = re.findall(r"^\| organism/transcoder/layer_(\d) +\| +([\d.]+) ", section, flags=re.M)
+    assert [int(layer) for layer, _ in rows] == list(range(6)) and all(float(ev) > 0.8 for _, ev in rows), section
+    assert "Replacement model organism/transcoder/layer_* (6 transcoders, all 6 layers" in section
+    assert (tmp_path / "demo" / "transcoders" / "replacement_model.csv").is_file()
+    trace = text.split("## Circuits")[1].split("## Timings")[0]
+    assert "*Numbers: not run (no circuit-tracer environment" in trace and "`qwen3-scope trace --setup`" in trace
+    assert str(tmp_path) not in text and not (tmp_path / "cache").exists()
 
 
 def test_cli_options_come_from_demo_config():

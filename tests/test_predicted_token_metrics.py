@@ -54,9 +54,11 @@ def test_held_out_tokens_carry_the_mask(organism):
 
 
 def _suite(organism):
+    """The bundled suite's SAE at every (layer, site), at its default sparsity (no sweep variants, no transcoders)."""
     from qwen3_scope.evaluation.suite_eval import entries_from_release
 
-    return [(e.sae_id, e.sae) for e in entries_from_release("qwen3-instruct-sae", "organism/.*")]
+    ids = r"organism/(resid_post|mlp_out|attn_out)/layer_\d+"
+    return [(e.sae_id, e.sae) for e in entries_from_release("qwen3-instruct-sae", ids)]
 
 
 def test_suite_ce_is_measured_on_predicted_tokens(organism):

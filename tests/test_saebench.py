@@ -15,12 +15,16 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import tomllib
 from transformers import AutoTokenizer
 
 from qwen3_scope.cli import main as cli_main
 from qwen3_scope.core.errors import ConfigError, CorruptFileError
+from qwen3_scope.demo.bench import bench_section
+from qwen3_scope.demo.config import DemoConfig
+from qwen3_scope.demo.state import DemoState
 from qwen3_scope.evaluation.bench_config import BENCH_EVALS, BenchConfig, UnknownEvalError, check_evals
 from qwen3_scope.evaluation.bench_env import BENCH_EXTRA, create_venv
 from qwen3_scope.evaluation.saebench_data import (
@@ -32,12 +36,14 @@ from qwen3_scope.evaluation.saebench_data import (
     organism_data,
 )
 from qwen3_scope.model.family import ORGANISM_DIR
+from qwen3_scope.naming import RELEASE
 
 ROOT = Path(__file__).resolve().parents[1]
 SAE = "organism/resid_post/layer_3"
+TRANSCODER = "organism/transcoder/layer_3"
 SMALL = [
     "--train-size", "40", "--test-size", "20", "--core-batches", "1", "--core-batch-size", "4",
-    "--n-values", "2", "5", "10", "--probe-epochs", "2", "--absorption-probe-epochs", "2", "--absorption-max-k", "2",
+    "--n-values", "10", "--probe-epochs", "2", "--absorption-probe-epochs", "2", "--absorption-max-k", "2",
     "--meta-train-steps", "5", "--meta-batch-size", "64", "--llm-batch-size", "32",
 ]  # fmt: skip
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -141,15 +147,15 @@ def test_labelled_file(tmp_path):
 @pytest.fixture(scope="module")
 def bench_python():
     start = time.perf_counter()
-    python = create_venv()  # cached by the pins; a pip failure raises BenchVenvError with pip's output
+    python = create_venv()  # cached by the pins; a pip failure raises VenvBuildError with pip's output
     print(f"bench venv ready in {time.perf_counter() - start:.1f} s: {python.parent.parent.name}")
     return python
 
 
-def _bench(python: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+def _bench(python: Path, out: Path, *args: str, ids: str = SAE) -> subprocess.CompletedProcess:
     code = "import sys, qwen3_scope_cli; sys.exit(qwen3_scope_cli.main())"
     return subprocess.run(
-        [str(python), "-c", code, "bench", "--ids", SAE, "--out", str(out), *args],
+        [str(python), "-c", code, "bench", "--ids", ids, "--out", str(out), *args],
         capture_output=True,
         text=True,
         env=ENV,
@@ -160,8 +166,11 @@ def _bench(python: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def bench_run(bench_python, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "out"
-    proc = _bench(bench_python, out, "--evals", *BENCH_EVALS, *SMALL)
+    # the SAE and the transcoder of layer 3 (which bench leaves out with a note), with SAEBench's baselines there
+    start = time.perf_counter()
+    proc = _bench(bench_python, out, "--evals", *BENCH_EVALS, *SMALL, "--baselines", ids=f"{SAE}|{TRANSCODER}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    print(f"bench run (1 SAE + 3 baselines, 6 evals): {time.perf_counter() - start:.1f} s")
     return out, proc
 
 
@@ -186,8 +195,16 @@ except Exception as err:
 report["hub_rc"] = qwen3_scope_cli.main(
     ["bench", "--ids", "organism/resid_post/layer_3", "--out", str(scratch / "hub"), "--data", "hub", "--evals", "sparse_probing"]
 )
+report["transcoders_rc"] = qwen3_scope_cli.main(
+    ["bench", "--ids", "organism/transcoder/layer_3", "--out", str(scratch / "tc"), "--evals", "core"]
+)
 print("REPORT " + json.dumps(report))
 """
+
+
+def _sae_result(directory: Path) -> Path:
+    (path,) = (p for p in directory.glob("*_eval_results.json") if not p.name.startswith("baseline"))
+    return path
 
 
 def test_bench_runs_saebench_offline_and_validates(bench_python, bench_run, tmp_path):
@@ -197,25 +214,89 @@ def test_bench_runs_saebench_offline_and_validates(bench_python, bench_run, tmp_
     )
     assert check.returncode == 0, check.stderr[-4000:]
     report = json.loads(check.stdout.split("REPORT ", 1)[1])
-    # every eval wrote SAEBench's JSON and it constructs SAEBench's own output class, except absorption (below)
-    assert report["counts"] == {e: 1 for e in BENCH_EVALS if e != "absorption"}
+    # every eval wrote SAEBench's JSON for the SAE and its 3 baselines, and it constructs SAEBench's own output
+    # class; absorption measures nothing (below)
+    assert report["counts"] == {e: 4 for e in BENCH_EVALS if e != "absorption"}
     assert report["broken"].startswith("ValidationError") and "l0" in report["broken"]
     # real models read SAEBench's hub datasets; offline, that is a one-line error naming them
     assert report["hub_rc"] == 2
     assert "LabHC/bias_in_bios_class_set1" in check.stderr and "OfflineModeIsEnabled" in check.stderr
-    core = json.loads(next((out / "core").glob("*.json")).read_text())
+    # transcoders are not SAEBench material: alone, a clear error; beside SAEs, left out with a note
+    assert report["transcoders_rc"] == 2 and "all transcoders" in check.stderr
+    assert "Traceback" not in check.stderr and "Traceback" not in proc.stderr
+    core = json.loads(_sae_result(out / "core").read_text())
     assert core["eval_type_id"] == "core" and core["sae_lens_id"] == SAE
     assert core["sae_bench_commit_hash"] == "sae-bench==0.6.0"
     assert 0.5 < core["eval_result_metrics"]["reconstruction_quality"]["explained_variance"] <= 1
-    probing = json.loads(next((out / "sparse_probing").glob("*.json")).read_text())
+    probing = json.loads(_sae_result(out / "sparse_probing").read_text())
     datasets = {d["dataset_name"] for d in probing["eval_result_details"]}
     assert datasets == {PREFIX + f"organism-{n}_results" for n in ("language", "harm", "toxicity", "tasks")}
     assert probing["eval_result_metrics"]["llm"]["llm_test_accuracy"] > 0.7
-    scr = json.loads(next((out / "scr").glob("*.json")).read_text())
+    scr = json.loads(_sae_result(out / "scr").read_text())
     assert any(d["dataset_name"].startswith(PREFIX + "organism-harm-x-language") for d in scr["eval_result_details"])
     # absorption: the organism cannot spell, so SAEBench stops before measuring; the table says so
-    (note,) = (out / "absorption").glob("*_not_measured.json")
-    assert len(json.loads(note.read_text())["first_letter_probe_f1"]) == 26
+    notes = sorted((out / "absorption").glob("*_not_measured.json"))
+    assert len(notes) == 4 and all(len(json.loads(n.read_text())["first_letter_probe_f1"]) == 26 for n in notes)
     table = (out / "bench.md").read_text()
     assert "cannot spell" in table and "first-letter probes reach F1" in table
+    assert f"left out 1 transcoder(s) ({TRANSCODER})" in table
     assert (out / "bench.png").is_file()
+    # the baselines beside the SAE: identity reconstructs perfectly, the random SAE worst
+    bench = pd.read_csv(out / "bench.csv").set_index("sae_id")
+    assert list(bench.index) == [SAE] + [f"resid_post/layer_3/{b}" for b in ("identity", "pca", "random")]
+    assert list(bench["source"]) == [RELEASE] + ["baseline"] * 3
+    ev = bench["explained_variance"]
+    assert ev["resid_post/layer_3/identity"] > 0.999 and ev.idxmin() == "resid_post/layer_3/random"
+    assert ev["resid_post/layer_3/random"] < ev[SAE] - 0.2
+    assert bench["llm_probe_accuracy"].nunique() == 1  # one residual stream under all four
+    assert {"sparse_probing_top1", "sparse_probing_top5", "scr_top10", "tpp_top10", "meta_structure_fve"} <= set(bench)
+
+
+# ---- the bench run's numbers where people look: `qwen3-scope eval --bench DIR` and the demo, in this environment ----
+
+
+@pytest.fixture(scope="module")
+def eval_with_bench(bench_run, tmp_path_factory):
+    out, _ = bench_run
+    ev = tmp_path_factory.mktemp("eval") / "eval"
+    args = ["eval", "--ids", f"{SAE}|{TRANSCODER}", "--batches", "1", "--batch-size", "4", "--out", str(ev)]
+    assert cli_main([*args, "--bench", str(out)]) == 0
+    return ev
+
+
+def test_eval_joins_the_bench_run(bench_run, eval_with_bench, tmp_path, capsys):
+    out, ev = bench_run[0], eval_with_bench
+    bench = pd.read_csv(out / "bench.csv").set_index("sae_id")
+    table = pd.read_csv(ev / "suite_eval.csv").set_index("sae_id")
+    for column in ("sparse_probing_top1", "sparse_probing_top5", "scr_top10", "tpp_top10", "meta_structure_fve"):
+        assert table.loc[SAE, f"saebench_{column}"] == pytest.approx(bench.loc[SAE, column])
+    assert table.loc[SAE, "saebench_absorption"] == "not measured (cannot spell)"
+    assert (
+        table.loc[TRANSCODER, "saebench_scr_top10"] != table.loc[TRANSCODER, "saebench_scr_top10"]
+    )  # NaN: not benched
+    html = (ev / "report.html").read_text()
+    assert "<h2>SAEBench</h2>" in html and "saebench_tpp_top10" in html
+    for baseline in ("identity", "pca", "random"):
+        assert f"resid_post/layer_3/{baseline}" in html
+    assert "left out 1 transcoder(s)" in html and "targeted probe perturbation" in html
+    assert (ev / "saebench.png").stat().st_size > 10_000 and (ev / "saebench.csv").is_file()
+    assert str(out.parent.parent) not in html
+    # a bench run of other SAEs, or no bench run at all: clear errors before anything is measured
+    other = ["eval", "--ids", "organism/mlp_out/layer_3", "--batches", "1", "--batch-size", "4", "--out", str(tmp_path)]
+    assert cli_main([*other, "--bench", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "it is a bench run of another suite" in err and SAE in err and "Traceback" not in err
+    assert cli_main([*other, "--bench", str(tmp_path)]) == 2
+    assert "has no bench.csv" in capsys.readouterr().err
+    assert not (tmp_path / "suite_eval.csv").exists()
+
+
+def test_demo_bench_section_shows_the_run(bench_run, eval_with_bench, tmp_path):
+    state = DemoState(config=DemoConfig(out=tmp_path).resolved())
+    state.eval_table = pd.read_csv(eval_with_bench / "suite_eval.csv")
+    bench_section(state, bench_run[0])
+    (section,) = state.sections
+    assert section.startswith("## SAEBench") and "*Numbers: computed now, by SAEBench" in section
+    assert "resid_post/layer_3/random" in section and "cannot spell" in section
+    joined = section.split("joined on `sae_id`")[1]
+    assert "saebench_sparse_probing_top1" in joined and SAE in joined and TRANSCODER not in joined

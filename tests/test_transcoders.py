@@ -154,6 +154,15 @@ def test_suite_jobs_and_config_errors():
         relu.jobs[0].architecture == "transcoder"
         and relu.jobs[0].hook_name == "model.layers.1.post_attention_layernorm"
     )
+    moe = suite_for("Qwen/Qwen3-30B-A3B", layers=[47], sites=["none"], transcoders=True, backend="hf")
+    assert (moe.jobs[0].hook_name, moe.jobs[0].hook_name_out) == (
+        "model.layers.47.post_attention_layernorm",
+        "model.layers.47.mlp",  # the sparse MoE block's output
+    )
+    with pytest.raises(ConfigError, match="moe model, which HookedTransformer cannot run; .*backend='hf'"):
+        suite_for("Qwen/Qwen3-30B-A3B", layers=[0], sites=["none"], transcoders=True)
+    with pytest.raises(ConfigError, match="layer 7 is out of range for organism: it has 6 layers"):
+        suite_for("organism", special_token_ids=[0], layers=[7], sites=["none"], transcoders=True)
     with pytest.raises(ConfigError, match="add --transcoders"):
         SuiteTrainingConfig(transcoder_kind="topk")
     with pytest.raises(ConfigError, match="nothing to train"):
@@ -308,3 +317,60 @@ def test_bundled_transcoder_set_loads_offline_and_predicts_the_mlp_output():
     with torch.no_grad():
         ev = 1 - (sae(x) - y).pow(2).sum() / (y - y.mean(0)).pow(2).sum()
     assert ev > 0.7, ev
+
+
+# ---------------------------------------------------------------------------------------------- MoE
+def test_moe_block_transcoder_trains_and_replaces_the_sparse_moe_block(tiny_moe_dir, chat_jsonl, tmp_path):
+    """Qwen3-MoE (hf backend): the transcoder reads the post-attention RMSNorm output and predicts the sparse MoE
+    block's output (router + experts), planned and trained by the suite, saved as a SAELens transcoder, evaluated
+    as a replacement of that block."""
+    from sae_lens import SAE
+    from sae_lens.saes.transcoder import Transcoder
+
+    from qwen3_scope import format_chat, load_model
+    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
+
+    hf_model = load_model(tiny_moe_dir, backend="hf")
+    assert hf_model.qwen3_spec.kind == "moe"
+    result = _train(
+        tiny_moe_dir,
+        chat_jsonl,
+        tmp_path / "moe",
+        hf_model,
+        recipe="paper",
+        backend="hf",
+        layers=[1],
+        sites=["none"],
+        transcoder_skip=False,
+        transcoder_kind="relu",
+        transcoder_width=256,
+        training_tokens=32_768,
+        checkpoint_every_tokens=None,
+    )
+    assert list(result.manifest["saes"]) == ["transcoder/layer_1"]
+    sae = SAE.load_from_disk(result.suite_dir / "transcoder" / "layer_1")
+    assert type(sae) is Transcoder
+    hook_in, hook_out = sae.cfg.metadata.hook_name, sae.cfg.metadata.hook_name_out
+    assert (hook_in, hook_out) == ("model.layers.1.post_attention_layernorm", "model.layers.1.mlp")
+    assert result.metrics["variance_explained"].iloc[0] > 0.3, result.metrics  # held-out EV, a few steps in
+    rows = [json.loads(line)["messages"] for line in chat_jsonl.read_text().splitlines()[:20]]
+    texts = [format_chat(hf_model.tokenizer, m[0]["content"]) + m[1]["content"] for m in rows]
+    xs, ys = [], []
+    for text in texts:
+        _, cache = hf_model.run_with_cache(
+            torch.tensor([hf_model.tokenizer(text)["input_ids"]]), names_filter=[hook_in, hook_out]
+        )
+        xs.append(cache[hook_in][0, 1:])
+        ys.append(cache[hook_out][0, 1:])
+    x, y = torch.cat(xs), torch.cat(ys)
+    with torch.no_grad():
+        relative_error = (sae(x) - y).pow(2).sum() / y.pow(2).sum()
+    assert relative_error < 0.85, relative_error  # the saved file predicts the MoE block's output (better than zero)
+    config = SuiteEvalConfig(n_batches=1, batch_size_prompts=4, context_size=32, progress=False)
+    evaluated = evaluate_suite(suite_dir=result.suite_dir, model=hf_model, config=config)
+    row = evaluated.table.iloc[0]
+    assert row["backend"] == "hf" and row["hook_name_out"] == "model.layers.1.mlp" and row["explained_variance"] > 0.1
+    assert evaluated.replacement is not None and evaluated.replacement["layers"].iloc[0] == "1"
+    replaced = evaluated.replacement.iloc[0]  # the MoE block replaced: CE against the clean model's, on the hf backend
+    assert replaced["ce_loss_with_replacement"] != replaced["ce_loss_without_replacement"]
+    assert replaced["ce_positions"] > 0

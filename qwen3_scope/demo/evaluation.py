@@ -31,6 +31,10 @@ def shipped_evaluation() -> str:
     )
 
 
+# the bundled SAEs; the bundled transcoders have a stage of their own (`transcoders`, demo/transcoders.py)
+BUNDLED_SAES = ORGANISM_PATTERN.replace(".*", "(?!transcoder/).*")
+
+
 def eval_stage(state: DemoState) -> None:
     """Evaluate every SAE of the suite on the same held-out tokens; table, plots and report under eval/."""
     config = SuiteEvalConfig(
@@ -40,8 +44,8 @@ def eval_stage(state: DemoState) -> None:
     if suite_dir is not None:
         result, source = evaluate_suite(suite_dir=suite_dir, config=config), f"suite trained above ({suite_dir})"
     else:
-        result = evaluate_suite(release=ORGANISM_RELEASE, pattern=ORGANISM_PATTERN, config=config)
-        source = f"bundled organism suite ({ORGANISM_RELEASE}, ids {ORGANISM_PATTERN})"
+        result = evaluate_suite(release=ORGANISM_RELEASE, pattern=BUNDLED_SAES, config=config)
+        source = f"bundled organism suite ({ORGANISM_RELEASE}, ids {BUNDLED_SAES})"
     table = result.table
     meta = {
         "source": source,

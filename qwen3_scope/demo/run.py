@@ -18,7 +18,18 @@ from typing import NamedTuple
 import pandas as pd
 
 from qwen3_scope.core.io import atomic_write_text
-from qwen3_scope.demo import apps, basics, distributed, evaluation, export, real_models, steering, training
+from qwen3_scope.demo import (
+    apps,
+    basics,
+    bench,
+    distributed,
+    evaluation,
+    export,
+    real_models,
+    steering,
+    training,
+    transcoders,
+)
 from qwen3_scope.demo.config import DemoConfig, UnknownStageError
 from qwen3_scope.demo.state import DemoState
 
@@ -35,7 +46,10 @@ STAGES: list[Stage] = [
     Stage("train", training.train_stage),
     Stage("distributed", distributed.distributed_stage),
     Stage("eval", evaluation.eval_stage),
+    Stage("bench", bench.bench_stage),
     Stage("steer", steering.steer_stage),
+    Stage("transcoders", transcoders.transcoders_stage),
+    Stage("trace", transcoders.trace_stage),
     *(Stage(name, fn) for name, fn in apps.APP_STAGES),  # apps-<name>, one per registered application
     Stage("export", export.export_stage),
     Stage("real-models", real_models.real_models_stage),

@@ -60,6 +60,7 @@ def add_cli(subparsers) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     from qwen3_scope.evaluation.held_out import read_documents  # lazy: keeps the CLI from importing torch
     from qwen3_scope.evaluation.report import (  # lazy: keeps the CLI from importing pandas
+        bench_summary,
         markdown_summary,
         replacement_lines,
         write_outputs,
@@ -100,11 +101,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
         "seconds": round(result.seconds, 1),
         "shared forward": config.share_forward,
     }
-    paths = write_outputs(result.table, Path(args.out), meta=meta, replacement=result.replacement)
+    if result.bench is not None:
+        meta["SAEBench run"] = f"{result.bench.directory} ({len(result.bench.table)} rows, baselines included)"
+    paths = write_outputs(result.table, Path(args.out), meta=meta, replacement=result.replacement, bench=result.bench)
     if args.write_back:
         updated = write_back_release_yaml(result.table, args.write_back, release=None if args.suite else args.release)
         print(f"wrote l0 / variance_explained of {len(updated)} SAEs into {args.write_back}")
     print(markdown_summary(result.table))
     for line in replacement_lines(result.replacement):
         print(line)
+    if result.bench is not None:
+        print(bench_summary(result.bench))
     print(f"\n{len(result.table)} SAEs in {result.seconds:.1f} s; wrote " + ", ".join(str(p) for p in paths.values()))

@@ -61,6 +61,15 @@ class SuiteEvalConfig(PlacementOptions):
             "every non-special token (SAELens' default). Needs the shared forward pass."
         ),
     )
+    bench: str | None = field(
+        default=None,
+        metadata=doc(
+            "the --out directory of a `qwen3-scope bench` run of the same suite: SAEBench's headline metrics (sparse "
+            "probing top-1/top-k, SCR, TPP, absorption, meta-structure, its core numbers) join the table on sae_id "
+            "as saebench_* columns, and the report and plots show its table with the baselines (identity, PCA, random)",
+            metavar="DIR",
+        ),
+    )
     progress: bool = field(default=True, metadata=doc("progress bars", cli=False))
 
     def __post_init__(self) -> None:

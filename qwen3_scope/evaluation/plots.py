@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from qwen3_scope.core.errors import ConfigError  # noqa: E402
 from qwen3_scope.core.io import atomic_path  # noqa: E402
+from qwen3_scope.evaluation.bench_table import BASELINE  # noqa: E402
 from qwen3_scope.model.sites import SITES  # noqa: E402
 
 LAYER_METRICS = (
@@ -165,3 +166,34 @@ def write_plots(table: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
         "l0_vs_fidelity_frontiers": plot_frontiers(table, out_dir / "l0_vs_fidelity_frontiers.png"),
         "metrics_by_layer": plot_across_layers(table, out_dir / "metrics_by_layer.png"),
     }
+
+
+def plot_bench(table: pd.DataFrame, path: str | Path) -> Path | None:
+    """SAEBench's headline metrics of a `qwen3-scope bench` table: one panel per numeric metric, one bar per SAE,
+    baselines (identity, PCA, random) hatched beside them; None when the table has no numeric metric."""
+    metrics = [
+        c
+        for c in table.columns
+        if c not in ("sae_id", "source") and pd.api.types.is_numeric_dtype(table[c]) and table[c].notna().any()
+    ]
+    if not metrics:
+        return None
+    baseline = (table["source"] == BASELINE).tolist()
+    labels = [f"{s} (baseline)" if b else str(s) for s, b in zip(table["sae_id"], baseline)]
+    cols = min(4, len(metrics))
+    rows_n = (len(metrics) + cols - 1) // cols
+    fig, axes = plt.subplots(
+        rows_n, cols, figsize=(3.4 * cols, rows_n * (0.22 * len(table) + 1.2)), squeeze=False, sharey=True
+    )
+    colors = ["#bbbbbb" if b else "#1f77b4" for b in baseline]
+    for ax, metric in zip(axes.flat, metrics):
+        ax.barh(labels, table[metric].astype(float), color=colors)
+        ax.set_title(metric, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].invert_yaxis()  # the table's order, top down (the y axis is shared)
+    for ax in list(axes.flat)[len(metrics) :]:
+        ax.axis("off")
+    fig.suptitle("SAEBench headline metrics (grey: baselines)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, Path(path))

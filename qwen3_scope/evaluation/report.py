@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 from qwen3_scope.core.io import atomic_write_text
-from qwen3_scope.evaluation.plots import write_plots
+from qwen3_scope.evaluation.bench_table import BASELINE, BenchRun, bench_columns, bench_markdown, column_note
+from qwen3_scope.evaluation.plots import plot_bench, write_plots
 from qwen3_scope.evaluation.suite_eval import write_table
 from qwen3_scope.model.sites import SITES
 
@@ -128,13 +129,14 @@ def write_html_report(
     title: str = "SAE suite evaluation",
     meta: dict[str, Any] | None = None,
     replacement: pd.DataFrame | None = None,
+    bench: BenchRun | None = None,
 ) -> Path:
-    """One HTML file: run facts, per-site means, the replacement models of transcoder sets, the trade-off and
-    per-layer plots, and the full table."""
+    """One HTML file: run facts, per-site means, the replacement models of transcoder sets, SAEBench's table (with
+    `bench`: SAEs and baselines, its plot), the trade-off and per-layer plots, and the full table."""
     meta_rows = "".join(
         f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in (meta or {}).items()
     )
-    columns = [c for c in TABLE_COLUMNS if c in table.columns]
+    columns = [c for c in TABLE_COLUMNS if c in table.columns] + bench_columns(table)
     fmt = {"float_format": lambda v: f"{v:.4g}", "index": False, "border": 0}
     body = [
         f"<h1>{html.escape(title)}</h1>",
@@ -147,10 +149,11 @@ def write_html_report(
         "of them. Clean CE is the model's own next-token loss; CE, KL and delta LM loss are averaged over "
         f"{_positions(table)}.</p>",
         *_replacement_section(replacement, fmt),
+        *_bench_section(bench, plots, fmt),
         "<h2>Sparsity-fidelity trade-off</h2>",
         *(_image(p, name.replace("_", " ")) for name, p in plots.items() if name.startswith("l0_vs")),
         "<h2>Metrics across layers</h2>",
-        *(_image(p, name.replace("_", " ")) for name, p in plots.items() if not name.startswith("l0_vs")),
+        *(_image(p, name.replace("_", " ")) for name, p in plots.items() if name == "metrics_by_layer"),
         "<h2>Every SAE</h2>",
         table[columns].to_html(**fmt),
     ]
@@ -174,6 +177,29 @@ def _replacement_section(replacement: pd.DataFrame | None, fmt: dict[str, Any]) 
     ]
 
 
+def _bench_section(bench: BenchRun | None, plots: dict[str, Path], fmt: dict[str, Any]) -> list[str]:
+    if bench is None:
+        return []
+    notes = "".join(f"<li><b>{html.escape(c)}</b>: {html.escape(column_note(c))}</li>" for c in bench.metrics)
+    notes += "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in bench.notes.items())
+    n_base = int((bench.table["source"] == BASELINE).sum())
+    return [
+        "<h2>SAEBench</h2>",
+        f"<p>SAEBench 0.6's own evals (<code>qwen3-scope bench</code>, run {html.escape(bench.directory)}; data of the "
+        f"supervised evals: {html.escape(bench.data or 'not recorded')}): {len(bench.table) - n_base} SAEs"
+        + (f" and {n_base} baselines (identity, PCA, random SAE per site)" if n_base else "")
+        + ". Its per-SAE numbers are also the <code>saebench_*</code> columns of the table below.</p>",
+        bench.table.to_html(**fmt),
+        f"<ul class='meta'>{notes}</ul>",
+        *(_image(p, "SAEBench headline metrics") for name, p in plots.items() if name == "saebench"),
+    ]
+
+
+def bench_summary(bench: BenchRun) -> str:
+    """SAEBench's table of a bench run (SAEs and baselines) with its notes, for the CLI's stdout."""
+    return f"\nSAEBench (qwen3-scope bench run {bench.directory}):\n{bench_markdown(bench)}"
+
+
 def markdown_summary(table: pd.DataFrame) -> str:
     """Per-site means as a markdown table (for report.md of the demo and the CLI's stdout)."""
     return site_summary(table).to_markdown(index=False, floatfmt=".4g")
@@ -185,14 +211,23 @@ def write_outputs(
     title: str = "SAE suite evaluation",
     meta: dict[str, Any] | None = None,
     replacement: pd.DataFrame | None = None,
+    bench: BenchRun | None = None,
 ) -> dict[str, Path]:
-    """Table (CSV + Parquet), plots (PNG) and the HTML report under `out_dir`, and with transcoder sets their
-    replacement models (`replacement_model.csv/.parquet`, `SuiteEvaluation.replacement`); returns every path."""
+    """Table (CSV + Parquet), plots (PNG) and the HTML report under `out_dir`, with transcoder sets their
+    replacement models (`replacement_model.csv/.parquet`, `SuiteEvaluation.replacement`), with a bench run
+    SAEBench's table beside the SAEs' (`saebench.csv`, `saebench.png`, `SuiteEvaluation.bench`); returns every path."""
     out_dir = Path(out_dir)
     csv, parquet = write_table(table, out_dir)
     paths = {"csv": csv, "parquet": parquet}
     if replacement is not None and not replacement.empty:
         paths["replacement_csv"], paths["replacement_parquet"] = write_table(replacement, out_dir, "replacement_model")
     plots = write_plots(table, out_dir)
-    report = write_html_report(table, plots, out_dir / "report.html", title=title, meta=meta, replacement=replacement)
+    if bench is not None:
+        paths["saebench_csv"], paths["saebench_parquet"] = write_table(bench.table, out_dir, "saebench")
+        plot = plot_bench(bench.table, out_dir / "saebench.png")
+        if plot is not None:
+            plots["saebench"] = plot
+    report = write_html_report(
+        table, plots, out_dir / "report.html", title=title, meta=meta, replacement=replacement, bench=bench
+    )
     return {**paths, **plots, "report": report}

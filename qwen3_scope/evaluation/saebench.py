@@ -25,10 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd
 import torch
 from sae_lens import TopKSAE, TopKSAEConfig
@@ -37,7 +33,10 @@ from qwen3_scope.core.errors import ConfigError, CorruptFileError, Qwen3ScopeErr
 from qwen3_scope.core.io import atomic_write_json, atomic_write_text
 from qwen3_scope.evaluation import saebench_compat as compat
 from qwen3_scope.evaluation.bench_config import SUPERVISED_EVALS, BenchConfig
+from qwen3_scope.evaluation.bench_table import BASELINE, BENCH_FACTS, BENCH_TABLE
 from qwen3_scope.evaluation.config import SuiteEvalConfig
+from qwen3_scope.evaluation.plots import plot_bench
+from qwen3_scope.evaluation.reconstruction import is_transcoder
 from qwen3_scope.evaluation.saebench_data import (
     BenchData,
     MissingLabelsError,
@@ -138,17 +137,17 @@ def baseline_entries(entries: list[SuiteEntry], model: Any, cfg: BenchConfig, to
         if hook in seen:
             continue
         seen.add(hook)
-        layer = int(re.search(r"\d+", hook).group(0))  # type: ignore[union-attr]
+        layer, site_name = parse_hook_name(hook, "hooked")
         d_in = e.sae.cfg.d_in
-        site = hook
+        site = f"{site_name}/layer_{layer}"  # baseline ids: resid_post/layer_3/identity
         identity = compat.IdentitySAE(d_in, name, layer, torch.device("cpu"), torch.float32, hook_name=hook)
         pca = compat.PCASAE(d_in, name, layer, torch.device("cpu"), torch.float32, hook_name=hook)
         pca.cfg.context_size = cfg.context_size
         pca = compat.fit_PCA(pca, model, tokens, cfg.llm_batch_size, pca_batch_size=max(tokens.numel() // 2, d_in + 1))
         out += [
-            SuiteEntry(f"{site}/identity", identity, source="baseline"),
-            SuiteEntry(f"{site}/pca", pca, source="baseline"),
-            SuiteEntry(f"{site}/random", random_sae_like(e.sae, cfg.seed), source="baseline"),
+            SuiteEntry(f"{site}/identity", identity, source=BASELINE),
+            SuiteEntry(f"{site}/pca", pca, source=BASELINE),
+            SuiteEntry(f"{site}/random", random_sae_like(e.sae, cfg.seed), source=BASELINE),
         ]
     return out
 
@@ -302,32 +301,38 @@ def _run_absorption(
         min_feats_for_eval=cfg.absorption_min_letters,
         k_sparse_probe_num_epochs=cfg.absorption_probe_epochs,
     )
-    notes = []
+    notes: dict[str, list[str]] = {}  # note -> the SAEs it applies to
+    # hook -> the model's first-letter probes there, once they showed it cannot spell (SAEBench would train the
+    # same probes again for every SAE of the layer, baselines included, to reach the same verdict)
+    cannot_spell: dict[str, tuple[pd.DataFrame, str]] = {}
     for entry in entries:
         hook = entry.sae.cfg.metadata.hook_name
         if not re.fullmatch(r"blocks\.\d+\.hook_resid_post", hook):
-            notes.append(
-                f"{entry.sae_id}: not applicable: SAEBench's absorption probes blocks.L.hook_resid_post, this SAE reads {hook}"
+            na = f"not applicable: SAEBench's absorption probes blocks.L.hook_resid_post, not {hook}"
+            notes.setdefault(na, []).append(entry.sae_id)
+            continue
+        if hook in cannot_spell:  # the first-letter probes are the model's, not the SAE's: the same verdict
+            f1, note = cannot_spell[hook]
+        else:
+            mod.run_eval(ec, [(_label(entry), entry.sae)], cfg.device, str(out), force_rerun=True)
+            written = out / f"{_label(entry)}_custom_sae_eval_results.json"
+            if written.exists():
+                continue
+            probe_file = work / "artifacts" / "absorption" / f"{_label(entry)}_custom_sae_k_sparse_probing.json"
+            f1 = pd.DataFrame(json.loads(probe_file.read_text())) if probe_file.exists() else pd.DataFrame()
+            good = int((f1["f1_probe"] > ec.min_GT_probe_f1).sum()) if "f1_probe" in f1 else 0
+            best = float(f1["f1_probe"].max()) if "f1_probe" in f1 else float("nan")
+            note = (
+                f"not measured at {hook}: the model cannot spell well enough; {good} of 26 first-letter probes reach "
+                f"F1 > {ec.min_GT_probe_f1} (SAEBench needs {ec.min_feats_for_eval}), best F1 {best:.2f}"
             )
-            continue
-        mod.run_eval(ec, [(_label(entry), entry.sae)], cfg.device, str(out), force_rerun=True)
-        written = out / f"{_label(entry)}_custom_sae_eval_results.json"
-        if written.exists():
-            continue
-        probe_file = work / "artifacts" / "absorption" / f"{_label(entry)}_custom_sae_k_sparse_probing.json"
-        f1 = pd.DataFrame(json.loads(probe_file.read_text())) if probe_file.exists() else pd.DataFrame()
-        good = int((f1["f1_probe"] > ec.min_GT_probe_f1).sum()) if "f1_probe" in f1 else 0
-        best = float(f1["f1_probe"].max()) if "f1_probe" in f1 else float("nan")
-        note = (
-            f"not measured: the model cannot spell well enough; {good} of 26 first-letter probes reach F1 > "
-            f"{ec.min_GT_probe_f1} (SAEBench needs {ec.min_feats_for_eval}), best F1 {best:.2f}"
-        )
+            cannot_spell[hook] = (f1[[c for c in f1.columns if "sae" not in c]], note)
         atomic_write_json(
             out / f"{_label(entry)}_not_measured.json",
             {"sae_id": entry.sae_id, "reason": note, "first_letter_probe_f1": f1.to_dict("records")},
         )
-        notes.append(f"{entry.sae_id}: {note}")
-    return sorted(out.glob("*_eval_results.json")), "; ".join(notes)
+        notes.setdefault(note, []).append(entry.sae_id)
+    return sorted(out.glob("*_eval_results.json")), "; ".join(f"{n} ({', '.join(ids)})" for n, ids in notes.items())
 
 
 def _run_meta(entries: list[SuiteEntry], cfg: BenchConfig, out: Path) -> None:
@@ -368,7 +373,17 @@ def run_bench(
     if model is None:
         model = load_suite_model(entries, device=cfg.resolved_device, name=model_name, dtype=cfg.dtype)
     backend = "hooked"
-    check_suite([e for e in entries if e.source != "baseline"], model, backend)
+    check_suite([e for e in entries if e.source != BASELINE], model, backend)
+    # transcoders read one hook and write another; SAEBench's evals splice an SAE's reconstruction back into the
+    # hook it reads, so they would measure a transcoder as a (bad) SAE of its input: left out, with a note
+    skipped = [e.sae_id for e in entries if is_transcoder(e.sae)]
+    entries = [e for e in entries if not is_transcoder(e.sae)]
+    if not entries:
+        raise ConfigError(
+            f"the SAEs chosen ({', '.join(skipped)}) are all transcoders, which SAEBench's SAE evals do not measure "
+            "(they splice a reconstruction into the hook an SAE reads); choose SAEs with --ids, and evaluate "
+            "transcoders with qwen3-scope eval (replacement model) or qwen3-scope trace."
+        )
     for e in entries:
         parse_hook_name(e.sae.cfg.metadata.hook_name, backend)
     data = (
@@ -378,6 +393,12 @@ def run_bench(
     )
     check_supervised(data, cfg.evals)
     result = BenchResult(out)
+    if skipped:
+        result.notes["transcoders"] = (
+            f"left out {len(skipped)} transcoder(s) ({', '.join(skipped)}): SAEBench's evals splice an SAE's "
+            "reconstruction into the hook it reads, which a transcoder does not reconstruct; qwen3-scope eval "
+            "measures them as replacement MLPs"
+        )
     name = model_spec(model).name
     torch.manual_seed(cfg.seed)
     with tempfile.TemporaryDirectory(prefix="qwen3-scope-bench-") as tmp:
@@ -425,6 +446,7 @@ HEADLINE = (
     ("core", ("model_performance_preservation", "ce_loss_score"), "ce_loss_score"),
     ("core", ("sparsity", "l0"), "l0"),
     ("sparse_probing", ("sae", "sae_top_1_test_accuracy"), "sparse_probing_top1"),
+    ("sparse_probing", ("sae", "sae_top_{n}_test_accuracy"), "sparse_probing"),  # the largest k run
     ("sparse_probing", ("llm", "llm_test_accuracy"), "llm_probe_accuracy"),
     ("scr", ("scr_metrics", "scr_metric_threshold_{n}"), "scr"),
     ("tpp", ("tpp_metrics", "tpp_threshold_{n}_total_metric"), "tpp"),
@@ -439,7 +461,8 @@ def _sae_key(data: dict[str, Any]) -> str:
     return rel if sid == "custom_sae" else f"{rel}/{sid}".replace("/", "__")
 
 
-def _threshold(metrics: dict[str, Any], template: str) -> int:
+def _threshold(metrics: dict[str, Any], template: str, prefer: int | None = 10) -> int:
+    """The `n` of `template` to report: `prefer` when the metrics have it, else the largest present."""
     prefix, suffix = template.split("{n}")
     found = [
         int(k[len(prefix) : len(k) - len(suffix)])
@@ -449,7 +472,9 @@ def _threshold(metrics: dict[str, Any], template: str) -> int:
         and k[len(prefix) : len(k) - len(suffix)].isdigit()
         and metrics[k] is not None
     ]
-    return 10 if 10 in found or not found else max(found)
+    if prefer is not None and (prefer in found or not found):
+        return prefer
+    return max(found, default=1)
 
 
 def summary_table(result: BenchResult) -> pd.DataFrame:
@@ -463,36 +488,21 @@ def summary_table(result: BenchResult) -> pd.DataFrame:
             name = column
             for key in path:
                 if isinstance(value, dict) and "{n}" in key:  # SCR/TPP: 10 ablated latents, else the most run
-                    n = _threshold(value, key)
+                    n = _threshold(value, key, prefer=None if ev == "sparse_probing" else 10)
                     key, name = key.format(n=n), f"{column}_top{n}"
                 value = value.get(key) if isinstance(value, dict) else None
             rows.setdefault(_sae_key(data), {})[name] = value
-    table = pd.DataFrame.from_dict(rows, orient="index")
+    order = [k for k in result.entries if k in rows] + [k for k in rows if k not in result.entries]
+    table = pd.DataFrame.from_dict(rows, orient="index").loc[order]  # the suite's order, then its baselines
     table.insert(0, "sae_id", [result.entries[k].sae_id if k in result.entries else k for k in table.index])
     table.insert(1, "source", [result.entries[k].source if k in result.entries else "" for k in table.index])
     if "absorption" in result.notes and "absorption" not in table:
-        table["absorption"] = "not measured (cannot spell)"
+        hooks = [result.entries[k].sae.cfg.metadata.hook_name if k in result.entries else "" for k in table.index]
+        table["absorption"] = [
+            "not measured (cannot spell)" if re.fullmatch(r"blocks\.\d+\.hook_resid_post", h) else "not applicable"
+            for h in hooks
+        ]
     return table.reset_index(drop=True)
-
-
-def plot_summary(table: pd.DataFrame, path: Path) -> Path | None:
-    """One panel per numeric headline metric, one bar per SAE (baselines included)."""
-    metrics = [c for c in table.columns[2:] if pd.api.types.is_numeric_dtype(table[c]) and table[c].notna().any()]
-    if not metrics:
-        return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 0.45 * len(table) + 1.6), squeeze=False)
-    labels = [f"{s}" if src != "baseline" else f"{s} (baseline)" for s, src in zip(table["sae_id"], table["source"])]
-    for ax, metric in zip(axes[0], metrics):
-        ax.barh(labels, table[metric].astype(float))
-        ax.set_title(metric, fontsize=9)
-        ax.tick_params(labelsize=7)
-        if ax is not axes[0][0]:
-            ax.set_yticklabels([])
-    fig.suptitle("SAEBench headline metrics", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def write_summary(result: BenchResult, data: BenchData) -> None:
@@ -508,11 +518,11 @@ def write_summary(result: BenchResult, data: BenchData) -> None:
         lines.append(f"- {ev}: {note}")
     lines.append("")
     lines.append("Seconds per eval: " + ", ".join(f"{k} {v}" for k, v in result.seconds.items()))
-    result.table.to_csv(result.out_dir / "bench.csv", index=False)
-    plot_summary(result.table, result.out_dir / "bench.png")
+    result.table.to_csv(result.out_dir / BENCH_TABLE, index=False)
+    plot_bench(result.table, result.out_dir / "bench.png")
     atomic_write_text(result.out_dir / "bench.md", "\n".join(lines) + "\n")
     atomic_write_json(
-        result.out_dir / "bench.json",
+        result.out_dir / BENCH_FACTS,
         {
             "files": {k: [p.name for p in v] for k, v in result.files.items()},
             "notes": result.notes,

@@ -16,6 +16,10 @@ Definitions of the extras (per SAE, over the `density_tokens` non-special held-o
 Transcoders (SAELens' transcoder classes, `cfg.metadata.hook_name_out` set) in a suite get rows of the same table
 (site `transcoder`, layer of the hook they write) from `evaluation.transcoders`, and each transcoder set's whole
 replacement model a row of `SuiteEvaluation.replacement`.
+
+With `SuiteEvalConfig.bench` (a `qwen3-scope bench` output directory), SAEBench's headline metrics of that run
+join the table on `sae_id` as `saebench_*` columns (`evaluation.bench_table`); the run itself, baselines included,
+is `SuiteEvaluation.bench`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from tqdm.auto import tqdm
 from qwen3_scope.core.devices import DTYPES
 from qwen3_scope.core.errors import ConfigError, CorruptFileError, MissingFileError, ModelMismatchError, ReleaseError
 from qwen3_scope.core.io import atomic_path, atomic_write_text
+from qwen3_scope.evaluation.bench_table import BenchRun, check_bench, join_bench, read_bench
 from qwen3_scope.evaluation.config import ORGANISM_PATTERN, ORGANISM_RELEASE, SuiteEvalConfig
 from qwen3_scope.evaluation.held_out import (
     SUITE_HELD_OUT,
@@ -114,6 +119,7 @@ class SuiteEvaluation:
     seconds: float = 0.0
     held_out: str = ""  # where the held-out tokens came from
     replacement: pd.DataFrame = field(default_factory=pd.DataFrame)
+    bench: BenchRun | None = None  # the `qwen3-scope bench` run joined on sae_id (`SuiteEvalConfig.bench`)
 
 
 # ---- where SAEs come from ---------------------------------------------------------------------------------
@@ -419,6 +425,9 @@ def evaluate_suite(
         entries = entries_from_release(release, pattern, sae_device)
     else:
         raise EmptySuiteError("give SAEs, a release (with an id pattern) or a suite directory to evaluate.")
+    bench = read_bench(cfg.bench) if cfg.bench else None
+    if bench is not None:  # a bench run of another suite is an error before anything is measured
+        check_bench(bench, [(e.sae_id, e.source) for e in entries])
     if cfg.sae_dtype is not None:
         for entry in entries:
             entry.sae.to(dtype=DTYPES[cfg.sae_dtype])
@@ -529,7 +538,9 @@ def evaluate_suite(
     progress.close()
     order = {e.sae_id: i for i, e in enumerate(entries)}  # groups run in layer order; report in the given order
     table = pd.DataFrame(sorted(rows, key=lambda r: order[r["sae_id"]]))
-    return SuiteEvaluation(table, features, stats, time.perf_counter() - start, held_out, replacement)
+    if bench is not None:
+        table = join_bench(table, bench)
+    return SuiteEvaluation(table, features, stats, time.perf_counter() - start, held_out, replacement, bench)
 
 
 # ---- outputs --------------------------------------------------------------------------------------------

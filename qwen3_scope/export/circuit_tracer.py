@@ -23,14 +23,11 @@ again for it (`model_folder_for_transformers4`) with a top-level `rope_theta`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +45,7 @@ from sae_lens.saes.transcoder import (
 )
 from safetensors import safe_open
 
+from qwen3_scope.core import venvs
 from qwen3_scope.core.errors import ConfigError, CorruptFileError, MissingFileError, ModelMismatchError, Qwen3ScopeError
 from qwen3_scope.core.io import atomic_dir, atomic_save_safetensors, atomic_write_json, atomic_write_text
 from qwen3_scope.evaluation.suite_eval import SuiteEntry, entries_from_directory, entries_from_release
@@ -64,6 +62,7 @@ CONFIG_YAML = "config.yaml"
 MODEL_FOLDER = "model"  # the model written for transformers 4.x, beside the set
 INPUT_HOOK = "mlp.hook_in"  # circuit-tracer's names (its nnsight mapping of Qwen3ForCausalLM)
 OUTPUT_HOOK = "mlp.hook_out"
+VENV_NAME = "circuit-tracer"
 ZERO_WEIGHT = 1e-8  # an RMSNorm weight this small cannot be divided out
 
 
@@ -359,8 +358,17 @@ def import_transcoder_set(folder: str | Path, out: str | Path, model: str | None
         paths = [folder / layer_file(layer) for layer in range(spec.n_layers)]
     if len(paths) != spec.n_layers:
         raise ModelMismatchError(f"{folder} holds {len(paths)} layers; {spec.name} has {spec.n_layers}.")
+    extra = sorted(int(m[1]) for f in folder.iterdir() if (m := re.fullmatch(r"layer_(\d+)\.safetensors", f.name)))
+    first = _read_layer(paths[0])
+    if first["W_enc"].shape[-1] != spec.d_model or (extra and extra[-1] >= spec.n_layers):
+        raise ModelMismatchError(
+            f"{folder} is a set for another model than {spec.name} (d_model {spec.d_model}, {spec.n_layers} layers): "
+            f"{paths[0].name} reads width {first['W_enc'].shape[-1]}, and the layer files go up to layer_"
+            f"{extra[-1] if extra else '?'}. Pass the set's own model (--model; config.yaml names "
+            f"{config.get('model_name')!r})."
+        )
     weights = ln2_weights(spec)
-    layers = [_read_layer(path) for path in paths]
+    layers = [first, *(_read_layer(path) for path in paths[1:])]
     d_sae = layers[0]["b_enc"].shape[0]
     written: dict[str, Path] = {}
     for layer, (path, tensors) in enumerate(zip(paths, layers)):
@@ -429,56 +437,28 @@ def run_circuit_tracer_export(cfg: CircuitTracerExportConfig) -> ExportedSet | d
 # ---- circuit-tracer's venv and its runner ----------------------------------------------------------------------------
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("QWEN3_SCOPE_CACHE") or Path.home() / ".cache" / "qwen3-scope")
-
-
 def venv_dir() -> Path:
-    """The venv's folder, keyed by the pins and the Python version (a new pin is a new venv)."""
-    key = json.dumps([CIRCUIT_TRACER_PINS, sys.version_info[:2]]).encode()
-    return cache_root() / "venvs" / f"circuit-tracer-{hashlib.sha256(key).hexdigest()[:12]}"
+    """circuit-tracer's venv folder (`core.venvs`: keyed by the pins and the Python version)."""
+    return venvs.venv_dir(VENV_NAME, CIRCUIT_TRACER_PINS)
 
 
-def _python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def _run(command: list[str], what: str, fix: str) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).strip().splitlines()
-        raise CircuitTracerEnvError(f"{what} failed (exit {done.returncode}); {fix}\n" + "\n".join(output[-40:]))
-    return done
+def ready_circuit_tracer_python() -> Path | None:
+    """The Python of circuit-tracer's venv when it is built (never builds it), else None."""
+    return venvs.ready_python(VENV_NAME, CIRCUIT_TRACER_PINS)
 
 
 def circuit_tracer_python(progress: Callable[[str], None] | None = print) -> Path:
-    """The Python of circuit-tracer's venv, built on first use (`python -m venv --system-site-packages`, then pip
-    installs only the pins: torch and the rest come from this environment). Never a silent fallback: a failed
-    build raises with pip's output."""
-    venv = venv_dir()
-    marker = venv / "qwen3-scope-ready.json"
-    if marker.is_file():
-        return _python(venv)
-    if progress:
-        progress(f"building circuit-tracer's environment ({', '.join(CIRCUIT_TRACER_PINS)}) in {venv} (once, ~2 min)")
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{venv.name}.", dir=venv.parent))
-    fix = (
-        "circuit-tracer needs its own environment (it pins transformers<=4.57.3). Check that pip can reach the "
-        "package index, then run `qwen3-scope trace --setup` again."
+    """The Python of circuit-tracer's venv, built on first use (`core.venvs.pinned_venv`: `--system-site-packages`,
+    then pip installs only the pins; torch and the rest come from this environment; ~2 min once). Never a silent
+    fallback: a failed build raises `VenvBuildError` with pip's output."""
+    return venvs.pinned_venv(
+        VENV_NAME,
+        CIRCUIT_TRACER_PINS,
+        probe="import circuit_tracer, nnsight, transformers",
+        fix="circuit-tracer needs its own environment (it pins transformers<=4.57.3). Check that pip can reach the "
+        "package index, then run `qwen3-scope trace --setup` again.",
+        progress=progress,
     )
-    try:
-        _run([sys.executable, "-m", "venv", "--system-site-packages", str(tmp)], "creating the venv", fix)
-        _run([str(_python(tmp)), "-m", "pip", "install", "-q", *CIRCUIT_TRACER_PINS], "pip install", fix)
-        probe = "import circuit_tracer, nnsight, transformers; print(transformers.__version__)"
-        _run([str(_python(tmp)), "-c", probe], "importing circuit-tracer in its venv", fix)
-        (tmp / marker.name).write_text(json.dumps({"pins": list(CIRCUIT_TRACER_PINS)}))
-        if venv.exists():  # a half-built venv of an interrupted run
-            shutil.rmtree(venv)
-        os.replace(tmp, venv)  # venvs record their folder in pyvenv.cfg and scripts; bin/python works when moved
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return _python(venv)
 
 
 def run_runner(python: Path, request: dict[str, Any], workdir: Path) -> dict[str, Any]:

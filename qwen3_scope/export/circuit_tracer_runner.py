@@ -84,13 +84,14 @@ def top_features(graph, top: int) -> list[dict]:
     order = torch.argsort(influence, descending=True)[:top]
     rows = []
     for node in order.tolist():
-        layer, pos, feature = graph.active_features[graph.selected_features[node]].tolist()
+        active = graph.selected_features[node]  # activation_values is indexed like active_features (as in
+        layer, pos, feature = graph.active_features[active].tolist()  # circuit-tracer's create_graph_files)
         rows.append(
             {
                 "layer": int(layer),
                 "position": int(pos),
                 "feature": int(feature),
-                "activation": float(graph.activation_values[node]),
+                "activation": float(graph.activation_values[active]),
                 "influence": float(influence[node]),
             }
         )

@@ -34,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             print(
                 f"recipe {recipe.name}: {recipe.summary} ({'small' if small else 'family'} scale for {config.model})\n"
             )
-            print(recipe.hyperparameters(small=small).to_string(index=False))
+            print(recipe.hyperparameters(small=small, architecture=config.architecture).to_string(index=False))
         return
     planned = train_suite(config.replace(plan_only=True))  # bad input (incl. --nproc) fails here, before launching
     if config.nproc is not None and config.nproc > 1 and not config.plan_only:  # torchrun: rank 0 prints the plan

@@ -19,12 +19,25 @@ from qwen3_scope.core.errors import ConfigError
 from qwen3_scope.core.portable import portable_dataset_name, portable_model_name
 from qwen3_scope.model.family import Qwen3ModelSpec, resolve_model
 from qwen3_scope.model.sites import PAPER_SITES, check_site
-from qwen3_scope.training.parsing import parse_layers, parse_site_width, parse_tokens
+from qwen3_scope.training.parsing import parse_layers, parse_sae_field, parse_site_width, parse_tokens
 
 # The recipes of `training.recipes` (which checks that they agree), by name: this module stays light (the
 # `qwen3-scope train` command line is built from it), so it does not import the recipes themselves.
 RECIPE_NAMES = ("paper", "qwen-scope")
 TRANSCODER_KINDS = ("relu", "jumprelu", "topk")  # saes.transcoders.TRANSCODER_KINDS (the recipes check they agree)
+# Every SAE architecture SAELens 6.54 trains (its SAE_TRAINING_CLASS_REGISTRY minus transcoders and our fast classes;
+# the recipes check they are registered), and the config field that sets each one's sparsity (what --sparsities sweeps).
+ARCHITECTURE_SPARSITY = {
+    "standard": "l1_coefficient",
+    "gated": "l1_coefficient",
+    "topk": "k",
+    "abstopk": "k",
+    "batchtopk": "k",
+    "matryoshka_batchtopk": "k",
+    "jumprelu": "target_l0",
+    "matching_pursuit": "max_iterations",
+}
+ARCHITECTURES = tuple(ARCHITECTURE_SPARSITY)
 BACKENDS = ("hooked", "hf")
 
 
@@ -126,7 +139,41 @@ class SuiteTrainingConfig(PlacementOptions):
             parse=parse_tokens,
         ),
     )
-    k: int | None = field(default=None, metadata=doc("TopK k (qwen-scope: 50 or 100)"))
+    architecture: str | None = field(
+        default=None,
+        metadata=doc(
+            "SAE architecture, any SAELens trains: standard (ReLU + L1), gated, topk, abstopk, batchtopk, "
+            "matryoshka_batchtopk, jumprelu or matching_pursuit (default: the recipe's, jumprelu for paper, topk for "
+            "qwen-scope). Its fields come from the recipe of that kind or SAELens' defaults (`--describe` lists them); "
+            "set its sparsity with --k, --l0, --l1-coefficient, --sparsities, any other field with --sae-field"
+        ),
+    )
+    k: int | None = field(
+        default=None,
+        metadata=doc(
+            "TopK k (qwen-scope: 50 or 100); also batchtopk / matryoshka_batchtopk / abstopk k and matching_pursuit's "
+            "max_iterations"
+        ),
+    )
+    l1_coefficient: float | None = field(
+        default=None, metadata=doc("L1 coefficient of standard and gated SAEs (default: the architecture's table)")
+    )
+    matryoshka_widths: list[int] | None = field(
+        default=None,
+        metadata=doc(
+            "nested dictionary sizes of matryoshka_batchtopk SAEs, increasing, the last at most the width (the width "
+            "is added as the last level; default: width/8, width/4, width/2, width)"
+        ),
+    )
+    sae_fields: list[tuple[str, Any]] | None = field(
+        default=None,
+        metadata=doc(
+            "any other field of the architecture's SAELens training config: KEY=VALUE ... (values as JSON, e.g. "
+            "topk_threshold_lr=0.02 residual_threshold=0.05 use_matryoshka_aux_loss=true)",
+            flag="--sae-field",
+            parse=parse_sae_field,
+        ),
+    )
     target_l0: float | None = field(
         default=None, metadata=doc("JumpReLU target L0 (paper: 160; organism: 24)", flag="--l0")
     )
@@ -141,8 +188,9 @@ class SuiteTrainingConfig(PlacementOptions):
     sparsities: list[float] | None = field(
         default=None,
         metadata=doc(
-            "sparsity sweep: more SAEs per (layer, site) at these target L0s (JumpReLU) or k values (TopK), trained "
-            "from the same forward passes, ids `<site>/layer_<L>/l0_<n>` (e.g. --sparsities 12 48)"
+            "sparsity sweep: more SAEs per (layer, site) at these target L0s (JumpReLU), k values (TopK family; "
+            "matching_pursuit: max_iterations) or L1 coefficients (standard, gated), trained from the same forward "
+            "passes, ids `<site>/layer_<L>/l0_<n>`, `k_<n>` or `l1_<c>` (e.g. --sparsities 12 48)"
         ),
     )
     sweep_layers: list[int] | None = field(
@@ -247,6 +295,31 @@ class SuiteTrainingConfig(PlacementOptions):
             raise ConfigError(
                 f"unknown transcoder kind {self.transcoder_kind!r}; choose one of {', '.join(TRANSCODER_KINDS)}."
             )
+        if self.architecture is not None and self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"unknown SAE architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)} "
+                "(transcoders: --transcoders with --transcoder-kind)."
+            )
+        if self.l1_coefficient is not None and not 0 < self.l1_coefficient < math.inf:
+            raise ConfigError(f"l1_coefficient must be a positive number, got {self.l1_coefficient}; write e.g. 5.")
+        if self.matryoshka_widths is not None:
+            widths = [int(w) for w in self.matryoshka_widths]
+            if not widths or widths[0] < 1 or any(b <= a for a, b in zip(widths, widths[1:], strict=False)):
+                raise ConfigError(
+                    f"matryoshka_widths must be positive and strictly increasing, got {self.matryoshka_widths}; "
+                    "write e.g. --matryoshka-widths 128 256 512."
+                )
+            self.matryoshka_widths = widths
+        if isinstance(self.sae_fields, dict):  # config files may write a mapping
+            self.sae_fields = list(self.sae_fields.items())
+        if self.sae_fields is not None:
+            pairs = [parse_sae_field(f) if isinstance(f, str) else (str(f[0]), f[1]) for f in self.sae_fields]
+            owned = {"k": "--k", "target_l0": "--l0", "l1_coefficient": "--l1-coefficient"}
+            owned |= {"matryoshka_widths": "--matryoshka-widths", "d_sae": "--width", "d_in": "the site"}
+            for key, _ in pairs:
+                if key in owned:
+                    raise ConfigError(f"set {key} with {owned[key]}, not --sae-field (so sweeps and checks see it).")
+            self.sae_fields = pairs or None
         transcoder_only = ("transcoder_kind", "transcoder_skip", "transcoder_width", "transcoder_sparsity")
         given = [name for name in transcoder_only if getattr(self, name) not in (None, False)]
         if given and not self.transcoders:

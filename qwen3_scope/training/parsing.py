@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
+from typing import Any
 
 from qwen3_scope.core.errors import ConfigError
 
@@ -51,3 +53,16 @@ def parse_site_width(text: str) -> tuple[str, int]:
     if match is None or int(match[2]) < 1:
         raise CountFormatError(f"{text!r} is not a site width; write SITE=WIDTH, e.g. attn_out=640.")
     return match[1], int(match[2])
+
+
+def parse_sae_field(text: str) -> tuple[str, Any]:
+    """'topk_threshold_lr=0.02' -> ('topk_threshold_lr', 0.02): one SAE config field; the value is read as JSON
+    (numbers, true/false, null, lists), else kept as text."""
+    match = re.fullmatch(r"\s*([a-z_][a-z0-9_]*)\s*=\s*(.+?)\s*", str(text))
+    if match is None:
+        raise CountFormatError(f"{text!r} is not an SAE field; write KEY=VALUE, e.g. topk_threshold_lr=0.02.")
+    try:
+        value = json.loads(match[2])
+    except ValueError:
+        value = {"True": True, "False": False, "None": None}.get(match[2], match[2])
+    return match[1], value

@@ -49,6 +49,7 @@ from qwen3_scope.model.sites import (
 from qwen3_scope.naming import TRANSCODER, sae_id, sparsity_variant, suite_name
 from qwen3_scope.saes.transcoders import TRANSCODER_KINDS, transcoder_architecture
 from qwen3_scope.training.config import (
+    ARCHITECTURE_SPARSITY,
     RECIPE_NAMES,
     RecipeConfigError,
     SuiteTrainingConfig,
@@ -110,17 +111,21 @@ class Recipe:
     small: Mapping[str, Hyper] = field(default_factory=dict)
     layouts: Mapping[str, tuple[tuple[str, ...], tuple[int, ...] | None, str]] = field(default_factory=dict)
 
-    def hyperparameters(self, small: bool = False) -> pd.DataFrame:
-        """Every value of the recipe with its source (the documentation users read with --describe)."""
+    def hyperparameters(self, small: bool = False, architecture: str | None = None) -> pd.DataFrame:
+        """Every value of the recipe with its source (the documentation users read with --describe); `architecture`
+        (--architecture) replaces the recipe's SAE fields with that architecture's (`architecture_fields`)."""
+        arch = architecture or self.architecture
+        source = QWEN3_SAE_PAPER if self.name == "paper" else QWEN_SCOPE
         rows = [
             ("width", f"{self.width_multiplier.value} x d_in", self.width_multiplier.source),
-            ("architecture", self.architecture, QWEN3_SAE_PAPER if self.name == "paper" else QWEN_SCOPE),
-            ("sites", ", ".join(self.sites), QWEN3_SAE_PAPER if self.name == "paper" else QWEN_SCOPE),
+            ("architecture", arch, source if arch == self.architecture else "--architecture"),
+            ("sites", ", ".join(self.sites), source),
             ("outlier_norm_factor", self.outlier_norm_factor.value, self.outlier_norm_factor.source),
         ]
-        merged = {**{f"sae.{k}": v for k, v in self.sae.items()}, **{f"runner.{k}": v for k, v in self.runner.items()}}
+        sae = architecture_fields(self, arch, small)
+        merged = {**{f"sae.{k}": v for k, v in sae.items()}, **{f"runner.{k}": v for k, v in self.runner.items()}}
         if small:
-            merged.update(self.small)
+            merged.update({k: v for k, v in self.small.items() if k.startswith("runner.")})
         rows += [(key, hyper.value, hyper.source) for key, hyper in merged.items()]
         rows += [
             (
@@ -295,6 +300,85 @@ assert CONFIG_TRANSCODER_KINDS == TRANSCODER_KINDS, "training.config.TRANSCODER_
 # JumpReLU as the paper recipe's SAEs, TopK as Qwen-Scope's; ReLU with SAELens' L1 penalty.
 _TRANSCODER_RECIPE = {"jumprelu": PAPER, "topk": QWEN_SCOPE_RECIPE, "relu": None}
 TRANSCODER_L1 = Hyper(1.0, SAELENS + " (StandardTrainingSAEConfig.l1_coefficient)")
+
+
+# The SAE fields of an architecture a suite trains with --architecture, when it is not its recipe's own: the recipe of
+# that kind where one exists (its small-scale overrides included), else this table; everything else is SAELens'
+# default. The recipe's input scaling (normalize_activations) applies to every architecture, so that sparsity
+# coefficients mean the same thing across them.
+BATCHTOPK_PAPER = "Bussmann et al. 2024, BatchTopK Sparse Autoencoders (arXiv 2412.06410)"
+MATRYOSHKA_PAPER = "Bussmann et al. 2025, Learning Multi-Level Features with Matryoshka SAEs (arXiv 2503.17547)"
+MP_PAPER = "Costa et al. 2025, From Flat to Hierarchical: matching pursuit SAEs (SAELens' matching_pursuit)"
+_TOPK_FAMILY_SAE = {
+    "k": QWEN_SCOPE_RECIPE.sae["k"],
+    "aux_loss_coefficient": QWEN_SCOPE_RECIPE.sae["aux_loss_coefficient"],
+    "decoder_init_norm": Hyper(0.1, SAELENS),
+}
+_L1_SAE = {
+    "l1_coefficient": Hyper(
+        5.0,
+        "SAELens-trained GPT-2 small SAEs (l1_coefficient 5 on expected_average_only_in inputs; SAELens' config "
+        "default is 1.0); on the organism L1 1 / 2 / 4 gave L0 ~65 / 33 / 20 at resid_post L3 "
+        "(benchmarks/compare_architectures.py)",
+    ),
+    "l1_warm_up_steps": Hyper(
+        1_000, "Anthropic, Towards Monosemanticity April 2024 update: L1 warmed up over the first ~5% of steps"
+    ),
+}
+ARCHITECTURE_SAE: dict[str, tuple[dict[str, Hyper], dict[str, Hyper]]] = {
+    "standard": (_L1_SAE, {"sae.l1_warm_up_steps": Hyper(25, OURS + ": short runs (as l0_warm_up_steps)")}),
+    "gated": (_L1_SAE, {"sae.l1_warm_up_steps": Hyper(25, OURS + ": short runs (as l0_warm_up_steps)")}),
+    "topk": (dict(QWEN_SCOPE_RECIPE.sae), {}),
+    "abstopk": (_TOPK_FAMILY_SAE, {}),
+    "batchtopk": (
+        {**_TOPK_FAMILY_SAE, "topk_threshold_lr": Hyper(0.01, SAELENS + " (" + BATCHTOPK_PAPER + ")")},
+        {},
+    ),
+    "matryoshka_batchtopk": (
+        {
+            **_TOPK_FAMILY_SAE,
+            "matryoshka_widths": Hyper(
+                "width/8, width/4, width/2, width",
+                OURS + ": four nested levels, each twice the last (" + MATRYOSHKA_PAPER + " nests dictionaries alike)",
+            ),
+        },
+        {},
+    ),
+    "jumprelu": (dict(PAPER.sae), {k: v for k, v in PAPER.small.items() if k.startswith("sae.")}),
+    "matching_pursuit": (
+        {
+            "residual_threshold": Hyper(0.01, SAELENS),
+            "decoder_init_norm": Hyper(1.0, SAELENS + ": matching pursuit needs unit-norm atoms (it forces 1.0)"),
+            "max_iterations": Hyper(
+                50, OURS + ": bounds L0 like TopK's k (Qwen-Scope's 50); SAELens' None runs up to d_in iterations"
+            ),
+        },
+        {"sae.max_iterations": Hyper(24, OURS + ": the small scale's target L0")},
+    ),
+}
+ARCHITECTURE_SOURCES = {
+    "batchtopk": BATCHTOPK_PAPER,
+    "matryoshka_batchtopk": MATRYOSHKA_PAPER,
+    "matching_pursuit": MP_PAPER,
+}
+# Settings only the suite's CLI fields may set (sweeps and checks read them), and fields no SAE may take from a user.
+_OWN_FIELDS = {"d_in", "d_sae", "d_out", "device", "dtype", "metadata", "reshape_activations"}
+assert set(ARCHITECTURE_SAE) == set(ARCHITECTURE_SPARSITY), "training.config.ARCHITECTURE_SPARSITY must match"
+assert set(ARCHITECTURE_SAE) <= set(SAE_TRAINING_CLASS_REGISTRY), "an architecture SAELens does not train"
+
+
+def architecture_fields(rec: Recipe, architecture: str, small: bool) -> dict[str, Hyper]:
+    """The SAE fields (with sources) of `architecture` trained under recipe `rec` at the small or family scale: the
+    recipe's own when it is of that kind, else `ARCHITECTURE_SAE`'s, plus the recipe's input scaling."""
+    if architecture == rec.architecture:
+        base, overrides = dict(rec.sae), {k: v for k, v in rec.small.items() if k.startswith("sae.")}
+    else:
+        base, overrides = ARCHITECTURE_SAE[architecture]
+        base = {**base, "normalize_activations": rec.sae["normalize_activations"]}
+    merged = dict(base)
+    if small:
+        merged.update({k.split(".", 1)[1]: v for k, v in overrides.items()})
+    return merged
 
 
 def get_recipe(name: str) -> Recipe:
@@ -540,11 +624,11 @@ def build_suite(
         )
     layer_list = _resolve_layers(spec, cfg.layers, layout_layers)
 
-    sae_fields = {key: h.value for key, h in rec.sae.items()}
+    arch = cfg.architecture or rec.architecture
+    sae_fields = {key: h.value for key, h in architecture_fields(rec, arch, small).items()}
     runner = {key: h.value for key, h in rec.runner.items()}
     if small:
-        for key, hyper in rec.small.items():
-            (sae_fields if key.startswith("sae.") else runner)[key.split(".", 1)[1]] = hyper.value
+        runner.update({k.split(".", 1)[1]: h.value for k, h in rec.small.items() if k.startswith("runner.")})
     runner["exclude_special_tokens"] = _control_token_ids(spec, special_token_ids)
     runner.update(seed=cfg.seed, device=device, llm_device=cfg.resolved_device)
     if cfg.sae_dtype is not None:
@@ -554,16 +638,14 @@ def build_suite(
     _check_overrides(cfg.runner_overrides or {})
     runner.update(cfg.runner_overrides or {})
     notes = _check_runner(spec, runner)
-    if cfg.k is not None:
-        if "k" not in sae_fields:
-            raise RecipeConfigError(f"k only applies to TopK recipes; recipe {rec.name!r} is {rec.architecture}.")
-        sae_fields["k"] = int(cfg.k)
-    if cfg.target_l0 is not None:
-        if "target_l0" not in sae_fields:
-            raise RecipeConfigError(f"target_l0 only applies to JumpReLU recipes; {rec.name!r} is {rec.architecture}.")
-        sae_fields["target_l0"] = float(cfg.target_l0)
+    sparsity_key = ARCHITECTURE_SPARSITY[arch]
+    _apply_sparsity_options(cfg, rec, arch, sae_fields)
     total_steps = runner["training_tokens"] // runner["train_batch_size_tokens"]
-    for key, holder in (("lr_warm_up_steps", runner), ("l0_warm_up_steps", sae_fields)):
+    for key, holder in (
+        ("lr_warm_up_steps", runner),
+        ("l0_warm_up_steps", sae_fields),
+        ("l1_warm_up_steps", sae_fields),
+    ):
         if key in holder and holder[key] > total_steps // 4:
             notes.append(
                 f"{key} capped from {holder[key]} to {total_steps // 4} (a quarter of the {total_steps} steps)"
@@ -571,7 +653,12 @@ def build_suite(
             holder[key] = total_steps // 4
 
     if fast is None:
-        fast = f"{rec.architecture}_fast" in SAE_TRAINING_CLASS_REGISTRY
+        fast = f"{arch}_fast" in SAE_TRAINING_CLASS_REGISTRY
+    elif fast and f"{arch}_fast" not in SAE_TRAINING_CLASS_REGISTRY and arch not in ("topk", "jumprelu"):
+        raise RecipeConfigError(
+            f"no fast class for architecture {arch!r}: qwen3-scope's fast classes are topk_fast and jumprelu_fast; "
+            "drop --fast to train SAELens' own class."
+        )
     if "reopen_until" in sae_fields:  # dead-latent reopening lives in the fast JumpReLU class only
         until = sae_fields.pop("reopen_until")
         if fast:
@@ -579,8 +666,11 @@ def build_suite(
         else:
             sae_fields.pop("reopen_window", None)
             sae_fields.pop("reopen_resample_after", None)
-    architecture = rec.architecture + ("_fast" if fast else "")
+    architecture = arch + ("_fast" if fast else "")
     cfg_class = _training_config_class(architecture)
+    known = {f.name for f in fields(cfg_class)}
+    sae_fields = {k: v for k, v in sae_fields.items() if k in known}  # e.g. a recipe's fast-only reopening fields
+    _apply_sae_field_options(cfg, arch, known, sae_fields)
     per_site = dict(cfg.site_widths or ())
     for site in per_site:
         check_site(site)
@@ -599,8 +689,7 @@ def build_suite(
         check_site(site)
         if site not in site_list:
             raise RecipeConfigError(f"resample site {site!r} is not among the suite's sites ({site_list}).")
-    sparsity_key = "k" if "k" in sae_fields else "target_l0"
-    sweep = sorted({int(v) if sparsity_key == "k" else float(v) for v in cfg.sparsities or ()})
+    sweep = sorted({_sparsity_value(sparsity_key, v) for v in cfg.sparsities or ()})
     sweep_at = set(layer_list if cfg.sweep_layers is None else cfg.sweep_layers)
     if sweep and not sweep_at <= set(layer_list):
         raise RecipeConfigError(
@@ -623,6 +712,8 @@ def build_suite(
                 fields_ = sae_fields if value is None else {**sae_fields, sparsity_key: value}
                 if site in resample:
                     fields_ = {**fields_, "reopen_resample_after": 1}
+                if "matryoshka_widths" in fields_:
+                    fields_ = {**fields_, "matryoshka_widths": _matryoshka_widths(cfg.matryoshka_widths, d_sae, site)}
                 _check_sparsity(fields_, d_sae, site, layer)
                 sae_cfg = cfg_class(
                     d_in=d_in,
@@ -632,20 +723,14 @@ def build_suite(
                     reshape_activations="hook_z" if site == "attn_z" else "none",
                     **fields_,
                 )
-                variant = (
-                    None
-                    if value is None
-                    else sparsity_variant(k=int(value))
-                    if sparsity_key == "k"
-                    else sparsity_variant(target_l0=value)
-                )
+                variant = None if value is None else _variant(sparsity_key, value)
                 hook = hook_name(site, layer, backend, spec)
                 jobs.append(SAEJob(sae_id(site, layer, variant=variant), site, layer, hook, d_in, d_sae, sae_cfg))
 
     if cfg.transcoders:
         jobs += _transcoder_jobs(cfg, spec, rec, small, layer_list, sweep, sweep_at, sparsity_key, device, runner)
 
-    label = rec.name
+    label = rec.name if arch == rec.architecture else f"{rec.name}-{arch.replace('_', '-')}"
     if "k" in sae_fields:
         label += f"-k{sae_fields['k']}"
     default_l0 = (rec.small if small else {}).get("sae.target_l0", rec.sae.get("target_l0"))
@@ -668,6 +753,68 @@ def build_suite(
         notes=notes,
         wandb_project=cfg.wandb_project,
     )
+
+
+_SPARSITY_FLAGS = {"k": "--k", "target_l0": "--l0", "l1_coefficient": "--l1-coefficient"}
+
+
+def _architectures_with(key: str) -> list[str]:
+    return [a for a in ARCHITECTURE_SAE if key in {f.name for f in fields(get_sae_training_class(a)[1])}]
+
+
+def _apply_sparsity_options(cfg: SuiteTrainingConfig, rec: Recipe, arch: str, sae_fields: dict[str, Any]) -> None:
+    """--k / --l0 / --l1-coefficient into the SAE fields, or an error naming the architectures they apply to and
+    the option this one's sparsity takes."""
+    sparsity_key = ARCHITECTURE_SPARSITY[arch]
+    kind = f"recipe {rec.name!r} is {arch}" if arch == rec.architecture else f"--architecture is {arch}"
+    fix = f"set its sparsity with {_SPARSITY_FLAGS.get(sparsity_key, '--k')} ({sparsity_key})"
+    given = {"k": cfg.k, "target_l0": cfg.target_l0, "l1_coefficient": cfg.l1_coefficient}
+    for key, value in given.items():
+        if value is None:
+            continue
+        target = "max_iterations" if key == "k" and arch == "matching_pursuit" else key
+        if target != sparsity_key:
+            label = {"k": "TopK", "target_l0": "JumpReLU", "l1_coefficient": "L1"}[key]
+            users = ", ".join(_architectures_with(key) + (["matching_pursuit"] if key == "k" else []))
+            raise RecipeConfigError(
+                f"{key} only applies to {label} recipes and architectures ({users}); {kind}: {fix}."
+            )
+        sae_fields[target] = _sparsity_value(target, value)
+    if cfg.matryoshka_widths is not None and arch != "matryoshka_batchtopk":
+        raise RecipeConfigError(f"matryoshka_widths only applies to --architecture matryoshka_batchtopk; {kind}.")
+
+
+def _apply_sae_field_options(cfg: SuiteTrainingConfig, arch: str, known: set[str], sae_fields: dict[str, Any]) -> None:
+    """--sae-field KEY=VALUE into the SAE fields, checked against the architecture's SAELens training config."""
+    allowed = sorted(known - _OWN_FIELDS - set(_SPARSITY_FLAGS) - {"matryoshka_widths"})
+    for key, value in cfg.sae_fields or ():
+        if key not in allowed:
+            raise RecipeConfigError(
+                f"SAE field {key!r} is not a setting of {arch} SAEs (SAELens' "
+                f"{get_sae_training_class(arch)[1].__name__}); choose from {', '.join(allowed)}."
+            )
+        sae_fields[key] = value
+
+
+def _sparsity_value(key: str, value: float) -> float | int:
+    return int(value) if key in ("k", "max_iterations") else float(value)
+
+
+def _variant(key: str, value: float) -> str:
+    if key == "l1_coefficient":
+        return sparsity_variant(l1=value)
+    return sparsity_variant(target_l0=value) if key == "target_l0" else sparsity_variant(k=int(value))
+
+
+def _matryoshka_widths(given: list[int] | None, d_sae: int, site: str) -> list[int]:
+    """The nested widths of a matryoshka SAE of width `d_sae`, ending at d_sae (SAELens appends it with a warning)."""
+    widths = list(given) if given is not None else [d_sae // 8, d_sae // 4, d_sae // 2]
+    if widths and widths[-1] > d_sae:
+        raise RecipeConfigError(
+            f"matryoshka width {widths[-1]} exceeds the {site} SAE width {d_sae}; keep every level at most the width."
+        )
+    widths = [w for w in widths if w >= 1]
+    return widths if widths and widths[-1] == d_sae else [*widths, d_sae]
 
 
 def _transcoder_fields(cfg: SuiteTrainingConfig, rec: Recipe, kind: str, small: bool) -> dict[str, Any]:
@@ -783,7 +930,7 @@ def _check_overrides(overrides: Mapping[str, Any]) -> None:
 
 
 def _check_sparsity(sae_fields: dict[str, Any], d_sae: int, site: str, layer: int) -> None:
-    for key in ("k", "target_l0"):
+    for key in ("k", "target_l0", "max_iterations"):
         value = sae_fields.get(key)
         if value is not None and not 0 < value < d_sae:
             raise RecipeConfigError(
