@@ -25,3 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     from qwen3_scope.cli import main as run  # lazy: the flag above must be set before `qwen3_scope` is imported
 
     return run(argv)
+
+
+if __name__ == "__main__":  # `python -m qwen3_scope_cli ...` (e.g. with a tool venv's Python): the same command line
+    import qwen3_scope_cli  # lazy: the flag lives on the module named qwen3_scope_cli, not on __main__
+
+    raise SystemExit(qwen3_scope_cli.main())

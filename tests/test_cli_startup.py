@@ -100,6 +100,14 @@ def test_help_is_light():
     assert_light(done, imported)
 
 
+def test_python_dash_m_runs_the_same_light_command_line():
+    """`python -m qwen3_scope_cli ...` (how a tool venv's Python runs a command) is the console script's command line."""
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "qwen3_scope_cli", "--help"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and "usage: qwen3-scope" in done.stdout, done.stderr[-2000:]
+    assert_light(done, {name.split(".")[0] for _, name in imports(done)})
+
+
 @pytest.mark.parametrize("command", [" ".join(c) for c in subcommands()])
 def test_every_subcommand_help_is_light(command):
     done, imported = run_script(*command.split(), "--help")
