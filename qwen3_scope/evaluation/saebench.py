@@ -243,14 +243,7 @@ def _run_supervised(
         )
         if not data.hub:
             ec.dataset_names = [s.name for s in data.probe_sets]
-        names = list(ec.dataset_names)
-        _hub_guard(
-            name,
-            names,
-            lambda: mod.run_eval(
-                ec, _selected(entries), cfg.device, str(out), force_rerun=True, artifacts_path=str(work / "artifacts")
-            ),
-        )
+        _run_eval(name, mod, ec, entries, cfg, out, work)
         return
     mod = compat.scr_main
     scr = name == "scr"
@@ -272,20 +265,18 @@ def _run_supervised(
             ec.column1_vals_lookup = {s.name: s.column1_pairs for s in data.spurious_sets}
         else:
             ec.dataset_names = [s.name for s in data.probe_sets]
-    names = list(ec.dataset_names)
-    # run_eval appends the eval type (scr / tpp) to the output path itself
-    _hub_guard(
-        name,
-        names,
-        lambda: mod.run_eval(
-            ec,
-            _selected(entries),
-            cfg.device,
-            str(out.parent),
-            force_rerun=True,
-            artifacts_path=str(work / "artifacts"),
-        ),
-    )
+    _run_eval(name, mod, ec, entries, cfg, out.parent, work)  # run_eval appends the eval type (scr / tpp) itself
+
+
+def _run_eval(name: str, mod: Any, ec: Any, entries: list[SuiteEntry], cfg: BenchConfig, out: Path, work: Path) -> None:
+    """SAEBench's `run_eval` of a supervised eval, its hub datasets guarded (`_hub_guard`)."""
+
+    def run() -> Any:
+        return mod.run_eval(
+            ec, _selected(entries), cfg.device, str(out), force_rerun=True, artifacts_path=str(work / "artifacts")
+        )
+
+    _hub_guard(name, list(ec.dataset_names), run)
 
 
 def _run_absorption(
