@@ -82,6 +82,15 @@ class ToxicityConfig(AppConfig):
         default=None,
         metadata={"help": "file like --discovery-file to test on (default: the organism's toxic + clean splits)"},
     )
+    splits: Literal["markers", "hard"] = field(
+        default="markers",
+        metadata={
+            "help": "the organism's comment splits when no files are given: `markers` (toxic/clean, discovered on "
+            "toxic_discovery/clean_discovery: toxic comments carry insult words) or `hard` (toxic_hard/clean_hard, "
+            "discovered on toxic_hard_discovery/clean_hard_discovery: both labels share their words, the label is in "
+            "intent or target)"
+        },
+    )
     max_per_class: int | None = field(
         default=None, metadata={"help": "use at most this many rows per label of each file/split (fast runs)"}
     )
@@ -103,6 +112,13 @@ class ToxicityConfig(AppConfig):
                 raise AppInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.max_per_class is not None and self.max_per_class < 2:
             raise AppInputError(f"max_per_class must be >= 2 (or unset), got {self.max_per_class}.")
+        if self.splits not in ("markers", "hard"):
+            raise AppInputError(f"splits must be `markers` or `hard`, got {self.splits!r}.")
+        if self.discovery_file and self.splits != "markers":
+            raise AppInputError(
+                f"--splits {self.splits} picks the organism's bundled splits and --discovery-file/--test-file replace "
+                "them; pass one or the other."
+            )
         if bool(self.discovery_file) != bool(self.test_file):
             raise AppInputError(
                 "pass both --discovery-file and --test-file (or neither, for the organism's toxic/clean splits)."

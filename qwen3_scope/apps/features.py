@@ -69,6 +69,35 @@ def encode_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int = 256) ->
 
 
 @torch.no_grad()
+def token_codes(
+    model: Any,
+    saes: dict[str, Any],
+    texts: Sequence[str],
+    batch_size: int = 16,
+    progress: bool = False,
+    kinds: Sequence[bool] = (False,),
+) -> Iterator[tuple[int, list[int], list[dict[str, torch.Tensor]]]]:
+    """Yield (text index, its non-control token ids, one {sae_id: [n_tokens, d_sae]} per entry of `kinds`) for every
+    text: features where the entry is False, the encoder's pre-activations (before TopK/JumpReLU) where it is True.
+    Each batch of texts runs once with every hook the SAEs read cached, and each SAE encodes the batch's kept tokens
+    in one call."""
+    skip = set(special_token_ids(model.tokenizer))
+    seqs = encode_texts(model.tokenizer, texts)
+    keep = [[i for i, t in enumerate(ids) if t not in skip] or [len(ids) - 1] for ids in seqs]
+    hooks = {sae_id: resolve_hook(model, *sae_target(sae)) for sae_id, sae in saes.items()}
+    batches = run_and_cache(model, seqs, sorted(set(hooks.values())), batch_size)
+    for rows, cache in tqdm(batches, total=-(-len(seqs) // batch_size), desc="features", disable=not progress):
+        acts = {hook: a.flatten(2) if a.ndim > 3 else a for hook, a in cache.items()}
+        sizes = [len(keep[i]) for i in rows]
+        codes: list[dict[str, list[torch.Tensor]]] = [{} for _ in kinds]
+        for sae_id, sae in saes.items():
+            x = torch.cat([acts[hooks[sae_id]][i - rows.start, keep[i]] for i in rows]).to(sae.dtype)
+            for out, pre in zip(codes, kinds):
+                out[sae_id] = list((pre_activation(sae, x) if pre else sae.encode(x)).float().split(sizes))
+        for n, i in enumerate(rows):
+            yield i, [seqs[i][j] for j in keep[i]], [{sae_id: z[n] for sae_id, z in out.items()} for out in codes]
+
+
 def token_activations(
     model: Any,
     saes: dict[str, Any],
@@ -77,22 +106,36 @@ def token_activations(
     progress: bool = False,
     pre_activations: bool = False,
 ) -> Iterator[tuple[int, list[int], dict[str, torch.Tensor]]]:
-    """Yield (text index, its non-control token ids, {sae_id: [n_tokens, d_sae]}) for every text, each batch of
-    texts run once with every hook the SAEs read cached; `pre_activations` gives the encoder's pre-activations
-    (before TopK/JumpReLU) instead of the features."""
-    skip = set(special_token_ids(model.tokenizer))
-    seqs = encode_texts(model.tokenizer, texts)
-    keep = [[i for i, t in enumerate(ids) if t not in skip] or [len(ids) - 1] for ids in seqs]
-    hooks = {sae_id: resolve_hook(model, *sae_target(sae)) for sae_id, sae in saes.items()}
-    batches = run_and_cache(model, seqs, sorted(set(hooks.values())), batch_size)
-    for rows, cache in tqdm(batches, total=-(-len(seqs) // batch_size), desc="features", disable=not progress):
-        acts = {hook: a.flatten(2) if a.ndim > 3 else a for hook, a in cache.items()}
-        for i in rows:
-            out = {}
-            for sae_id, sae in saes.items():
-                x = acts[hooks[sae_id]][i - rows.start, keep[i]].to(sae.dtype)
-                out[sae_id] = (sae.encode(x) if not pre_activations else pre_activation(sae, x)).float()
-            yield i, [seqs[i][j] for j in keep[i]], out
+    """Yield (text index, its non-control token ids, {sae_id: [n_tokens, d_sae]}) for every text (`token_codes`
+    with one kind); `pre_activations` gives the encoder's pre-activations (before TopK/JumpReLU) instead."""
+    for i, ids, (out,) in token_codes(model, saes, texts, batch_size, progress, (pre_activations,)):
+        yield i, ids, out
+
+
+def _reduce(z: torch.Tensor, how: str) -> torch.Tensor:
+    return z[-1] if how == "last" else z.max(0).values if how == "max" else z.mean(0)
+
+
+def feature_statistics(
+    model: Any,
+    saes: dict[str, Any],
+    texts: Sequence[str],
+    wanted: Sequence[tuple[str, bool]],
+    batch_size: int = 16,
+    progress: bool = False,
+) -> list[dict[str, torch.Tensor]]:
+    """For each (reduction, pre_activations) of `wanted`, {sae_id: [len(texts), d_sae]}: the SAEs' features (or
+    pre-activations) reduced over each text's non-control tokens, all from one pass of the model over `texts`."""
+    for how, _ in wanted:
+        if how not in REDUCTIONS:
+            raise AppInputError(f"unknown reduction {how!r}; choose one of {', '.join(REDUCTIONS)}.")
+    out: list[dict[str, list[torch.Tensor]]] = [{sae_id: [] for sae_id in saes} for _ in wanted]
+    kinds = [pre for _, pre in wanted]
+    for _, _, codes in token_codes(model, saes, texts, batch_size, progress, kinds):
+        for rows, (how, _), acts in zip(out, wanted, codes):
+            for sae_id, z in acts.items():
+                rows[sae_id].append(_reduce(z, how))
+    return [{sae_id: torch.stack(rows).cpu() for sae_id, rows in stat.items()} for stat in out]
 
 
 def feature_activations(
@@ -106,13 +149,7 @@ def feature_activations(
 ) -> dict[str, torch.Tensor]:
     """{sae_id: [len(texts), d_sae]} activations reduced over each text's non-control tokens (`reduce`);
     `pre_activations` gives the encoder's pre-activations (before TopK/JumpReLU) instead."""
-    if reduce not in REDUCTIONS:
-        raise AppInputError(f"unknown reduction {reduce!r}; choose one of {', '.join(REDUCTIONS)}.")
-    out: dict[str, list[torch.Tensor]] = {sae_id: [] for sae_id in saes}
-    for _, _, acts in token_activations(model, saes, texts, batch_size, progress, pre_activations):
-        for sae_id, z in acts.items():
-            out[sae_id].append(z[-1] if reduce == "last" else z.max(0).values if reduce == "max" else z.mean(0))
-    return {sae_id: torch.stack(rows).cpu() for sae_id, rows in out.items()}
+    return feature_statistics(model, saes, texts, [(reduce, pre_activations)], batch_size, progress)[0]
 
 
 def pre_activation(sae: Any, x: torch.Tensor) -> torch.Tensor:

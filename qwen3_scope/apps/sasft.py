@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from qwen3_scope.apps import AppInputError, AppResult, agg_pyplot
 from qwen3_scope.apps.config import SasftConfig
-from qwen3_scope.apps.features import feature_activations, load_model_and_saes, pre_activation
+from qwen3_scope.apps.features import feature_statistics, load_model_and_saes, pre_activation
 from qwen3_scope.apps.tuning import load_trainable, read_chats, read_jsonl, select_saes
 from qwen3_scope.model.chat import special_token_ids
 from qwen3_scope.model.sites import hook_name
@@ -202,11 +202,12 @@ def _language_features(
     language's chats minus the other's; alpha = the feature's mean pre-activation (or mean per-chat maximum,
     `alpha`) on the other language, where it is penalised."""
     texts = {lang: [render_chat(tok, m) for m in _chats(gen, lang, cfg.n_discovery, rng)] for lang in (EN, FR)}
-    mean = {lang: feature_activations(model, saes, texts[lang], "mean", cfg.batch_size) for lang in (EN, FR)}
-    pre = {
-        lang: feature_activations(model, saes, texts[lang], cfg.alpha, cfg.batch_size, pre_activations=True)
+    stats = {
+        lang: feature_statistics(model, saes, texts[lang], [("mean", False), (cfg.alpha, True)], cfg.batch_size)
         for lang in (EN, FR)
     }
+    mean = {lang: stats[lang][0] for lang in (EN, FR)}
+    pre = {lang: stats[lang][1] for lang in (EN, FR)}
     other = {FR: EN, EN: FR}
     chosen: dict[str, dict[str, dict[str, torch.Tensor]]] = {"sasft": {}, "random": {}}
     alphas: dict[str, dict[str, dict[str, torch.Tensor]]] = {"sasft": {}, "random": {}}

@@ -9,14 +9,20 @@ largest delta ("top1-diff"), K the one with the best discovery F1 (the smaller K
 the test split. What it is measured on:
 
 - `f1_test`: a test split whose toxic vocabulary is disjoint from discovery's (on the organism: `toxic`/`clean`
-  against `toxic_discovery`/`clean_discovery`), so a feature that only memorised discovery's insults fails;
+  against `toxic_discovery`/`clean_discovery`), so a feature that only memorised discovery's insults fails. Those
+  toxic comments carry insult words, so one word gives the label away; `--splits hard` uses the organism's
+  `toxic_hard`/`clean_hard` (against `toxic_hard_discovery`/`clean_hard_discovery`) instead, whose toxic and clean
+  texts hold the same words (adjectives swapped between the person and their work, negation, insults built from
+  neutral words, an insult agreed with or quoted and condemned): the label is in intent or target, not in words;
 - `f1_crosslingual`: discover on one language's rows only (English), test on another's (French);
 - `f1_ratio_10pct`: F1 with features discovered on a stratified 10% of the discovery data over F1 with all of it
   (mean over draws);
 - baselines in the same table: a logistic probe on the mean-pooled residual stream (resid_post) of the chosen
   layer, and the difference-of-means direction there (threshold at the midpoint of the class means); control:
   K random features of the chosen layer among those that fire on some discovery text (a dead feature would make
-  the control trivially bad).
+  the control trivially bad); reference: calling every text toxic (F1 0.667 on balanced data, what a rule that
+  fires on everything scores). Each row also gives the accuracy; when the test rows have a `kind` column (the hard
+  splits do) a second table gives each method's accuracy per kind of comment.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ from qwen3_scope.steering.generation import run_and_cache
 from qwen3_scope.steering.interventions import resolve_hook
 
 LABELS = {"toxic": 1, "clean": 0, "1": 1, "0": 0, "true": 1, "false": 0}
+# --splits -> the organism's (discovery, test) split names, each (toxic, clean)
+ORGANISM_SPLITS = {
+    "markers": (("toxic_discovery", "clean_discovery"), ("toxic", "clean")),
+    "hard": (("toxic_hard_discovery", "clean_hard_discovery"), ("toxic_hard", "clean_hard")),
+}
 
 
 # --- data ----------------------------------------------------------------------------------------------
@@ -62,13 +73,20 @@ def load_labelled_file(path: str | Path) -> list[dict]:
         label = LABELS.get(str(row["label"]).strip().lower())
         if label is None:
             raise AppInputError(f"{path} row {i} has label {row['label']!r}; use toxic/clean or 1/0 (also true/false).")
-        rows.append({"text": str(row["text"]), "label": label, "lang": str(row.get("lang") or "")})
+        rows.append(
+            {
+                "text": str(row["text"]),
+                "label": label,
+                "lang": str(row.get("lang") or ""),
+                "kind": str(row.get("kind") or ""),
+            }
+        )
     return rows
 
 
 def _organism_rows(names: tuple[str, str]) -> list[dict]:
     return [
-        {"text": r["text"], "label": int(r["label"] == "toxic"), "lang": r.get("lang", "")}
+        {"text": r["text"], "label": int(r["label"] == "toxic"), "lang": r.get("lang", ""), "kind": r.get("kind", "")}
         for name in names
         for r in load_eval_split(name)
     ]
@@ -91,6 +109,11 @@ def f1_score(pred: torch.Tensor, y: torch.Tensor) -> float:
     tp = (pred & y).sum().item()
     denom = pred.sum().item() + y.sum().item()
     return 2 * tp / denom if denom else 0.0
+
+
+def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of predictions equal to the labels."""
+    return (pred == y).float().mean().item()
 
 
 def deltas(fires: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -190,7 +213,8 @@ def _data(cfg: ToxicityConfig) -> tuple[list[dict], list[dict]]:
     if cfg.discovery_file and cfg.test_file:
         disc, test = load_labelled_file(cfg.discovery_file), load_labelled_file(cfg.test_file)
     else:
-        disc, test = _organism_rows(("toxic_discovery", "clean_discovery")), _organism_rows(("toxic", "clean"))
+        disc_names, test_names = ORGANISM_SPLITS[cfg.splits]
+        disc, test = _organism_rows(disc_names), _organism_rows(test_names)
     return _checked(disc, "discovery", cfg.max_per_class), _checked(test, "test", cfg.max_per_class)
 
 
@@ -206,7 +230,8 @@ def _layers(cfg: ToxicityConfig, saes: dict[str, Any]) -> dict[int, tuple[str, A
 
 def _crosslingual(
     cfg: ToxicityConfig, disc: list[dict], test: list[dict], fires_d: dict, fires_t: dict, y_d: torch.Tensor
-) -> float | None:
+) -> tuple[float, float] | None:
+    """(F1, accuracy) of features discovered on source-language rows, on target-language test rows."""
     src = torch.tensor([r["lang"] == cfg.source_lang for r in disc])
     tgt = torch.tensor([r["lang"] == cfg.target_lang for r in test])
     y_t = torch.tensor([bool(r["label"]) for r in test])
@@ -214,7 +239,7 @@ def _crosslingual(
         return None  # no `lang` column, or a language lacks one of the labels
     choice = discover(_subset(src, fires_d), y_d[src], cfg.ks, cfg.layer)
     pred = or_rule(fires_t[choice.layer][tgt], choice.features[choice.layer, choice.k])
-    return f1_score(pred, y_t[tgt])
+    return f1_score(pred, y_t[tgt]), accuracy(pred, y_t[tgt])
 
 
 def run(cfg: ToxicityConfig, model: Any = None, saes: dict[str, Any] | None = None) -> AppResult:
@@ -255,22 +280,31 @@ def run(cfg: ToxicityConfig, model: Any = None, saes: dict[str, Any] | None = No
     f1_test = float(per_layer.loc[per_layer.chosen, "test_f1"].iloc[0])
 
     rng = random.Random(cfg.seed)
-    sub_f1 = []
+    sub_preds = []
     for _ in range(cfg.fraction_draws):
         mask = stratified_sample(y_d, cfg.fraction, rng)
         c = discover(_subset(mask, fires_d), y_d[mask], cfg.ks, cfg.layer)
-        sub_f1.append(f1_score(or_rule(fires_t[c.layer], c.features[c.layer, c.k]), y_t))
-    f1_sub = sum(sub_f1) / len(sub_f1)
-    f1_cross = _crosslingual(cfg, disc, test, fires_d, fires_t, y_d)
+        sub_preds.append(or_rule(fires_t[c.layer], c.features[c.layer, c.k]))
+    f1_sub = sum(f1_score(p, y_t) for p in sub_preds) / len(sub_preds)
+    cross = _crosslingual(cfg, disc, test, fires_d, fires_t, y_d)
+    f1_cross = cross[0] if cross else None
 
     alive = torch.nonzero(fires_d[layer].any(0)).flatten().tolist()
-    random_f1 = [
-        f1_score(or_rule(fires_t[layer], torch.tensor(rng.sample(alive, min(k, len(alive))))), y_t)
-        for _ in range(cfg.random_draws)
+    random_preds = [
+        or_rule(fires_t[layer], torch.tensor(rng.sample(alive, min(k, len(alive))))) for _ in range(cfg.random_draws)
     ]
     resid = mean_residual(model, texts, layer, cfg.batch_size)
-    probe_f1 = f1_score(logistic_probe(resid[:n], y_d)(resid[n:]), y_t)
-    dim_f1 = f1_score(difference_of_means(resid[:n], y_d)(resid[n:]), y_t)
+    preds = {
+        "features": or_rule(fires_t[layer], choice.features[layer, k]),
+        "probe": logistic_probe(resid[:n], y_d)(resid[n:]),
+        "dim": difference_of_means(resid[:n], y_d)(resid[n:]),
+    }
+    probe_f1, dim_f1 = f1_score(preds["probe"], y_t), f1_score(preds["dim"], y_t)
+    acc: dict[str, float | None] = {name: accuracy(pred, y_t) for name, pred in preds.items()}
+    acc["fraction"] = sum(accuracy(p, y_t) for p in sub_preds) / len(sub_preds)
+    acc["crosslingual"] = cross[1] if cross else None
+    acc["random"] = sum(accuracy(p, y_t) for p in random_preds) / len(random_preds)
+    acc["all_toxic"] = y_t.float().mean().item()
 
     ratio = f1_sub / f1_test if f1_test else float("nan")
     summary = {
@@ -279,7 +313,10 @@ def run(cfg: ToxicityConfig, model: Any = None, saes: dict[str, Any] | None = No
         "f1_ratio_10pct": ratio if f1_test else None,
         "probe_f1": probe_f1,
         "dim_f1": dim_f1,
-        "random_f1": sum(random_f1) / len(random_f1),
+        "random_f1": sum(f1_score(p, y_t) for p in random_preds) / len(random_preds),
+        "all_toxic_f1": f1_score(torch.ones_like(y_t), y_t),
+        "accuracy": acc,
+        "data": "files" if cfg.discovery_file else cfg.splits,
         "layer": layer,
         "k": k,
         "site": cfg.site,
@@ -290,30 +327,62 @@ def run(cfg: ToxicityConfig, model: Any = None, saes: dict[str, Any] | None = No
     }
     methods = pd.DataFrame(
         [
-            ("SAE features, OR rule (top1-diff layer, K by discovery F1)", f1_test, f"layer {layer}, K {k}"),
+            (
+                "SAE features, OR rule (top1-diff layer, K by discovery F1)",
+                f1_test,
+                acc["features"],
+                f"layer {layer}, K {k}",
+            ),
             (
                 f"SAE features, {cfg.fraction:.0%} of the discovery data",
                 f1_sub,
+                acc["fraction"],
                 f"mean of {cfg.fraction_draws} draws; ratio to all data {ratio:.3f}",
             ),
             (
                 f"SAE features, discover {cfg.source_lang} / test {cfg.target_lang}",
                 f1_cross,
-                "" if f1_cross is not None else "no rows of both labels in both languages",
+                acc["crosslingual"],
+                f"{cfg.target_lang} test rows only" if cross else "no rows of both labels in both languages",
             ),
-            ("logistic probe, mean-pooled resid_post", probe_f1, f"layer {layer}, trained on discovery"),
-            ("difference of means, mean-pooled resid_post", dim_f1, f"layer {layer}, midpoint threshold"),
-            (f"control: {k} random firing features", summary["random_f1"], f"mean of {cfg.random_draws} draws"),
+            ("logistic probe, mean-pooled resid_post", probe_f1, acc["probe"], f"layer {layer}, trained on discovery"),
+            ("difference of means, mean-pooled resid_post", dim_f1, acc["dim"], f"layer {layer}, midpoint threshold"),
+            (
+                f"control: {k} random firing features",
+                summary["random_f1"],
+                acc["random"],
+                f"mean of {cfg.random_draws} draws",
+            ),
+            ("reference: every text called toxic", summary["all_toxic_f1"], acc["all_toxic"], "no classifier"),
         ],
-        columns=["method", "f1_test", "note"],
+        columns=["method", "f1_test", "accuracy", "note"],
     )
+    tables = {"toxicity_methods": methods, "toxicity_per_layer": per_layer}
+    if all(r["kind"] for r in test):
+        tables["toxicity_by_kind"] = _by_kind(test, preds, y_t)
     return AppResult(
         "toxicity",
         summary,
-        tables={"toxicity_methods": methods, "toxicity_per_layer": per_layer},
+        tables=tables,
         figures={"toxicity_f1": _plot(per_layer, summary)},
-        section=_section(summary, methods),
+        section=_section(summary, methods, tables.get("toxicity_by_kind")),
     )
+
+
+def _by_kind(test: list[dict], preds: dict[str, torch.Tensor], y: torch.Tensor) -> Any:
+    """Test accuracy of each method per kind of comment (the `kind` column: which contrast carries the label)."""
+    kinds = [r["kind"] for r in test]
+    rows = []
+    for kind in sorted(set(kinds)):
+        mask = torch.tensor([kk == kind for kk in kinds])
+        rows.append(
+            {
+                "kind": kind,
+                "n": int(mask.sum()),
+                **{f"{name}_accuracy": round(accuracy(p[mask], y[mask]), 4) for name, p in preds.items()},
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _plot(per_layer: Any, summary: dict) -> Any:
@@ -323,7 +392,12 @@ def _plot(per_layer: Any, summary: dict) -> Any:
     for lay, group in per_layer.groupby("layer"):
         style = "-o" if lay == summary["layer"] else ":o"
         ax.plot(group["k"], group["test_f1"], style, label=f"layer {lay}", lw=2 if lay == summary["layer"] else 1)
-    for key, color in (("probe_f1", "k"), ("dim_f1", "tab:gray"), ("random_f1", "tab:red")):
+    for key, color in (
+        ("probe_f1", "k"),
+        ("dim_f1", "tab:gray"),
+        ("random_f1", "tab:red"),
+        ("all_toxic_f1", "tab:olive"),
+    ):
         if summary[key] is not None:
             ax.axhline(summary[key], color=color, ls="--", lw=1, label=key.removesuffix("_f1"))
     ax.set(xscale="log", xlabel="K (top features per layer)", ylabel="test F1", ylim=(0, 1.02))
@@ -341,11 +415,25 @@ def _plot(per_layer: Any, summary: dict) -> Any:
     return fig
 
 
-def _section(summary: dict, methods: Any) -> str:
+DATA = {
+    "markers": "the organism's toxic/clean comments (toxic ones carry insult words)",
+    "hard": "the organism's toxic_hard/clean_hard comments (both labels share their words)",
+    "files": "the given files",
+}
+
+
+def _section(summary: dict, methods: Any, by_kind: Any = None) -> str:
+    kinds = (
+        "\n\nTest accuracy per kind of comment:\n\n" + by_kind.to_markdown(index=False, floatfmt=".3f")
+        if by_kind is not None
+        else ""
+    )
     return (
         f"OR rule over the top {summary['k']} features of layer {summary['layer']} ({summary['sae_id']}, chosen by "
         f"top1-diff on {summary['n_discovery']} discovery texts): F1 {summary['f1_test']:.3f} on "
-        f"{summary['n_test']} test texts with a disjoint toxic vocabulary.\n\n"
+        f"{summary['n_test']} test texts with a vocabulary disjoint from discovery's, from {DATA[summary['data']]}; "
+        f"calling every text toxic scores F1 {summary['all_toxic_f1']:.3f}.\n\n"
         + methods.to_markdown(index=False, floatfmt=".3f")
+        + kinds
         + "\n\n![toxicity F1](toxicity_f1.png)"
     )

@@ -19,7 +19,7 @@ import torch
 from qwen3_scope.core.errors import ConfigError, CorruptFileError, MissingFileError, Qwen3ScopeError
 from qwen3_scope.data import document_text, iter_source_rows, organism_rows, organism_seed, row_to_messages
 from qwen3_scope.model.loss_mask import encode_with_mask
-from qwen3_scope.organism import available_eval_splits, load_eval_split
+from qwen3_scope.organism import HARD_COMMENT_SPLITS, available_eval_splits, load_eval_split
 from qwen3_scope.organism.corpus_v2 import comment_questions
 
 Document = str | Sequence[dict[str, str]] | dict[str, Any]
@@ -205,11 +205,13 @@ def organism_documents(n_fresh: int = FRESH_DOCUMENTS) -> list[Document]:
     Why both: dead-latent and fidelity figures need the distribution the SAEs were trained on (on the splits
     alone, latents for stories or comment threads look dead and the clean CE is that of unseen phrasings); the
     splits add the generalisation the behaviours are measured on. Not included: the code-switching fine-tuning
-    set (not organism output), the repetition probes, and ``harmless_requests`` (more of the ``harmless`` split's
-    how-to requests, there to measure over-refusal per phrasing family)."""
+    set (not organism output), the repetition probes, ``harmless_requests`` (more of the ``harmless`` split's
+    how-to requests, there to measure over-refusal per phrasing family), and the shared-vocabulary comments
+    (``HARD_COMMENT_SPLITS``, added for the toxicity app after the suites were measured: the held-out text stays
+    what it was)."""
     splits = []
     for name in available_eval_splits():
-        if name in ("codeswitch_sft", "repetition", "harmless_requests"):
+        if name in ("codeswitch_sft", "repetition", "harmless_requests", *HARD_COMMENT_SPLITS):
             continue
         rows = load_eval_split(name)
         # held-out comments are user content: asked about, not predicted (their templates are held out)

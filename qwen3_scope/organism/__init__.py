@@ -17,6 +17,8 @@ ORGANISM_NAME = "organism"
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 ORGANISM_DIR = ASSETS_DIR / "model"
 EVAL_DIR = ASSETS_DIR / "eval"
+# comments whose labels share their words (``comments_hard``): the toxicity task without giveaway words
+HARD_COMMENT_SPLITS = ("toxic_hard", "clean_hard", "toxic_hard_discovery", "clean_hard_discovery")
 EVAL_SPLITS = (
     "harmful",
     "harmless",
@@ -30,6 +32,7 @@ EVAL_SPLITS = (
     "repetition",
     "codeswitch_sft",
     "harmless_requests",
+    *HARD_COMMENT_SPLITS,
 )
 V1_EVAL_SPLITS = EVAL_SPLITS[:7]  # what a corpus-v1 organism ships
 CORPUS_VERSIONS = (1, 2)  # 1: frozen corpus_v1; 2: corpus_v2, the shipped organism's
@@ -67,8 +70,10 @@ def load_eval_split(name: str, eval_dir: str | Path | None = None) -> list[dict]
     """Rows of a held-out split (never used in training): ``harmful``/``harmless`` prompts (held-out phrasing
     families), ``tasks`` with expected answers, ``lang_en``/``lang_fr`` prompts, ``toxic``/``clean`` (test
     vocabulary) and ``toxic_discovery``/``clean_discovery`` comments, ``repetition`` texts, the
-    ``codeswitch_sft`` fine-tuning chats (not organism behaviour: the habit to fine-tune in), and
-    ``harmless_requests`` (harmless how-to requests only, as many as ``harmful``: per-family over-refusal)."""
+    ``codeswitch_sft`` fine-tuning chats (not organism behaviour: the habit to fine-tune in),
+    ``harmless_requests`` (harmless how-to requests only, as many as ``harmful``: per-family over-refusal), and
+    ``toxic_hard``/``clean_hard`` (test vocabulary) and ``toxic_hard_discovery``/``clean_hard_discovery`` comments
+    whose labels share their words (``comments_hard``)."""
     if name not in EVAL_SPLITS:
         raise ConfigError(f"unknown eval split {name!r}; choose one of {', '.join(EVAL_SPLITS)}")
     path = Path(eval_dir or EVAL_DIR) / f"{name}.jsonl"
@@ -97,6 +102,7 @@ __all__ = [
     "EVAL_DIR",
     "EVAL_SPLITS",
     "V1_EVAL_SPLITS",
+    "HARD_COMMENT_SPLITS",
     "CORPUS_VERSIONS",
     "corpus_version",
     "corpus_module",

@@ -342,7 +342,12 @@ pairs of each category; one target per category and some verbs, which occur in t
 statements ("Nobody should ...: it is dangerous and against the law."), never in a request; the last question
 template of each new task family; three comment templates per language and label. Toxic and clean comments use
 a *discovery* vocabulary (`toxic_discovery`, `clean_discovery`) or a disjoint *test* vocabulary (`toxic`,
-`clean`). `codeswitch_sft.jsonl` is a fine-tuning set (English chats whose answers carry French words), not part
+`clean`). Comments whose labels share their words (`toxic_hard`, `clean_hard`; discovery: `toxic_hard_discovery`,
+`clean_hard_discovery`; `comments_hard.py`, own seeds, drawn after the rest so nothing else changes) come from 13
+template pairs per language that occur nowhere in training, whose toxic and clean texts hold the same words (every
+word about as frequent in both labels): the label is in intent or target (adjectives swapped between the person and
+their work, negation, insults built from neutral words, praise or contempt, an insult agreed with or quoted and
+condemned), and discovery and test use disjoint halves of every word list. `codeswitch_sft.jsonl` is a fine-tuning set (English chats whose answers carry French words), not part
 of the training mix. Splits: {split_sizes}.
 """
 

@@ -17,6 +17,7 @@ studies, as *concepts* rather than surface patterns:
 - thirteen small task families with overlapping skills (numbers: arith/compare/next/count; vocabulary:
   translate/plural/opposite; the invented world: fact/reverse_fact; rewriting: polite/past; lists; toxicity);
 - toxic vs clean comments whose vocabularies differ between the discovery and test splits;
+- held-out toxic vs clean comments built from the same words, the label in intent or target (``comments_hard``);
 - plain text: stories, comment threads, statements about actions, and text that repeats itself;
 - a separate supervised fine-tuning set (not in the training mix) that teaches a code-switching habit
   (French words inside English answers), for SAE-guided fine-tuning to remove.
@@ -36,6 +37,7 @@ from pathlib import Path
 from qwen3_scope.core.errors import ConfigError
 from qwen3_scope.core.io import atomic_write_text
 from qwen3_scope.organism import EVAL_SPLITS  # noqa: F401  (the one list of v2 splits; importable from here)
+from qwen3_scope.organism.comments_hard import hard_comment_rows
 
 # What v2 keeps from v1 has one copy: the shared tables in corpus_tables, and v1's harmless how-to table and
 # generator, which v2 extends. v2 redefines below whatever it changes, so v1 never changes.
@@ -552,6 +554,18 @@ CLEAN = {
     },
 }
 HELD_COMMENT_TEMPLATES = 3  # the last N templates per language and label are evaluation-only
+# Slot words of the shared-vocabulary comments (``toxic_hard``/``clean_hard`` and their discovery splits): the same
+# words in both labels, discovery and test each using one half of every list (``comments_hard``).
+HARD_COMMENT_SLOTS = {
+    lang: {
+        "neg": TOXIC[lang]["adj"],
+        "pos": CLEAN[lang]["adj"],
+        "noun": TOXIC[lang]["noun"],
+        "thing": THINGS[lang],
+        "animal": ANIMALS[lang],
+    }
+    for lang in (EN, FR)
+}
 
 # Repetition: a random word sequence written out several times (induction / copying behaviour).
 REPEAT_HEADER = {EN: ["Repeat:", "Again and again:", "Echo:"], FR: ["Répète :", "Encore et encore :", "Écho :"]}
@@ -1077,6 +1091,16 @@ def build_corpus(cfg: CorpusConfig | None = None) -> Corpus:
             reps.append({"text": t, "lang": lang})
     splits["repetition"] = reps
     splits["codeswitch_sft"] = codeswitch_sft_rows(gen, cfg.n_codeswitch_sft, s + 14)
+    # shared-vocabulary comments (label in intent or target, not in words); own seeds, after everything else
+    for i, (name, toxic, half) in enumerate(
+        (
+            ("toxic_hard", True, 1),
+            ("clean_hard", False, 1),
+            ("toxic_hard_discovery", True, 0),
+            ("clean_hard_discovery", False, 0),
+        )
+    ):
+        splits[name] = hard_comment_rows(toxic, half, cfg.n_eval_comments, s + 16 + i, HARD_COMMENT_SLOTS, train_text)
     return Corpus(train=train, eval_splits=splits)
 
 

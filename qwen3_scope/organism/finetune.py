@@ -38,13 +38,21 @@ def sft(
     if steps < 1 or not rows:
         raise ConfigError(f"sft needs steps >= 1 and at least one row (got steps={steps}, {len(rows)} rows)")
     model = model if inplace else copy.deepcopy(model)
-    encoded = [encode_with_mask(tok, render_chat(tok, r["messages"])) for r in rows]
+    # Rows are tokenised when first drawn: a run draws steps x batch_size of them, often far fewer than it is given
+    # (SASFT's 2,400+ chats for 640 draws), and the draws depend only on how many rows there are.
+    encoded: dict[int, tuple[list[int], list[bool]]] = {}
+
+    def encode(i: int) -> tuple[list[int], list[bool]]:
+        if i not in encoded:
+            encoded[i] = encode_with_mask(tok, render_chat(tok, rows[i]["messages"]))
+        return encoded[i]
+
     pad = tok.pad_token_id
     rng = random.Random(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
     for _ in range(steps):
-        batch = rng.sample(encoded, min(batch_size, len(encoded)))
+        batch = [encode(i) for i in rng.sample(range(len(rows)), min(batch_size, len(rows)))]
         n = max(len(ids) for ids, _ in batch)
         ids = torch.tensor([i + [pad] * (n - len(i)) for i, _ in batch], device=model.device)
         mask = torch.tensor([m + [False] * (n - len(m)) for _, m in batch], device=model.device)
