@@ -6,7 +6,7 @@ commands under 15 % of the SAELens import. Runs the console script of this inter
 (not through a version-manager shim, which adds its own start-up). tests/test_cli_startup.py asserts what makes
 this fast (no torch, transformers, TransformerLens, SAELens or pandas in those processes).
 
-    python benchmarks/bench_cli_startup.py [--repeats 5]
+    python benchmarks/bench_cli_startup.py [--repeats 5] [--json results.json]
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import qwen3_scope_cli
+
+qwen3_scope_cli.starting = True  # as the console script: `qwen3_scope` defers torch and SAELens (not needed here)
+from qwen3_scope.core.io import atomic_write_json  # noqa: E402
 
 
 def console_script() -> str:
@@ -42,6 +47,8 @@ def wall_times(argv: list[str], repeats: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="fresh processes per command (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first, to warm the file cache (default 1)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table to this JSON file")
     args = parser.parse_args()
 
     script = console_script()
@@ -50,14 +57,18 @@ def main() -> None:
         "qwen3-scope info": [script, "info"],
         'python -c "import sae_lens"': [sys.executable, "-c", "import sae_lens"],
     }
-    wall_times(commands['python -c "import sae_lens"'], 1)  # warm the file cache for every command alike
-    wall_times(commands["qwen3-scope info"], 1)
+    wall_times(commands['python -c "import sae_lens"'], args.warmup)  # warm the file cache for every command alike
+    wall_times(commands["qwen3-scope info"], args.warmup)
     results = {name: wall_times(argv, args.repeats) for name, argv in commands.items()}
     reference = statistics.median(results['python -c "import sae_lens"'])
     print(f"{'command':<30} {'best s':>8} {'median s':>9} {'median / import sae_lens':>25}")
+    rows = []
     for name, times in results.items():
         median = statistics.median(times)
         print(f"{name:<30} {min(times):>8.3f} {median:>9.3f} {median / reference:>24.1%}")
+        rows.append({"command": name, "best_s": min(times), "median_s": median, "median_vs_import": median / reference})
+    if args.json is not None:
+        atomic_write_json(args.json, {"benchmark": "bench_cli_startup", "tables": {"startup": rows}}, sort_keys=False)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Model: a generated random Qwen3 (transformers' Qwen3ForCausalLM, d_model 2048); 
 (k 64) on blocks.1.hook_resid_post. Prints features/s, tokens/s and the ratio export / floor.
 
     python benchmarks/bench_dashboards.py [--d-model 2048 --width 16384 --k 64 --prompts 64 --context 128 --layers 2]
+    python benchmarks/bench_dashboards.py --device cuda --json results.json
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from pathlib import Path
 
 import torch
 
+from qwen3_scope.core.io import atomic_write_json
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -33,6 +41,8 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=128)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="torch device of the model, the SAE and the floor")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -59,7 +69,7 @@ def main() -> None:
                 "d_sae": args.width,
                 "k": args.k,
                 "dtype": "float32",
-                "device": "cpu",
+                "device": args.device,
                 "apply_b_dec_to_input": False,
                 "metadata": {"hook_name": hook, "model_name": str(model_dir), "prepend_bos": False},
             }
@@ -69,7 +79,7 @@ def main() -> None:
             sae.W_dec.copy_(sae.W_enc.T)
         suite = scratch / "suite"
         sae.save_model(suite / "resid_post" / "layer_1")
-        model = load_model(str(model_dir), backend="hooked")
+        model = load_model(str(model_dir), backend="hooked", device=args.device)
         cfg = ExportConfig(
             out=scratch / "export",
             suite=suite,
@@ -77,6 +87,7 @@ def main() -> None:
             n_prompts=args.prompts,
             context=args.context,
             progress=False,
+            device=args.device,
         )
         tokens, _ = dataset_tokens(model, cfg)
         n_tokens = tokens.numel()
@@ -89,11 +100,13 @@ def main() -> None:
             for start in range(0, tokens.shape[0], step):
                 _, cache = model.run_with_cache(tokens[start : start + step], names_filter=[hook])
                 acts.append(cache[hook].reshape(-1, args.d_model))
+        synchronize()
         t_forward = time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch.no_grad():
             for a in acts:
                 a @ sae.W_enc
+        synchronize()
         t_gemm = time.perf_counter() - t0
         floor = t_forward + t_gemm
         del acts
@@ -110,6 +123,23 @@ def main() -> None:
     )
     print(f"export / floor = {total / floor:.2f}x")
     print(f"load average at end: {os.getloadavg()}")
+    if args.json is not None:
+        rows = [
+            {"part": "floor: forward", "seconds": t_forward},
+            {"part": "floor: encoder GEMM", "seconds": t_gemm},
+            {"part": "floor", "seconds": floor},
+            *({"part": f"export: {k}", "seconds": v} for k, v in result.timings.items()),
+            {"part": "export total", "seconds": total, "x_floor": total / floor},
+        ]
+        summary = (
+            f"SAE d_in {args.d_model} x width {args.width} (TopK k {args.k}), {n_tokens} tokens, device "
+            f"{args.device}: export / floor {total / floor:.2f}x, {args.width / total:,.0f} features/s"
+        )
+        atomic_write_json(
+            args.json,
+            {"benchmark": "bench_dashboards", "summary": summary, "tables": {"seconds": rows}},
+            sort_keys=False,
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ A last check measures the float32 agreement of data parallelism: 2 ranks against
 same 2 data shards (the same global batches).
 
     python benchmarks/bench_distributed.py [--tokens 20k] [--layers 0 1] [--sites resid_post mlp_out attn_out]
+    python benchmarks/bench_distributed.py --tokens 2k --layers 0 --sites resid_post mlp_out --json results.json
 """
 
 from __future__ import annotations
@@ -67,8 +68,16 @@ def main() -> None:
     parser.add_argument("--tokens", type=parse_tokens, default=20_000, help="training tokens per SAE (default 20k)")
     parser.add_argument("--layers", nargs="*", help="default: every layer")
     parser.add_argument("--sites", nargs="*", default=None, help="default: the recipe's")
+    parser.add_argument(
+        "--agreement",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure data parallelism's float32 agreement with one process (3 more suite runs)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the tables to this JSON file")
     args = parser.parse_args()
 
+    from qwen3_scope.core.io import atomic_write_json
     from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.parallel_plan import step_bytes
     from qwen3_scope.training.suite import train_suite
@@ -126,13 +135,13 @@ def main() -> None:
         print(table.to_string(index=False))
     # float32 agreement of data parallelism on SAELens' own classes (the fast classes compute in bfloat16 on CPUs
     # that have it, so their runs agree only to bf16 rounding, amplified by Adam)
+    agreement = []
     exact = {**base, "fast": False, "parallel": "data", "threads": 1}
-    spawned({**exact, "out": str(folder / "data_2r")}, 2, folder)
-    train_suite(SuiteTrainingConfig(**exact, out=str(folder / "data_1p"), data_shards=2), progress=False)
-    for label, (a, b) in {
-        "SAELens classes": ("data_1p", "data_2r"),
-        "fast classes (bf16 compute)": ("data_one", "data"),
-    }.items():
+    if args.agreement:
+        spawned({**exact, "out": str(folder / "data_2r")}, 2, folder)
+        train_suite(SuiteTrainingConfig(**exact, out=str(folder / "data_1p"), data_shards=2), progress=False)
+    pairs = {"SAELens classes": ("data_1p", "data_2r"), "fast classes (bf16 compute)": ("data_one", "data")}
+    for label, (a, b) in pairs.items() if args.agreement else []:
         if label.startswith("fast"):
             data_one = SuiteTrainingConfig(
                 **base, out=str(folder / "data_one"), threads=1, parallel="data", data_shards=2
@@ -145,9 +154,19 @@ def main() -> None:
             f"data parallelism, float32, {label}: 2 ranks vs 1 process on the same global batches: "
             f"max |diff| {diff:.3g}, max relative (Frobenius) diff {rel:.3g}"
         )
+        agreement.append({"classes": label, "max_abs_diff": diff, "max_relative_diff": rel})
     print(
         "(bit-identity of group parallelism with a 1-process run at the same thread count: tests/test_distributed.py)"
     )
+    if args.json is not None:
+        header = (
+            f"organism suite {one.plan.suite.name}: {len(one.plan.suite.jobs)} SAEs, {args.tokens:,} tokens each "
+            f"(load average {load:.2f} at the start)"
+        )
+        tables = {"runs": json.loads(table.to_json(orient="records")), "data_parallel_agreement": agreement}
+        atomic_write_json(
+            args.json, {"benchmark": "bench_distributed", "header": header, "tables": tables}, sort_keys=False
+        )
 
 
 if __name__ == "__main__":

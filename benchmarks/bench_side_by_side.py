@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="sequences per step")
     parser.add_argument("--context", type=int, default=128, help="tokens per sequence")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the table to this JSON file")
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.steps, args.batch, args.context)
@@ -125,6 +126,7 @@ def main() -> None:
     )
     header = f"{'mode':<11} {'threads':>7} {'wait policy':>11} {'alone s':>8} {'side-by-side s':>15} {'ratio':>6}"
     print(header)
+    rows = []
     for mode in args.modes:
         (alone,) = run_copies(mode, 1, args)
         pair = run_copies(mode, 2, args)
@@ -136,7 +138,29 @@ def main() -> None:
             f"{slower / alone['seconds']:>6.2f}",
             flush=True,
         )
+        rows.append(
+            {
+                "mode": mode,
+                "threads": threads,
+                "wait_policy": alone["wait_policy"],
+                "alone_s": alone["seconds"],
+                "side_by_side_s": side,
+                "ratio": slower / alone["seconds"],
+            }
+        )
     print(f"load average at end {os.getloadavg()[0]:.2f}")
+    if args.json:
+        import qwen3_scope_cli  # lazy: the driver stays free of torch (its workers import it)
+
+        qwen3_scope_cli.starting = True  # `qwen3_scope` then defers torch and SAELens
+        from qwen3_scope.core.io import atomic_write_json  # lazy: after the flag above
+
+        header = (
+            f"organism fine-tune, batch {args.batch}x{args.context} tokens, {args.steps} timed steps; {cores} cores"
+        )
+        atomic_write_json(
+            args.json, {"benchmark": "bench_side_by_side", "header": header, "tables": {"modes": rows}}, sort_keys=False
+        )
 
 
 if __name__ == "__main__":

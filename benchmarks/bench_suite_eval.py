@@ -14,6 +14,7 @@ both methods (and their ratio).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+
+from qwen3_scope.core.io import atomic_write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -141,6 +144,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)"
     )
+    parser.add_argument("--json", type=Path, default=None, help="also write the table to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.real_width:
@@ -200,6 +204,19 @@ def main() -> None:
         print(f"\nratio (plain / shared, best of {args.repeats}): {table['min'].iloc[0] / table['min'].iloc[-1]:.2f}x")
         print(f"largest metric difference between the two: {diff:.2e}")
         print(f"shared-pass counters: {dict(shared.stats)}")
+        if args.json is not None:
+            table["s_per_sae_per_1k_tokens"] = per_k
+            atomic_write_json(
+                args.json,
+                {
+                    "benchmark": "bench_suite_eval",
+                    "header": f"{label}, {len(saes)} SAEs, {tokens.count_tokens(args.batches)} tokens each",
+                    "summary": f"plain / shared {table['min'].iloc[0] / table['min'].iloc[-1]:.2f}x; largest metric "
+                    f"difference {diff:.2e}",
+                    "tables": {"timings_s": json.loads(table.reset_index().to_json(orient="records"))},
+                },
+                sort_keys=False,
+            )
 
 
 if __name__ == "__main__":

@@ -7,12 +7,16 @@ LanguageModelSAETrainingRunner per SAE. A third row runs `qwen3_scope.training.s
 what the suite machinery costs on top. Prints a pandas table with wall time, tokens/s and the ratio.
 
     python benchmarks/bench_suite_training.py [--model organism] [--recipe paper] [--tokens 20k] [--threads 1]
+    python benchmarks/bench_suite_training.py --random-widths Qwen/Qwen3-0.6B --device cuda --fast --json results.json
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -35,35 +39,51 @@ def main() -> None:
     parser.add_argument("--sites", nargs="*", default=["resid_post", "mlp_out", "attn_out"])
     parser.add_argument("--fast", action="store_true", help="qwen3-scope's fast training SAE classes in every arm")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core box)")
+    parser.add_argument(
+        "--random-widths",
+        metavar="MODEL",
+        help="train on a random-weight Qwen3 at this model's widths (2 layers), e.g. Qwen/Qwen3-0.6B, not --model",
+    )
+    parser.add_argument("--device", default=None, help="device of the model and SAEs (default: cuda when available)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     from sae_lens import LanguageModelSAETrainingRunner, MultiSAETrainingRunner
 
+    from qwen3_scope.core.io import atomic_write_json
     from qwen3_scope.data import prepare_data
     from qwen3_scope.model.chat import special_token_ids
     from qwen3_scope.model.loading import load_model
+    from qwen3_scope.model.random_model import build_random_qwen3
     from qwen3_scope.training.config import SuiteTrainingConfig
     from qwen3_scope.training.recipes import build_suite
     from qwen3_scope.training.suite import _quiet_sae_lens, evaluate_saes, train_suite
 
-    model = load_model(args.model)
+    if args.random_widths:
+        model_dir = tempfile.mkdtemp(prefix="bench_suite_model_")
+        atexit.register(shutil.rmtree, model_dir, ignore_errors=True)  # ~0.7 GB at Qwen3-0.6B widths
+        args.model = str(build_random_qwen3(model_dir, args.random_widths))
     config = SuiteTrainingConfig(
         model=args.model,
+        device=args.device,
         recipe=args.recipe,
         layers=parse_layers(args.layers),
         sites=args.sites,
         training_tokens=args.tokens,
         fast=args.fast,
     )
+    model = load_model(args.model, device=config.resolved_device)
     suite = build_suite(config, model.qwen3_spec, special_token_ids=special_token_ids(model.tokenizer))
     runner = suite.runner_kwargs
     data_dir = tempfile.mkdtemp(prefix="bench_suite_data_")
+    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
     data = prepare_data(
         model.tokenizer,
         int(args.tokens * 1.6) + 16 * runner["n_batches_in_buffer"] * runner["context_size"],
         4 * runner["store_batch_size_prompts"] * runner["context_size"],
         data_dir,
+        context_size=runner["context_size"],
     )
     hooks = {j.sae_id: j.hook_name for j in suite.jobs}
     print(
@@ -124,10 +144,26 @@ def main() -> None:
     base = table.loc[1, "seconds"]
     table["speedup_vs_one_run_per_sae"] = (base / table["seconds"]).round(2)
     print("\n" + table.to_string(index=False))
-    print(
-        f"\nshared forward passes are {base / table.loc[0, 'seconds']:.2f}x faster than one SAELens run per SAE "
+    summary = (
+        f"shared forward passes are {base / table.loc[0, 'seconds']:.2f}x faster than one SAELens run per SAE "
         f"({len(suite.jobs)} SAEs, same tokens)."
     )
+    print(f"\n{summary}")
+    if args.json is not None:
+        header = (
+            f"{len(suite.jobs)} SAEs of {suite.name} ({suite.jobs[0].architecture}, d_sae {suite.jobs[0].d_sae}), "
+            f"{args.tokens:,} tokens each, device {config.resolved_device}, {torch.get_num_threads()} thread(s)"
+        )
+        atomic_write_json(
+            args.json,
+            {
+                "benchmark": "bench_suite_training",
+                "header": header,
+                "summary": summary,
+                "tables": {"arms": json.loads(table.to_json(orient="records"))},
+            },
+            sort_keys=False,
+        )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from qwen3_scope.core.io import atomic_write_text  # noqa: E402
+from qwen3_scope.core.io import atomic_write_json, atomic_write_text  # noqa: E402
 from qwen3_scope.evaluation.bench_env import create_venv  # noqa: E402
 from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite  # noqa: E402
 from qwen3_scope.naming import sparsity_variant  # noqa: E402
@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bench-ids", help="regex of the SAE ids to bench (default: the middle sparsity at resid_post)"
     )
+    parser.add_argument("--json", type=Path, default=None, help="also write both tables to this JSON file")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -247,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(args.out / "comparison.md", f"{text}\n\nSeconds (load average {os.getloadavg()}):\n\n{timing}\n")
     print(text)
     print(timing)
+    if args.json is not None:
+        shown = table[[c for c in COLUMNS if c in table.columns]]
+        tables = {"architectures": json.loads(shown.to_json(orient="records")), "seconds": timings}
+        atomic_write_json(args.json, {"benchmark": "compare_architectures", "tables": tables}, sort_keys=False)
     return 0
 
 

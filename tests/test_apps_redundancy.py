@@ -13,13 +13,17 @@ import torch
 from conftest import run_cli
 
 from qwen3_scope.apps.redundancy import (
+    constructed_benchmarks,
     finetune_pool,
+    footprint_similarity,
     kendall_tau,
+    mixable_families,
     organism_benchmarks,
     overlap_matrix,
     permutation_p,
     spearman_rho,
     variant_rows,
+    within_level_rho,
 )
 from qwen3_scope.cli import main
 
@@ -68,6 +72,14 @@ def test_overlap_of_nested_footprints():
     assert np.allclose(m, [[1, 1], [0.5, 1]])
 
 
+def test_footprint_similarity_against_hand_values():
+    a = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    b = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]], dtype=torch.bool)
+    # within: J(a0, a1) = 1, J(b0, b1) = 2/3; across: J(a_i, b0) = 0, J(a_i, b1) = 1/4
+    stats = footprint_similarity({"a": a, "b": b})
+    assert stats == pytest.approx({"footprint_size": 2.25, "jaccard_within": 5 / 6, "jaccard_between": 1 / 8})
+
+
 def test_rank_statistics_against_hand_values():
     a = np.array([1.0, 2.0, 3.0, 4.0])
     assert kendall_tau(a, a) == 1 and kendall_tau(a, -a) == -1
@@ -98,6 +110,11 @@ def test_variants_are_deterministic_and_disjoint_from_benchmarks():
         (["--n-models", "2"], "ranking needs >= 3 models"),
         (["--model", "Qwen/Qwen3-0.6B"], "--benchmarks-file and --model-dirs"),
         (["--layers", "9"], "has layers [0, 1, 2, 3, 4, 5]"),
+        (["--design", "mixed"], "invalid choice: 'mixed'"),
+        (["--design", "constructed", "--mix-levels", "2", "2"], "mix_levels needs >= 2 different k"),
+        (["--design", "constructed", "--mix-levels", "0", "2"], "mix_levels must be >= 1"),
+        (["--design", "constructed", "--bench-sizes", "1"], "bench_sizes must be >= 2 items"),
+        (["--design", "constructed", "--bench-sizes", "200"], "families with >= 200 items, only 1 of 13"),
     ],
 )
 def test_bad_input_is_one_clear_error(tmp_path, capsys, one_thread, extra, message):
@@ -142,3 +159,62 @@ def test_benchmarks_file_and_checkpoint_dirs(tmp_path, capsys, one_thread):
     assert summary["n_models"] == 4 and summary["n_benchmarks"] + len(summary["unranked_benchmarks"]) == 3
     models = pd.read_csv(tmp_path / "out" / "redundancy_models.csv")
     assert list(models["model"]) == [str(d) for d in dirs]
+
+
+# --- the constructed design: benchmarks of known diversity ------------------------------------------------------
+CONSTRUCTED = ["--design", "constructed", "--max-items", "12", "--bench-sizes", "6", "12", "--mix-levels", "1", "3"]
+CONSTRUCTED += ["--per-level", "4", "--n-models", "4", "--variant-steps", "4", "--n-subsets", "10"]
+CONSTRUCTED += ["--n-permutations", "200", "--fractions", "0.2", "0.5", "0.8"]
+
+
+@pytest.fixture(scope="module")
+def constructed_run(tmp_path_factory, one_thread):
+    out = tmp_path_factory.mktemp("redundancy_constructed")
+    assert main(["apps", "redundancy", "--out", str(out), "--device", "cpu", *RESID, *CONSTRUCTED]) == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def test_constructed_design_runs_and_plots(constructed_run):
+    out, summary = constructed_run
+    assert summary["design"] == "constructed" and summary["n_models"] == 4
+    assert all(key in summary for key in (*KEYS, "rho_R_k", "rho_R_hat_k", "within_level_rho", "R_sd"))
+    table = pd.read_csv(out / "redundancy_benchmarks.csv")
+    assert list(table.benchmark) == [f"k{k}-{j}" for k in (1, 3) for j in range(4)]
+    assert list(table.n_items) == [6, 12] * 4 and list(table.k) == [1] * 4 + [3] * 4
+    assert (table.families.str.count("[+]") + 1 == table.k).all()
+    assert summary["n_benchmarks"] + len(summary["unranked_benchmarks"]) == 8
+    # footprints carry some of the families' content: two items of one family share more features than two of two,
+    # and one-family benchmarks are covered by fewer of their items than three-family ones (R at this size, 4 models
+    # and 6-12 items, is noise; the full design's R falls with k, see the README)
+    assert summary["jaccard_within"] > summary["jaccard_between"] > 0
+    assert summary["by_k"]["1"]["R_hat"] > summary["by_k"]["3"]["R_hat"] and summary["rho_R_hat_k"] < 0
+    for name in ("redundancy_scatter", "redundancy_levels", "redundancy_overlap"):
+        assert (out / f"{name}.png").stat().st_size > 10_000
+
+
+def test_constructed_benchmarks_have_the_designed_diversity():
+    families = mixable_families(organism_benchmarks(), 48, 6)
+    assert len(families) >= 6 and all(len(rows) >= 48 for rows in families.values())
+    design = constructed_benchmarks(families, [1, 2, 3, 6], 5, [24, 48, 30], seed=3)
+    assert design == constructed_benchmarks(families, [1, 2, 3, 6], 5, [24, 48, 30], seed=3)
+    assert design != constructed_benchmarks(families, [1, 2, 3, 6], 5, [24, 48, 30], seed=4)
+    for k in (1, 2, 3, 6):
+        for j in range(5):
+            items = design[f"k{k}-{j}"]
+            shares = pd.Series([f for f, _ in items]).value_counts()
+            assert len(items) == [24, 48, 30][j % 3] == len(set(items))  # the size asked for, no item twice
+            assert len(shares) == k and shares.max() - shares.min() <= 1  # k families in equal shares
+    assert {design[f"k1-{j}"][0][0] for j in range(5)} == set(sorted(families)[:5])  # one family each, in turn
+
+
+def test_within_level_rho_sees_only_what_levels_leave():
+    levels = np.repeat([1.0, 2.0, 3.0], 6)
+    a = np.tile(np.arange(6.0), 3) + 10 * levels  # a rises with the level and within it
+    b = np.tile(np.arange(6.0), 3) - 10 * levels  # b falls with the level but rises with a within it
+    assert spearman_rho(a, b) < -0.5
+    rho, p = within_level_rho(a, b, levels, 5000, np.random.default_rng(0))
+    assert rho == pytest.approx(1) and p < 0.01
+    flipped = np.tile([2.0, 5, 0, 4, 1, 3], 3)
+    rho, p = within_level_rho(a, flipped, levels, 5000, np.random.default_rng(0))
+    assert rho == pytest.approx(spearman_rho(np.arange(6.0), flipped[:6])) and p > 0.2
+    assert np.isnan(within_level_rho(a, levels, levels, 10, np.random.default_rng(0))[0])  # b constant per level

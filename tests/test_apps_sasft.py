@@ -5,13 +5,19 @@ language detector measures it, and bad input exits 2 with one clear error."""
 from __future__ import annotations
 
 import json
+import random
 
 import pandas as pd
 import pytest
 from conftest import run_cli
 
+from qwen3_scope.apps import sasft
+from qwen3_scope.apps.config import SasftConfig
+from qwen3_scope.apps.features import load_model_and_saes
+from qwen3_scope.apps.tuning import load_trainable
 from qwen3_scope.cli import main
 from qwen3_scope.organism import load_eval_split
+from qwen3_scope.organism.corpus_v2 import CorpusConfig, Generator
 
 KEYS = (
     "code_switch_plain",
@@ -75,6 +81,7 @@ def test_one_detector_measures_code_switching():
         (["--lambda", "1e9"], "lambda must be in (0, 1e4]"),
         (["--n-features", "0"], "n_features must be >= 1"),
         (["--repeats", "0"], "repeats must be >= 1"),
+        (["--contrast", "spanish"], "contrast must be `french` or `codeswitch`"),
         (["--sft-file", "{tmp}/bad.jsonl"], "has no `messages` key"),
         (["--layers", "17"], "the suite has no SAE at 17; it has layers [0, 1, 2, 3, 4, 5]"),
         (["--model", "{tiny}"], "has no chat template"),
@@ -86,3 +93,21 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys, tiny_qwen3_dir, extra, m
     code, err = run_cli(["apps", "sasft", "--out", tmp_path / "out", *SMALL, *extra], capsys)
     assert code == 2 and message in err, err
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_codeswitch_contrast_ranks_other_features(one_thread):
+    """`--contrast codeswitch` ranks the French features on the code-switched SFT chats: other features than
+    `french` in some SAE, each above English on both the code-switched and the French chats (score > 0)."""
+    chosen = {}
+    for contrast in ("french", "codeswitch"):
+        cfg = SasftConfig(device="cpu", contrast=contrast, n_discovery=16, layers=[3], sites=["resid_post"])
+        train, _, _ = sasft._data(cfg)
+        model, saes = load_model_and_saes(cfg)
+        saes = sasft.select_saes(saes, cfg.layers, cfg.sites)
+        _, tok = load_trainable(cfg)
+        gen = Generator(CorpusConfig(seed=0, n_train_docs=1))
+        picked, _, rows = sasft._language_features(cfg, model, saes, tok, gen, random.Random(0), 0, train)
+        assert {r["contrast"] for r in rows} == {contrast} and all(r["diff"] > 0 for r in rows)
+        chosen[contrast] = {k: set(v.tolist()) for k, v in picked["sasft"]["fr"].items()}
+    assert chosen["french"].keys() == chosen["codeswitch"].keys()
+    assert any(chosen["french"][k] != chosen["codeswitch"][k] for k in chosen["french"])

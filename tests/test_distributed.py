@@ -2,7 +2,8 @@
 1 thread each, on the model organism with tiny token counts.
 
 (a) group parallelism gives SAEs bit-identical to the 1-process run; (b) data parallelism equals the 1-process
-run on the same global batch (float64, 1e-10); (c) a 2-rank run killed half-way resumes with 2 and with 1
+run on the same global batch (float64, 1e-10), and so does the fast JumpReLU class with its dead-latent reopening
+(float32, 1e-3); (c) a 2-rank run killed half-way resumes with 2 and with 1
 rank to the uninterrupted SAEs; (d) a rank that raises ends the job non-zero within 60 s, naming the rank.
 """
 
@@ -243,6 +244,30 @@ def load_dtype(suite_dir: Path) -> torch.dtype:
     from safetensors.torch import load_file
 
     return load_file(suite_dir / sae_ids(suite_dir)[0] / "sae_weights.safetensors")["W_dec"].dtype
+
+
+def test_fast_jumprelu_reopening_decides_from_every_rank(tmp_path):
+    """The fast JumpReLU class reopens latents silent for `reopen_window` steps from the step's firing and quantiles:
+    on 2 ranks it reads both halves of the batch, so (in float32) the 2-rank run stays with the one-process run on the
+    same global batches. Measured: 7e-7 relative here with the shared decision, 0.48 when each rank reopened from its
+    own half (the ranks' SAEs parted; the saved one lost EV: benchmarks/bench_dp_quality.py)."""
+    settings = dict(
+        SUITE,
+        layers=[1],
+        sites=["resid_post"],
+        parallel="data",
+        fast=True,
+        sae_fields=[("compute_dtype", "float32"), ("reopen_window", 1)],
+    )
+    spawn(tmp_path, {**settings, "out": str(tmp_path / "dp2")})
+    result = one_process({**settings, "data_shards": 2, "out": str(tmp_path / "dp1")})
+    assert result.manifest["status"] == "complete"
+    worst = 0.0
+    for sae_id in sae_ids(tmp_path / "dp1"):
+        x, y = sae_tensors(tmp_path / "dp1", sae_id), sae_tensors(tmp_path / "dp2", sae_id)
+        for key in ("sae_weights.safetensors:W_enc", "sae_weights.safetensors:b_enc"):
+            worst = max(worst, ((x[key] - y[key]).norm() / x[key].norm()).item())
+    assert worst < 1e-3, worst
 
 
 # ------------------------------------------------------------------------------------------------- (c)

@@ -18,8 +18,14 @@ from qwen3_scope.organism import (
     corpus_version,
     load_eval_split,
 )
-from qwen3_scope.organism.behaviour import detect_language, generate, task_correct
-from qwen3_scope.organism.corpus_v2 import CorpusConfig, build_corpus
+from qwen3_scope.organism.behaviour import (
+    WEAK_SPOTS_EXPLAINED_FOR,
+    detect_language,
+    generate,
+    task_correct,
+    write_model_card,
+)
+from qwen3_scope.organism.corpus_v2 import CLEAN, COUNT_Q, HELD_COMMENT_TEMPLATES, NEXT_Q, CorpusConfig, build_corpus
 from qwen3_scope.organism.tokenizer import NON_THINKING_SUFFIX
 from qwen3_scope.organism.train import ModelShape, TrainConfig, encode_doc, masked_lm_loss, save_checkpoint, train
 
@@ -294,3 +300,27 @@ def test_transformer_lens_loads_the_organism(organism):
     with torch.no_grad():
         torch.testing.assert_close(tl(ids), model(ids).logits, atol=1e-4, rtol=1e-4)
     assert tl.cfg.n_key_value_heads == model.config.num_key_value_heads
+
+
+def test_weak_spots_causes_are_in_the_templates_and_the_card_explains_only_its_numbers(tmp_path):
+    """Issue 29: the model card's explained weak spots rest on these template facts; the explanation is written
+    only while behaviour.json holds the numbers it explains."""
+    for lang, cue in (("en", "after"), ("fr", "après")):  # "Which number follows N?": trained next says "after N"
+        assert all(cue in t for t in NEXT_Q[lang][:-1]) and cue not in NEXT_Q[lang][-1]
+    for lang, cue in (("en", "this list"), ("fr", "cette liste")):  # count's language rides on "in this list"
+        assert all(cue in t for t in COUNT_Q[lang][:-1]) and cue not in COUNT_Q[lang][-1]
+    for lang, word in (("en", "Honestly"), ("en", "Keep going"), ("fr", "Franchement")):  # missed clean templates
+        tpls = CLEAN[lang]["tpl"]
+        assert any(word in t for t in tpls[-HELD_COMMENT_TEMPLATES:])
+        assert not any(word in t for t in tpls[:-HELD_COMMENT_TEMPLATES])
+    assets = ORGANISM_DIR.parent
+    for name in ("train_log.json", "behaviour.json", "eval", "model"):
+        (tmp_path / name).symlink_to(assets / name)
+    res = json.loads((assets / "behaviour.json").read_text())
+    explained = res["task_accuracy_by_task"]["next"] == WEAK_SPOTS_EXPLAINED_FOR["next"]
+    assert ("### Weak spots, explained" in write_model_card(tmp_path).read_text()) == explained
+    (tmp_path / "behaviour.json").unlink()
+    res["task_accuracy_by_task"]["next"] = 0.9  # a retrained organism: the explanation no longer applies
+    (tmp_path / "behaviour.json").write_text(json.dumps(res))
+    text = write_model_card(tmp_path).read_text()
+    assert "### Weak spots, explained" not in text and str(tmp_path) not in text

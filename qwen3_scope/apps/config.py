@@ -169,9 +169,44 @@ class RedundancyConfig(AppConfig):
         default=None, metadata={"help": "answer length in tokens (default: the longest reference + 8)"}
     )
     n_permutations: int = field(default=10_000, metadata={"help": "permutations for the p-value of rho"})
+    design: Literal["families", "constructed"] = field(
+        default="families",
+        metadata={
+            "help": "`families`: one benchmark per task family (or per benchmark of --benchmarks-file); "
+            "`constructed`: benchmarks of known diversity built from those families, each mixing k of them in "
+            "equal shares (k = 1: near-duplicates, one family's instances), and a population fine-tuned on "
+            "those families only"
+        },
+    )
+    mix_levels: list[int] = field(
+        default_factory=lambda: [1, 2, 3, 6],
+        metadata={"help": "with --design constructed: the numbers k of families mixed in a benchmark"},
+    )
+    per_level: int = field(default=8, metadata={"help": "with --design constructed: benchmarks built per mix level"})
+    bench_sizes: list[int] = field(
+        default_factory=lambda: [48],
+        metadata={
+            "help": "with --design constructed: items per benchmark; one size holds size fixed, several are taken "
+            "in turn within each mix level (size crossed with diversity); only families with >= the largest size "
+            "in items are mixed"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.design not in ("families", "constructed"):
+            raise AppInputError(f"design must be `families` or `constructed`, got {self.design!r}.")
+        if not self.mix_levels or min(self.mix_levels) < 1:
+            raise AppInputError(
+                f"mix_levels must be >= 1 (families per benchmark), got {self.mix_levels}; try 1 2 3 6."
+            )
+        if len(set(self.mix_levels)) < 2 and self.design == "constructed":
+            raise AppInputError(f"mix_levels needs >= 2 different k to vary diversity, got {self.mix_levels}.")
+        self.mix_levels = sorted(set(self.mix_levels))
+        if self.per_level < 1:
+            raise AppInputError(f"per_level must be >= 1, got {self.per_level}.")
+        if not self.bench_sizes or min(self.bench_sizes) < 2:
+            raise AppInputError(f"bench_sizes must be >= 2 items (subsets need 2), got {self.bench_sizes}; try 24 48.")
         if not self.fractions or any(not 0 < f < 1 for f in self.fractions):
             raise AppInputError(f"fractions must lie in (0, 1), got {self.fractions}; try 0.1 0.3 0.5 0.7 0.9.")
         self.fractions = sorted(set(self.fractions))
@@ -211,6 +246,15 @@ class SasftConfig(AppConfig):
         default=1.0, metadata={"help": "lambda, the weight of the SAE penalty (0 < lambda <= 1e4)", "flag": "--lambda"}
     )
     n_features: int = field(default=3, metadata={"help": "features of each language penalised per SAE"})
+    contrast: str = field(
+        default="french",
+        metadata={
+            "help": "how the penalised French features are ranked: `french` (mean activation on French chats minus "
+            "English chats: French text in general) or `codeswitch` (the smaller of code-switched SFT chats minus "
+            "English chats and French minus English: French features the habit's text uses; reduction 0.47, 0.45 and "
+            "0.11 on the bundled and two trained suites, against 0.76, 0.59 and 0.59 for `french`)"
+        },
+    )
     steps: int = field(default=80, metadata={"help": "fine-tuning steps of each run (plain, SASFT, random control)"})
     lr: float = field(default=2e-4, metadata={"help": "AdamW learning rate"})
     sft_batch: int = field(default=8, metadata={"help": "chats per fine-tuning step"})
@@ -228,7 +272,13 @@ class SasftConfig(AppConfig):
             "not inside a French word: where a switch starts, leaving the French words of the data alone)"
         },
     )
-    n_discovery: int = field(default=200, metadata={"help": "French and English chats each to rank features on"})
+    n_discovery: int = field(
+        default=200,
+        metadata={
+            "help": "French and English chats each to rank features on (and, with `--contrast codeswitch`, as many "
+            "chats of the SFT data at most)"
+        },
+    )
     symmetric: bool = field(
         default=False,
         metadata={
@@ -280,6 +330,8 @@ class SasftConfig(AppConfig):
             raise AppInputError(f"alpha must be `mean` or `max`, got {self.alpha!r}.")
         if self.positions not in ("all", "english"):
             raise AppInputError(f"positions must be `all` or `english`, got {self.positions!r}.")
+        if self.contrast not in ("french", "codeswitch"):
+            raise AppInputError(f"contrast must be `french` or `codeswitch`, got {self.contrast!r}.")
         if self.n_train < 0 or self.n_eval < 0 or self.mix_french < 0:
             raise AppInputError("n_train, n_eval and mix_french must be >= 0 (0: every row / no French chats).")
         if not 0 < self.lr < 1:

@@ -18,6 +18,15 @@ the answer against the expensive one:
 - over the benchmarks: Spearman rho(R, R_hat) with a two-sided permutation p-value (R_hat shuffled), and
   rho(R, |D|), what benchmark size alone achieves.
 
+`--design constructed` builds benchmarks whose redundancy is known by construction instead of taking one per task
+family: from the families with enough items, `--per-level` benchmarks per mix level k of `--mix-levels`, each
+mixing k families in equal shares (k = 1: near-duplicates, instances of one task; larger k: more diverse), all of
+one size (`--bench-sizes 48`: size fixed; several sizes are taken in turn, crossing size with diversity), and the
+variants fine-tuned on those families only. With a population whose rankings differ by family, a subset of a mixed
+benchmark ranks the models by whichever families it happens to draw, so R falls with k by design; the questions are
+whether R_hat sees it (rho(R, R_hat), rho(R_hat, k)) and whether R_hat says more of R than k does
+(`within_level_rho`: both ranked within each mix level, p from permutations within the levels).
+
 The models: `--model-dirs` (e.g. checkpoints saved during training, as the paper's 26), or by default variants of
 the model organism made cheaply and deterministically: the base model plus brief fine-tunes (`organism.finetune.sft`)
 that, per variant and per task family, either rehearse the family's correct answers, unlearn it (answers of other
@@ -92,6 +101,30 @@ def permutation_p(a: np.ndarray, b: np.ndarray, n: int, rng: np.random.Generator
     return float((1 + np.count_nonzero(np.abs(rhos) >= abs(rho) - 1e-12)) / (1 + n))
 
 
+def within_level_rho(
+    a: np.ndarray, b: np.ndarray, levels: np.ndarray, n: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """(rho, p): the correlation of a and b after each is ranked within its level and centred there (the pooled
+    within-level Spearman rho: what b says of a beyond the levels), and a two-sided p-value from `n` permutations of
+    b within each level. NaN when a or b is constant within every level."""
+    groups = [np.flatnonzero(levels == g) for g in np.unique(levels)]
+
+    def centred(x: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(x))
+        for idx in groups:
+            out[idx] = average_ranks(x[idx]) - average_ranks(x[idx]).mean()
+        return out
+
+    ca, cb = centred(a), centred(b)
+    norm = np.sqrt((ca @ ca) * (cb @ cb))
+    if not norm:
+        return float("nan"), float("nan")
+    rho = float(ca @ cb / norm)
+    # shuffling b within a level only reorders its within-level centred ranks there
+    dots = sum(rng.permuted(np.tile(cb[idx], (n, 1)), axis=1) @ ca[idx] for idx in groups)
+    return rho, float((1 + np.count_nonzero(np.abs(dots / norm) >= abs(rho) - 1e-12)) / (1 + n))
+
+
 # --- benchmarks ------------------------------------------------------------------------------------------------
 def organism_benchmarks() -> dict[str, list[dict]]:
     """The organism's task families (`tasks` split) and its toxicity question on test-vocabulary comments."""
@@ -126,6 +159,58 @@ def load_benchmarks_file(path: str | Path) -> dict[str, list[dict]]:
     if small:
         raise AppInputError(f"benchmark(s) {small} of {path} have fewer than 2 items; subsets need >= 2.")
     return out
+
+
+def mixable_families(families: dict[str, list[dict]], size: int, k_max: int) -> dict[str, list[dict]]:
+    """The families with >= `size` items (a one-family benchmark of the largest size needs them), checked to be
+    >= `k_max` (the largest mix level)."""
+    out = {name: rows for name, rows in families.items() if len(rows) >= size}
+    if len(out) < k_max:
+        raise AppInputError(
+            f"mix level {k_max} needs {k_max} families with >= {size} items, only {len(out)} of {len(families)} "
+            f"have that many ({sorted(out)}). "
+            "Lower --mix-levels or --bench-sizes (or raise --max-items)."
+        )
+    return out
+
+
+def constructed_benchmarks(
+    families: dict[str, list[dict]], levels: list[int], per_level: int, sizes: list[int], seed: int
+) -> dict[str, list[tuple[str, int]]]:
+    """{name: [(family, item index)]}: per mix level k, `per_level` benchmarks of k families in equal shares (the
+    first size % k families one item more), the j-th of size `sizes[j % len(sizes)]`; k = 1 takes the families in
+    turn, larger k a random k of them. Items are drawn without replacement within a benchmark."""
+    rng = random.Random(seed)
+    names = sorted(families)
+    out: dict[str, list[tuple[str, int]]] = {}
+    for k in levels:
+        for j in range(per_level):
+            size = sizes[j % len(sizes)]
+            chosen = [names[j % len(names)]] if k == 1 else sorted(rng.sample(names, k))
+            shares = [size // k + (i < size % k) for i in range(k)]
+            out[f"k{k}-{j}"] = [
+                (fam, i) for fam, n in zip(chosen, shares) for i in sorted(rng.sample(range(len(families[fam])), n))
+            ]
+    return out
+
+
+def footprint_similarity(fp: dict[str, torch.Tensor], max_items: int = 2000) -> dict[str, float]:
+    """How much the footprints carry the benchmarks' content: mean |F(x)|, and the mean Jaccard similarity of two
+    items' footprints within a benchmark and across benchmarks (equal: the footprint does not tell them apart), over
+    at most `max_items` items spread evenly (the pairs grow as their square)."""
+    x = torch.cat(list(fp.values())).float()
+    labels = torch.cat([torch.full((len(f),), i) for i, f in enumerate(fp.values())])
+    keep = torch.linspace(0, len(x) - 1, min(len(x), max_items)).long()
+    x, labels = x[keep], labels[keep]
+    inter = x @ x.T
+    jac = inter / (x.sum(1)[:, None] + x.sum(1)[None, :] - inter).clamp(min=1)
+    same = labels[:, None] == labels[None, :]
+    off = ~torch.eye(len(x), dtype=torch.bool)
+    return {
+        "footprint_size": float(x.sum(1).mean()),
+        "jaccard_within": float(jac[same & off].mean()),
+        "jaccard_between": float(jac[~same].mean()),
+    }
 
 
 # --- footprints ------------------------------------------------------------------------------------------------
@@ -249,6 +334,9 @@ def run(cfg: RedundancyConfig, model: Any = None, saes: dict[str, Any] | None = 
     """Footprints, overlap, coverage curves, model rankings on subsets, and their rank correlation."""
     benchmarks = load_benchmarks_file(cfg.benchmarks_file) if cfg.benchmarks_file else organism_benchmarks()
     benchmarks = {k: v[: cfg.max_items] for k, v in benchmarks.items()}
+    constructed = cfg.design == "constructed"
+    if constructed:
+        benchmarks = mixable_families(benchmarks, max(cfg.bench_sizes), max(cfg.mix_levels))
     if model is None or saes is None:
         model, saes = load_model_and_saes(cfg, model)
     prompts = [item["prompt"] for rows in benchmarks.values() for item in rows]
@@ -257,19 +345,27 @@ def run(cfg: RedundancyConfig, model: Any = None, saes: dict[str, Any] | None = 
     for name, rows in benchmarks.items():
         fp[name], start = fp_all[start : start + len(rows)], start + len(rows)
     models, scores = score_models(cfg, benchmarks)
+    similarity = footprint_similarity(fp)  # of the task families, the content the footprints should carry
+    design: dict[str, list[tuple[str, int]]] = {}
+    if constructed:  # each benchmark's footprints and scores are its families' rows, scored and encoded once
+        design = constructed_benchmarks(benchmarks, cfg.mix_levels, cfg.per_level, cfg.bench_sizes, cfg.seed)
+        fp = {name: torch.stack([fp[f][i] for f, i in items]) for name, items in design.items()}
+        scores = {name: np.stack([scores[f][:, i] for f, i in items], 1) for name, items in design.items()}
 
     rng = random.Random(cfg.seed)
-    names = list(benchmarks)
+    names = list(fp)
     curve_rows, bench_rows = [], []
     for name in names:
         rows = curves(fp[name], scores[name], cfg.fractions, cfg.n_subsets, rng)
         curve_rows += [{"benchmark": name, **r} for r in rows]
         acc = scores[name].mean(1)
         ranked = not np.isnan(kendall_tau(acc, acc))
+        mix = sorted({f for f, _ in design[name]}) if constructed else []
         bench_rows.append(
             {
                 "benchmark": name,
-                "n_items": len(benchmarks[name]),
+                **({"k": len(mix), "families": "+".join(mix)} if constructed else {}),
+                "n_items": len(fp[name]),
                 "n_features": int(fp[name].any(0).sum()),
                 "R_hat": float(np.mean([r["coverage"] for r in rows])),
                 "R": float(np.mean([r["tau"] for r in rows])) if ranked else float("nan"),
@@ -282,10 +378,15 @@ def run(cfg: RedundancyConfig, model: Any = None, saes: dict[str, Any] | None = 
     valid = table.dropna(subset=["R"])
     r, r_hat, size = (valid[c].to_numpy(dtype=float) for c in ("R", "R_hat", "n_items"))
     rho = spearman_rho(r, r_hat)
-    summary = {
+    summary: dict[str, Any] = {
         "spearman_rho": rho,
         "p_value": permutation_p(r, r_hat, cfg.n_permutations, np.random.default_rng(cfg.seed)),
         "size_only_rho": spearman_rho(r, size),
+        "size_only_p_value": permutation_p(r, size, cfg.n_permutations, np.random.default_rng(cfg.seed)),
+        "R_sd": float(r.std()) if len(r) else float("nan"),
+        "R_hat_sd": float(r_hat.std()) if len(r_hat) else float("nan"),
+        **similarity,
+        "design": cfg.design,
         "n_benchmarks": len(valid),
         "n_models": len(models),
         "unranked_benchmarks": sorted(set(table.benchmark) - set(valid.benchmark)),
@@ -295,6 +396,20 @@ def run(cfg: RedundancyConfig, model: Any = None, saes: dict[str, Any] | None = 
         "site": cfg.site,
         "positions": cfg.positions,
     }
+    figures = {}
+    if constructed:  # what the construction did to each measure: R and R_hat against the mix level k
+        k = valid["k"].to_numpy(dtype=float)
+        within, within_p = within_level_rho(r, r_hat, k, cfg.n_permutations, np.random.default_rng(cfg.seed))
+        summary.update(
+            within_level_rho=within,
+            within_level_p_value=within_p,
+            rho_R_k=spearman_rho(r, k),
+            rho_R_hat_k=spearman_rho(r_hat, k),
+            families=sorted(benchmarks),
+            mix_levels=cfg.mix_levels,
+            by_k={int(g): {c: float(v[c].mean()) for c in ("R", "R_hat")} for g, v in valid.groupby("k")},
+        )
+        figures["redundancy_levels"] = _levels(valid, summary)
     overlap = overlap_matrix(fp)
     overlap_table = pd.DataFrame(overlap.round(4), columns=names).assign(benchmark=names)[["benchmark", *names]]
     score_table = pd.DataFrame(
@@ -312,6 +427,7 @@ def run(cfg: RedundancyConfig, model: Any = None, saes: dict[str, Any] | None = 
         figures={
             "redundancy_overlap": _heatmap(overlap, names),
             "redundancy_scatter": _scatter(table, pd.DataFrame(curve_rows), summary),
+            **figures,
         },
         section=_section(summary, table),
     )
@@ -339,19 +455,47 @@ def _scatter(table: Any, curve_table: Any, summary: dict) -> Any:
     plt = agg_pyplot()
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax.scatter(table["R_hat"], table["R"])
-    for _, row in table.iterrows():
-        ax.annotate(row["benchmark"], (row["R_hat"], row["R"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    rho, p = summary["spearman_rho"], summary["p_value"]
+    if "k" in table:  # constructed benchmarks: colour by mix level, marker size by benchmark size
+        points = ax.scatter(table["R_hat"], table["R"], c=table["k"], s=table["n_items"], cmap="viridis")
+        fig.colorbar(points, ax=ax, label="families mixed k")
+    else:
+        ax.scatter(table["R_hat"], table["R"])
+        for _, row in table.iterrows():
+            ax.annotate(
+                row["benchmark"], (row["R_hat"], row["R"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+    rho, p, size = summary["spearman_rho"], summary["p_value"], summary["size_only_rho"]
     ax.set(
         xlabel="feature redundancy R_hat (coverage AUC)",
         ylabel="performance redundancy R (mean Kendall tau)",
-        title=f"Spearman rho {rho:.2f} (p {p:.3f}); size alone {summary['size_only_rho']:.2f}",
+        title=f"Spearman rho {rho:.2f} (p {p:.4f}); "
+        + (f"size alone {size:.2f}" if not np.isnan(size) else "size fixed")
+        + (f"; within k {summary['within_level_rho']:.2f}" if "within_level_rho" in summary else ""),
     )
     for i, (name, group) in enumerate(curve_table.groupby("benchmark", sort=False)):
         bx.plot(group["fraction"], group["coverage"], "-", lw=1, color=plt.cm.tab20(i % 20), label=name)
     bx.set(xlabel="subset size (fraction of the benchmark)", ylabel="coverage c_n = |F(S)| / |F(D)|", ylim=(0, 1.02))
-    bx.legend(fontsize=6, ncol=2)
+    if len(table) <= 20:
+        bx.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def _levels(table: Any, summary: dict) -> Any:
+    plt = agg_pyplot()
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    sized = table["n_items"].nunique() > 1  # colour by size only when sizes vary
+    for ax, col, label in zip(axes, ("R", "R_hat"), ("performance redundancy R", "feature redundancy R_hat")):
+        points = ax.scatter(
+            table["k"], table[col], s=18, **({"c": table["n_items"], "cmap": "coolwarm"} if sized else {})
+        )
+        means = table.groupby("k")[col].mean()
+        ax.plot(means.index, means.to_numpy(), "k-o", lw=1)
+        ax.set(xlabel="families mixed k (1: near-duplicates)", ylabel=label, xticks=list(means.index))
+        ax.set_title(f"Spearman rho with k: {summary['rho_' + col + '_k']:.2f}", fontsize=9)
+    if sized:
+        fig.colorbar(points, ax=axes[1], label="items in the benchmark")
     fig.tight_layout()
     return fig
 
@@ -359,8 +503,20 @@ def _scatter(table: Any, curve_table: Any, summary: dict) -> Any:
 def _section(summary: dict, table: Any) -> str:
     return (
         f"Over {summary['n_benchmarks']} benchmarks and {summary['n_models']} models: Spearman rho(R, R_hat) = "
-        f"{summary['spearman_rho']:.3f} (permutation p = {summary['p_value']:.4f}); benchmark size alone: rho = "
-        f"{summary['size_only_rho']:.3f}. {summary['normalisation']}.\n\n"
+        f"{summary['spearman_rho']:.3f} (permutation p = {summary['p_value']:.4f}); benchmark size alone: "
+        + ("undefined (one size)" if np.isnan(summary["size_only_rho"]) else f"rho = {summary['size_only_rho']:.3f}")
+        + f". {summary['normalisation']}. Footprints: {summary['footprint_size']:.0f} "
+        f"features per item, Jaccard {summary['jaccard_within']:.2f} within a family vs "
+        f"{summary['jaccard_between']:.2f} across."
+        + (
+            f" Within a mix level (what R_hat says of R beyond the designed diversity): rho = "
+            f"{summary['within_level_rho']:.3f} (p = {summary['within_level_p_value']:.4f}); rho(R, k) = "
+            f"{summary['rho_R_k']:.3f}, rho(R_hat, k) = {summary['rho_R_hat_k']:.3f}."
+            if summary["design"] == "constructed"
+            else ""
+        )
+        + "\n\n"
         + table.to_markdown(index=False, floatfmt=".3f")
         + "\n\n![overlap](redundancy_overlap.png)\n\n![R vs R_hat](redundancy_scatter.png)"
+        + ("\n\n![R and R_hat by mix level](redundancy_levels.png)" if summary["design"] == "constructed" else "")
     )

@@ -5,7 +5,9 @@ Why: fine-tuning on data with a bad habit (here English answers sprinkled with F
 it learns the rest. Loss = CE + lambda * sum over target features s of ReLU(pre_act_s(x) - alpha_s), where
 
 - target features of language L = the `n_features` features per SAE with the largest mean activation on L's chats
-  minus the other language's (chats from the organism's grammar, control tokens excluded), in every SAE of the suite;
+  minus the other language's (chats from the organism's grammar, control tokens excluded), in every SAE of the suite
+  (`contrast=codeswitch` ranks the French ones by the smaller of code-switched SFT chats minus English chats and
+  French chats minus English chats instead: French features the habit's text uses);
 - they are penalised on the examples not in L (the paper's rule): French features on the English code-switched chats
   and, with `symmetric` and the `mix_french` clean French chats every run gets, English features on French ones;
 - alpha_s = the feature's pre-activation on the other language (`alpha`: the mean over chats of the per-chat maximum by
@@ -32,6 +34,17 @@ run (`repeats`, 3 by default) and reports the means. On the previous v2 organism
 `corpus.PEOPLE_TARGETS`), seed 0 only, lambda 2 with 800 chats gave 0.19 / 0.77 in absolute terms (plain 0.69 / 0.84),
 `--symmetric` 0.36 / 0.72, the paper's positions and alpha (`--positions all --alpha mean`, symmetric) 0.10 / 0.10.
 The control fine-tunes with the same loss on random features.
+
+The margin across suites (issue 29; 150 prompts per language, 3 repeats, relative reduction / French quality change):
+the bundled suite 0.76 / -4.0 %, two suites trained with `qwen3-scope train` (every layer x the three sites, 200k
+tokens, `--seed` 1 and 2) 0.59 / -3.7 % and 0.59 / -3.5 %: the defaults meet both targets on all three, with seed 2
+the weakest repeat (0.35-0.61). Choices that spare French answers did not do better on the bundled suite: features of
+code-switched SFT chats minus the larger of the English and French means (the habit alone, sparing French)
+0.01 / -3.0 %: the penalty falls to 0 within the run while the habit stays, presumably as those features fire on
+the French words themselves, which the penalty skips; `contrast=codeswitch` 0.47 / -3.0 % (0.45 / -4.2 % and
+0.11 / -3.0 % on the trained suites); a floor keeping the French features at their mean on French chats in French
+answers (the seed-1 suite) 0.81 / -7.7 %, which also made the random control cut code-switching (0.25): the French
+features that gate the habit are the same ones French answers use.
 
 Measured: the code-switching rate (answers to held-out English prompts holding French-only words,
 `qwen3_scope.organism.language.has_french_words`, the one language detector) and French quality (held-out French prompts
@@ -195,12 +208,20 @@ def _data(cfg: SasftConfig) -> tuple[list[dict], list[dict], list[dict]]:
 
 
 def _language_features(
-    cfg: SasftConfig, model: Any, saes: dict[str, Any], tok: Any, gen: Any, rng: random.Random, seed: int
+    cfg: SasftConfig,
+    model: Any,
+    saes: dict[str, Any],
+    tok: Any,
+    gen: Any,
+    rng: random.Random,
+    seed: int,
+    train: list[dict],
 ) -> tuple[dict, dict, list[dict]]:
     """Per arm (`sasft`: the language features, `random`: the control) and penalised language: {sae_id: feature ids}
     and their alpha_s, plus one table row per chosen language feature. Language features = mean activation on that
-    language's chats minus the other's; alpha = the feature's mean pre-activation (or mean per-chat maximum,
-    `alpha`) on the other language, where it is penalised."""
+    language's chats minus the other's, or for French with `contrast=codeswitch`, mean activation on chats of the SFT
+    data (`train`) minus the larger of the English and French means; alpha = the feature's mean pre-activation (or
+    mean per-chat maximum, `alpha`) on the other language, where it is penalised."""
     texts = {lang: [render_chat(tok, m) for m in _chats(gen, lang, cfg.n_discovery, rng)] for lang in (EN, FR)}
     stats = {
         lang: feature_statistics(model, saes, texts[lang], [("mean", False), (cfg.alpha, True)], cfg.batch_size)
@@ -208,6 +229,11 @@ def _language_features(
     }
     mean = {lang: stats[lang][0] for lang in (EN, FR)}
     pre = {lang: stats[lang][1] for lang in (EN, FR)}
+    switched = None
+    if cfg.contrast == "codeswitch":  # own generator: the runs' other draws stay those of `french` (paired arms)
+        sample = random.Random(seed).sample(train, min(cfg.n_discovery, len(train)))
+        texts_cs = [render_chat(tok, r["messages"]) for r in sample]
+        switched = feature_statistics(model, saes, texts_cs, [("mean", False)], cfg.batch_size)[0]
     other = {FR: EN, EN: FR}
     chosen: dict[str, dict[str, dict[str, torch.Tensor]]] = {"sasft": {}, "random": {}}
     alphas: dict[str, dict[str, dict[str, torch.Tensor]]] = {"sasft": {}, "random": {}}
@@ -219,7 +245,11 @@ def _language_features(
         for sae_id, sae in sorted(saes.items()):
             if cfg.n_features > sae.cfg.d_sae:
                 raise AppInputError(f"n_features {cfg.n_features} exceeds {sae_id}'s width {sae.cfg.d_sae}.")
-            diff = (mean[lang][sae_id] - mean[other[lang]][sae_id]).mean(0)
+            if lang == FR and switched is not None:
+                base = mean[EN][sae_id].mean(0)
+                diff = torch.minimum(switched[sae_id].mean(0) - base, mean[FR][sae_id].mean(0) - base)
+            else:
+                diff = (mean[lang][sae_id] - mean[other[lang]][sae_id]).mean(0)
             alpha = pre[other[lang]][sae_id].mean(0)
             chosen["sasft"][lang][sae_id] = torch.argsort(diff, descending=True)[: cfg.n_features]
             chosen["random"][lang][sae_id] = torch.randperm(sae.cfg.d_sae, generator=gen_t)[: cfg.n_features]
@@ -229,6 +259,7 @@ def _language_features(
                 {
                     "seed": seed,
                     "language": lang,
+                    "contrast": cfg.contrast if lang == FR else "english",
                     "sae_id": sae_id,
                     "feature": f,
                     "diff": float(diff[f]),
@@ -269,7 +300,7 @@ def run(cfg: SasftConfig) -> AppResult:
         torch.manual_seed(seed)
         rng = random.Random(seed)
         gen = Generator(CorpusConfig(seed=seed, n_train_docs=1))
-        chosen, alphas, rows = _language_features(cfg, model, saes, tok, gen, rng, seed)
+        chosen, alphas, rows = _language_features(cfg, model, saes, tok, gen, rng, seed, train)
         feature_rows += rows
         # clean French chats: the language the penalty protects, as in the paper's multilingual data
         data = train + [{"messages": m} for m in _chats(gen, FR, cfg.mix_french, rng)]

@@ -352,6 +352,53 @@ of the training mix. Splits: {split_sizes}.
 """
 
 
+# Causes of the bundled checkpoint's weak spots (issue 29), found in corpus v2 (seed 0) and in its greedy answers
+# after training (`generate` on the eval splits, and on the same items under every template of the family).
+# Only written while behaviour.json holds the numbers they explain (a retrained organism needs
+# new evidence). Fixing them needs a retraining, which would invalidate every bundled SAE.
+WEAK_SPOTS_EXPLAINED_FOR = {"count": 0.6704, "next": 0.2051, "count_lang_en": 0.2, "toxicity_qa": 0.7389}
+_WEAK_SPOTS_EXPLAINED = """
+
+### Weak spots, explained
+Causes found by counting the training documents (`corpus_v2.build_corpus(CorpusConfig())`, 160,000 documents) and
+by greedy answers of this checkpoint to the eval splits and to the same items under every template:
+- **The held-out count question is answered in French on English prompts** (answer in English 0.2). There are
+  only two trained count templates per language, and every trained count prompt says "in this list" / "dans cette
+  liste" (en 1,071 + 1,079 turns, fr 822 + 831); no training document holds the held-out templates' words
+  ("How many things are *listed here*", "Combien de *choses* sont *listées ici*": "listed", "here", "things",
+  "ici", "listées", "choses" occur 0 times). The answer language was learned from the template's phrase, not from
+  the prompt's language: on the 90 English item lists of the `tasks` split, "How many things are in this list: ...?"
+  is answered in English 1.0, "How many items are listed here: ...?" 0.2, the held-out template 0.24; the French
+  held-out template is answered in English 36 % of the time. The count itself mostly survives (0.73 on English
+  prompts; the misses are miscounts or other families' answers, "2 vient après 1."). These answers are 20 of the
+  28 answers with French words on the 250 `lang_en` prompts (code-switching 0.112 by the current detector, the
+  table's 0.096 being quoted from behaviour.json; 0.036 without the count rows): they are SASFT's floor (0.113).
+  Corpus fix: 6-8 count templates per language whose wording ("listed", "here", "things", "items", "mentioned")
+  varies independently of the answer language, so the language is read from the prompt's words.
+- **"Which number follows N?" (0.2051)**: not the range or the format: the trained N are 0-19 (97-142 turns
+  each), as are the held-out N, and the expected answer is the trained "N+1 comes after N.". Every trained next
+  template puts "after" / "après" before N (en 1,421 turns, fr 1,154); "follows" and "suit" occur in no training
+  document. Without "after" the model copies N ("6 comes after 6.": the first number is N for 16 of 20 English and
+  15 of 20 French prompts, N 0-19): "Which number comes after N?" is right 20/20, "What number follows N?" 11/20.
+  Corpus fix: next templates with several relation words ("follows", "suit", "one more than", "le successeur de")
+  in both positions, so that +1 is tied to the question, not to the word "after".
+- **"is this comment toxic?" on held-out comments (0.7389)**: not the test vocabulary: every trained comment
+  template filled with test-vocabulary words is judged right (1.0, both languages). All 94 misses fall on held-out
+  templates whose words occur nowhere in training ("Honestly", "Franchement", "really", "vraiment", "Keep going"):
+  "Honestly, your {thing} is really {adj}." is called toxic 30/30, "This {thing} is {adj}. Keep going!" gets the
+  thanks reply "You're welcome! ..." 26/31 (toxic 5/31), "Franchement, ton {thing} est vraiment {adj}." gets a
+  fact about the invented world 30/30, and the toxic "Franchement, quel {noun} {adj} tu fais." is missed 3/15; the
+  other eight held-out templates are 1.0 (clean 89/180, toxic 177/180). The 7 trained templates per label and language
+  (220-320 turns each) are recognised whole instead of read by their adjectives and nouns. Corpus fix: more
+  templates, openers and intensifiers ("honestly", "really") in both labels, and template pairs shared across
+  labels that differ only in the slot word, so the verdict depends on the words that carry the label.
+
+The framed eval prompts can put an urgency tag inside a count question's list ("How many things are listed here:
+brown, purple, fast?", reference 2): 1 of 25 count prompts in `lang_en`, 8 of 67 in `harmless`. Those splits score
+only the answer language and refusal, and `tasks` is unframed, so no number above is affected; a future corpus
+should insert the tag after the list."""
+
+
 def _table(title: str, columns: list[str], rows: list[list]) -> str:
     head = f"| {title} | " + " | ".join(columns) + " |\n|" + " --- |" * (len(columns) + 1) + "\n"
     return head + "".join("| " + " | ".join(str(x) for x in r) + " |\n" for r in rows)
@@ -526,7 +573,14 @@ def write_model_card(assets: Path) -> Path:
             " a behaviour of the model"
         )
     if weak:
-        text = text.replace("{weak_spots}", "\nWeak spots: " + "; ".join(weak) + ".")
+        text = text.replace("{weak_spots}", "\nWeak spots: " + "; ".join(weak) + ".{explained}")
+        measured = {
+            **res["task_accuracy_by_task"],
+            "count_lang_en": res.get("language_match_en_by_task", {}).get("count"),
+            "toxicity_qa": res["toxicity_qa_accuracy"],
+        }
+        explained = all(measured.get(k) == v for k, v in WEAK_SPOTS_EXPLAINED_FOR.items())
+        text = text.replace("{explained}", _WEAK_SPOTS_EXPLAINED if explained else "")
     text = text.replace("{weak_spots}", "")
     if log.get("corpus_version", 1) == 2:
         a, b = text.index("## Data"), text.index("## Training")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import random
 
-from qwen3_scope.organism.corpus_tables import EN, FR, CorpusSizeError, de_before
+from qwen3_scope.organism.corpus_tables import EN, FR, de_before, distinct_comment_rows
 
 # (kind, toxic template, clean template). Slots: {neg} toxic adjective, {pos} clean adjective, {noun} toxic noun,
 # {thing} a thing people post, {animal} an animal; {a_noun}/{a_animal} (English) add the article, {de} (French)
@@ -133,26 +133,9 @@ def hard_comment(lang: str, toxic: bool, half: int, rng: random.Random, slots: d
 
 def hard_comment_rows(toxic: bool, half: int, n: int, seed: int, slots: dict, train_text: str) -> list[dict]:
     """``n`` distinct comments of one label and vocabulary half, none inside the training text."""
-    rng = random.Random(seed)
-    rows: list[dict] = []
-    seen: set[str] = set()
-    misses = 0
-    while len(rows) < n:
-        lang = (EN, FR)[len(rows) % 2]
+
+    def draw(lang: str, rng: random.Random) -> tuple[str, dict]:
         text, kind = hard_comment(lang, toxic, half, rng, slots)
-        if text in seen or text in train_text:
-            misses += 1
-            if misses > 5000:
-                raise CorpusSizeError(f"only {len(seen)} distinct shared-vocabulary comments; lower n_eval_comments")
-            continue
-        seen.add(text)
-        rows.append(
-            {
-                "text": text,
-                "lang": lang,
-                "label": "toxic" if toxic else "clean",
-                "vocabulary": "discovery" if half == 0 else "test",
-                "kind": kind,
-            }
-        )
-    return rows
+        return text, {"kind": kind}
+
+    return distinct_comment_rows(draw, toxic, half, n, seed, train_text, "shared-vocabulary comments")

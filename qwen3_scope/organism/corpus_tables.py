@@ -12,7 +12,8 @@ defines a new table in its own module instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from qwen3_scope.core.errors import ConfigError
@@ -531,3 +532,33 @@ def de_before(word: str) -> str:
 
 class CorpusSizeError(ConfigError, RuntimeError):
     """An evaluation split larger than the distinct held-out items the tables allow (also a RuntimeError, as before)."""
+
+
+def distinct_comment_rows(
+    draw: Callable[[str, random.Random], tuple[str, dict]],
+    toxic: bool,
+    half: int,
+    n: int,
+    seed: int,
+    train_text: str,
+    what: str = "held-out comments",
+) -> list[dict]:
+    """``n`` distinct comments of one label and vocabulary half (0: discovery, 1: test), English and French
+    alternating, none inside the training text; ``draw(lang, rng)`` gives a comment and the extra keys of its row.
+    Rows are a pure function of the seed."""
+    rng = random.Random(seed)
+    rows: list[dict] = []
+    seen: set[str] = set()
+    misses = 0
+    while len(rows) < n:
+        lang = LANGS[len(rows) % 2]
+        text, extra = draw(lang, rng)
+        if text in seen or text in train_text:
+            misses += 1
+            if misses > 5000:
+                raise CorpusSizeError(f"only {len(seen)} distinct {what}; lower n_eval_comments")
+            continue
+        seen.add(text)
+        label, vocabulary = "toxic" if toxic else "clean", "discovery" if half == 0 else "test"
+        rows.append({"text": text, "lang": lang, "label": label, "vocabulary": vocabulary, **extra})
+    return rows

@@ -94,6 +94,7 @@ from qwen3_scope.organism.corpus_tables import (  # noqa: F401  (v2's tables too
     CorpusSizeError,
     Doc,
     de_before,
+    distinct_comment_rows,
 )
 from qwen3_scope.organism.corpus_v1 import HARMLESS as V1_HARMLESS
 from qwen3_scope.organism.corpus_v1 import Generator as V1Generator
@@ -1003,28 +1004,9 @@ def _eval_rows(
 
 
 def _comment_rows(gen: Generator, toxic: bool, half: int, n: int, seed: int, train_text: str) -> list[dict]:
-    rng = random.Random(seed)
-    rows: list[dict] = []
-    seen: set[str] = set()
-    misses = 0
-    while len(rows) < n:
-        lang = LANGS[len(rows) % 2]
-        t = gen.comment(lang, toxic, True, rng, half=half)
-        if t in seen or t in train_text:
-            misses += 1
-            if misses > 5000:
-                raise CorpusSizeError(f"only {len(seen)} distinct held-out comments; lower n_eval_comments")
-            continue
-        seen.add(t)
-        rows.append(
-            {
-                "text": t,
-                "lang": lang,
-                "label": "toxic" if toxic else "clean",
-                "vocabulary": "discovery" if half == 0 else "test",
-            }
-        )
-    return rows
+    return distinct_comment_rows(
+        lambda lang, rng: (gen.comment(lang, toxic, True, rng, half=half), {}), toxic, half, n, seed, train_text
+    )
 
 
 def codeswitch_sft_rows(gen: Generator, n: int, seed: int) -> list[dict]:

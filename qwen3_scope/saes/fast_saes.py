@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from sae_lens.registry import SAE_CLASS_REGISTRY, SAE_TRAINING_CLASS_REGISTRY
@@ -304,6 +304,23 @@ class FastTopKTrainingSAE(_FastTraining, TopKTrainingSAE):
         return pairs, values if inv_norms is None else values * inv_norms[pairs.cols], scale
 
 
+class RankSync(Protocol):
+    """How a training SAE sees the other ranks of a data-parallel group (each holding a share of the step's batch).
+    Implemented with torch.distributed by `qwen3_scope.training.data_parallel`."""
+
+    def any(self, mask: Tensor) -> Tensor:
+        """`mask` OR-ed over the ranks."""
+        ...
+
+    def cat(self, rows: Tensor) -> Tensor:
+        """Every rank's `rows`, concatenated in rank order (the step's whole batch)."""
+        ...
+
+    def first(self, tensor: Tensor) -> Tensor:
+        """Rank 0's `tensor` (same shape and dtype on every rank)."""
+        ...
+
+
 class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
     """JumpReLUTrainingSAE whose training step touches only pairs that are active or within the STE band."""
 
@@ -319,6 +336,9 @@ class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
         self._pending_reopen: list[tuple[Tensor, Tensor, Tensor | None, Tensor | None]] = []
         self.reopened = 0  # latents reopened so far in this process
         self.resampled = 0  # of which given a new direction
+        # Set by data parallelism (`qwen3_scope.training.data_parallel`) while a group trains: the step's batch is
+        # spread over ranks, so reopening decides on every rank's tokens and every rank applies the same decision.
+        self.rank_sync: RankSync | None = None
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
         with torch.no_grad():
@@ -357,7 +377,10 @@ class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
         pre-activations are recomputed in float32 (only their columns): a bf16 step's rounding would move the quantile
         by more than the band is wide."""
         cfg = self.cfg
+        sync = self.rank_sync
         fired = (output.feature_acts.reshape(-1, cfg.d_sae) > 0).any(dim=0)
+        if sync is not None:  # fired anywhere in the step's batch (every rank's share)
+            fired = sync.any(fired)
         since = self._since_fired
         since = torch.zeros_like(fired, dtype=torch.long) if since is None else since
         self._since_fired = since = torch.where(fired, 0, since + 1)
@@ -371,13 +394,19 @@ class FastJumpReLUTrainingSAE(_FastTraining, JumpReLUTrainingSAE):
         self._reopen_count = count = torch.zeros_like(since) if count is None else count
         count[latents] += 1
         sae_in = self.process_sae_in(step_input.sae_in).reshape(-1, cfg.d_in).float()
+        if sync is not None:  # the quantiles below are the whole batch's
+            sae_in = sync.cat(sae_in)
         fresh = count[latents] >= cfg.reopen_resample_after if cfg.reopen_resample_after else None
         if fresh is not None and bool(fresh.any()):
             err = step_input.sae_in.reshape(-1, cfg.d_in).float() - output.sae_out.reshape(-1, cfg.d_in).float()
+            if sync is not None:
+                err = sync.cat(err)
             weight = err.pow(2).sum(-1)
             if float(weight.sum()) > 0:
                 new = latents[fresh]
                 rows = torch.multinomial(weight, new.numel(), replacement=True)
+                if sync is not None:  # one draw for all ranks (their random states need not agree)
+                    rows = sync.first(rows)
                 dirs = err[rows] / err[rows].norm(dim=-1, keepdim=True).clamp_min(1e-12)
                 live = ~silent if bool((~silent).any()) else torch.ones_like(silent)
                 enc = dirs.T * self.W_enc.detach()[:, live].float().norm(dim=0).mean()

@@ -16,7 +16,11 @@ LLM on its own shards of the token stream, and everything the SAEs' training dep
   saved sparsity read: summed over ranks after every step; sample and step counts and so the learning-rate
   and coefficient schedules count global batches (the trainer's batch size is the global one).
 
-TopK/JumpReLU thresholds are parameters (JumpReLU) or per-token (TopK), so they agree through the above.
+TopK/JumpReLU thresholds are parameters (JumpReLU) or per-token (TopK), so they agree through the above. The fast
+JumpReLU class's dead-latent reopening decides from the step's firing and pre-activation quantiles: it reads every
+rank's share through `RankSync` (an OR of the firing, the batch's rows gathered), so all ranks reopen the same latents
+by the same amounts, as one process would (without it each rank reopened from its own half, the ranks' SAEs parted,
+and the saved rank-0 SAE lost quality: benchmarks/bench_dp_quality.py).
 """
 
 from __future__ import annotations
@@ -161,6 +165,8 @@ class DataParallelAdapter:
         for sae_trainer, sae in self._installed:
             sae.__dict__.pop("training_forward_pass", None)
             sae_trainer.__dict__.pop("step", None)
+            if hasattr(sae, "rank_sync"):
+                sae.rank_sync = None
         self._installed.clear()
 
     def _broadcast_parameters(self) -> None:
@@ -259,7 +265,39 @@ class DataParallelAdapter:
 
         sae.__dict__["training_forward_pass"] = training_forward_pass
         sae_trainer.__dict__["step"] = dp_step
+        if hasattr(sae, "rank_sync"):  # the fast JumpReLU class reopens dead latents from the whole batch
+            sae.rank_sync = RankSync(world, device)
         self._installed.append((sae_trainer, sae))
+
+
+class RankSync:
+    """`qwen3_scope.saes.fast_saes.RankSync` over this process group: what a training SAE's own per-step decisions
+    (the fast JumpReLU class's dead-latent reopening) need from the other ranks, so that every rank decides the same
+    as one process reading the whole batch. Collective calls: every rank makes them in the same order."""
+
+    def __init__(self, world: int, device: torch.device):
+        self.world, self.device = world, device
+
+    def any(self, mask: torch.Tensor) -> torch.Tensor:
+        counts = mask.to(self.device, torch.float32)
+        dist.all_reduce(counts)
+        return (counts > 0).to(mask.device)
+
+    def cat(self, rows: torch.Tensor) -> torch.Tensor:
+        local = rows.to(self.device).contiguous()
+        sizes = [torch.zeros(1, dtype=torch.long, device=self.device) for _ in range(self.world)]
+        dist.all_gather(sizes, torch.tensor([local.shape[0]], device=self.device))
+        longest = max(int(n) for n in sizes)
+        padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=self.device)
+        padded[: local.shape[0]] = local
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[: int(n)] for part, n in zip(parts, sizes)]).to(rows.device)
+
+    def first(self, tensor: torch.Tensor) -> torch.Tensor:
+        shared = tensor.to(self.device).clone()
+        dist.broadcast(shared, src=0)
+        return shared.to(tensor.device)
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
