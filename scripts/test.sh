@@ -30,12 +30,13 @@ export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 # `--no-loadscope-reorder` hands the files out in collection order, which tests/conftest.py makes longest first
 # (xdist's own order, by number of tests, can start a minutes-long file last, alone on one worker).
 # QWEN3_SCOPE_TEST_WORKERS=1 runs the suite in this process; extra arguments go to pytest
-# (e.g. `bash scripts/test.sh tests/test_training.py`).
+# (e.g. `bash scripts/test.sh tests/test_training.py`). The 25 slowest tests are listed at the end: the fast loop's
+# running record (issue 25).
 CORES_PY='import qwen3_scope_cli; qwen3_scope_cli.starting = True
 from qwen3_scope.core.threads import available_cores; print(min(4, available_cores()))' # affinity and cgroup quota
 WORKERS="${QWEN3_SCOPE_TEST_WORKERS:-$(python -c "$CORES_PY")}"
 if [ "$WORKERS" -gt 1 ]; then
-  python -m pytest -q -n "$WORKERS" --dist loadfile --no-loadscope-reorder "$@"
+  python -m pytest -q --durations=25 -n "$WORKERS" --dist loadfile --no-loadscope-reorder "$@"
 else
-  python -m pytest -q "$@"
+  python -m pytest -q --durations=25 "$@"
 fi
