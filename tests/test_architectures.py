@@ -4,6 +4,7 @@ the suite evaluation; bad architecture input gives errors naming the choices."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -16,6 +17,7 @@ from qwen3_scope import load_model
 from qwen3_scope.core.errors import ConfigError
 from qwen3_scope.evaluation.held_out import HeldOutTokens
 from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
+from qwen3_scope.training.cli import add_cli
 from qwen3_scope.training.config import ARCHITECTURES, SuiteTrainingConfig
 from qwen3_scope.training.parsing import parse_sae_field
 from qwen3_scope.training.recipes import RecipeConfigError, build_suite
@@ -167,10 +169,6 @@ def test_bad_architecture_input_names_the_choices(capsys):
 
 
 def test_plan_and_describe_show_the_architecture(capsys, tmp_path):
-    import argparse
-
-    from qwen3_scope.training.cli import add_cli
-
     parser = argparse.ArgumentParser()
     add_cli(parser.add_subparsers(dest="command"))
     argv = ["train", "--architecture", "batchtopk", "--layers", "3", "--sites", "mlp_out", "--sparsities", "16", "32"]

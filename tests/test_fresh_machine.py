@@ -130,14 +130,9 @@ def test_installed_wheel_works_offline_outside_the_checkout(wheel, tmp_path):
     )
     assert (elsewhere / "steer").is_dir() and not (REPO / "build").exists()
     # the bundler rewrites package files: it refuses an installed package (and leaves it untouched)
-    bundled = (
-        venv
-        / "lib"
-        / f"python{sys.version_info.major}.{sys.version_info.minor}"
-        / "site-packages"
-        / "qwen3_scope"
-        / "bundled_saes"
-    )
+    where = "import pathlib, qwen3_scope; print(pathlib.Path(qwen3_scope.__file__).parent / 'bundled_saes')"
+    bundled = Path(_run([str(python), "-c", where], cwd=elsewhere, env=env).strip())
+    assert bundled.is_relative_to(venv) and bundled.is_dir(), bundled
     before = sorted(p.relative_to(bundled) for p in bundled.rglob("*"))
     refused = subprocess.run(
         [str(python), "-m", "qwen3_scope.bundle", "--suite", str(elsewhere)],

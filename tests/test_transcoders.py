@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 import torch
-from conftest import TINY_TEXT, write_chat_jsonl
+from conftest import TINY_TEXT, suite_for, write_chat_jsonl
+from sae_lens import SAE
+from sae_lens.registry import get_sae_training_class
+from sae_lens.saes.sae import TrainStepInput
+from sae_lens.saes.transcoder import SkipTranscoder, Transcoder
+from safetensors.torch import load_file
+
+import qwen3_scope  # noqa: F401  (registers the classes)
+from qwen3_scope import format_chat, load_model, naming
+from qwen3_scope.core.errors import ConfigError
+from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
+from qwen3_scope.model.family import resolve_model
+from qwen3_scope.model.sites import (
+    BackendUnsupportedError,
+    UnknownHookError,
+    parse_transcoder_hooks,
+    transcoder_hooks,
+)
+from qwen3_scope.releases import list_release_saes, register_suite
+from qwen3_scope.saes.transcoders import (
+    JumpReLUTranscoderTrainingConfig,
+    TopKSkipTranscoder,
+    TranscoderInputError,
+    transcoder_architecture,
+)
+from qwen3_scope.training.cli import add_cli
+from qwen3_scope.training.config import SuiteTrainingConfig
+from qwen3_scope.training.suite import train_suite
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:dataset .* SAELens will reuse it"),
@@ -21,14 +49,6 @@ KINDS = [(kind, skip) for kind in ("relu", "jumprelu", "topk") for skip in (Fals
 def test_training_class_learns_the_target_and_saves_as_a_sae_lens_transcoder(kind, skip, tmp_path):
     """A step's loss is against the target half of [x ; y]; after folding the norm scale, the saved inference
     transcoder (SAELens' own class, or ours for TopK) computes exactly what the training class computes."""
-    from sae_lens import SAE
-    from sae_lens.registry import get_sae_training_class
-    from sae_lens.saes.sae import TrainStepInput
-    from sae_lens.saes.transcoder import SkipTranscoder, Transcoder
-
-    import qwen3_scope  # noqa: F401  (registers the classes)
-    from qwen3_scope.saes.transcoders import TranscoderInputError, transcoder_architecture
-
     architecture = transcoder_architecture(kind, skip)
     cls, cfg_cls = get_sae_training_class(architecture)
     extra = {"k": 4} if kind == "topk" else {}
@@ -66,9 +86,6 @@ def test_training_class_learns_the_target_and_saves_as_a_sae_lens_transcoder(kin
 
 
 def test_transcoder_configs_refuse_what_cannot_work():
-    from qwen3_scope.core.errors import ConfigError
-    from qwen3_scope.saes.transcoders import JumpReLUTranscoderTrainingConfig, transcoder_architecture
-
     with pytest.raises(ConfigError, match="apply_b_dec_to_input"):
         JumpReLUTranscoderTrainingConfig(d_in=8, d_sae=16, apply_b_dec_to_input=True)
     with pytest.raises(ConfigError, match="layer_norm"):
@@ -79,14 +96,6 @@ def test_transcoder_configs_refuse_what_cannot_work():
 
 # ---------------------------------------------------------------------------------------------- hooks and ids
 def test_hook_pairs_in_every_backend_and_clear_errors():
-    from qwen3_scope.model.family import resolve_model
-    from qwen3_scope.model.sites import (
-        BackendUnsupportedError,
-        UnknownHookError,
-        parse_transcoder_hooks,
-        transcoder_hooks,
-    )
-
     assert transcoder_hooks(2) == ("blocks.2.ln2.hook_normalized", "blocks.2.hook_mlp_out")
     assert transcoder_hooks(2, "bridge") == ("blocks.2.ln2.hook_out", "blocks.2.mlp.hook_out")
     assert transcoder_hooks(2, "hf") == ("model.layers.2.post_attention_layernorm", "model.layers.2.mlp")
@@ -103,8 +112,6 @@ def test_hook_pairs_in_every_backend_and_clear_errors():
 
 
 def test_ids_and_neuronpedia_ids():
-    from qwen3_scope import naming
-
     assert naming.sae_id("transcoder", 2, "organism") == "organism/transcoder/layer_2"
     assert naming.parse_sae_id("organism/transcoder/layer_2") == ("organism", "transcoder", 2)
     assert naming.parse_release_sae_id("bundled:organism/transcoder/layer_2") == ("organism", "transcoder", 2)
@@ -118,11 +125,6 @@ def test_ids_and_neuronpedia_ids():
 
 
 def test_suite_jobs_and_config_errors():
-    from conftest import suite_for
-
-    from qwen3_scope.core.errors import ConfigError
-    from qwen3_scope.training.config import SuiteTrainingConfig
-
     suite = suite_for("Qwen/Qwen3-4B", layers=[3], sites=["mlp_out"], transcoders=True, sparsities=[80, 200])
     ids = [j.sae_id for j in suite.jobs]
     assert ids == [
@@ -179,8 +181,6 @@ def chat_jsonl(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_qwen3_dir):
-    from qwen3_scope import load_model
-
     return load_model(str(tiny_qwen3_dir))
 
 
@@ -197,9 +197,6 @@ SUITE = dict(
 
 
 def _train(model_dir, dataset, out, loaded_model, **changes):
-    from qwen3_scope.training.config import SuiteTrainingConfig
-    from qwen3_scope.training.suite import train_suite
-
     config = SuiteTrainingConfig(model=str(model_dir), dataset=str(dataset), out=str(out), **{**SUITE, **changes})
     return train_suite(config, loaded_model=loaded_model, progress=False)
 
@@ -210,11 +207,6 @@ def suite(tiny_qwen3_dir, chat_jsonl, tiny_model, tmp_path_factory):
 
 
 def test_one_suite_trains_saes_and_transcoders_from_shared_passes(suite, tiny_model):
-    from sae_lens import SAE
-    from sae_lens.saes.transcoder import SkipTranscoder
-
-    from qwen3_scope.saes.transcoders import TopKSkipTranscoder
-
     manifest = suite.manifest
     assert set(manifest["saes"]) == {"mlp_out/layer_0", "mlp_out/layer_1", "transcoder/layer_0", "transcoder/layer_1"}
     record = manifest["saes"]["transcoder/layer_1"]
@@ -241,17 +233,12 @@ def test_one_suite_trains_saes_and_transcoders_from_shared_passes(suite, tiny_mo
 
 
 def test_resume_reproduces_the_transcoders(suite, tiny_qwen3_dir, chat_jsonl, tiny_model, tmp_path):
-    from safetensors.torch import load_file
-
     class Crash(Exception):
         pass
 
     def crash(group: int, step: int) -> None:
         if group == 0 and step >= 2:
             raise Crash
-
-    from qwen3_scope.training.config import SuiteTrainingConfig
-    from qwen3_scope.training.suite import train_suite
 
     config = SuiteTrainingConfig(model=str(tiny_qwen3_dir), dataset=str(chat_jsonl), out=str(tmp_path / "r"), **SUITE)
     with pytest.raises(Crash):
@@ -266,11 +253,6 @@ def test_resume_reproduces_the_transcoders(suite, tiny_qwen3_dir, chat_jsonl, ti
 
 
 def test_a_suite_with_transcoders_becomes_a_release(suite):
-    from sae_lens import SAE
-    from sae_lens.saes.transcoder import Transcoder
-
-    from qwen3_scope.releases import register_suite
-
     release = register_suite(suite.suite_dir, release="t1-transcoder-suite")
     key = suite.plan.suite.spec.key
     sae = SAE.from_pretrained(release, f"{key}/transcoder/layer_0")
@@ -278,10 +260,6 @@ def test_a_suite_with_transcoders_becomes_a_release(suite):
 
 
 def test_cli_flag_plans_transcoders(capsys, tmp_path):
-    import argparse
-
-    from qwen3_scope.training.cli import add_cli
-
     parser = argparse.ArgumentParser()
     add_cli(parser.add_subparsers(dest="command"))
     argv = ["train", "--model", "Qwen/Qwen3-4B", "--layers", "0-1", "--sites", "mlp_out", "--transcoders"]
@@ -295,13 +273,6 @@ def test_cli_flag_plans_transcoders(capsys, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- bundled set
 def test_bundled_transcoder_set_loads_offline_and_predicts_the_mlp_output():
-    from sae_lens import SAE
-    from sae_lens.saes.transcoder import Transcoder
-
-    import qwen3_scope  # noqa: F401
-    from qwen3_scope import load_model
-    from qwen3_scope.releases import list_release_saes
-
     rows = list_release_saes(r"^organism/transcoder/layer_\d+$")
     assert list(rows["layer"]) == list(range(6)), rows
     assert (rows["variance_explained"] >= 0.80).all(), rows
@@ -324,12 +295,6 @@ def test_moe_block_transcoder_trains_and_replaces_the_sparse_moe_block(tiny_moe_
     """Qwen3-MoE (hf backend): the transcoder reads the post-attention RMSNorm output and predicts the sparse MoE
     block's output (router + experts), planned and trained by the suite, saved as a SAELens transcoder, evaluated
     as a replacement of that block."""
-    from sae_lens import SAE
-    from sae_lens.saes.transcoder import Transcoder
-
-    from qwen3_scope import format_chat, load_model
-    from qwen3_scope.evaluation.suite_eval import SuiteEvalConfig, evaluate_suite
-
     hf_model = load_model(tiny_moe_dir, backend="hf")
     assert hf_model.qwen3_spec.kind == "moe"
     result = _train(

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 if os.name != "nt":
-    import fcntl
+    import fcntl  # optional: POSIX only (the build lock); elsewhere builds are not locked
 
 from qwen3_scope.core.errors import Qwen3ScopeError
 
