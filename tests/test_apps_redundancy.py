@@ -33,11 +33,16 @@ FAST = ["--max-items", "10", "--n-models", "10", "--variant-steps", "6", "--n-su
 FAST += ["--n-permutations", "2000", "--fractions", "0.2", "0.5", "0.8"]
 
 
+def _redundancy_run(tmp_path_factory, name: str, sizes: list[str]):
+    """`qwen3-scope apps redundancy` on the organism's residual SAEs at `sizes`: (its out dir, its summary)."""
+    out = tmp_path_factory.mktemp(name)
+    assert main(["apps", "redundancy", "--out", str(out), "--device", "cpu", *RESID, *sizes]) == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def organism_run(tmp_path_factory, one_thread):
-    out = tmp_path_factory.mktemp("redundancy")
-    assert main(["apps", "redundancy", "--out", str(out), "--device", "cpu", *RESID, *FAST]) == 0
-    return out, json.loads((out / "summary.json").read_text())
+    return _redundancy_run(tmp_path_factory, "redundancy", FAST)
 
 
 def test_organism_summary_and_files(organism_run):
@@ -169,9 +174,7 @@ CONSTRUCTED += ["--n-permutations", "200", "--fractions", "0.2", "0.5", "0.8"]
 
 @pytest.fixture(scope="module")
 def constructed_run(tmp_path_factory, one_thread):
-    out = tmp_path_factory.mktemp("redundancy_constructed")
-    assert main(["apps", "redundancy", "--out", str(out), "--device", "cpu", *RESID, *CONSTRUCTED]) == 0
-    return out, json.loads((out / "summary.json").read_text())
+    return _redundancy_run(tmp_path_factory, "redundancy_constructed", CONSTRUCTED)
 
 
 def test_constructed_design_runs_and_plots(constructed_run):
